@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The library targets (SagaLane, SagaLaneC) use only the Swift standard library, Glibc,
+// Synchronization, libuv and SQLite: Foundation would add 7 to 50 MB to every static host.
+let package = Package(
+    name: "sagalane",
+    products: [
+        .library(name: "SagaLane", targets: ["SagaLane"]),
+        .library(name: "SagaLaneC", targets: ["SagaLaneC"]),
+        .executable(name: "sagalane", targets: ["sagalane"]),
+        .executable(name: "sagalane-bench", targets: ["sagalane-bench"]),
+    ],
+    targets: [
+        // System libraries: a module map and a shim header each, linked by name. No pkgConfig:
+        // it would put the shared libraries ahead of the static ones when linking statically.
+        .systemLibrary(name: "CUV", path: "Sources/CUV"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .target(name: "SagaLane", dependencies: ["CUV", "CSQLite"]),
+        .target(name: "SagaLaneC", dependencies: ["SagaLane"]),
+        .executableTarget(name: "sagalane", dependencies: ["SagaLane"]),
+        .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
+        .testTarget(name: "SagaLaneTests", dependencies: ["SagaLane", "CSQLite", "CUV"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

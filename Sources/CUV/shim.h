@@ -1,0 +1,4 @@
+#ifndef SAGALANE_CUV_SHIM_H
+#define SAGALANE_CUV_SHIM_H
+#include <uv.h>
+#endif

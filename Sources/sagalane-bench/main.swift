@@ -1,0 +1,3 @@
+import SagaLane
+
+print("sagalane-bench \(SagaLaneVersion.string)")
