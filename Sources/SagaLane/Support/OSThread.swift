@@ -1,0 +1,42 @@
+import Glibc
+
+/// A joinable operating-system thread running one closure.
+///
+/// The core owns a few long-lived threads (the event loop, the log writer, lane workers) whose
+/// work blocks in C (`uv_run`, `fsync`, host jobs). They must not run on Swift's cooperative
+/// pool, and Foundation's `Thread` is not available to the library targets.
+public final class OSThread: @unchecked Sendable {
+    private var handle = pthread_t()
+
+    /// Starts a thread running `body`. `name` is kept for diagnostics.
+    public init(name: String, body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Start(name: name, body: body)).toOpaque()
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setstacksize(&attr, 1 << 20)
+        let rc = pthread_create(&handle, &attr, { raw in
+            let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
+            start.body()
+            return nil
+        }, box)
+        pthread_attr_destroy(&attr)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+    }
+
+    /// Waits for the thread to finish. Call once.
+    public func join() {
+        pthread_join(handle, nil)
+    }
+
+    /// Whether the calling thread is this thread.
+    public var isCurrent: Bool { pthread_equal(pthread_self(), handle) != 0 }
+
+    private final class Start {
+        let name: String
+        let body: @Sendable () -> Void
+        init(name: String, body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
+    }
+}

@@ -1,0 +1,21 @@
+import Testing
+import Synchronization
+@testable import SagaLane
+
+@Test func timestampRoundTripsThroughISO8601() {
+    let t = Timestamp(millisecondsSinceEpoch: 1_795_000_123_456)
+    #expect(Timestamp(iso8601: t.iso8601) == t)
+    #expect(Timestamp(millisecondsSinceEpoch: 0).iso8601 == "1970-01-01T00:00:00.000Z")
+    #expect(Timestamp(millisecondsSinceEpoch: -1).iso8601 == "1969-12-31T23:59:59.999Z")
+    #expect(Timestamp(iso8601: "2026-11-24T12:59:00Z")?.iso8601 == "2026-11-24T12:59:00.000Z")
+    #expect(Timestamp(iso8601: "2026-11-24T12:59:00.5Z")?.iso8601 == "2026-11-24T12:59:00.500Z")
+    #expect(Timestamp(iso8601: "not a time") == nil)
+    #expect(t.advanced(by: .seconds(-1)).millisecondsSinceEpoch == t.millisecondsSinceEpoch - 1000)
+}
+
+@Test func osThreadRunsAndJoins() {
+    let ran = Atomic<Int>(0)
+    let t = OSThread(name: "sagalane-test") { ran.store(1, ordering: .sequentiallyConsistent) }
+    t.join()
+    #expect(ran.load(ordering: .sequentiallyConsistent) == 1)
+}
