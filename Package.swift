@@ -20,6 +20,8 @@ let package = Package(
         .target(name: "SagaLaneC", dependencies: ["SagaLane"]),
         .executableTarget(name: "sagalane", dependencies: ["SagaLane"]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
+        // Spawned by the crash tests (and killed with SIGKILL); not installed.
+        .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane"]),
         .testTarget(name: "SagaLaneTests", dependencies: ["SagaLane", "CSQLite", "CUV"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,15 @@
+// A child process for crash tests: the tests start it, let it write through the real code
+// paths, and kill it with SIGKILL mid-stream. Each scenario is one subcommand.
+import Glibc
+import SagaLane
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let scenario = arguments.first else {
+    writeStandardError("usage: sagalane-testchild <scenario> [args…]\n")
+    exit(2)
+}
+switch scenario {
+default:
+    writeStandardError("sagalane-testchild: unknown scenario '\(scenario)'\n")
+    exit(2)
+}
