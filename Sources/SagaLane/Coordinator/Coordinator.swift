@@ -1,0 +1,513 @@
+import Synchronization
+
+/// Runs sagas: starts them from triggers or on request, routes events to them, writes every
+/// transition to the log ahead of its effect, and ends each in exactly one terminal event.
+///
+/// The coordinator is an actor whose executor is the runtime's `EventLoop`, so all saga state
+/// lives on the loop thread without locks. Registration (`register…`) and `beginSaga` are safe
+/// from any thread.
+///
+/// **Write-ahead.** A command reaches its target only after its step row is durable;
+/// `SagaCompleted` / `SagaFailed` is published only after the terminal row is durable. A failed
+/// log write fails the saga with that error. If even the failure cannot be written, the
+/// coordinator marks the log unhealthy, publishes `SagaFailed` with `"durable": false` (so
+/// subscribers still see exactly one terminal event) and refuses new sagas from then on.
+public actor Coordinator {
+    public nonisolated let loop: EventLoop
+    public nonisolated let log: SagaLog
+    public nonisolated let bus: EventBus
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+    private struct Registry {
+        var types: [String: SagaType] = [:]
+        var triggers: [Trigger] = []
+        var targets: [String: any SagaTarget] = ["self": SelfTarget()]
+        var targetFamilies: [String: @Sendable (String) throws(CoordinatorError) -> any SagaTarget] = [:]
+    }
+
+    private enum Phase: Equatable { case created, running, closed }
+
+    private struct Status {
+        var phase = Phase.created
+        var unhealthy: String?
+    }
+
+    private nonisolated let registry = Mutex(Registry())
+    private nonisolated let status = Mutex(Status())
+    private nonisolated let nextID = Atomic<UInt64>(1)
+    private nonisolated let inbox = Mutex(Inbox())
+    private nonisolated(unsafe) var sinkID = 0
+
+    private struct Inbox {
+        var events: [Event] = []
+        var drainScheduled = false
+    }
+
+    /// One saga in flight, owned by the loop thread.
+    private final class Instance {
+        let id: UInt64
+        let type: SagaType
+        let saga: Saga
+        var nextStep: UInt32 = 0
+        var awaitingStep: UInt32?
+        var mailbox: [Event] = []
+        var mailboxHead = 0
+        var busy = false
+        var ended = false
+        var deadline: TimerID?
+
+        init(id: UInt64, type: SagaType, saga: Saga) {
+            self.id = id
+            self.type = type
+            self.saga = saga
+        }
+    }
+
+    private var sagas: [UInt64: Instance] = [:]
+    private var interested: [String: Set<UInt64>] = [:]
+
+    /// Creates a coordinator. It attaches to `bus` at once, so events published before `start`
+    /// are kept and handled, in order, once start-up recovery is done.
+    public init(loop: EventLoop, log: SagaLog, bus: EventBus) {
+        self.loop = loop
+        self.log = log
+        self.bus = bus
+        sinkID = bus.attachSink { [weak self] event in self?.accept(event) }
+    }
+
+    /// The bus sink: queues the event and makes sure a drain is scheduled on the loop.
+    private nonisolated func accept(_ event: Event) {
+        let schedule = inbox.withLock { inbox -> Bool in
+            inbox.events.append(event)
+            if inbox.drainScheduled { return false }
+            inbox.drainScheduled = true
+            return true
+        }
+        if schedule { scheduleDrain() }
+    }
+
+    // MARK: Registration (any thread)
+
+    /// Registers a saga type. Its name must be new.
+    public nonisolated func register(_ type: SagaType) throws(CoordinatorError) {
+        guard !type.name.isEmpty else { throw CoordinatorError(.invalidArgument, "a saga type needs a name") }
+        try registry.withLock { (registry) throws(CoordinatorError) in
+            guard registry.types[type.name] == nil else {
+                throw CoordinatorError(.duplicateName, "a saga type named '\(type.name)' is already registered")
+            }
+            registry.types[type.name] = type
+        }
+    }
+
+    /// Adds a trigger. Its saga type must be registered.
+    public nonisolated func addTrigger(_ trigger: Trigger) throws(CoordinatorError) {
+        try registry.withLock { (registry) throws(CoordinatorError) in
+            guard registry.types[trigger.sagaType] != nil else {
+                throw CoordinatorError(.unknownSagaType, "a trigger names saga type '\(trigger.sagaType)', which is not registered")
+            }
+            registry.triggers.append(trigger)
+        }
+    }
+
+    /// Registers a command target under `name`.
+    public nonisolated func register(target: any SagaTarget, named name: String) throws(CoordinatorError) {
+        guard !name.isEmpty, !name.contains(":") else {
+            throw CoordinatorError(.invalidArgument, "a target name must be non-empty and contain no ':' (got '\(name)')")
+        }
+        try registry.withLock { (registry) throws(CoordinatorError) in
+            guard registry.targets[name] == nil else {
+                throw CoordinatorError(.duplicateName, "a target named '\(name)' is already registered")
+            }
+            registry.targets[name] = target
+        }
+    }
+
+    /// Registers a family of targets named `<prefix>:<rest>` (e.g. `lane:`), resolved by
+    /// `resolve(rest)` at dispatch; it throws for names it does not know.
+    public nonisolated func registerTargetFamily(
+        prefix: String,
+        resolve: @escaping @Sendable (String) throws(CoordinatorError) -> any SagaTarget
+    ) {
+        registry.withLock { $0.targetFamilies[prefix] = resolve }
+    }
+
+    private nonisolated func resolveTarget(_ name: String) throws(CoordinatorError) -> any SagaTarget {
+        let (target, family) = registry.withLock { registry in
+            (registry.targets[name], name.firstIndex(of: ":").flatMap { registry.targetFamilies[String(name[..<$0])] })
+        }
+        if let target { return target }
+        if let family, let colon = name.firstIndex(of: ":") {
+            return try family(String(name[name.index(after: colon)...]))
+        }
+        throw CoordinatorError(.unknownTarget, "no target named '\(name)'")
+    }
+
+    // MARK: Life cycle
+
+    /// Seeds saga ids from the log, recovers every saga the log shows unfinished, then starts
+    /// taking events.
+    /// - Returns: How many unfinished sagas recovery found.
+    @discardableResult
+    public func start() async throws(CoordinatorError) -> Int {
+        guard status.withLock({ $0.phase }) == .created else {
+            throw CoordinatorError(.invalidArgument, "the coordinator was already started")
+        }
+        let maxID: UInt64
+        do { maxID = try log.maxSagaID() } catch {
+            throw CoordinatorError(.logWrite, "cannot read the highest saga id: \(error)")
+        }
+        nextID.store(maxID + 1, ordering: .sequentiallyConsistent)
+        let recovered = try await recoverUnfinishedSagas()
+        status.withLock { $0.phase = .running }
+        drainInbox()
+        return recovered
+    }
+
+    /// Stops taking events and new sagas. Sagas in flight stay `running` in the log, and the
+    /// next start-up's recovery deals with them. Idempotent.
+    public func close() {
+        status.withLock { $0.phase = .closed }
+        bus.detachSink(sinkID)
+        for instance in sagas.values {
+            if let deadline = instance.deadline { loop.cancelTimer(deadline) }
+            instance.ended = true
+        }
+        sagas.removeAll()
+        interested.removeAll()
+    }
+
+    /// Start-up recovery: applies each unfinished saga's policy before any event is taken.
+    private func recoverUnfinishedSagas() async throws(CoordinatorError) -> Int {
+        let unfinished: [SagaRecord]
+        do { unfinished = try log.unresolvedSagas() } catch {
+            throw CoordinatorError(.logWrite, "cannot read unfinished sagas: \(error)")
+        }
+        for record in unfinished {
+            let policy = registry.withLock { $0.types[record.name]?.recovery } ?? .markFailed
+            switch policy {
+            case .markFailed:
+                let pending = record.steps.filter { $0.state == .pending }.map { String($0.index) }
+                var reason = "interrupted: the runtime restarted while the saga was \(record.state.rawValue)"
+                if !pending.isEmpty { reason += " (pending step \(pending.joined(separator: ", ")))" }
+                do { try await log.markFailedCompensation(sagaID: record.id, reason: reason) } catch {
+                    throw CoordinatorError(.logWrite, "cannot mark saga \(record.id) failed_compensation: \(error)")
+                }
+            }
+        }
+        return unfinished.count
+    }
+
+    /// Whether the log can still record sagas' ends, and if not, why.
+    public nonisolated var unhealthyReason: String? { status.withLock { $0.unhealthy } }
+
+    /// Sagas in flight.
+    public var inFlightCount: Int { sagas.count }
+
+    /// The ids of the sagas in flight.
+    public var inFlightIDs: [UInt64] { Array(sagas.keys) }
+
+    // MARK: Starting and cancelling sagas
+
+    /// Starts a saga of type `name` with `input`: validates both and allocates the id now, then
+    /// writes the `running` row and runs the saga on the loop.
+    /// - Parameter onStarted: Called on the loop thread once the `running` row is durable and
+    ///   `SagaStarted` is published, or with the error that stopped it.
+    /// - Returns: The saga's id.
+    /// - Throws: `unknownSagaType`, `invalidArgument` (the type's factory refused the input),
+    ///   `logUnhealthy`, `notRunning`.
+    @discardableResult
+    public nonisolated func beginSaga(
+        name: String,
+        input: JSON,
+        onStarted: (@Sendable (Result<UInt64, CoordinatorError>) -> Void)? = nil
+    ) throws(CoordinatorError) -> UInt64 {
+        try checkAcceptingSagas()
+        guard let type = registry.withLock({ $0.types[name] }) else {
+            throw CoordinatorError(.unknownSagaType, "no saga type named '\(name)'")
+        }
+        let saga: Saga
+        do { saga = try type.make(input) } catch {
+            throw CoordinatorError(.invalidArgument, "saga type '\(name)' refused its input: \(error)")
+        }
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        // The saga was just made and nothing else holds it: handing it to the loop is safe.
+        let handoff = Handoff(saga)
+        loop.execute { [self] in
+            assumeIsolated { coordinator in
+                coordinator.launch(id: id, type: type, saga: handoff.value, onStarted: onStarted)
+            }
+        }
+        return id
+    }
+
+    /// Starts a saga and returns once its `running` row is durable and `SagaStarted` is out.
+    public nonisolated func startSaga(name: String, input: JSON = .null) async throws(CoordinatorError) -> UInt64 {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<UInt64, CoordinatorError>, Never>) in
+            do throws(CoordinatorError) {
+                try beginSaga(name: name, input: input) { continuation.resume(returning: $0) }
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Ends saga `id` as failed with reason `"cancelled: <reason>"`.
+    /// - Throws: `unknownSaga` when no such saga is in flight.
+    public func cancelSaga(id: UInt64, reason: String) async throws(CoordinatorError) {
+        guard let instance = sagas[id], !instance.ended else {
+            throw CoordinatorError(.unknownSaga, "no saga \(id) is in flight")
+        }
+        await finish(instance, as: .failed, reason: "cancelled: \(reason)")
+    }
+
+    private nonisolated func checkAcceptingSagas() throws(CoordinatorError) {
+        let status = self.status.withLock { $0 }
+        if let reason = status.unhealthy {
+            throw CoordinatorError(.logUnhealthy, "new sagas are refused because the log is unhealthy: \(reason)")
+        }
+        switch status.phase {
+        case .created: throw CoordinatorError(.notRunning, "the coordinator has not been started")
+        case .closed: throw CoordinatorError(.closed, "the coordinator is closed")
+        case .running: break
+        }
+    }
+
+    // MARK: Events
+
+    private nonisolated func scheduleDrain() {
+        loop.execute { [self] in
+            assumeIsolated { $0.drainInbox() }
+        }
+    }
+
+    private func drainInbox() {
+        let phase = status.withLock { $0.phase }
+        guard phase == .running else {
+            inbox.withLock { $0.drainScheduled = false }
+            return
+        }
+        while true {
+            let events = inbox.withLock { inbox -> [Event] in
+                let events = inbox.events
+                inbox.events.removeAll(keepingCapacity: true)
+                if events.isEmpty { inbox.drainScheduled = false }
+                return events
+            }
+            if events.isEmpty { return }
+            for event in events { handle(event) }
+        }
+    }
+
+    private func handle(_ event: Event) {
+        if event.isLifecycle { return }
+        if event.type == Event.sagaActionFailed, let id = event.sagaID {
+            if let instance = sagas[id] {
+                let reason = event.payload["reason"]?.stringValue ?? event.payload.serialized
+                Task { await finish(instance, as: .failed, reason: "action failed: \(reason)") }
+            }
+            return
+        }
+        // Existing sagas first: a saga never receives the event that triggered it.
+        if let id = event.sagaID {
+            if let instance = sagas[id] { deliver(event, to: instance) }
+        } else if let ids = interested[event.type] {
+            for id in ids {
+                if let instance = sagas[id] { deliver(event, to: instance) }
+            }
+        }
+        let matched = registry.withLock { registry in
+            registry.triggers.filter { $0.matches(event) }.compactMap { trigger in
+                registry.types[trigger.sagaType].map { (trigger, $0) }
+            }
+        }
+        for (trigger, type) in matched {
+            startTriggered(type: type, input: trigger.input(event), by: event)
+        }
+    }
+
+    private func startTriggered(type: SagaType, input: JSON, by event: Event) {
+        do {
+            try checkAcceptingSagas()
+        } catch {
+            writeStandardError("sagalane: event \(event.type) (version \(event.version)) would start a \(type.name) saga, but \(error)\n")
+            return
+        }
+        let saga: Saga
+        do { saga = try type.make(input) } catch {
+            writeStandardError("sagalane: event \(event.type) (version \(event.version)) did not start a \(type.name) saga: its input was refused: \(error)\n")
+            return
+        }
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        launch(id: id, type: type, saga: saga, onStarted: nil)
+    }
+
+    private func deliver(_ event: Event, to instance: Instance) {
+        instance.mailbox.append(event)
+        if !instance.busy {
+            instance.busy = true
+            Task { await pump(instance) }
+        }
+    }
+
+    // MARK: Running a saga
+
+    private func launch(id: UInt64, type: SagaType, saga: Saga, onStarted: (@Sendable (Result<UInt64, CoordinatorError>) -> Void)?) {
+        Task { await run(id: id, type: type, saga: saga, onStarted: onStarted) }
+    }
+
+    /// A new saga's order of events: durable `running` row, `SagaStarted`, registry insert,
+    /// `start`, its action applied, deadline armed.
+    private func run(id: UInt64, type: SagaType, saga: Saga, onStarted: (@Sendable (Result<UInt64, CoordinatorError>) -> Void)?) async {
+        do {
+            try await log.startSaga(id: id, name: type.name, inputJSON: saga.inputSnapshot.serialized)
+        } catch {
+            let failure = CoordinatorError(.logWrite, "saga \(id) (\(type.name)) was not started: its running row could not be written: \(error)")
+            if let onStarted { onStarted(.failure(failure)) } else { writeStandardError("sagalane: \(failure.message)\n") }
+            return
+        }
+        bus.publish(type: Event.sagaStarted, sagaID: id, payload: ["name": .string(type.name)])
+        let instance = Instance(id: id, type: type, saga: saga)
+        instance.busy = true
+        sagas[id] = instance
+        for interest in type.interests { interested[interest, default: []].insert(id) }
+        onStarted?(.success(id))
+
+        let action = saga.start(context(of: instance))
+        await apply(action, to: instance)
+        if !instance.ended {
+            instance.deadline = loop.scheduleTimer(after: type.timeout) { [self] in
+                assumeIsolated { $0.deadlinePassed(id) }
+            }
+        }
+        await pump(instance)
+    }
+
+    private func context(of instance: Instance) -> SagaContext {
+        SagaContext(sagaID: instance.id, name: instance.type.name, nextStepIndex: instance.nextStep)
+    }
+
+    /// Feeds the saga its queued events one at a time; the saga is busy until its mailbox is
+    /// empty, so its events are handled in order even while log writes are in flight.
+    private func pump(_ instance: Instance) async {
+        while !instance.ended, instance.mailboxHead < instance.mailbox.count {
+            let event = instance.mailbox[instance.mailboxHead]
+            instance.mailboxHead += 1
+            let action = instance.saga.onEvent(event, context(of: instance))
+            if action == .wait { continue }
+            if let step = instance.awaitingStep {
+                instance.awaitingStep = nil
+                do {
+                    try await log.finishStep(sagaID: instance.id, index: step, outputJSON: event.json.serialized)
+                } catch {
+                    await finish(instance, as: .failed, reason: "log write failed: step \(step) could not be marked succeeded: \(error)")
+                    break
+                }
+                if instance.ended { break }
+            }
+            await apply(action, to: instance)
+        }
+        instance.mailbox.removeAll()
+        instance.mailboxHead = 0
+        instance.busy = false
+    }
+
+    private func apply(_ action: SagaAction, to instance: Instance) async {
+        switch action {
+        case .wait:
+            return
+        case .done:
+            await finish(instance, as: .completed, reason: nil)
+        case .failed(let reason):
+            await finish(instance, as: .failed, reason: reason)
+        case .issue(let targetName, let command):
+            let index = instance.nextStep
+            instance.nextStep += 1
+            let target: any SagaTarget
+            do { target = try resolveTarget(targetName) } catch {
+                await finish(instance, as: .failed, reason: "step \(index) names an unknown target: \(error.message)")
+                return
+            }
+            let injected: JSON
+            if case .object = command {
+                injected = command.setting("saga_id", to: .int(Int64(bitPattern: instance.id))).setting("step", to: .int(Int64(index)))
+            } else {
+                injected = command
+            }
+            do {
+                try await log.startStep(sagaID: instance.id, index: index, name: stepName(targetName, command),
+                                        target: targetName, commandJSON: injected.serialized)
+            } catch {
+                await finish(instance, as: .failed, reason: "log write failed: step \(index) could not be recorded, so it was not dispatched: \(error)")
+                return
+            }
+            if instance.ended { return }
+            instance.awaitingStep = index
+            let step = StepDispatch(sagaID: instance.id, step: index, target: targetName, command: injected)
+            do {
+                try target.dispatch(step, reporter: StepReporter(bus: bus, sagaID: instance.id, step: index))
+            } catch {
+                await finish(instance, as: .failed, reason: "target '\(targetName)' refused step \(index): \(error)")
+            }
+        }
+    }
+
+    private func deadlinePassed(_ id: UInt64) {
+        guard let instance = sagas[id], !instance.ended else { return }
+        instance.deadline = nil
+        Task { await finish(instance, as: .failed, reason: "saga timeout") }
+    }
+
+    /// Takes the right to end the saga. Exactly one caller per saga gets `true`, whatever the
+    /// interleaving of done, failed, deadline, target-reported failure and cancel.
+    private func claimTerminal(_ instance: Instance) -> Bool {
+        if instance.ended { return false }
+        instance.ended = true
+        sagas.removeValue(forKey: instance.id)
+        for interest in instance.type.interests {
+            interested[interest]?.remove(instance.id)
+            if interested[interest]?.isEmpty == true { interested.removeValue(forKey: interest) }
+        }
+        if let deadline = instance.deadline {
+            loop.cancelTimer(deadline)
+            instance.deadline = nil
+        }
+        return true
+    }
+
+    private func finish(_ instance: Instance, as state: SagaState, reason: String?) async {
+        guard claimTerminal(instance) else { return }
+        if state != .completed, let step = instance.awaitingStep {
+            instance.awaitingStep = nil
+            // Best effort: the saga's terminal row below is what recovery and operators rely on.
+            try? await log.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed")
+        }
+        var payload: [String: JSON] = ["name": .string(instance.type.name)]
+        if let reason { payload["reason"] = .string(reason) }
+        do {
+            try await log.terminateSaga(id: instance.id, state: state, reason: reason)
+        } catch {
+            let why = "saga \(instance.id) ended \(state.rawValue) but its terminal row could not be written: \(error)"
+            status.withLock { if $0.unhealthy == nil { $0.unhealthy = why } }
+            writeStandardError("sagalane: \(why); refusing new sagas\n")
+            payload["durable"] = false
+            if state == .completed { payload["reason"] = .string("completed, but the log could not record it: \(error)") }
+            bus.publish(type: Event.sagaFailed, sagaID: instance.id, payload: .object(payload))
+            return
+        }
+        bus.publish(type: state == .completed ? Event.sagaCompleted : Event.sagaFailed,
+                    sagaID: instance.id, payload: .object(payload))
+    }
+
+    private func stepName(_ target: String, _ command: JSON) -> String {
+        let kind = command["type"]?.stringValue ?? command["cmd"]?.stringValue ?? "command"
+        return "issue_\(target)_\(kind)"
+    }
+}
+
+/// Moves a value that nothing else references to another isolation domain.
+private struct Handoff<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,320 @@
+extension JSON {
+    /// The nesting depth `init(parsing:)` accepts by default. Parsing recurses once per level,
+    /// so the bound is what keeps a hostile `[[[[…` from overflowing a thread's stack.
+    public static let defaultMaxDepth = 256
+
+    /// Parses UTF-8 bytes strictly per RFC 8259: one value, optional surrounding whitespace,
+    /// nothing else. Rejects invalid UTF-8, a byte-order mark, unescaped control characters,
+    /// lone surrogate escapes, and numbers JSON does not allow or that overflow a `Double`.
+    /// - Throws: `JSONError` with the position and the reason.
+    public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
+        let result: Result<JSON, JSONError>? = bytes.withContiguousStorageIfAvailable { buffer in
+            var parser = JSONParser(buffer, maxDepth: maxDepth)
+            return Result { () throws(JSONError) in try parser.parseDocument() }
+        }
+        if let result {
+            self = try result.get()
+        } else {
+            let copy = Array(bytes)
+            self = try copy.withUnsafeBufferPointer { (buffer) throws(JSONError) -> JSON in
+                var parser = JSONParser(buffer, maxDepth: maxDepth)
+                return try parser.parseDocument()
+            }
+        }
+    }
+
+    /// Parses `text` (see `init(parsing:maxDepth:)` for bytes).
+    public init(parsing text: String, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
+        var text = text
+        let result = text.withUTF8 { buffer in
+            var parser = JSONParser(buffer, maxDepth: maxDepth)
+            return Result { () throws(JSONError) in try parser.parseDocument() }
+        }
+        self = try result.get()
+    }
+}
+
+private struct JSONParser {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let maxDepth: Int
+    var position = 0
+    var depth = 0
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
+
+    mutating func parseDocument() throws(JSONError) -> JSON {
+        skipWhitespace()
+        let value = try parseValue()
+        skipWhitespace()
+        if position < bytes.count { throw error("unexpected \(describe(position)) after the value") }
+        return value
+    }
+
+    func error(_ message: String, at offset: Int? = nil) -> JSONError {
+        let offset = min(offset ?? position, bytes.count)
+        var line = 1
+        var lineStart = 0
+        for i in 0..<offset where bytes[i] == 0x0A {
+            line += 1
+            lineStart = i + 1
+        }
+        return JSONError(offset: offset, line: line, column: offset - lineStart + 1, message: message)
+    }
+
+    func describe(_ offset: Int) -> String {
+        guard offset < bytes.count else { return "end of input" }
+        let b = bytes[offset]
+        if b >= 0x21 && b < 0x7F { return "character '\(Character(Unicode.Scalar(b)))'" }
+        return "byte 0x\(String(b, radix: 16))"
+    }
+
+    mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x09, 0x0A, 0x0D: position += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func parseValue() throws(JSONError) -> JSON {
+        guard position < bytes.count else { throw error("expected a value, found end of input") }
+        switch bytes[position] {
+        case UInt8(ascii: "{"): return try parseObject()
+        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        default: throw error("expected a value, found \(describe(position))")
+        }
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
+        let start = position
+        let utf8 = UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+        for expected in utf8 {
+            guard position < bytes.count, bytes[position] == expected else {
+                throw error("invalid literal; expected '\(literal)'", at: start)
+            }
+            position += 1
+        }
+    }
+
+    mutating func enter() throws(JSONError) {
+        depth += 1
+        if depth > maxDepth { throw error("nesting deeper than \(maxDepth) levels") }
+    }
+
+    mutating func parseArray() throws(JSONError) -> JSON {
+        try enter()
+        position += 1
+        var elements: [JSON] = []
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            depth -= 1
+            return .array(elements)
+        }
+        while true {
+            skipWhitespace()
+            elements.append(try parseValue())
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unterminated array: expected ',' or ']'") }
+            switch bytes[position] {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "]"):
+                position += 1
+                depth -= 1
+                return .array(elements)
+            default: throw error("expected ',' or ']' in an array, found \(describe(position))")
+            }
+        }
+    }
+
+    mutating func parseObject() throws(JSONError) -> JSON {
+        try enter()
+        position += 1
+        var members: [String: JSON] = [:]
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            depth -= 1
+            return .object(members)
+        }
+        while true {
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
+                throw error("expected a string key in an object, found \(describe(position))")
+            }
+            let key = try parseString()
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
+                throw error("expected ':' after an object key, found \(describe(position))")
+            }
+            position += 1
+            skipWhitespace()
+            members[key] = try parseValue()
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unterminated object: expected ',' or '}'") }
+            switch bytes[position] {
+            case UInt8(ascii: ","): position += 1
+            case UInt8(ascii: "}"):
+                position += 1
+                depth -= 1
+                return .object(members)
+            default: throw error("expected ',' or '}' in an object, found \(describe(position))")
+            }
+        }
+    }
+
+    mutating func parseString() throws(JSONError) -> String {
+        let start = position
+        position += 1
+        // Fast path: no escapes, so the bytes can be validated and copied in one go.
+        var scan = position
+        while scan < bytes.count {
+            let b = bytes[scan]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
+            scan += 1
+        }
+        if scan < bytes.count && bytes[scan] == UInt8(ascii: "\"") {
+            let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[position..<scan]), as: UTF8.self)
+            position = scan + 1
+            return s
+        }
+        var out: [UInt8] = Array(bytes[position..<scan])
+        position = scan
+        while true {
+            guard position < bytes.count else { throw error("unterminated string", at: start) }
+            let b = bytes[position]
+            switch b {
+            case UInt8(ascii: "\""):
+                position += 1
+                return String(decoding: out, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                try parseEscape(into: &out)
+            case 0..<0x20:
+                throw error("unescaped control character 0x\(String(b, radix: 16)) in a string")
+            case 0x80...:
+                try copyUTF8Sequence(into: &out)
+            default:
+                out.append(b)
+                position += 1
+            }
+        }
+    }
+
+    /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing
+    /// above U+10FFFF) and appends it.
+    mutating func copyUTF8Sequence(into out: inout [UInt8]) throws(JSONError) {
+        let lead = bytes[position]
+        let count: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: count = 2
+        case 0xE0: count = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: count = 3
+        case 0xED: count = 3; high = 0x9F
+        case 0xF0: count = 4; low = 0x90
+        case 0xF1...0xF3: count = 4
+        case 0xF4: count = 4; high = 0x8F
+        default: throw error("invalid UTF-8 byte 0x\(String(lead, radix: 16)) in a string")
+        }
+        guard position + count <= bytes.count else { throw error("truncated UTF-8 sequence in a string") }
+        for i in 1..<count {
+            let c = bytes[position + i]
+            let (lo, hi) = i == 1 ? (low, high) : (UInt8(0x80), UInt8(0xBF))
+            guard c >= lo && c <= hi else { throw error("invalid UTF-8 sequence in a string", at: position + i) }
+        }
+        out.append(contentsOf: bytes[position..<position + count])
+        position += count
+    }
+
+    mutating func parseEscape(into out: inout [UInt8]) throws(JSONError) {
+        position += 1
+        guard position < bytes.count else { throw error("unterminated escape sequence") }
+        let c = bytes[position]
+        position += 1
+        switch c {
+        case UInt8(ascii: "\""): out.append(0x22)
+        case UInt8(ascii: "\\"): out.append(0x5C)
+        case UInt8(ascii: "/"): out.append(0x2F)
+        case UInt8(ascii: "b"): out.append(0x08)
+        case UInt8(ascii: "f"): out.append(0x0C)
+        case UInt8(ascii: "n"): out.append(0x0A)
+        case UInt8(ascii: "r"): out.append(0x0D)
+        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "u"):
+            var scalar = try parseHex4()
+            if (0xD800...0xDBFF).contains(scalar) {
+                guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") else {
+                    throw error("a high surrogate escape must be followed by a low surrogate escape")
+                }
+                position += 2
+                let low = try parseHex4()
+                guard (0xDC00...0xDFFF).contains(low) else { throw error("a high surrogate escape must be followed by a low surrogate escape") }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else if (0xDC00...0xDFFF).contains(scalar) {
+                throw error("lone low surrogate escape")
+            }
+            out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+        default:
+            throw error("invalid escape '\\\(describe(position - 1))'", at: position - 2)
+        }
+    }
+
+    mutating func parseHex4() throws(JSONError) -> UInt32 {
+        guard position + 4 <= bytes.count else { throw error("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let b = bytes[position]
+            let digit: UInt8
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
+            default: throw error("invalid hex digit in a \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+            position += 1
+        }
+        return value
+    }
+
+    mutating func parseNumber() throws(JSONError) -> JSON {
+        let start = position
+        func isDigit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
+        if bytes[position] == UInt8(ascii: "-") { position += 1 }
+        guard isDigit(position) else { throw error("a number needs digits after '-'", at: start) }
+        if bytes[position] == UInt8(ascii: "0") {
+            position += 1
+            if isDigit(position) { throw error("numbers may not have leading zeros", at: start) }
+        } else {
+            while isDigit(position) { position += 1 }
+        }
+        var integral = true
+        if position < bytes.count && bytes[position] == UInt8(ascii: ".") {
+            integral = false
+            position += 1
+            guard isDigit(position) else { throw error("a number needs digits after '.'") }
+            while isDigit(position) { position += 1 }
+        }
+        if position < bytes.count && (bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E")) {
+            integral = false
+            position += 1
+            if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) { position += 1 }
+            guard isDigit(position) else { throw error("a number needs digits in its exponent") }
+            while isDigit(position) { position += 1 }
+        }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        if integral, let i = Int64(text) { return .int(i) }
+        guard let d = Double(text), d.isFinite else { throw error("number \(text) is out of range", at: start) }
+        return .double(d)
+    }
+}

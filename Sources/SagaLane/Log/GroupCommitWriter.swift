@@ -1,0 +1,252 @@
+import CSQLite
+import Glibc
+import Synchronization
+
+/// The log's single writer: one thread owning the write connection, committing whatever is
+/// pending as one transaction, then telling every waiter its record is durable.
+///
+/// Each record runs inside a savepoint, so a record that fails (a duplicate id, a missing row)
+/// fails alone and its neighbours still commit. If the transaction itself cannot begin or
+/// commit, every record of the batch fails with that error: nothing is reported durable that is
+/// not. Vacuum and purge run as their own short transactions so the write lock is never held
+/// for long.
+final class GroupCommitWriter: @unchecked Sendable {
+    typealias Completion = @Sendable (Result<Int, SagaLogError>) -> Void
+
+    enum Work {
+        case record(LogRecord)
+        /// SQL run outside any batch transaction, for tests that need to change the write
+        /// connection's behaviour (e.g. make it read-only).
+        case maintenance(String)
+    }
+
+    private struct Pending {
+        let work: Work
+        let completion: Completion
+    }
+
+    private let connection: SQLiteConnection
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var pending: [Pending] = []
+    private var stopping = false
+    private var thread: OSThread?
+
+    /// Batches committed and records written, for tests and benchmarks.
+    let batches = Atomic<Int>(0)
+    let records = Atomic<Int>(0)
+
+    /// Records per bulk-delete transaction.
+    static let bulkBatchSize = 500
+
+    init(connection: SQLiteConnection) {
+        self.connection = connection
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wake, nil)
+        thread = OSThread(name: "sagalane-log-writer") { [self] in runLoop() }
+    }
+
+    deinit {
+        pthread_cond_destroy(wake)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        wake.deallocate()
+    }
+
+    /// Queues `work`; `completion` runs on the writer thread once it is durable or has failed.
+    func submit(_ work: Work, completion: @escaping Completion) {
+        pthread_mutex_lock(mutex)
+        if stopping {
+            pthread_mutex_unlock(mutex)
+            completion(.failure(.closed()))
+            return
+        }
+        pending.append(Pending(work: work, completion: completion))
+        if pending.count == 1 { pthread_cond_signal(wake) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Writes everything already queued, then stops the thread and closes the connection.
+    func stop() {
+        pthread_mutex_lock(mutex)
+        let wasStopping = stopping
+        stopping = true
+        pthread_cond_signal(wake)
+        pthread_mutex_unlock(mutex)
+        if !wasStopping {
+            thread?.join()
+            thread = nil
+            connection.close()
+        }
+    }
+
+    private func runLoop() {
+        while true {
+            pthread_mutex_lock(mutex)
+            while pending.isEmpty && !stopping { pthread_cond_wait(wake, mutex) }
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            let done = stopping && batch.isEmpty
+            pthread_mutex_unlock(mutex)
+            if done { return }
+            process(batch)
+        }
+    }
+
+    private func process(_ batch: [Pending]) {
+        var group: [Pending] = []
+        for item in batch {
+            switch item.work {
+            case .record(let record) where record.isBulk:
+                commit(group)
+                group.removeAll()
+                item.completion(bulkDelete(record))
+            case .maintenance(let sql):
+                commit(group)
+                group.removeAll()
+                item.completion(Result { () throws(SagaLogError) in try connection.execute(sql); return 0 })
+            case .record:
+                group.append(item)
+            }
+        }
+        commit(group)
+    }
+
+    /// One transaction for the whole group, one savepoint per record.
+    private func commit(_ group: [Pending]) {
+        guard !group.isEmpty else { return }
+        var results: [Result<Int, SagaLogError>] = []
+        results.reserveCapacity(group.count)
+        do throws(SagaLogError) {
+            try connection.run("BEGIN IMMEDIATE")
+        } catch {
+            for item in group { item.completion(.failure(error)) }
+            return
+        }
+        for item in group {
+            guard case .record(let record) = item.work else { continue }
+            do throws(SagaLogError) {
+                try connection.run("SAVEPOINT record")
+                let changed = try apply(record)
+                try connection.run("RELEASE record")
+                results.append(.success(changed))
+            } catch {
+                try? connection.run("ROLLBACK TO record")
+                try? connection.run("RELEASE record")
+                results.append(.failure(error))
+            }
+        }
+        do throws(SagaLogError) {
+            try connection.run("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            for item in group { item.completion(.failure(error)) }
+            return
+        }
+        batches.add(1, ordering: .relaxed)
+        records.add(group.count, ordering: .relaxed)
+        for (item, result) in zip(group, results) { item.completion(result) }
+    }
+
+    private func apply(_ record: LogRecord) throws(SagaLogError) -> Int {
+        let now = SQLValue.text(Timestamp.now().iso8601)
+        switch record {
+        case .startSaga(let id, let name, let input):
+            return try connection.run(
+                "INSERT INTO saga (id, name, state, input_json, started_at) VALUES (?, ?, 'running', ?, ?)",
+                [.int(Int64(bitPattern: id)), .text(name), .text(input), now])
+        case .terminateSaga(let id, let state, let reason):
+            return try expectRow(connection.run(
+                "UPDATE saga SET state = ?, failure_reason = ?, ended_at = ? WHERE id = ?",
+                [.text(state.rawValue), .optional(reason), now, .int(Int64(bitPattern: id))]), "saga \(id)")
+        case .setSagaState(let id, let state):
+            return try expectRow(connection.run(
+                "UPDATE saga SET state = ? WHERE id = ?", [.text(state.rawValue), .int(Int64(bitPattern: id))]), "saga \(id)")
+        case .startStep(let sagaID, let index, let name, let target, let command):
+            return try connection.run(
+                "INSERT INTO saga_step (saga_id, step_index, name, target, command_json, state, started_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                [.int(Int64(bitPattern: sagaID)), .int(Int64(index)), .text(name), .text(target), .text(command), now])
+        case .finishStep(let sagaID, let index, let output):
+            return try expectRow(connection.run(
+                "UPDATE saga_step SET state = 'succeeded', output_json = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
+                [.text(output), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
+        case .failStep(let sagaID, let index, let reason):
+            return try expectRow(connection.run(
+                "UPDATE saga_step SET state = 'failed', failure_reason = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
+                [.text(reason), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
+        case .markFailedCompensation(let sagaID, let reason):
+            // Keep the first failure's cause and add the new context after it, unless this very
+            // reason is already recorded (so repeated recoveries do not grow the text).
+            return try expectRow(connection.run(
+                """
+                UPDATE saga SET state = 'failed_compensation', ended_at = ?2,
+                    failure_reason = CASE
+                        WHEN failure_reason IS NULL OR failure_reason = '' THEN ?1
+                        WHEN instr(failure_reason, ?1) > 0 THEN failure_reason
+                        ELSE failure_reason || '; ' || ?1 END
+                WHERE id = ?3
+                """, [.text(reason), now, .int(Int64(bitPattern: sagaID))]), "saga \(sagaID)")
+        case .enqueueJob(let id, let lane, let caller, let priority, let metadata):
+            return try connection.run(
+                "INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+                [.text(id), .text(lane), .text(caller), .int(Int64(priority)), .blob(metadata), now])
+        case .updateJobState(let id, let state, let attempts, let error):
+            let column: String
+            switch state {
+            case .queued: column = "enqueued_at"
+            case .running: column = "started_at"
+            case .finished: column = "finished_at"
+            case .cancelled: column = "cancelled_at"
+            case .failed: column = "failed_at"
+            }
+            return try expectRow(connection.run(
+                "UPDATE lane_job SET state = ?, \(column) = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?",
+                [.text(state.rawValue), now, attempts.map { .int(Int64($0)) } ?? .null, .optional(error), .text(id)]), "lane job '\(id)'")
+        case .vacuum, .purgeFinishedJobs:
+            preconditionFailure("bulk records are not applied inside a batch")
+        }
+    }
+
+    private func expectRow(_ changed: Int, _ what: String) throws(SagaLogError) -> Int {
+        if changed == 0 { throw SagaLogError(code: SagaLogError.notFoundCode, message: "no such \(what)") }
+        return changed
+    }
+
+    /// Deletes in transactions of at most `bulkBatchSize` rows, so other writers (and readers
+    /// waiting on a checkpoint) never wait long.
+    private func bulkDelete(_ record: LogRecord) -> Result<Int, SagaLogError> {
+        let sql: String
+        let cutoff: Timestamp
+        switch record {
+        case .vacuum(let olderThan):
+            cutoff = olderThan
+            sql = """
+                DELETE FROM saga WHERE id IN (SELECT id FROM saga
+                    WHERE state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT \(Self.bulkBatchSize))
+                """
+        case .purgeFinishedJobs(let olderThan):
+            cutoff = olderThan
+            sql = """
+                DELETE FROM lane_job WHERE rowid IN (SELECT rowid FROM lane_job
+                    WHERE state IN ('finished','cancelled','failed')
+                    AND COALESCE(finished_at, cancelled_at, failed_at) < ? LIMIT \(Self.bulkBatchSize))
+                """
+        default:
+            preconditionFailure("not a bulk record")
+        }
+        var total = 0
+        while true {
+            do throws(SagaLogError) {
+                try connection.run("BEGIN IMMEDIATE")
+                let deleted = try connection.run(sql, [.text(cutoff.iso8601)])
+                try connection.run("COMMIT")
+                batches.add(1, ordering: .relaxed)
+                total += deleted
+                if deleted < Self.bulkBatchSize { return .success(total) }
+            } catch {
+                try? connection.execute("ROLLBACK")
+                return .failure(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import CSQLite
+import Glibc
+
+/// A value bound to or read from a statement.
+enum SQLValue {
+    case int(Int64)
+    case text(String)
+    case blob([UInt8])
+    case null
+
+    static func optional(_ text: String?) -> SQLValue { text.map(SQLValue.text) ?? .null }
+}
+
+/// One SQLite connection with a cache of prepared statements. Not thread-safe: each connection
+/// has one owner (the writer thread, or whoever holds the read lock).
+final class SQLiteConnection: @unchecked Sendable {
+    private(set) var db: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+
+    init(path: String, flags: Int32) throws(SagaLogError) {
+        var handle: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        if rc != SQLITE_OK {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            let code = handle.map { sqlite3_extended_errcode($0) } ?? rc
+            sqlite3_close_v2(handle)
+            throw SagaLogError(code: code, message: "cannot open \(path): \(message)")
+        }
+        db = handle
+        sqlite3_extended_result_codes(handle, 1)
+    }
+
+    deinit { close() }
+
+    func close() {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        statements.removeAll()
+        if let db { sqlite3_close_v2(db) }
+        db = nil
+    }
+
+    func error(_ sql: String?) -> SagaLogError {
+        guard let db else { return .closed() }
+        return SagaLogError(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)), sql: sql)
+    }
+
+    /// Runs SQL text with no parameters (DDL, pragmas, transaction control).
+    func execute(_ sql: String) throws(SagaLogError) {
+        guard let db else { throw .closed() }
+        if sqlite3_exec(db, sql, nil, nil, nil) != SQLITE_OK { throw error(sql) }
+    }
+
+    func setBusyTimeout(milliseconds: Int32) {
+        sqlite3_busy_timeout(db, milliseconds)
+    }
+
+    /// The prepared statement for `sql`, from the cache.
+    private func prepared(_ sql: String) throws(SagaLogError) -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        guard let db else { throw .closed() }
+        var statement: OpaquePointer?
+        if sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) != SQLITE_OK {
+            throw error(sql)
+        }
+        statements[sql] = statement!
+        return statement!
+    }
+
+    private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: String) throws(SagaLogError) {
+        for (i, argument) in arguments.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32
+            switch argument {
+            case .int(let v): rc = sqlite3_bind_int64(statement, index, v)
+            case .text(let v): rc = sqlite3_bind_text(statement, index, v, -1, sl_sqlite_transient())
+            case .blob(let v):
+                rc = v.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), sl_sqlite_transient()) }
+            case .null: rc = sqlite3_bind_null(statement, index)
+            }
+            if rc != SQLITE_OK { throw error(sql) }
+        }
+    }
+
+    /// Runs a statement that returns no rows.
+    /// - Returns: The number of rows it changed.
+    @discardableResult
+    func run(_ sql: String, _ arguments: [SQLValue] = []) throws(SagaLogError) -> Int {
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        try bind(statement, arguments, sql: sql)
+        var rc = sqlite3_step(statement)
+        while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
+        if rc != SQLITE_DONE { throw error(sql) }
+        return Int(sqlite3_changes(db))
+    }
+
+    /// Runs a query, mapping each row.
+    func query<T>(_ sql: String, _ arguments: [SQLValue] = [], _ map: (Row) -> T) throws(SagaLogError) -> [T] {
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        try bind(statement, arguments, sql: sql)
+        var rows: [T] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { return rows }
+            if rc != SQLITE_ROW { throw error(sql) }
+            rows.append(map(Row(statement: statement)))
+        }
+    }
+
+    /// One row of a query, valid only inside the mapping closure.
+    struct Row {
+        let statement: OpaquePointer
+
+        func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+
+        func text(_ column: Int32) -> String {
+            guard let p = sqlite3_column_text(statement, column) else { return "" }
+            return String(cString: p)
+        }
+
+        func optionalText(_ column: Int32) -> String? {
+            sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : text(column)
+        }
+
+        func blob(_ column: Int32) -> [UInt8] {
+            let count = Int(sqlite3_column_bytes(statement, column))
+            guard count > 0, let p = sqlite3_column_blob(statement, column) else { return [] }
+            return Array(UnsafeRawBufferPointer(start: p, count: count))
+        }
+
+        func timestamp(_ column: Int32) -> Timestamp {
+            Timestamp(iso8601: text(column)) ?? Timestamp(millisecondsSinceEpoch: 0)
+        }
+
+        func optionalTimestamp(_ column: Int32) -> Timestamp? {
+            optionalText(column).flatMap { Timestamp(iso8601: $0) }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Glibc
+import SagaLane
+import Synchronization
+
+/// A two-step saga: each command is echoed at once by the callback target.
+private final class TwoStepSaga: Saga {
+    var answered = 0
+    func start(_ context: SagaContext) -> SagaAction { .issue(target: "echo", command: ["cmd": "one"]) }
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction {
+        answered += 1
+        return answered == 1 ? .issue(target: "echo", command: ["cmd": "two"]) : .done
+    }
+}
+
+/// A saga that waits forever (well, for an hour): used to measure memory per saga in flight.
+private final class IdleSaga: Saga {
+    func start(_ context: SagaContext) -> SagaAction { .issue(target: "sink", command: ["cmd": "hold"]) }
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { .wait }
+}
+
+private final class Counter: @unchecked Sendable {
+    let done = Atomic<Int>(0)
+}
+
+private func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Resident set size in bytes, from /proc/self/statm.
+func residentBytes() -> Int {
+    guard let f = fopen("/proc/self/statm", "r") else { return 0 }
+    defer { fclose(f) }
+    var size = 0, resident = 0
+    _ = withUnsafeMutablePointer(to: &size) { s in
+        withUnsafeMutablePointer(to: &resident) { r in
+            withVaList([s, r]) { vfscanf(f, "%ld %ld", $0) }
+        }
+    }
+    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+private struct SagaRig {
+    let loop: EventLoop
+    let log: SagaLog
+    let bus = EventBus()
+    let coordinator: Coordinator
+
+    init(path: String, durability: Durability) throws {
+        unlink(path); unlink(path + "-wal"); unlink(path + "-shm")
+        loop = try EventLoop()
+        loop.startThread()
+        log = try SagaLog.open(path: path, durability: durability)
+        coordinator = Coordinator(loop: loop, log: log, bus: bus)
+    }
+
+    func shutdown(path: String) async {
+        await coordinator.close()
+        loop.shutdown()
+        log.close()
+        unlink(path); unlink(path + "-wal"); unlink(path + "-shm")
+    }
+}
+
+/// End-to-end two-step sagas per second with an echoing callback target.
+func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, concurrency: Int) async throws -> Double {
+    let rig = try SagaRig(path: path, durability: durability)
+    try rig.coordinator.register(SagaType(name: "two_step", timeout: .seconds(3600)) { _ in TwoStepSaga() })
+    try rig.coordinator.register(target: CallbackTarget { step, reporter in
+        reporter.publish(type: "Echo", payload: step.command)
+    }, named: "echo")
+    try await rig.coordinator.start()
+    let counter = Counter()
+    let sub = rig.bus.subscribe(bufferSize: 1 << 22)
+    let start = now()
+    var started = 0
+    var finished = 0
+    // Keep `concurrency` sagas in flight, as a busy host would.
+    while started < min(concurrency, n) {
+        try rig.coordinator.beginSaga(name: "two_step", input: .null)
+        started += 1
+    }
+    while finished < n {
+        guard let delivery = await sub.next() else { break }
+        if case .event(let e) = delivery, e.type == Event.sagaCompleted || e.type == Event.sagaFailed {
+            finished += 1
+            if started < n {
+                try rig.coordinator.beginSaga(name: "two_step", input: .null)
+                started += 1
+            }
+        }
+    }
+    let elapsed = now() - start
+    _ = counter
+    sub.cancel()
+    await rig.shutdown(path: path)
+    return Double(n) / elapsed
+}
+
+/// Resident memory per saga with `n` sagas in flight.
+func measureMemoryPerSaga(path: String, sagas n: Int) async throws -> (bytesPerSaga: Double, baseline: Int) {
+    let rig = try SagaRig(path: path, durability: .normal)
+    try rig.coordinator.register(SagaType(name: "idle", timeout: .seconds(3600)) { _ in IdleSaga() })
+    let dispatched = Counter()
+    try rig.coordinator.register(target: CallbackTarget { _, _ in
+        dispatched.done.add(1, ordering: .relaxed)
+    }, named: "sink")
+    try await rig.coordinator.start()
+    let before = residentBytes()
+    for _ in 0..<n { try rig.coordinator.beginSaga(name: "idle", input: .null) }
+    while dispatched.done.load(ordering: .relaxed) < n { usleep(10_000) }
+    let after = residentBytes()
+    await rig.shutdown(path: path)
+    return (Double(after - before) / Double(n), before)
+}

@@ -1,0 +1,86 @@
+import Glibc
+import Synchronization
+import Testing
+@testable import SagaLane
+
+@Suite(.timeLimit(.minutes(1)))
+struct EventBusTests {
+    @Test func subscribersSeeOnePublicationOrder() async throws {
+        let bus = EventBus()
+        let a = bus.subscribe(bufferSize: 100_000)
+        let b = bus.subscribe(bufferSize: 100_000)
+        let threads = (0..<4).map { t in
+            OSThread(name: "publisher") {
+                for i in 0..<5_000 { bus.publish(type: "T", payload: ["thread": .int(Int64(t)), "i": .int(Int64(i))]) }
+            }
+        }
+        threads.forEach { $0.join() }
+        var seenA: [UInt64] = [], seenB: [UInt64] = []
+        var perThread: [Int64: Int64] = [:]
+        while case .event(let e)? = a.poll() {
+            seenA.append(e.version)
+            let t = e.payload["thread"]!.int64Value!, i = e.payload["i"]!.int64Value!
+            #expect(i == (perThread[t] ?? -1) + 1, "per-publisher order is kept")
+            perThread[t] = i
+        }
+        while case .event(let e)? = b.poll() { seenB.append(e.version) }
+        #expect(seenA.count == 20_000)
+        #expect(seenA == seenB)
+        #expect(seenA == Array(1...20_000))
+    }
+
+    @Test func aSlowSubscriberIsToldHowManyEventsItMissed() async throws {
+        let bus = EventBus()
+        let slow = bus.subscribe(bufferSize: 3)
+        for i in 1...10 { bus.publish(type: "T", payload: .int(Int64(i))) }
+        var got: [BusDelivery] = []
+        while let d = slow.poll() { got.append(d) }
+        #expect(got.count == 4)
+        let firstThree: [Int64] = got.prefix(3).map { delivery in
+            if case .event(let e) = delivery { return e.payload.int64Value ?? -1 }
+            return -1
+        }
+        #expect(firstThree == [1, 2, 3])
+        #expect(got.last == .lagged(7))
+        // Once it catches up it gets events again, after the notice.
+        bus.publish(type: "T", payload: 11)
+        guard case .event(let e)? = slow.poll() else { Issue.record("expected an event"); return }
+        #expect(e.payload == 11)
+    }
+
+    @Test func asyncReaderWakesAndCancelEndsTheStream() async throws {
+        let bus = EventBus()
+        let sub = bus.subscribe()
+        async let first = sub.next()
+        try await Task.sleep(for: .milliseconds(5))
+        bus.publish(type: "Hello")
+        guard case .event(let e)? = await first else { Issue.record("expected an event"); return }
+        #expect(e.type == "Hello")
+        sub.cancel()
+        #expect(await sub.next() == nil)
+        bus.publish(type: "AfterCancel")
+        #expect(sub.poll() == nil)
+    }
+
+    @Test func blockingReaderOnAHostThread() throws {
+        let bus = EventBus()
+        let sub = bus.subscribe()
+        let got = Mutex<[String]>([])
+        let reader = OSThread(name: "reader") {
+            while case .event(let e)? = sub.nextBlocking() { got.withLock { $0.append(e.type) } }
+        }
+        bus.publish(type: "A")
+        bus.publish(type: "B")
+        while got.withLock({ $0.count }) < 2 { usleep(1000) }
+        sub.cancel()
+        reader.join()
+        #expect(got.withLock { $0 } == ["A", "B"])
+    }
+
+    @Test func eventJSONRoundTrips() throws {
+        let e = Event(type: "PanesReaped", sagaID: 7, payload: ["label": "main"], version: 3)
+        #expect(try Event(json: try JSON(parsing: e.json.serialized)) == e)
+        #expect(throws: CoordinatorError.self) { try Event(json: ["payload": 1]) }
+        #expect(throws: CoordinatorError.self) { try Event(json: ["type": "X", "saga_id": "seven"]) }
+    }
+}
