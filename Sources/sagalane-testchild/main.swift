@@ -9,6 +9,8 @@ guard let scenario = arguments.first else {
     exit(2)
 }
 switch scenario {
+case "log-append":
+    runLogAppend(Array(arguments.dropFirst()))
 default:
     writeStandardError("sagalane-testchild: unknown scenario '\(scenario)'\n")
     exit(2)

@@ -131,8 +131,8 @@ final class GroupCommitWriter: @unchecked Sendable {
                 try connection.run("RELEASE record")
                 results.append(.success(changed))
             } catch {
-                try? connection.run("ROLLBACK TO record")
-                try? connection.run("RELEASE record")
+                _ = try? connection.run("ROLLBACK TO record")
+                _ = try? connection.run("RELEASE record")
                 results.append(.failure(error))
             }
         }

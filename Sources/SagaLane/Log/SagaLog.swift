@@ -58,9 +58,18 @@ public final class SagaLog: Sendable {
     /// Opens the log for reading only: no migration, no pragma writes, no writes at all. Works
     /// while another process has the log open for writing.
     public static func openReadOnly(path: String, busyTimeoutMilliseconds: Int32 = 5000) throws(SagaLogError) -> SagaLog {
-        let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
+        var read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
         read.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
-        let version = try read.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
+        var version: Int
+        do {
+            version = try read.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
+        } catch where error.isCantOpen && access(path, W_OK) != 0 {
+            // A WAL database on read-only media cannot create its shared-memory file. Nobody
+            // can be writing it there, so it is safe to read it as immutable.
+            read.close()
+            read = try SQLiteConnection(path: "file:\(uriEscaped(path))?immutable=1", flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
+            version = try read.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
+        }
         if version == 0 {
             throw SagaLogError(code: SQLITE_NOTADB, message: "\(path) is not a sagalane log (no schema)")
         }
@@ -83,6 +92,21 @@ public final class SagaLog: Sendable {
         let read = try SQLiteConnection(path: name, flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
         try configure(read, busyTimeoutMilliseconds: 5000)
         return SagaLog(path: nil, writer: GroupCommitWriter(connection: write), reader: read)
+    }
+
+    /// Percent-escapes the characters a URI filename cannot hold literally.
+    private static func uriEscaped(_ path: String) -> String {
+        var out = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "%"), UInt8(ascii: "?"), UInt8(ascii: "#"), 0..<0x21, 0x7F...:
+                let hex = Array("0123456789ABCDEF".utf8)
+                out += "%" + String(UnicodeScalar(hex[Int(byte >> 4)])) + String(UnicodeScalar(hex[Int(byte & 15)]))
+            default:
+                out.unicodeScalars.append(UnicodeScalar(byte))
+            }
+        }
+        return out
     }
 
     private static let memoryCounter = Atomic<Int>(0)
