@@ -18,14 +18,8 @@ private final class IdleSaga: Saga {
     func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { .wait }
 }
 
-private final class Counter: @unchecked Sendable {
+private final class Counter: Sendable {
     let done = Atomic<Int>(0)
-}
-
-private func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Resident set size in bytes, from /proc/self/statm.
@@ -48,7 +42,7 @@ private struct SagaRig {
     let coordinator: Coordinator
 
     init(path: String, durability: Durability) throws {
-        unlink(path); unlink(path + "-wal"); unlink(path + "-shm")
+        removeDatabase(path)
         loop = try EventLoop()
         loop.startThread()
         log = try SagaLog.open(path: path, durability: durability)
@@ -59,7 +53,7 @@ private struct SagaRig {
         await coordinator.close()
         loop.shutdown()
         log.close()
-        unlink(path); unlink(path + "-wal"); unlink(path + "-shm")
+        removeDatabase(path)
     }
 }
 
@@ -71,9 +65,8 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
         reporter.publish(type: "Echo", payload: step.command)
     }, named: "echo")
     try await rig.coordinator.start()
-    let counter = Counter()
     let sub = rig.bus.subscribe(bufferSize: 1 << 22)
-    let start = now()
+    let start = monotonicSeconds()
     var started = 0
     var finished = 0
     // Keep `concurrency` sagas in flight, as a busy host would.
@@ -91,8 +84,7 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
             }
         }
     }
-    let elapsed = now() - start
-    _ = counter
+    let elapsed = monotonicSeconds() - start
     sub.cancel()
     await rig.shutdown(path: path)
     return Double(n) / elapsed
@@ -113,4 +105,19 @@ func measureMemoryPerSaga(path: String, sagas n: Int) async throws -> (bytesPerS
     let after = residentBytes()
     await rig.shutdown(path: path)
     return (Double(after - before) / Double(n), before)
+}
+
+func runSagaBench(directory: String, sagas: Int) async throws {
+    print("saga: \(sagas) two-step sagas end to end (echoing callback target, 256 in flight),")
+    print("      beside the log's raw group-commit ceiling for the same rows, same run")
+    for durability in Durability.allCases {
+        let ceiling = try measureLogCeiling(directory: directory, durability: durability, sagas: sagas)
+        let endToEnd = try await measureSagaThroughput(path: directory + "/bench-saga.db", durability: durability,
+                                                       sagas: sagas, concurrency: 256)
+        print(pad("  \(durability.rawValue)", 10) + pad("end to end \(format(endToEnd)) sagas/s", 34)
+              + pad("log ceiling \(format(ceiling)) sagas/s", 34) + "ratio \(format(endToEnd / ceiling * 100))%")
+    }
+    let inFlight = 100_000
+    let memory = try await measureMemoryPerSaga(path: directory + "/bench-memory.db", sagas: inFlight)
+    print("  memory: \(inFlight) sagas in flight: \(Int(memory.bytesPerSaga)) bytes RSS per saga (process RSS before: \(memory.baseline / 1_048_576) MiB)")
 }

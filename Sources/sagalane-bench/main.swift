@@ -1,3 +1,44 @@
+// sagalane-bench: prints throughput and memory figures, each beside a baseline measured in the
+// same run (these machines are shared and noisy: compare ratios, not absolute numbers).
+//
+//   sagalane-bench [log|saga|lane|all] [--sagas N] [--dir PATH]
+import Glibc
 import SagaLane
 
-print("sagalane-bench \(SagaLaneVersion.string)")
+var arguments = Array(CommandLine.arguments.dropFirst())
+var what = "all"
+var sagas = 5_000
+var directory = ".build"
+var index = 0
+while index < arguments.count {
+    switch arguments[index] {
+    case "log", "saga", "lane", "all": what = arguments[index]
+    case "--sagas" where index + 1 < arguments.count:
+        index += 1
+        sagas = max(1, Int(arguments[index]) ?? sagas)
+    case "--dir" where index + 1 < arguments.count:
+        index += 1
+        directory = arguments[index]
+    case "-h", "--help":
+        print("usage: sagalane-bench [log|saga|lane|all] [--sagas N] [--dir PATH]")
+        print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
+        exit(0)
+    default:
+        writeStandardError("sagalane-bench: unknown argument '\(arguments[index])' (try --help)\n")
+        exit(2)
+    }
+    index += 1
+}
+mkdir(directory, 0o755)
+
+do {
+    if what == "log" || what == "all" {
+        try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
+    }
+    if what == "saga" || what == "all" {
+        try await runSagaBench(directory: directory, sagas: sagas)
+    }
+} catch {
+    writeStandardError("sagalane-bench: \(error)\n")
+    exit(1)
+}

@@ -5,10 +5,11 @@ import Synchronization
 /// The log's single writer: one thread owning the write connection, committing whatever is
 /// pending as one transaction, then telling every waiter its record is durable.
 ///
-/// Each record runs inside a savepoint, so a record that fails (a duplicate id, a missing row)
-/// fails alone and its neighbours still commit. If the transaction itself cannot begin or
-/// commit, every record of the batch fails with that error: nothing is reported durable that is
-/// not. Vacuum and purge run as their own short transactions so the write lock is never held
+/// Every record is one SQL statement, and SQLite undoes a failed statement on its own, so a
+/// record that fails (a duplicate id, a missing row) fails alone and its neighbours still
+/// commit. Some errors (a full disk, I/O) roll back the whole transaction instead; then, and
+/// whenever the transaction cannot begin or commit, every record of the batch fails with that
+/// error: nothing is reported durable that is not. Vacuum and purge run as their own short transactions so the write lock is never held
 /// for long.
 final class GroupCommitWriter: @unchecked Sendable {
     typealias Completion = @Sendable (Result<Int, SagaLogError>) -> Void
@@ -123,16 +124,19 @@ final class GroupCommitWriter: @unchecked Sendable {
             for item in group { item.completion(.failure(error)) }
             return
         }
+        // One timestamp per batch: the records commit together, and formatting it per record
+        // costs more than the insert.
+        let now = SQLValue.text(Timestamp.now().iso8601)
         for item in group {
             guard case .record(let record) = item.work else { continue }
             do throws(SagaLogError) {
-                try connection.run("SAVEPOINT record")
-                let changed = try apply(record)
-                try connection.run("RELEASE record")
-                results.append(.success(changed))
+                results.append(.success(try apply(record, now: now)))
             } catch {
-                _ = try? connection.run("ROLLBACK TO record")
-                _ = try? connection.run("RELEASE record")
+                if connection.isAutocommit {
+                    // The error rolled back the whole transaction, records before it included.
+                    for item in group { item.completion(.failure(error)) }
+                    return
+                }
                 results.append(.failure(error))
             }
         }
@@ -148,8 +152,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         for (item, result) in zip(group, results) { item.completion(result) }
     }
 
-    private func apply(_ record: LogRecord) throws(SagaLogError) -> Int {
-        let now = SQLValue.text(Timestamp.now().iso8601)
+    private func apply(_ record: LogRecord, now: SQLValue) throws(SagaLogError) -> Int {
         switch record {
         case .startSaga(let id, let name, let input):
             return try connection.run(

@@ -50,6 +50,9 @@ final class SQLiteConnection: @unchecked Sendable {
         if sqlite3_exec(db, sql, nil, nil, nil) != SQLITE_OK { throw error(sql) }
     }
 
+    /// Whether no transaction is open (SQLite rolled one back, or none was begun).
+    var isAutocommit: Bool { db.map { sqlite3_get_autocommit($0) != 0 } ?? true }
+
     func setBusyTimeout(milliseconds: Int32) {
         sqlite3_busy_timeout(db, milliseconds)
     }
