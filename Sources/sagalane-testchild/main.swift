@@ -9,6 +9,8 @@ guard let scenario = arguments.first else {
     exit(2)
 }
 switch scenario {
+case "lane-run":
+    runLaneRun(Array(arguments.dropFirst()))
 case "log-append":
     runLogAppend(Array(arguments.dropFirst()))
 default:
