@@ -147,6 +147,25 @@ struct LaneTests {
         #expect(lane.stats.cancelled == 1)
     }
 
+    /// A lane dropped without `shutdown()` shuts down like one that was: its queued jobs end
+    /// cancelled, its running job sees the flag, and nothing touches freed memory.
+    @Test func droppingALaneShutsItDown() throws {
+        let outcomes = Outcomes()
+        for round in 0..<50 {
+            var lane: Lane? = Lane(name: "dropped-\(round)", maxConcurrent: 2)
+            if round % 2 == 0 {
+                try lane!.submitBlocking(LaneJob(id: "long") { context in
+                    while !context.isCancelled { usleep(100) }
+                    throw LaneJobCancelled()
+                }, onComplete: outcomes.record("long-\(round)"))
+                try lane!.submitBlocking(LaneJob(id: "a") { _ in "" }, onComplete: outcomes.record("a-\(round)"))
+            }
+            lane = nil
+        }
+        #expect(outcomes.count == 50)
+        #expect((0..<25).allSatisfy { outcomes["long-\($0 * 2)"] == .cancelled })
+    }
+
     @Test func submitAndWaitReturnsResultsErrorsAndHonoursCancellation() async throws {
         let lane = Lane(name: "wait", maxConcurrent: 1)
         defer { lane.shutdown() }

@@ -12,12 +12,105 @@ import Synchronization
 /// run (recovery marks such jobs failed). The terminal row is written after the run; the
 /// outcome is reported once it is durable, and if it cannot be written the outcome says so as
 /// a failure (the log would otherwise disagree with what the caller was told).
-public final class Lane: @unchecked Sendable {
-    public let name: String
+public final class Lane: Sendable {
+    private let core: LaneCore
+
+    /// The lane's name, unique in its pool.
+    public var name: String { core.name }
     /// The log rows go to; `nil` for an in-memory lane.
-    public let store: SagaLog?
+    public var store: SagaLog? { core.store }
     /// The loop whose timers pace retries; retries without a loop happen at once.
-    public let loop: EventLoop?
+    public var loop: EventLoop? { core.loop }
+
+    /// - Parameters:
+    ///   - maxConcurrent: Jobs that may run at once (at least 1).
+    ///   - store: Persist every job's rows in this log.
+    ///   - loop: Paces retries with its timers.
+    public init(name: String, maxConcurrent: Int, store: SagaLog? = nil, loop: EventLoop? = nil) {
+        core = LaneCore(name: name, maxConcurrent: maxConcurrent, store: store, loop: loop)
+    }
+
+    /// Dropping the last reference shuts the lane down, as `shutdown()` does.
+    deinit { core.shutdown() }
+
+    /// Submits `job`. For a persisted lane, `onQueued` runs once the `queued` row is durable
+    /// (or with the error that refused the job); for an in-memory lane, before this returns.
+    /// `onComplete` runs once, with the outcome, unless the job was refused.
+    public func submit(
+        _ job: LaneJob,
+        onQueued: @escaping @Sendable (Result<LaneSubmission, LaneError>) -> Void,
+        onComplete: @escaping @Sendable (LaneJobOutcome) -> Void
+    ) {
+        core.submit(job, onQueued: onQueued, onComplete: onComplete)
+    }
+
+    /// Submits `job`, returning once it is queued (durably, for a persisted lane).
+    @discardableResult
+    public func submit(_ job: LaneJob, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void = { _ in }) async throws(LaneError) -> LaneSubmission {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<LaneSubmission, LaneError>, Never>) in
+            core.submit(job, onQueued: { continuation.resume(returning: $0) }, onComplete: onComplete)
+        }
+        return try result.get()
+    }
+
+    /// Submits `job` and blocks the calling thread until it is queued. For hosts calling from
+    /// threads of their own (not the event loop's: for a persisted lane it waits for the log).
+    @discardableResult
+    public func submitBlocking(_ job: LaneJob, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void = { _ in }) throws(LaneError) -> LaneSubmission {
+        let waiter = BlockingResult<Result<LaneSubmission, LaneError>>()
+        core.submit(job, onQueued: { waiter.set($0) }, onComplete: onComplete)
+        return try waiter.wait().get()
+    }
+
+    /// Submits `job` and waits for its outcome.
+    /// - Returns: The job's result text.
+    /// - Throws: `jobFailed`, `cancelled`, or a submission error. Cancelling the waiting task
+    ///   cancels the job if it is still queued, and raises its cancellation flag if it runs.
+    public func submitAndWait(_ job: LaneJob) async throws(LaneError) -> String {
+        try await core.submitAndWait(job)
+    }
+
+    /// Cancels a queued job: it never runs and ends `cancelled`.
+    /// - Throws: `notQueued` for a job that is running (or between retries, or being
+    ///   persisted), `notFound` for an id the lane does not know.
+    public func cancel(jobID: String) throws(LaneError) {
+        try core.cancel(jobID: jobID)
+    }
+
+    /// Changes how many jobs may run at once. Raising it starts queued jobs at once; lowering
+    /// it lets running jobs finish and starts no new one until the count is under the bound.
+    public func setMaxConcurrent(_ n: Int) {
+        core.setMaxConcurrent(n)
+    }
+
+    public var stats: LaneStats { core.stats }
+
+    /// Stops the lane: queued jobs end `cancelled`, running jobs see their cancellation flag
+    /// and are waited for, workers are joined. Idempotent.
+    public func shutdown() {
+        core.shutdown()
+    }
+
+    /// Reconciles the log with this lane after a restart. `running` rows become `failed`
+    /// ("lost on restart": the job may have had effects, so it is not run again); `queued`
+    /// rows are rebuilt by `reconstruct` and queued again under the same row, or failed when
+    /// it returns `nil`.
+    /// - Returns: How many jobs were re-queued and how many were failed.
+    @discardableResult
+    public func recover(
+        reconstruct: (JobRecord) -> LaneJob?,
+        onComplete: @escaping @Sendable (String, LaneJobOutcome) -> Void = { _, _ in }
+    ) async throws(LaneError) -> (requeued: Int, failed: Int) {
+        try await core.recover(reconstruct: reconstruct, onComplete: onComplete)
+    }
+}
+
+/// The lane's state and its worker threads. Workers hold it strongly, so it outlives every
+/// worker; the public `Lane` owns it and shuts it down when dropped.
+final class LaneCore: @unchecked Sendable {
+    let name: String
+    let store: SagaLog?
+    let loop: EventLoop?
 
     /// Guarded by the lane's mutex once shared.
     fileprivate final class Entry: @unchecked Sendable {
@@ -51,11 +144,7 @@ public final class Lane: @unchecked Sendable {
     private var runTimes: [Duration] = []
     private var runTimeCursor = 0
 
-    /// - Parameters:
-    ///   - maxConcurrent: Jobs that may run at once (at least 1).
-    ///   - store: Persist every job's rows in this log.
-    ///   - loop: Paces retries with its timers.
-    public init(name: String, maxConcurrent: Int, store: SagaLog? = nil, loop: EventLoop? = nil) {
+    init(name: String, maxConcurrent: Int, store: SagaLog?, loop: EventLoop?) {
         self.name = name
         self.store = store
         self.loop = loop
@@ -68,7 +157,6 @@ public final class Lane: @unchecked Sendable {
     }
 
     deinit {
-        shutdown()
         pthread_cond_destroy(wake)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
@@ -81,7 +169,7 @@ public final class Lane: @unchecked Sendable {
     private func spawnWorkersLocked() {
         while workers < maxConcurrent && !stopping {
             workers += 1
-            threads.append(OSThread(name: "sagalane-lane") { [unowned self] in workerLoop() })
+            threads.append(OSThread(name: "sagalane-lane-\(name)") { [self] in workerLoop() })
         }
     }
 
@@ -90,7 +178,7 @@ public final class Lane: @unchecked Sendable {
     /// Submits `job`. For a persisted lane, `onQueued` runs once the `queued` row is durable
     /// (or with the error that refused the job); for an in-memory lane, before this returns.
     /// `onComplete` runs once, with the outcome, unless the job was refused.
-    public func submit(
+    func submit(
         _ job: LaneJob,
         onQueued: @escaping @Sendable (Result<LaneSubmission, LaneError>) -> Void,
         onComplete: @escaping @Sendable (LaneJobOutcome) -> Void
@@ -129,29 +217,11 @@ public final class Lane: @unchecked Sendable {
         }
     }
 
-    /// Submits `job`, returning once it is queued (durably, for a persisted lane).
-    @discardableResult
-    public func submit(_ job: LaneJob, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void = { _ in }) async throws(LaneError) -> LaneSubmission {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<LaneSubmission, LaneError>, Never>) in
-            submit(job, onQueued: { continuation.resume(returning: $0) }, onComplete: onComplete)
-        }
-        return try result.get()
-    }
-
-    /// Submits `job` and blocks the calling thread until it is queued. For hosts calling from
-    /// threads of their own (not the event loop's: for a persisted lane it waits for the log).
-    @discardableResult
-    public func submitBlocking(_ job: LaneJob, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void = { _ in }) throws(LaneError) -> LaneSubmission {
-        let waiter = BlockingResult<Result<LaneSubmission, LaneError>>()
-        submit(job, onQueued: { waiter.set($0) }, onComplete: onComplete)
-        return try waiter.wait().get()
-    }
-
     /// Submits `job` and waits for its outcome.
     /// - Returns: The job's result text.
     /// - Throws: `jobFailed`, `cancelled`, or a submission error. Cancelling the waiting task
     ///   cancels the job if it is still queued, and raises its cancellation flag if it runs.
-    public func submitAndWait(_ job: LaneJob) async throws(LaneError) -> String {
+    func submitAndWait(_ job: LaneJob) async throws(LaneError) -> String {
         var job = job
         if job.id.isEmpty {
             job.id = "\(name)-w\(UInt64.random(in: 0...UInt64.max))"
@@ -182,7 +252,7 @@ public final class Lane: @unchecked Sendable {
             finishLocked(job.id)
             cancelledCount += 1
             unlock()
-            Lane.report(.cancelled, id: job.id, store: store, completion: onComplete)
+            LaneCore.report(.cancelled, id: job.id, store: store, completion: onComplete)
             return LaneSubmission(position: 0, estimatedWait: .zero, jobID: job.id)
         }
         sequence += 1
@@ -203,7 +273,7 @@ public final class Lane: @unchecked Sendable {
     /// Cancels a queued job: it never runs and ends `cancelled`.
     /// - Throws: `notQueued` for a job that is running (or between retries, or being
     ///   persisted), `notFound` for an id the lane does not know.
-    public func cancel(jobID: String) throws(LaneError) {
+    func cancel(jobID: String) throws(LaneError) {
         lock()
         guard let entry = queued.removeValue(forKey: jobID) else {
             let isKnown = known.contains(jobID)
@@ -234,7 +304,7 @@ public final class Lane: @unchecked Sendable {
 
     /// Changes how many jobs may run at once. Raising it starts queued jobs at once; lowering
     /// it lets running jobs finish and starts no new one until the count is under the bound.
-    public func setMaxConcurrent(_ n: Int) {
+    func setMaxConcurrent(_ n: Int) {
         lock()
         maxConcurrent = max(1, n)
         spawnWorkersLocked()
@@ -242,7 +312,7 @@ public final class Lane: @unchecked Sendable {
         unlock()
     }
 
-    public var stats: LaneStats {
+    var stats: LaneStats {
         lock()
         defer { unlock() }
         return LaneStats(queued: queued.count, running: running.count, maxConcurrent: maxConcurrent,
@@ -258,7 +328,7 @@ public final class Lane: @unchecked Sendable {
 
     /// Stops the lane: queued jobs end `cancelled`, running jobs see their cancellation flag
     /// and are waited for, workers are joined. Idempotent.
-    public func shutdown() {
+    func shutdown() {
         lock()
         if stopping {
             unlock()
@@ -370,7 +440,7 @@ public final class Lane: @unchecked Sendable {
 
     /// Writes the terminal row (persisted lanes) and then reports the outcome.
     private func complete(_ entry: Entry, _ outcome: LaneJobOutcome) {
-        Lane.report(outcome, id: entry.job.id, attempts: entry.attempt, store: store, completion: entry.onComplete)
+        LaneCore.report(outcome, id: entry.job.id, attempts: entry.attempt, store: store, completion: entry.onComplete)
     }
 
     fileprivate static func report(_ outcome: LaneJobOutcome, id: String, attempts: Int? = nil, store: SagaLog?,
@@ -440,7 +510,7 @@ public final class Lane: @unchecked Sendable {
     /// it returns `nil`.
     /// - Returns: How many jobs were re-queued and how many were failed.
     @discardableResult
-    public func recover(
+    func recover(
         reconstruct: (JobRecord) -> LaneJob?,
         onComplete: @escaping @Sendable (String, LaneJobOutcome) -> Void = { _, _ in }
     ) async throws(LaneError) -> (requeued: Int, failed: Int) {
@@ -483,7 +553,7 @@ public final class Lane: @unchecked Sendable {
         var child = heap.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard Lane.before(heap[child], heap[parent]) else { break }
+            guard LaneCore.before(heap[child], heap[parent]) else { break }
             heap.swapAt(child, parent)
             child = parent
         }
@@ -501,8 +571,8 @@ public final class Lane: @unchecked Sendable {
                     let left = 2 * parent + 1
                     guard left < heap.count else { break }
                     var best = left
-                    if left + 1 < heap.count && Lane.before(heap[left + 1], heap[left]) { best = left + 1 }
-                    guard Lane.before(heap[best], heap[parent]) else { break }
+                    if left + 1 < heap.count && LaneCore.before(heap[left + 1], heap[left]) { best = left + 1 }
+                    guard LaneCore.before(heap[best], heap[parent]) else { break }
                     heap.swapAt(best, parent)
                     parent = best
                 }
