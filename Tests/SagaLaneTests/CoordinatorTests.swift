@@ -173,10 +173,13 @@ struct CoordinatorTests {
 
     @Test func deadlineFailsASagaOnTheManualClock() async throws {
         let h = try CoordinatorHarness()
-        try registerSeedSagas(h, host: HostRecorder())
+        let host = HostRecorder()
+        try registerSeedSagas(h, host: host)
         try await h.coordinator.start()
         let id = try await h.coordinator.startSaga(name: "pool_respawn_on_promote", input: ["label": "slow"])
-        await h.collector.waitFor("dispatch") { _ in (try? h.log.sagaSteps(sagaID: id).count) == 1 }
+        // The deadline is armed in the same loop turn as the dispatch (the step row is
+        // visible a little earlier, before the coordinator resumes).
+        await h.collector.waitFor("dispatch") { _ in host.count == 1 }
         await h.loop.advance(by: .milliseconds(4_999))
         #expect(await h.coordinator.inFlightCount == 1)
         await h.loop.advance(by: .milliseconds(1))
@@ -285,6 +288,60 @@ struct CoordinatorTests {
         await h.collector.waitFor("all completed", limit: .seconds(120)) { $0.filter { $0.type == Event.sagaCompleted }.count == n }
         #expect(await h.coordinator.inFlightCount == 0)
         #expect(try h.log.snapshotRecent(limit: n + 1).filter { $0.state == .completed }.count == n)
+        await h.shutdown()
+    }
+}
+
+/// Sends two commands to a lane, one after the other, and completes with their results.
+private final class TwoLaneJobsSaga: Saga {
+    var results: [JSON] = []
+    func start(_ context: SagaContext) -> SagaAction { .issue(target: "lane:render", command: ["frame": 1]) }
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction {
+        switch event.type {
+        case "LaneJobFinished":
+            results.append(event.payload["result"] ?? .null)
+            return results.count == 1 ? .issue(target: "lane:render", command: ["frame": 2]) : .done
+        case "LaneJobFailed":
+            return .failed(event.payload["error"]?.stringValue ?? "lane job failed")
+        default:
+            return .wait
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct SagaLaneIntegrationTests {
+    @Test func aSagaOrchestratesTwoLaneJobs() async throws {
+        let h = try CoordinatorHarness()
+        let pool = LanePool()
+        defer { pool.shutdown() }
+        try pool.add(Lane(name: "render", maxConcurrent: 2, store: h.log, loop: h.loop))
+        let handlers = LaneCommandHandlers()
+        handlers.setCommandHandler(lane: "render") { command, _ in
+            #"{"rendered":\#(command["frame"]?.int64Value ?? -1),"saga":\#(command["saga_id"]?.int64Value ?? -1)}"#
+        }
+        h.coordinator.useLanes(pool, handlers: handlers)
+        try h.coordinator.register(SagaType(name: "two_frames") { _ in TwoLaneJobsSaga() })
+        try h.coordinator.register(SagaType(name: "bad_lane") { _ in
+            final class Bad: Saga {
+                func start(_ c: SagaContext) -> SagaAction { .issue(target: "lane:nowhere", command: [:]) }
+                func onEvent(_ e: Event, _ c: SagaContext) -> SagaAction { .wait }
+            }
+            return Bad()
+        })
+        try await h.coordinator.start()
+        let id = try await h.coordinator.startSaga(name: "two_frames")
+        let bad = try await h.coordinator.startSaga(name: "bad_lane")
+        await h.collector.waitFor("both ended") { $0.filter { $0.type == Event.sagaCompleted || $0.type == Event.sagaFailed }.count == 2 }
+        #expect(h.collector.of(type: Event.sagaCompleted).map(\.sagaID) == [id])
+        let finished = h.collector.of(type: "LaneJobFinished")
+        #expect(finished.map { $0.payload["result"]?["rendered"] } == [1, 2])
+        #expect(finished.allSatisfy { $0.sagaID == id && $0.payload["result"]?["saga"]?.int64Value == Int64(id) })
+        let row = try #require(try h.log.saga(id: id))
+        #expect(row.state == .completed && row.steps.map(\.state) == [.succeeded, .succeeded])
+        #expect(row.steps.map(\.target) == ["lane:render", "lane:render"])
+        #expect(try h.log.job(id: "saga-\(id)-step-1")?.state == .finished)
+        #expect(try h.log.saga(id: bad)?.failureReason?.contains("no lane named 'nowhere'") == true)
         await h.shutdown()
     }
 }
