@@ -38,6 +38,9 @@ do {
     if what == "saga" || what == "all" {
         try await runSagaBench(directory: directory, sagas: sagas)
     }
+    if what == "lane" || what == "all" {
+        try runLaneBench(directory: directory, jobs: sagas * 4)
+    }
 } catch {
     writeStandardError("sagalane-bench: \(error)\n")
     exit(1)

@@ -1,0 +1,83 @@
+import Glibc
+import SagaLane
+import Synchronization
+
+/// The baseline: a plain mutex + condition-variable queue of closures drained by `workers`
+/// threads, the least a job queue can do.
+private func measurePlainQueue(jobs: Int, workers: Int) -> Double {
+    final class PlainQueue: @unchecked Sendable {
+        var items: [() -> Void] = []
+        var head = 0
+        var closed = false
+        var mutex = pthread_mutex_t()
+        var cond = pthread_cond_t()
+        init() { pthread_mutex_init(&mutex, nil); pthread_cond_init(&cond, nil) }
+        func push(_ item: @escaping () -> Void) {
+            pthread_mutex_lock(&mutex)
+            items.append(item)
+            pthread_cond_signal(&cond)
+            pthread_mutex_unlock(&mutex)
+        }
+        func run() {
+            pthread_mutex_lock(&mutex)
+            while true {
+                while head == items.count && !closed { pthread_cond_wait(&cond, &mutex) }
+                if head == items.count { break }
+                let item = items[head]
+                head += 1
+                pthread_mutex_unlock(&mutex)
+                item()
+                pthread_mutex_lock(&mutex)
+            }
+            pthread_mutex_unlock(&mutex)
+        }
+        func close() {
+            pthread_mutex_lock(&mutex)
+            closed = true
+            pthread_cond_broadcast(&cond)
+            pthread_mutex_unlock(&mutex)
+        }
+    }
+    let queue = PlainQueue()
+    let done = Countdown()
+    let threads = (0..<workers).map { _ in OSThread(name: "plain") { queue.run() } }
+    let start = monotonicSeconds()
+    for _ in 0..<jobs { queue.push { done.signal() } }
+    for _ in 0..<jobs { done.wait() }
+    let rate = Double(jobs) / (monotonicSeconds() - start)
+    queue.close()
+    threads.forEach { $0.join() }
+    return rate
+}
+
+private func measureLane(jobs: Int, workers: Int, store: SagaLog?) throws -> Double {
+    let lane = Lane(name: "bench", maxConcurrent: workers, store: store)
+    defer { lane.shutdown() }
+    let done = Countdown()
+    let start = monotonicSeconds()
+    let job = LaneJob { _ in "" }
+    for _ in 0..<jobs {
+        lane.submit(job, onQueued: { if case .failure(let e) = $0 { fatalError("submit failed: \(e)") } }, onComplete: { _ in done.signal() })
+    }
+    for _ in 0..<jobs { done.wait() }
+    return Double(jobs) / (monotonicSeconds() - start)
+}
+
+func runLaneBench(directory: String, jobs: Int) throws {
+    print("lane: \(jobs) empty jobs through an in-memory lane with 4 workers, beside a plain mutex+condvar queue with 4 threads")
+    let plain = measurePlainQueue(jobs: jobs, workers: 4)
+    let lane = try measureLane(jobs: jobs, workers: 4, store: nil)
+    print("  in memory  lane \(format(lane)) jobs/s   plain queue \(format(plain)) jobs/s   ratio \(format(lane / plain * 100))%")
+    print("      persisted: \(jobs) jobs (queued, running, finished rows each) with 64 workers, beside the log's raw")
+    print("      group-commit ceiling for three-write units (twice its six-write saga rate), same run")
+    for durability in Durability.allCases {
+        let ceiling = try measureLogCeiling(directory: directory, durability: durability, sagas: jobs / 2) * 2
+        let path = freshDatabase(directory, "bench-lane.db")
+        let log = try SagaLog.open(path: path, durability: durability)
+        let persisted = try measureLane(jobs: jobs, workers: 64, store: log)
+        log.close()
+        removeDatabase(path)
+        print(pad("  \(durability.rawValue)", 10) + pad("persisted lane \(format(persisted)) jobs/s", 34)
+              + pad("log ceiling \(format(ceiling)) jobs/s", 32) + "ratio \(format(persisted / ceiling * 100))%")
+    }
+}
