@@ -8,6 +8,9 @@ let package = Package(
     products: [
         .library(name: "SagaLane", targets: ["SagaLane"]),
         .library(name: "SagaLaneC", targets: ["SagaLaneC"]),
+        // Every object of the C API and the core in one archive (SwiftPM's own product); CMake
+        // turns it into libsagalane.a and libsagalane.so (see CMakeLists.txt).
+        .library(name: "SagaLaneCStatic", type: .static, targets: ["SagaLaneC"]),
         .executable(name: "sagalane", targets: ["sagalane"]),
         .executable(name: "sagalane-bench", targets: ["sagalane-bench"]),
     ],
@@ -17,7 +20,11 @@ let package = Package(
         .systemLibrary(name: "CUV", path: "Sources/CUV"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .target(name: "SagaLane", dependencies: ["CUV", "CSQLite"]),
-        .target(name: "SagaLaneC", dependencies: ["SagaLane"]),
+        // The public C header (include/sagalane.h, linked into this target) and the parts of the
+        // C API written in C: the error table and sl_free.
+        .target(name: "CSagaLane", path: "Sources/CSagaLane"),
+        // @_cdecl shims implementing sagalane.h; the header's prototypes check their types.
+        .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
         .executableTarget(name: "sagalane", dependencies: ["SagaLane"]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.

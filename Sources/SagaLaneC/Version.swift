@@ -1,11 +1,17 @@
+import CSagaLane
 import SagaLane
 
-/// `const char *sl_version(void)`: a static string, never freed.
-@_cdecl("sl_version")
-public func sl_version() -> UnsafePointer<CChar> {
+@implementation @_cdecl("sl_version")
+public func sl_version() -> UnsafePointer<CChar>? {
     VersionCString.shared.pointer
 }
 
+@implementation @_cdecl("sl_version_hex")
+public func sl_version_hex() -> UInt32 {
+    UInt32(SagaLaneVersion.major << 16 | SagaLaneVersion.minor << 8 | SagaLaneVersion.patch)
+}
+
+/// The version as a C string that lives as long as the process.
 private final class VersionCString: Sendable {
     static let shared = VersionCString()
     nonisolated(unsafe) let pointer: UnsafePointer<CChar>

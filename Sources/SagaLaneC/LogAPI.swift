@@ -1,0 +1,39 @@
+import CSagaLane
+import SagaLane
+
+@implementation @_cdecl("sl_log_recent")
+public func sl_log_recent(_ rt: OpaquePointer?, _ limit: Int32, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard limit >= 0 else { throw CallError(SL_EINVAL, "limit is negative") }
+        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        try handOut(try handle.open().recentSagas(limit: Int(limit)).serialized, to: out)
+    }
+}
+
+@implementation @_cdecl("sl_log_unresolved")
+public func sl_log_unresolved(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        try handOut(try handle.open().unresolvedSagas().serialized, to: out)
+    }
+}
+
+@implementation @_cdecl("sl_log_saga")
+public func sl_log_saga(_ rt: OpaquePointer?, _ sagaID: UInt64, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        guard let saga = try handle.open().saga(id: sagaID) else {
+            throw CallError(SL_ENOTFOUND, "the log has no saga \(sagaID)")
+        }
+        try handOut(saga.serialized, to: out)
+    }
+}
+
+@implementation @_cdecl("sl_log_vacuum")
+public func sl_log_vacuum(_ rt: OpaquePointer?, _ olderThanMs: UInt64, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard olderThanMs <= UInt64(Int64.max / 1_000_000) else { throw CallError(SL_EINVAL, "older_than_ms is too large") }
+        let count = try handle.open().vacuum(olderThan: .milliseconds(Int64(olderThanMs)))
+        deleted?.pointee = UInt64(count)
+    }
+}

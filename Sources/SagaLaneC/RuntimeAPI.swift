@@ -1,0 +1,227 @@
+import CSagaLane
+import Glibc
+import SagaLane
+import Synchronization
+
+/// What `sl_runtime *` points to: the runtime (absent when its open failed), the error
+/// messages of calls on it, and what must be released when it closes.
+final class RuntimeHandle: CHandle {
+    let runtime: Runtime?
+    private let openFailure: CallError?
+    let messages = ErrorMessages()
+
+    private struct Owned {
+        var releases: [Release] = []
+        var children: [any CHandle] = []
+        var sagaTypes: [CSagaType] = []
+    }
+    private let owned = Mutex(Owned())
+
+    var owner: RuntimeHandle? { self }
+
+    init(runtime: Runtime) {
+        self.runtime = runtime
+        openFailure = nil
+    }
+
+    init(failure: CallError) {
+        runtime = nil
+        openFailure = failure
+        messages.set(failure.message)
+    }
+
+    /// The runtime, or the reason there is none.
+    func open() throws(CallError) -> Runtime {
+        guard let runtime else {
+            throw CallError(Int(SL_ECLOSED), "the runtime's open failed: \(openFailure?.message ?? "unknown reason")")
+        }
+        return runtime
+    }
+
+    /// Calls `release` when the runtime closes.
+    func releaseAtClose(_ release: Release) {
+        owned.withLock { $0.releases.append(release) }
+    }
+
+    /// Keeps a C-defined saga type until the runtime closes and its last saga is gone.
+    func keep(_ type: CSagaType) {
+        owned.withLock { $0.sagaTypes.append(type) }
+    }
+
+    /// Registers a handle that lives until the runtime closes.
+    func adopt(_ child: any CHandle) -> OpaquePointer {
+        owned.withLock { $0.children.append(child) }
+        return Handles.register(child)
+    }
+
+    /// The handle of the lane named `name`, if one was created through this runtime.
+    func lane(named name: String) -> LaneHandle? {
+        owned.withLock { owned in
+            owned.children.lazy.compactMap { $0 as? LaneHandle }.first { $0.lane.name == name }
+        }
+    }
+
+    func forget(_ child: any CHandle) {
+        Handles.remove(child)
+        owned.withLock { $0.children.removeAll { $0 === child } }
+    }
+
+    /// Unregisters the handle and its children, closes the runtime, then releases the host's
+    /// userdata (saga types: once their last saga is gone too).
+    func close() {
+        let owned = self.owned.withLock { owned -> Owned in
+            defer { owned = Owned() }
+            return owned
+        }
+        for child in owned.children { Handles.remove(child) }
+        Handles.remove(self)
+        let finish: @Sendable () -> Void = {
+            for release in owned.releases { release() }
+            for type in owned.sagaTypes { type.releaseWhenIdle() }
+        }
+        if let runtime { runtime.close(completion: finish) } else { finish() }
+    }
+}
+
+@implementation @_cdecl("sl_runtime_options_init")
+public func sl_runtime_options_init(_ options: UnsafeMutablePointer<sl_runtime_options>?) {
+    guard let options else { return }
+    options.pointee = sl_runtime_options()
+    options.pointee.size = MemoryLayout<sl_runtime_options>.size
+    options.pointee.durability = Int32(SL_DURABILITY_FULL)
+    options.pointee.busy_timeout_ms = 5000
+    options.pointee.loop_mode = Int32(SL_LOOP_THREAD)
+    options.pointee.clock = Int32(SL_CLOCK_SYSTEM)
+}
+
+/// Reads `sl_runtime_options`, honouring its size (fields it lacks keep their defaults).
+private func runtimeOptions(_ pointer: UnsafePointer<sl_runtime_options>?) throws(CallError) -> RuntimeOptions {
+    var options = RuntimeOptions()
+    guard let pointer else { return options }
+    let c = pointer.pointee
+    let size = try structSize(c.size, "sl_runtime_options")
+    if has(size, \sl_runtime_options.db_path) { options.databasePath = try optionalString(c.db_path, "options.db_path") }
+    if has(size, \sl_runtime_options.durability) {
+        switch Int(c.durability) {
+        case SL_DURABILITY_FULL: options.durability = .full
+        case SL_DURABILITY_NORMAL: options.durability = .normal
+        default: throw CallError(SL_EINVAL, "options.durability \(c.durability) is neither SL_DURABILITY_FULL nor SL_DURABILITY_NORMAL")
+        }
+    }
+    if has(size, \sl_runtime_options.busy_timeout_ms) {
+        guard c.busy_timeout_ms >= 0 else { throw CallError(SL_EINVAL, "options.busy_timeout_ms is negative") }
+        options.busyTimeoutMilliseconds = c.busy_timeout_ms == 0 ? 5000 : c.busy_timeout_ms
+    }
+    if has(size, \sl_runtime_options.loop_mode) {
+        switch Int(c.loop_mode) {
+        case SL_LOOP_THREAD: options.loopMode = .ownThread
+        case SL_LOOP_HOST: options.loopMode = .host
+        default: throw CallError(SL_EINVAL, "options.loop_mode \(c.loop_mode) is neither SL_LOOP_THREAD nor SL_LOOP_HOST")
+        }
+    }
+    if has(size, \sl_runtime_options.clock) {
+        switch Int(c.clock) {
+        case SL_CLOCK_SYSTEM: options.clock = .system
+        case SL_CLOCK_MANUAL: options.clock = .manual
+        default: throw CallError(SL_EINVAL, "options.clock \(c.clock) is neither SL_CLOCK_SYSTEM nor SL_CLOCK_MANUAL")
+        }
+    }
+    if has(size, \sl_runtime_options.read_only) { options.readOnly = c.read_only != 0 }
+    return options
+}
+
+@implementation @_cdecl("sl_runtime_open")
+public func sl_runtime_open(_ options: UnsafePointer<sl_runtime_options>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guard let out else {
+        orphanMessages.set("sl_runtime_open: out is NULL")
+        return Int32(SL_EINVAL)
+    }
+    let handle: RuntimeHandle
+    var code: Int32 = 0
+    do {
+        handle = RuntimeHandle(runtime: try Runtime(options: try runtimeOptions(options)))
+    } catch {
+        code = errorCode(error)
+        handle = RuntimeHandle(failure: CallError(Int(code), "\(error)"))
+    }
+    out.pointee = Handles.register(handle)
+    return code
+}
+
+@implementation @_cdecl("sl_runtime_start")
+public func sl_runtime_start(_ rt: OpaquePointer?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in _ = try handle.open().start() }
+}
+
+@implementation @_cdecl("sl_runtime_run")
+public func sl_runtime_run(_ rt: OpaquePointer?, _ mode: Int32) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        switch Int(mode) {
+        case SL_RUN_DEFAULT: try runtime.run(.default)
+        case SL_RUN_ONCE: try runtime.run(.once)
+        case SL_RUN_NOWAIT: try runtime.run(.noWait)
+        default: throw CallError(SL_EINVAL, "mode \(mode) is not SL_RUN_DEFAULT, SL_RUN_ONCE or SL_RUN_NOWAIT")
+        }
+    }
+}
+
+@implementation @_cdecl("sl_runtime_stop")
+public func sl_runtime_stop(_ rt: OpaquePointer?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in try handle.open().stopRunning() }
+}
+
+/// Runs a call that answers a non-negative number, or a negative SL_E* code.
+private func valueCall(_ rt: OpaquePointer?, _ body: (Runtime) throws -> Int32) -> Int32 {
+    var value: Int32 = 0
+    let code = call(rt, as: RuntimeHandle.self) { handle in value = try body(try handle.open()) }
+    return code == 0 ? value : code
+}
+
+@implementation @_cdecl("sl_runtime_backend_fd")
+public func sl_runtime_backend_fd(_ rt: OpaquePointer?) -> Int32 {
+    valueCall(rt) { runtime in
+        guard runtime.options.loopMode == .host else {
+            throw CallError(SL_ESTATE, "the backend fd is for SL_LOOP_HOST runtimes; this one runs its loop on its own thread")
+        }
+        return runtime.loop.backendFD
+    }
+}
+
+@implementation @_cdecl("sl_runtime_backend_timeout")
+public func sl_runtime_backend_timeout(_ rt: OpaquePointer?) -> Int32 {
+    valueCall(rt) { runtime in
+        guard runtime.options.loopMode == .host else {
+            throw CallError(SL_ESTATE, "the backend timeout is for SL_LOOP_HOST runtimes")
+        }
+        return max(-1, runtime.loop.backendTimeoutMilliseconds)
+    }
+}
+
+@implementation @_cdecl("sl_runtime_advance_time")
+public func sl_runtime_advance_time(_ rt: OpaquePointer?, _ ms: UInt64) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard ms <= UInt64(Int64.max / 1_000_000) else { throw CallError(SL_EINVAL, "ms \(ms) is too large") }
+        try handle.open().advanceTime(by: .milliseconds(Int64(ms)))
+    }
+}
+
+@implementation @_cdecl("sl_runtime_health")
+public func sl_runtime_health(_ rt: OpaquePointer?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        if let reason = try handle.open().coordinator.unhealthyReason {
+            throw CallError(SL_EUNHEALTHY, "the log is unhealthy: \(reason)")
+        }
+    }
+}
+
+@implementation @_cdecl("sl_runtime_close")
+public func sl_runtime_close(_ rt: OpaquePointer?) {
+    Handles.lookup(rt, as: RuntimeHandle.self)?.close()
+}
+
+@implementation @_cdecl("sl_runtime_errmsg")
+public func sl_runtime_errmsg(_ rt: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard rt != nil else { return orphanMessages.current }
+    return Handles.lookup(rt, as: RuntimeHandle.self)?.messages.current ?? StaticCString.closed
+}

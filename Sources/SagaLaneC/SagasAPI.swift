@@ -1,0 +1,329 @@
+import CSagaLane
+import Glibc
+import SagaLane
+import Synchronization
+
+/// Calls `body` with an `sl_event` view of `event`, valid for the call.
+func withCEvent<T>(_ event: Event, _ body: (UnsafePointer<sl_event>) -> T) -> T {
+    event.type.withCString { type in
+        event.payload.serialized.withCString { payload in
+            var c = sl_event(type: type, saga_id: event.sagaID ?? 0, payload_json: payload, version: event.version)
+            return body(&c)
+        }
+    }
+}
+
+// MARK: Saga types defined in C
+
+/// A saga type whose behaviour lives in C callbacks.
+final class CSagaType: @unchecked Sendable {
+    let name: String
+    /// The vtable as registered; its borrowed string fields are cleared.
+    let table: sl_saga_type
+    let userdata: UnsafeMutableRawPointer?
+    let messages: ErrorMessages
+    private let nameC: UnsafeMutablePointer<CChar>
+    private let release: Release
+    /// Sagas alive, and whether the runtime closed: `release` waits for both.
+    private let live = Mutex<(count: Int, closed: Bool)>((0, false))
+
+    init(name: String, table: sl_saga_type, userdata: UnsafeMutableRawPointer?, messages: ErrorMessages) {
+        self.name = name
+        var table = table
+        table.name = nil
+        table.interests = nil
+        table.interest_count = 0
+        self.table = table
+        self.userdata = userdata
+        self.messages = messages
+        nameC = strdup(name)
+        release = Release(table.release, userdata)
+    }
+
+    deinit { free(nameC) }
+
+    /// Builds a saga with the host's `create`, on the calling thread.
+    func make(_ input: JSON) throws -> Saga {
+        var state: UnsafeMutableRawPointer?
+        let inputText = input.serialized
+        let rc = inputText.withCString { table.create!(userdata, $0, &state) }
+        guard rc == 0 else {
+            throw CallError(SL_EREFUSED, "create returned \(rc) (\(String(cString: sl_err_name(rc))))")
+        }
+        live.withLock { $0.count += 1 }
+        var snapshot = input
+        if let inputSnapshot = table.input_snapshot, let text = inputSnapshot(userdata, state) {
+            snapshot = (try? json(text, "input_snapshot")) ?? .string(String(cString: text))
+        }
+        return CSaga(type: self, state: state, inputSnapshot: snapshot)
+    }
+
+    func sagaDestroyed(_ state: UnsafeMutableRawPointer?) {
+        table.destroy?(userdata, state)
+        let releaseNow = live.withLock { live -> Bool in
+            live.count -= 1
+            return live.closed && live.count == 0
+        }
+        if releaseNow { release() }
+    }
+
+    /// The runtime closed: release the userdata once no saga of this type is left.
+    func releaseWhenIdle() {
+        let releaseNow = live.withLock { live -> Bool in
+            live.closed = true
+            return live.count == 0
+        }
+        if releaseNow { release() }
+    }
+
+    /// Calls a saga callback with an action to fill, and returns what it chose.
+    func decide(_ context: SagaContext, _ body: (UnsafePointer<sl_saga_ctx>, OpaquePointer) -> Void) -> SagaAction {
+        let action = ActionBox(messages: messages)
+        var ctx = sl_saga_ctx(saga_id: context.sagaID, type_name: nameC, next_step: context.nextStepIndex)
+        withExtendedLifetime(action) { body(&ctx, action.handle) }
+        return action.action ?? .wait
+    }
+}
+
+/// One saga of a C-defined type.
+final class CSaga: Saga {
+    let type: CSagaType
+    let state: UnsafeMutableRawPointer?
+    let inputSnapshot: JSON
+
+    init(type: CSagaType, state: UnsafeMutableRawPointer?, inputSnapshot: JSON) {
+        self.type = type
+        self.state = state
+        self.inputSnapshot = inputSnapshot
+    }
+
+    func start(_ context: SagaContext) -> SagaAction {
+        type.decide(context) { ctx, action in type.table.start!(type.userdata, state, ctx, action) }
+    }
+
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction {
+        type.decide(context) { ctx, action in
+            withCEvent(event) { type.table.on_event!(type.userdata, state, ctx, $0, action) }
+        }
+    }
+
+    deinit { type.sagaDestroyed(state) }
+}
+
+/// What `sl_action *` points to during a callback.
+final class ActionBox {
+    var action: SagaAction?
+    let messages: ErrorMessages
+
+    init(messages: ErrorMessages) { self.messages = messages }
+
+    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    /// Sets the action once; a second attempt, or a broken one, fails the saga.
+    func set(_ body: () throws(CallError) -> SagaAction) -> Int32 {
+        do throws(CallError) {
+            if action != nil { throw CallError(SL_ESTATE, "the saga set two actions in one callback") }
+            action = try body()
+            return 0
+        } catch {
+            action = .failed("the saga's action was invalid: \(error.message)")
+            messages.set(error.message)
+            return error.code
+        }
+    }
+}
+
+private func withAction(_ pointer: OpaquePointer?, _ body: () throws(CallError) -> SagaAction) -> Int32 {
+    guard let pointer else {
+        orphanMessages.set("the sl_action is NULL")
+        return Int32(SL_EINVAL)
+    }
+    return Unmanaged<ActionBox>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue().set(body)
+}
+
+@implementation @_cdecl("sl_action_issue")
+public func sl_action_issue(_ action: OpaquePointer?, _ target: UnsafePointer<CChar>?, _ command: UnsafePointer<CChar>?) -> Int32 {
+    withAction(action) { () throws(CallError) -> SagaAction in
+        let target = try string(target, "target")
+        guard !target.isEmpty else { throw CallError(SL_EINVAL, "target is empty") }
+        return .issue(target: target, command: try json(command, "command_json"))
+    }
+}
+
+@implementation @_cdecl("sl_action_done")
+public func sl_action_done(_ action: OpaquePointer?) -> Int32 {
+    withAction(action) { .done }
+}
+
+@implementation @_cdecl("sl_action_fail")
+public func sl_action_fail(_ action: OpaquePointer?, _ reason: UnsafePointer<CChar>?) -> Int32 {
+    withAction(action) { () throws(CallError) -> SagaAction in .failed(try optionalString(reason, "reason") ?? "failed") }
+}
+
+@implementation @_cdecl("sl_saga_type_init")
+public func sl_saga_type_init(_ type: UnsafeMutablePointer<sl_saga_type>?) {
+    guard let type else { return }
+    type.pointee = sl_saga_type()
+    type.pointee.size = MemoryLayout<sl_saga_type>.size
+}
+
+@implementation @_cdecl("sl_saga_type_register")
+public func sl_saga_type_register(_ rt: OpaquePointer?, _ type: UnsafePointer<sl_saga_type>?, _ userdata: UnsafeMutableRawPointer?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        guard let type else { throw CallError(SL_EINVAL, "type is NULL") }
+        // Fields past the caller's size read as zero.
+        var table = sl_saga_type()
+        let size = try structSize(type.pointee.size, "sl_saga_type")
+        withUnsafeMutableBytes(of: &table) { target in
+            target.copyMemory(from: UnsafeRawBufferPointer(start: type, count: min(size, target.count)))
+        }
+        let name = try string(table.name, "type->name")
+        guard !name.isEmpty else { throw CallError(SL_EINVAL, "type->name is empty") }
+        guard table.create != nil, table.start != nil, table.on_event != nil else {
+            throw CallError(SL_EINVAL, "saga type '\(name)' needs create, start and on_event")
+        }
+        var interests: Set<String> = []
+        if table.interest_count > 0 {
+            guard let list = table.interests else { throw CallError(SL_EINVAL, "type->interests is NULL but interest_count is \(table.interest_count)") }
+            for i in 0..<table.interest_count { interests.insert(try string(list[i], "type->interests[\(i)]")) }
+        }
+        let cType = CSagaType(name: name, table: table, userdata: userdata, messages: handle.messages)
+        let timeout = Duration.milliseconds(table.timeout_ms == 0 ? 5000 : Int64(table.timeout_ms))
+        try runtime.coordinator.register(SagaType(name: name, interests: interests, timeout: timeout) { try cType.make($0) })
+        handle.keep(cType)
+    }
+}
+
+// MARK: Triggers, starting and cancelling
+
+@implementation @_cdecl("sl_trigger_add")
+public func sl_trigger_add(
+    _ rt: OpaquePointer?, _ eventType: UnsafePointer<CChar>?, _ sagaType: UnsafePointer<CChar>?,
+    _ predicate: sl_trigger_predicate?, _ userdata: UnsafeMutableRawPointer?,
+    _ release: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        let eventType = try string(eventType, "event_type")
+        guard !eventType.isEmpty else { throw CallError(SL_EINVAL, "event_type is empty") }
+        let sagaType = try string(sagaType, "saga_type")
+        let data = UserData(pointer: userdata)
+        var trigger = Trigger(on: eventType, start: sagaType)
+        if let predicate {
+            trigger.predicate = { payload in
+                payload.serialized.withCString { predicate(data.pointer, $0) } != 0
+            }
+        }
+        try runtime.coordinator.addTrigger(trigger)
+        handle.releaseAtClose(Release(release, userdata))
+    }
+}
+
+@implementation @_cdecl("sl_saga_start")
+public func sl_saga_start(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>?, _ input: UnsafePointer<CChar>?,
+                          _ sagaID: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        let id = try runtime.startSaga(name: try string(typeName, "type_name"), input: try json(input, "input_json"))
+        sagaID?.pointee = id
+    }
+}
+
+@implementation @_cdecl("sl_saga_cancel")
+public func sl_saga_cancel(_ rt: OpaquePointer?, _ sagaID: UInt64, _ reason: UnsafePointer<CChar>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        try handle.open().cancelSaga(id: sagaID, reason: try optionalString(reason, "reason") ?? "no reason given")
+    }
+}
+
+// MARK: Targets
+
+/// A host target's refusal of a command.
+private struct TargetRefusal: Error, CustomStringConvertible {
+    let code: Int32
+    var description: String { "the host target returned \(code) (\(String(cString: sl_err_name(code))))" }
+}
+
+@implementation @_cdecl("sl_target_register")
+public func sl_target_register(
+    _ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ fn: sl_target_fn?, _ userdata: UnsafeMutableRawPointer?,
+    _ release: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        let name = try string(name, "name")
+        guard let fn else { throw CallError(SL_EINVAL, "fn is NULL") }
+        let data = UserData(pointer: userdata)
+        let target = CallbackTarget { step, _ in
+            let rc = step.command.serialized.withCString { fn(data.pointer, step.sagaID, step.step, $0) }
+            if rc != 0 { throw TargetRefusal(code: rc) }
+        }
+        try runtime.coordinator.register(target: target, named: name)
+        handle.releaseAtClose(Release(release, userdata))
+    }
+}
+
+@implementation @_cdecl("sl_step_fail")
+public func sl_step_fail(_ rt: OpaquePointer?, _ sagaID: UInt64, _ step: UInt32, _ reason: UnsafePointer<CChar>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard sagaID != 0 else { throw CallError(SL_EINVAL, "saga_id is 0") }
+        try handle.open().failStep(sagaID: sagaID, step: step, reason: try optionalString(reason, "reason") ?? "failed")
+    }
+}
+
+// MARK: Events
+
+@implementation @_cdecl("sl_publish")
+public func sl_publish(_ rt: OpaquePointer?, _ type: UnsafePointer<CChar>?, _ sagaID: UInt64, _ payload: UnsafePointer<CChar>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        let type = try string(type, "type")
+        guard !type.isEmpty else { throw CallError(SL_EINVAL, "type is empty") }
+        try runtime.publish(Event(type: type, sagaID: sagaID == 0 ? nil : sagaID, payload: try json(payload, "payload_json")))
+    }
+}
+
+/// What `sl_subscription *` points to.
+final class SubscriptionHandle: CHandle {
+    let runtime: Runtime
+    let delivery: EventDelivery
+    let owner: RuntimeHandle?
+
+    init(runtime: Runtime, delivery: EventDelivery, owner: RuntimeHandle) {
+        self.runtime = runtime
+        self.delivery = delivery
+        self.owner = owner
+    }
+}
+
+/// The payload of a lag notice.
+private let laggedType = SL_EVENT_LAGGED
+
+@implementation @_cdecl("sl_subscribe")
+public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?, _ userdata: UnsafeMutableRawPointer?,
+                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        guard let fn else { throw CallError(SL_EINVAL, "fn is NULL") }
+        guard let out else { throw CallError(SL_EINVAL, "out is NULL") }
+        let data = UserData(pointer: userdata)
+        let size = buffer == 0 ? 4096 : min(buffer, 1 << 30)
+        let delivery = try runtime.subscribe(bufferSize: size) { delivery in
+            switch delivery {
+            case .event(let event):
+                withCEvent(event) { fn(data.pointer, $0) }
+            case .lagged(let missed):
+                withCEvent(Event(type: laggedType, payload: ["missed": .int(Int64(missed))])) { fn(data.pointer, $0) }
+            }
+        }
+        out.pointee = handle.adopt(SubscriptionHandle(runtime: runtime, delivery: delivery, owner: handle))
+    }
+}
+
+@implementation @_cdecl("sl_unsubscribe")
+public func sl_unsubscribe(_ sub: OpaquePointer?) {
+    guard let handle = Handles.lookup(sub, as: SubscriptionHandle.self) else { return }
+    if let owner = handle.owner { owner.forget(handle) } else { Handles.remove(handle) }
+    handle.runtime.unsubscribe(handle.delivery)
+}

@@ -1,0 +1,613 @@
+/*
+ * sagalane.h — the C API of sagalane, an embeddable durable saga runtime.
+ *
+ * A runtime owns one event loop, one SQLite log, one event bus, a saga coordinator and a pool
+ * of lanes. The host opens it, registers saga types, triggers and command targets, starts it,
+ * and from then on publishes events, starts sagas and submits lane jobs.
+ *
+ * Conventions
+ *   - Every function returning int returns 0 on success or a negative SL_E* code. The detail
+ *     of the last failure is in sl_runtime_errmsg().
+ *   - Strings passed in are NUL-terminated UTF-8, borrowed for the duration of the call only.
+ *     JSON text must be strict RFC 8259 JSON (sagalane's parser rejects everything else).
+ *   - Strings and buffers handed out (char **out parameters) are allocated by sagalane and
+ *     must be freed with sl_free().
+ *   - Structs passed in start with a `size` field: set it to sizeof(the struct), or call the
+ *     matching *_init function, so the struct can grow without breaking the ABI.
+ *   - Every callback receives the `void *userdata` given with it. Its documentation says which
+ *     thread calls it. "The loop thread" is the runtime's event loop thread: sagalane's own
+ *     thread (SL_LOOP_THREAD, the default), or the host thread that calls sl_runtime_run()
+ *     (SL_LOOP_HOST).
+ *   - When a call that takes a callback fails, that callback is never called and its userdata
+ *     stays the caller's.
+ *   - Functions are safe to call from any thread unless their documentation says otherwise.
+ *   - Close and free functions accept NULL.
+ *
+ * Versioning: the same SL_VERSION_MAJOR means the same ABI.
+ */
+#ifndef SAGALANE_H
+#define SAGALANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SL_EXPORT __attribute__((visibility("default")))
+#else
+#define SL_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Versions                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SL_VERSION_MAJOR 0
+#define SL_VERSION_MINOR 1
+#define SL_VERSION_PATCH 0
+#define SL_VERSION_HEX ((SL_VERSION_MAJOR << 16) | (SL_VERSION_MINOR << 8) | SL_VERSION_PATCH)
+
+/** The library's version as "MAJOR.MINOR.PATCH". A static string: never free it. */
+SL_EXPORT const char *sl_version(void);
+
+/** The library's version as SL_VERSION_HEX computes it, to compare with the header's. */
+SL_EXPORT unsigned int sl_version_hex(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Every error code, once: XX(NAME, value, description). Codes are appended, never renumbered. */
+#define SL_ERRNO_MAP(XX)                                                                   \
+    XX(INVAL, -1, "invalid argument")                                                      \
+    XX(NOMEM, -2, "out of memory")                                                         \
+    XX(JSON, -3, "malformed JSON")                                                         \
+    XX(UTF8, -4, "invalid UTF-8")                                                          \
+    XX(NOTFOUND, -5, "no such name or id")                                                 \
+    XX(EXIST, -6, "name or id already in use")                                             \
+    XX(CLOSED, -7, "runtime closed, or its open failed")                                   \
+    XX(STATE, -8, "call not valid in this state")                                          \
+    XX(REFUSED, -9, "refused")                                                             \
+    XX(LOG, -10, "log (SQLite) error")                                                     \
+    XX(BUSY, -11, "database locked by another connection")                                 \
+    XX(READONLY, -12, "read-only database or read-only open")                              \
+    XX(CORRUPT, -13, "not a sagalane database, or corrupt")                                \
+    XX(FULL, -14, "disk full")                                                             \
+    XX(UNHEALTHY, -15, "the log could not record a saga's end: new sagas are refused")     \
+    XX(NOTQUEUED, -16, "the job is not queued (it is running or being recorded)")          \
+    XX(CANCELED, -17, "cancelled")                                                         \
+    XX(JOBFAILED, -18, "the job failed")                                                   \
+    XX(LOOP, -19, "event loop (libuv) error")                                              \
+    XX(CANTOPEN, -20, "cannot open the database file")
+
+enum {
+#define SL_ERRNO_ENUM_(name, value, text) SL_E##name = value,
+    SL_ERRNO_MAP(SL_ERRNO_ENUM_)
+#undef SL_ERRNO_ENUM_
+};
+
+/** A description of `code` ("unknown error" for codes not in SL_ERRNO_MAP). Static string. */
+SL_EXPORT const char *sl_strerror(int code);
+
+/** The name of `code`, e.g. "SL_EINVAL" ("SL_EUNKNOWN" for others). Static string. */
+SL_EXPORT const char *sl_err_name(int code);
+
+/** Frees memory sagalane handed out (strings from char ** parameters). NULL is a no-op. */
+SL_EXPORT void sl_free(void *ptr);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The runtime                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct sl_runtime sl_runtime;
+
+enum {
+    /** synchronous=FULL: every group commit is fsynced; survives power loss. The default. */
+    SL_DURABILITY_FULL = 0,
+    /** synchronous=NORMAL (WAL): survives a crash of the process, not of the machine. */
+    SL_DURABILITY_NORMAL = 1
+};
+
+enum {
+    /** sagalane runs the event loop on a thread of its own (the default). */
+    SL_LOOP_THREAD = 0,
+    /** The host runs the loop: sl_runtime_start() and sl_runtime_run() on one host thread,
+        which is then the loop thread. For hosts with a poll loop of their own. */
+    SL_LOOP_HOST = 1
+};
+
+enum {
+    /** Monotonic system time (the default). */
+    SL_CLOCK_SYSTEM = 0,
+    /** Time moves only with sl_runtime_advance_time(): for tests of deadlines and back-off. */
+    SL_CLOCK_MANUAL = 1
+};
+
+typedef struct sl_runtime_options {
+    size_t size;             /* sizeof(sl_runtime_options) */
+    /** The log's SQLite file, created if missing. NULL or "" keeps the log in memory. */
+    const char *db_path;
+    int durability;          /* SL_DURABILITY_*; default FULL */
+    int busy_timeout_ms;     /* how long to wait for a locked database; 0 means 5000 */
+    int loop_mode;           /* SL_LOOP_*; default THREAD */
+    int clock;               /* SL_CLOCK_*; default SYSTEM */
+    /** Non-zero: open the log read-only for diagnostics (sl_log_* reads only). No migration,
+        no write; works while another process owns the database. */
+    int read_only;
+} sl_runtime_options;
+
+/** Fills `options` with the defaults, `size` included. */
+SL_EXPORT void sl_runtime_options_init(sl_runtime_options *options);
+
+/**
+ * Opens a runtime: creates its loop (not yet running) and opens (creating and migrating) its
+ * log. Register saga types, triggers and targets next, then call sl_runtime_start().
+ *
+ * `*out` receives a handle even when the open fails (unless `out` is NULL or memory ran out),
+ * so that sl_runtime_errmsg() can say why; close it with sl_runtime_close() either way.
+ * @param options NULL for the defaults (an in-memory log).
+ * @return 0, or SL_EINVAL, SL_ECANTOPEN, SL_ECORRUPT, SL_EREADONLY, SL_EBUSY, SL_ELOG, SL_ELOOP.
+ */
+SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **out);
+
+/**
+ * Starts the runtime: seeds saga ids from the log, runs start-up recovery (every saga the log
+ * shows unfinished is marked failed_compensation, reason appended), then takes events.
+ * Events published before the start are handled, in order, once recovery is done.
+ *
+ * SL_LOOP_THREAD: starts the loop thread and returns once recovery is done.
+ * SL_LOOP_HOST: runs the loop on the calling thread until recovery is done; that thread is the
+ * loop thread from then on and must call sl_runtime_run().
+ * @return 0, SL_ESTATE (already started, or read-only), SL_ECLOSED, or the log's error.
+ */
+SL_EXPORT int sl_runtime_start(sl_runtime *rt);
+
+enum {
+    SL_RUN_DEFAULT = 0, /* run until sl_runtime_stop() */
+    SL_RUN_ONCE = 1,    /* wait for and process one round of events */
+    SL_RUN_NOWAIT = 2   /* process what is ready without waiting */
+};
+
+/**
+ * SL_LOOP_HOST only: runs the loop on the calling thread (the thread that called
+ * sl_runtime_start()) in `mode`, like uv_run().
+ * @return 0, SL_EINVAL (unknown mode), SL_ESTATE (not started, wrong thread, SL_LOOP_THREAD).
+ */
+SL_EXPORT int sl_runtime_run(sl_runtime *rt, int mode);
+
+/** SL_LOOP_HOST: makes an SL_RUN_DEFAULT sl_runtime_run() return soon. Any thread. */
+SL_EXPORT int sl_runtime_stop(sl_runtime *rt);
+
+/**
+ * The loop's backend file descriptor (epoll), for hosts that poll it in their own loop and
+ * call sl_runtime_run(rt, SL_RUN_NOWAIT) when it is readable. Negative: an SL_E* code.
+ */
+SL_EXPORT int sl_runtime_backend_fd(sl_runtime *rt);
+
+/** How long the host's poll may sleep before calling sl_runtime_run() again, in
+    milliseconds; -1: no timer pending. Negative below -1: an SL_E* code. */
+SL_EXPORT int sl_runtime_backend_timeout(sl_runtime *rt);
+
+/** SL_CLOCK_MANUAL: moves loop time forward by `ms`, firing every timer that falls due
+    (saga deadlines, retry back-offs), and returns once they ran. Not on the loop thread. */
+SL_EXPORT int sl_runtime_advance_time(sl_runtime *rt, uint64_t ms);
+
+/**
+ * Whether the log can still record sagas' ends. 0 when healthy; SL_EUNHEALTHY (with the
+ * reason in sl_runtime_errmsg()) once a terminal row could not be written, after which new
+ * sagas are refused.
+ */
+SL_EXPORT int sl_runtime_health(sl_runtime *rt);
+
+/**
+ * Closes the runtime: stops taking events, stops every subscription, shuts down every lane
+ * (queued jobs end cancelled, running jobs see sl_job_cancelled() and are waited for), closes
+ * the loop and the log, calls every `release` callback given with registrations, and frees
+ * the handle. Sagas in flight stay `running` in the log: the next start's recovery handles
+ * them. Lane, subscription and runtime handles are invalid afterwards. NULL is a no-op.
+ *
+ * Any thread. Called from a callback (or any sagalane thread), it returns at once and the
+ * close completes on a sagalane thread once the callback returned; the release callbacks then
+ * run there. SL_LOOP_HOST: a sl_runtime_run() in progress returns, and the closing thread
+ * runs the loop until everything is closed.
+ */
+SL_EXPORT void sl_runtime_close(sl_runtime *rt);
+
+/**
+ * The message of the most recent failed call on `rt` (or on one of its lanes or
+ * subscriptions) made by the calling thread; "" when there is none. Valid until the calling
+ * thread's next failing call on `rt`, or sl_runtime_close(). With NULL, the calling thread's
+ * last failure on a NULL or closed handle; for a closed `rt`, a static text saying so.
+ */
+SL_EXPORT const char *sl_runtime_errmsg(sl_runtime *rt);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Events                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/** An event on the bus. Borrowed: valid only during the callback that receives it. */
+typedef struct sl_event {
+    const char *type;          /* e.g. "PoolWindowAdded" */
+    uint64_t saga_id;          /* the saga it answers; 0: untagged */
+    const char *payload_json;  /* the payload as JSON text ("null" when there is none) */
+    uint64_t version;          /* position in the bus's publication order, from 1 */
+} sl_event;
+
+/* Event types the runtime publishes. The three lifecycle events are never fed to sagas nor
+   matched by triggers. Payloads: {"name": saga type, "reason": text (failures)}; a SagaFailed
+   whose terminal row could not be written also carries "durable": false. */
+#define SL_EVENT_SAGA_STARTED "SagaStarted"
+#define SL_EVENT_SAGA_COMPLETED "SagaCompleted"
+#define SL_EVENT_SAGA_FAILED "SagaFailed"
+/** Published by sl_step_fail(): tagged with the saga, payload {"reason", "step"}. */
+#define SL_EVENT_SAGA_ACTION_FAILED "SagaActionFailed"
+/** Lane-target outcomes, tagged with the saga: payload {"lane", "job_id", "step"} plus
+    "result" (parsed when it is JSON), or "error" and "attempts". */
+#define SL_EVENT_LANE_JOB_FINISHED "LaneJobFinished"
+#define SL_EVENT_LANE_JOB_FAILED "LaneJobFailed"
+#define SL_EVENT_LANE_JOB_CANCELLED "LaneJobCancelled"
+/** Delivered to a subscriber (never published) when its buffer overflowed: payload
+    {"missed": N}, saga_id 0, version 0, placed exactly where the N events went missing. */
+#define SL_EVENT_LAGGED "sagalane.Lagged"
+
+/**
+ * Publishes an event. Safe from any thread, including the loop thread and callbacks.
+ * @param saga_id 0 for an untagged event; else the saga whose command this answers.
+ * @param payload_json JSON text, or NULL for null.
+ * @return 0, SL_EINVAL (empty type), SL_EUTF8, SL_EJSON, SL_ECLOSED.
+ */
+SL_EXPORT int sl_publish(sl_runtime *rt, const char *type, uint64_t saga_id, const char *payload_json);
+
+typedef struct sl_subscription sl_subscription;
+
+/** Receives events in publication order, on the subscription's own delivery thread. */
+typedef void (*sl_event_fn)(void *userdata, const sl_event *event);
+
+/**
+ * Subscribes to every event published from now on. Each subscription has a delivery thread
+ * that calls `fn` with one event at a time, in publication order. A subscriber that falls
+ * more than `buffer` events behind loses the newest ones instead of slowing the runtime down,
+ * and then receives one SL_EVENT_LAGGED event saying how many it missed.
+ * @param buffer events held for a slow subscriber; 0 means 4096.
+ * @return 0, SL_EINVAL, SL_ECLOSED.
+ */
+SL_EXPORT int sl_subscribe(sl_runtime *rt, size_t buffer, sl_event_fn fn, void *userdata, sl_subscription **out);
+
+/**
+ * Ends a subscription. Once it returns, `fn` is never called again and its userdata is the
+ * caller's (when called from inside `fn`, after `fn` returns). Events still buffered are
+ * dropped. NULL is a no-op. Not after sl_runtime_close() (which ends every subscription).
+ */
+SL_EXPORT void sl_unsubscribe(sl_subscription *sub);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sagas                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/** What a saga knows about itself. Borrowed for the callback. */
+typedef struct sl_saga_ctx {
+    uint64_t saga_id;
+    const char *type_name;
+    uint32_t next_step;  /* the index the next issued step will get */
+} sl_saga_ctx;
+
+/** A saga's next action, set during start/on_event with one sl_action_* call. Setting none
+    means "wait". Valid only during the callback. */
+typedef struct sl_action sl_action;
+
+/**
+ * Sends `command_json` to the target named `target`: "self" (published as an event tagged
+ * with the saga, its type from the command's "type" or "cmd" field), "lane:<name>", or a
+ * target registered with sl_target_register(). The step row is written and durable before
+ * the command is dispatched; "saga_id" and "step" are injected into an object command.
+ * @return 0, or SL_EINVAL / SL_EUTF8 / SL_EJSON / SL_ESTATE (an action was already set),
+ * in which case the action becomes a failure that ends the saga with that error.
+ */
+SL_EXPORT int sl_action_issue(sl_action *action, const char *target, const char *command_json);
+/** The saga succeeded. */
+SL_EXPORT int sl_action_done(sl_action *action);
+/** The saga failed for `reason` (NULL: "failed"). */
+SL_EXPORT int sl_action_fail(sl_action *action, const char *reason);
+
+/**
+ * A saga type defined in C. Every callback gets the type's userdata and, but for `create`,
+ * the saga's own state pointer.
+ */
+typedef struct sl_saga_type {
+    size_t size;        /* sizeof(sl_saga_type) */
+    const char *name;   /* unique; stored in the log */
+    /**
+     * Builds a saga from its input JSON ("null" when none): set `*state` and return 0, or
+     * return non-zero to refuse the input (sl_saga_start() then fails with SL_EREFUSED).
+     * Called on the thread that starts the saga: the caller of sl_saga_start(), or the loop
+     * thread for a trigger. It may run concurrently with other callbacks of the same type.
+     */
+    int (*create)(void *userdata, const char *input_json, void **state);
+    /** Frees a saga's state once it ended, or at close for sagas in flight. May be NULL.
+        Loop thread (or the closing thread). */
+    void (*destroy)(void *userdata, void *state);
+    /** The first action, once the saga's running row is durable. Loop thread. */
+    void (*start)(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action);
+    /** The next action after `event`: the echoes of its commands (events tagged with its
+        id) and untagged events whose type is in `interests`. Loop thread. */
+    void (*on_event)(void *userdata, void *state, const sl_saga_ctx *ctx, const sl_event *event,
+                     sl_action *action);
+    /** The input as stored in the log (JSON, borrowed until the next call on this saga);
+        NULL function or NULL result stores the input given to `create`. Same thread as
+        `create`, right after it. */
+    const char *(*input_snapshot)(void *userdata, void *state);
+    /** Untagged event types these sagas want besides their echoes. May be NULL/0. */
+    const char *const *interests;
+    size_t interest_count;
+    /** How long a saga may run before it fails with "saga timeout"; 0 means 5000. */
+    uint32_t timeout_ms;
+    /** Called once with userdata when the runtime closes. May be NULL. */
+    void (*release)(void *userdata);
+} sl_saga_type;
+
+/** Fills `type` with zeros and sets `size`. */
+SL_EXPORT void sl_saga_type_init(sl_saga_type *type);
+
+/**
+ * Registers a saga type (the struct and its strings are copied). Before or after start.
+ * @return 0, SL_EINVAL (no name, no create/start/on_event), SL_EXIST, SL_ECLOSED.
+ */
+SL_EXPORT int sl_saga_type_register(sl_runtime *rt, const sl_saga_type *type, void *userdata);
+
+/**
+ * Decides whether an event starts a saga: non-zero starts it. Loop thread.
+ * @param payload_json the event's payload, borrowed.
+ */
+typedef int (*sl_trigger_predicate)(void *userdata, const char *payload_json);
+
+/**
+ * Starts a saga of type `saga_type` for every published event of type `event_type` that
+ * `predicate` accepts (NULL: every one), with the event's payload as its input.
+ * `release(userdata)` (may be NULL) is called when the runtime closes.
+ * @return 0, SL_EINVAL, SL_ENOTFOUND (saga type not registered), SL_ECLOSED.
+ */
+SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type,
+                             sl_trigger_predicate predicate, void *userdata, void (*release)(void *userdata));
+
+/**
+ * Starts a saga now: runs the type's `create` on the calling thread, allocates the id, and
+ * returns; the running row, SagaStarted and `start` follow on the loop. If the running row
+ * cannot be written the saga ends with SagaFailed ("durable": false).
+ * @param input_json JSON text, or NULL for null.
+ * @param saga_id receives the new saga's id (may be NULL).
+ * @return 0, SL_ENOTFOUND (no such type), SL_EREFUSED (create refused the input), SL_EJSON,
+ * SL_EUTF8, SL_ESTATE (not started), SL_EUNHEALTHY, SL_ECLOSED.
+ */
+SL_EXPORT int sl_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, uint64_t *saga_id);
+
+/**
+ * Ends saga `saga_id` as failed with reason "cancelled: <reason>". From the loop thread it
+ * takes effect at once; from another thread it waits for the loop to take it.
+ * @return 0, SL_ENOTFOUND (no such saga in flight), SL_ESTATE, SL_ECLOSED.
+ */
+SL_EXPORT int sl_saga_cancel(sl_runtime *rt, uint64_t saga_id, const char *reason);
+
+/**
+ * Dispatches one command to a host target. Loop thread; must hand the command off and return
+ * quickly. Answer later with sl_publish(rt, type, saga_id, payload) (the echo the saga waits
+ * for) or sl_step_fail(). A non-zero return fails the saga at once ("target refused").
+ * @param command_json the command with "saga_id" and "step" injected; borrowed.
+ */
+typedef int (*sl_target_fn)(void *userdata, uint64_t saga_id, uint32_t step, const char *command_json);
+
+/**
+ * Registers a command target under `name` (no ':'). `release(userdata)` (may be NULL) is
+ * called when the runtime closes.
+ * @return 0, SL_EINVAL, SL_EXIST, SL_ECLOSED.
+ */
+SL_EXPORT int sl_target_register(sl_runtime *rt, const char *name, sl_target_fn fn, void *userdata,
+                                 void (*release)(void *userdata));
+
+/** Reports that step `step` of saga `saga_id` failed: the saga ends failed with "action
+    failed: <reason>". Any thread. */
+SL_EXPORT int sl_step_fail(sl_runtime *rt, uint64_t saga_id, uint32_t step, const char *reason);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lanes                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct sl_lane sl_lane;
+
+/** A running job's view of itself. Valid only while the job function runs. */
+typedef struct sl_job_ctx sl_job_ctx;
+
+/** The job's id. Borrowed for the run. */
+SL_EXPORT const char *sl_job_id(const sl_job_ctx *ctx);
+/** 1 for the first run, 2 for the first retry, ... */
+SL_EXPORT int sl_job_attempt(const sl_job_ctx *ctx);
+/** Non-zero once the lane shuts down or a waiter gave up: stop early if you can. */
+SL_EXPORT int sl_job_cancelled(const sl_job_ctx *ctx);
+/** The job's metadata bytes (for a lane target's command handler: the command JSON, also
+    NUL-terminated). Borrowed for the run. */
+SL_EXPORT const void *sl_job_metadata(const sl_job_ctx *ctx, size_t *length);
+/** Sets the job's result text (on success) or error text (on failure); copied. */
+SL_EXPORT int sl_job_set_result(sl_job_ctx *ctx, const char *text);
+
+/**
+ * A job's work. Runs on one of the lane's worker threads, never the loop thread; it may
+ * block. Return 0 for success, SL_ECANCELED if it stopped because sl_job_cancelled(), any
+ * other value for failure (its text set with sl_job_set_result()).
+ */
+typedef int (*sl_job_fn)(void *userdata, sl_job_ctx *ctx);
+
+enum {
+    SL_JOB_FINISHED = 0,
+    SL_JOB_FAILED = 1,
+    SL_JOB_CANCELLED = 2
+};
+
+/** How a job ended. Borrowed for the callback. */
+typedef struct sl_job_outcome {
+    const char *job_id;
+    int state;          /* SL_JOB_* */
+    const char *text;   /* the result (finished) or the error (failed); "" when cancelled */
+    int attempts;       /* runs made */
+} sl_job_outcome;
+
+/** Called once per accepted job, once its terminal row is durable (persisted lanes), on a
+    sagalane thread (a worker, the log writer, or the loop). Must return quickly. */
+typedef void (*sl_job_done_fn)(void *userdata, const sl_job_outcome *outcome);
+
+typedef struct sl_job {
+    size_t size;              /* sizeof(sl_job) */
+    const char *id;           /* unique in the lane (and the log); NULL or "": generated */
+    const char *caller;       /* who submitted it, for operators; may be NULL */
+    int priority;             /* higher first; FIFO within a priority */
+    const void *metadata;     /* opaque bytes kept in the log to rebuild the job on restart */
+    size_t metadata_length;
+    sl_job_fn run;            /* required */
+    sl_job_done_fn done;      /* may be NULL */
+    void *userdata;           /* given to run and done; the caller's again after done */
+    /** Runs in all for a job that is safe to run again (idempotent); 0 or 1: run once. */
+    int max_attempts;
+    /** First back-off before a retry, doubled each time (with jitter); 0 means 100. */
+    uint32_t retry_backoff_ms;
+} sl_job;
+
+/** Fills `job` with zeros and sets `size`. */
+SL_EXPORT void sl_job_init(sl_job *job);
+
+/** A job's row from the log, for rebuilding it after a restart. Borrowed. */
+typedef struct sl_job_record {
+    const char *job_id;
+    const char *caller;
+    int priority;
+    const void *metadata;
+    size_t metadata_length;
+    int attempts;
+} sl_job_record;
+
+/** Rebuilds a queued job found in the log at lane creation: fill `job` (initialized with
+    sl_job_init; its id is replaced by the record's) and return 0, or return non-zero to mark
+    it failed. Called during sl_lane_create(), on a sagalane thread, before it returns. */
+typedef int (*sl_job_reconstruct_fn)(void *userdata, const sl_job_record *record, sl_job *job);
+
+typedef struct sl_lane_options {
+    size_t size;              /* sizeof(sl_lane_options) */
+    int max_concurrent;       /* jobs running at once; 0 means 1 */
+    /** Non-zero (the default): every job's rows go to the log, the queued row durable before
+        the job can run; a job whose row cannot be written is refused. */
+    int persisted;
+    /** Persisted lanes: at creation, rows left `running` by a previous process become failed
+        ("lost on restart"), and rows left `queued` are rebuilt by `reconstruct` and queued
+        again (NULL: marked failed). */
+    sl_job_reconstruct_fn reconstruct;
+    void *reconstruct_userdata;
+} sl_lane_options;
+
+/** Fills `options` with the defaults (persisted, 1 at a time), `size` included. */
+SL_EXPORT void sl_lane_options_init(sl_lane_options *options);
+
+/**
+ * Creates the lane `name` in the runtime's pool. The handle lives until sl_runtime_close().
+ * @param options NULL for the defaults.
+ * @return 0, SL_EINVAL, SL_EXIST, SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED.
+ */
+SL_EXPORT int sl_lane_create(sl_runtime *rt, const char *name, const sl_lane_options *options, sl_lane **out);
+
+/** Finds a lane by name. @return 0, SL_ENOTFOUND, SL_ECLOSED. */
+SL_EXPORT int sl_lane_find(sl_runtime *rt, const char *name, sl_lane **out);
+
+/** Where a submitted job stands. */
+typedef struct sl_submission {
+    size_t size;                 /* sizeof(sl_submission), set by the caller */
+    int position;                /* jobs ahead of it */
+    uint64_t estimated_wait_ms;  /* from the recent mean run time; 0 until one ran */
+    char *job_id;                /* the job's id (generated if none was given); sl_free() it */
+} sl_submission;
+
+/**
+ * Submits a job. For a persisted lane it returns once the queued row is durable. On success
+ * `job->done` is called exactly once; on failure never.
+ * @param out may be NULL; else its `size` must be set.
+ * @return 0, SL_EINVAL, SL_EUTF8, SL_EXIST (duplicate id), SL_ELOG (row not written: the job
+ * never runs), SL_ECLOSED.
+ */
+SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *out);
+
+/**
+ * Submits a job and blocks the calling thread until it ends (`job->done` is not used).
+ * Another thread can give up on it with sl_lane_interrupt(lane, job id).
+ * @param text receives the result (0) or the error (SL_EJOBFAILED); may be NULL; sl_free().
+ * @return 0, SL_EJOBFAILED, SL_ECANCELED, SL_ESTATE (called on the loop thread or in a job),
+ * or a submit error.
+ */
+SL_EXPORT int sl_lane_submit_wait(sl_lane *lane, const sl_job *job, char **text);
+
+/** Cancels a queued job: it never runs and ends cancelled.
+    @return 0, SL_ENOTQUEUED (running, or between retries), SL_ENOTFOUND. */
+SL_EXPORT int sl_lane_cancel(sl_lane *lane, const char *job_id);
+
+/** Gives up on a job: cancels it if queued, else raises its sl_job_cancelled() flag.
+    @return 0, SL_ENOTFOUND. */
+SL_EXPORT int sl_lane_interrupt(sl_lane *lane, const char *job_id);
+
+/** Changes how many jobs may run at once (at least 1). Raising it starts queued jobs at
+    once; lowering it lets running jobs finish. */
+SL_EXPORT int sl_lane_set_max_concurrent(sl_lane *lane, int max_concurrent);
+
+typedef struct sl_lane_stats {
+    size_t size;             /* sizeof(sl_lane_stats), set by the caller */
+    int queued;
+    int running;
+    int max_concurrent;
+    uint64_t completed;
+    uint64_t failed;
+    uint64_t cancelled;
+    double mean_run_ms;      /* over the last 64 runs */
+} sl_lane_stats;
+
+/** Reads the lane's counters into `out` (its `size` must be set). */
+SL_EXPORT int sl_lane_get_stats(sl_lane *lane, sl_lane_stats *out);
+
+/**
+ * Lets sagas send commands to "lane:<name>": each command becomes a job on this lane whose
+ * metadata is the command JSON, run by `fn` (on a worker thread), and whose outcome is
+ * published as SL_EVENT_LANE_JOB_* tagged with the saga. `release(userdata)` (may be NULL) is
+ * called when the handler is replaced or the runtime closes.
+ */
+SL_EXPORT int sl_lane_set_command_handler(sl_lane *lane, sl_job_fn fn, void *userdata, void (*release)(void *userdata));
+
+/* ------------------------------------------------------------------------------------------ */
+/* The log, for diagnostics                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Sagas come out as JSON objects:
+ *   {"id", "name", "state", "input", "failure_reason", "started_at", "ended_at", "steps"}
+ * where "steps" is a count (sl_log_recent) or an array of
+ *   {"index", "name", "target", "command", "state", "output", "failure_reason",
+ *    "started_at", "ended_at"}.
+ * States: running, compensating, completed, failed, failed_compensation, compensated; steps:
+ * pending, succeeded, failed, compensated. Times are UTC, ISO 8601 with milliseconds.
+ */
+
+/** Up to `limit` sagas, most recent first, as a JSON array. `*json`: sl_free(). */
+SL_EXPORT int sl_log_recent(sl_runtime *rt, int limit, char **json);
+
+/** Sagas running, compensating or failed, each with its steps, as a JSON array. */
+SL_EXPORT int sl_log_unresolved(sl_runtime *rt, char **json);
+
+/** Saga `saga_id` with its steps, as a JSON object. @return 0, SL_ENOTFOUND, ... */
+SL_EXPORT int sl_log_saga(sl_runtime *rt, uint64_t saga_id, char **json);
+
+/**
+ * Deletes sagas that ended more than `older_than_ms` ago in a terminal state (never running
+ * or compensating), steps included, in short batches, and waits for it.
+ * @param deleted receives how many sagas were deleted (may be NULL).
+ */
+SL_EXPORT int sl_log_vacuum(sl_runtime *rt, uint64_t older_than_ms, uint64_t *deleted);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SAGALANE_H */
