@@ -214,7 +214,7 @@ public actor Coordinator {
     /// - Parameter onStarted: Called on the loop thread once the `running` row is durable and
     ///   `SagaStarted` is published, or with the error that stopped it.
     /// - Returns: The saga's id.
-    /// - Throws: `unknownSagaType`, `invalidArgument` (the type's factory refused the input),
+    /// - Throws: `unknownSagaType`, `inputRefused` (the type's factory refused the input),
     ///   `logUnhealthy`, `notRunning`.
     @discardableResult
     public nonisolated func beginSaga(
@@ -228,7 +228,7 @@ public actor Coordinator {
         }
         let saga: Saga
         do { saga = try type.make(input) } catch {
-            throw CoordinatorError(.invalidArgument, "saga type '\(name)' refused its input: \(error)")
+            throw CoordinatorError(.inputRefused, "saga type '\(name)' refused its input: \(error)")
         }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         // The saga was just made and nothing else holds it: handing it to the loop is safe.
@@ -253,13 +253,25 @@ public actor Coordinator {
         return try result.get()
     }
 
-    /// Ends saga `id` as failed with reason `"cancelled: <reason>"`.
+    /// Ends saga `id` as failed with reason `"cancelled: <reason>"`, returning once its
+    /// terminal row is durable and `SagaFailed` is out.
     /// - Throws: `unknownSaga` when no such saga is in flight.
     public func cancelSaga(id: UInt64, reason: String) async throws(CoordinatorError) {
         guard let instance = sagas[id], !instance.ended else {
             throw CoordinatorError(.unknownSaga, "no saga \(id) is in flight")
         }
         await finish(instance, as: .failed, reason: "cancelled: \(reason)")
+    }
+
+    /// Claims saga `id`'s end at once (no other outcome can win after this returns) and
+    /// records it as failed with reason `"cancelled: <reason>"` in the background. For callers
+    /// on the loop thread that cannot wait.
+    /// - Throws: `unknownSaga` when no such saga is in flight.
+    public func requestCancel(id: UInt64, reason: String) throws(CoordinatorError) {
+        guard let instance = sagas[id], claimTerminal(instance) else {
+            throw CoordinatorError(.unknownSaga, "no saga \(id) is in flight")
+        }
+        Task { await recordEnd(instance, as: .failed, reason: "cancelled: \(reason)") }
     }
 
     private nonisolated func checkAcceptingSagas() throws(CoordinatorError) {
@@ -364,7 +376,11 @@ public actor Coordinator {
             try await log.startSaga(id: id, name: type.name, inputJSON: saga.inputSnapshot.serialized)
         } catch {
             let failure = CoordinatorError(.logWrite, "saga \(id) (\(type.name)) was not started: its running row could not be written: \(error)")
-            if let onStarted { onStarted(.failure(failure)) } else { writeStandardError("sagalane: \(failure.message)\n") }
+            writeStandardError("sagalane: \(failure.message)\n")
+            // Its one terminal event, so whoever holds the id is not left waiting.
+            bus.publish(type: Event.sagaFailed, sagaID: id,
+                        payload: ["name": .string(type.name), "reason": .string(failure.message), "durable": false])
+            onStarted?(.failure(failure))
             return
         }
         bus.publish(type: Event.sagaStarted, sagaID: id, payload: ["name": .string(type.name)])
@@ -478,6 +494,12 @@ public actor Coordinator {
 
     private func finish(_ instance: Instance, as state: SagaState, reason: String?) async {
         guard claimTerminal(instance) else { return }
+        await recordEnd(instance, as: state, reason: reason)
+    }
+
+    /// Writes the end of a saga whose terminal claim was won, then publishes its one terminal
+    /// event.
+    private func recordEnd(_ instance: Instance, as state: SagaState, reason: String?) async {
         if state != .completed, let step = instance.awaitingStep {
             instance.awaitingStep = nil
             // Best effort: the saga's terminal row below is what recovery and operators rely on.

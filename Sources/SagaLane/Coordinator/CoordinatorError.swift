@@ -4,6 +4,8 @@ public struct CoordinatorError: Error, Sendable, Equatable, CustomStringConverti
     public struct Kind: Sendable, Hashable, CustomStringConvertible {
         fileprivate let name: String
         public static let invalidArgument = Kind(name: "invalid argument")
+        /// A saga type's factory refused the input.
+        public static let inputRefused = Kind(name: "input refused")
         public static let unknownSagaType = Kind(name: "unknown saga type")
         public static let unknownSaga = Kind(name: "unknown saga")
         public static let unknownTarget = Kind(name: "unknown target")

@@ -159,6 +159,12 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         return uv_run(uvLoop, uvMode) != 0
     }
 
+    /// Makes a `run(.default)` in progress return soon, after the work already queued. Safe
+    /// from any thread.
+    public func stopRunning() {
+        execute { [self] in uv_stop(uvLoop) }
+    }
+
     /// The loop's backend file descriptor (epoll), for hosts that poll it in their own loop and
     /// call `run(.noWait)` when it is readable.
     public var backendFD: Int32 { uv_backend_fd(uvLoop) }
@@ -234,8 +240,12 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         if accepted {
             uv_async_send(wakeup)
         } else {
+            // The loop is gone; the caller stands in for it, one piece of work at a time, so
+            // code that checks it runs on the loop (an actor's assumeIsolated) still holds.
             pthread_mutex_lock(lateWorkLock)
+            let previous = loopThread.exchange(currentThread(), ordering: .acquiringAndReleasing)
             run(work)
+            loopThread.store(previous, ordering: .releasing)
             pthread_mutex_unlock(lateWorkLock)
         }
     }

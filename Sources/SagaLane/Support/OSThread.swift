@@ -16,6 +16,7 @@ public final class OSThread: @unchecked Sendable {
         pthread_attr_setstacksize(&attr, 1 << 20)
         let rc = pthread_create(&handle, &attr, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
+            pthread_setspecific(OSThread.ownedKey, UnsafeRawPointer(bitPattern: 1))
             start.body()
             return nil
         }, box)
@@ -23,10 +24,26 @@ public final class OSThread: @unchecked Sendable {
         precondition(rc == 0, "pthread_create failed: \(rc)")
     }
 
-    /// Waits for the thread to finish. Call once.
+    /// Waits for the thread to finish. Call once, and not together with `detach()`.
     public func join() {
         pthread_join(handle, nil)
     }
+
+    /// Lets the thread end on its own without being joined (for a thread that stops itself).
+    public func detach() {
+        pthread_detach(handle)
+    }
+
+    /// Whether the calling thread is one of sagalane's own (event loop, log writer, lane
+    /// worker, event delivery). A host call that would wait for such a thread to finish must
+    /// not run on one.
+    public static var isSagalaneThread: Bool { pthread_getspecific(ownedKey) != nil }
+
+    private static let ownedKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
 
     /// Whether the calling thread is this thread.
     public var isCurrent: Bool { pthread_equal(pthread_self(), handle) != 0 }
