@@ -171,6 +171,28 @@ struct CoordinatorTests {
         await h.shutdown()
     }
 
+    /// An event tagged with a saga's id, published the moment its id is handed out (before its
+    /// running row is durable), reaches the saga after its start instead of being dropped.
+    @Test func eventsForASagaStillStartingAreKept() async throws {
+        let h = try CoordinatorHarness()
+        final class WaitsForGo: Saga {
+            func start(_ context: SagaContext) -> SagaAction { .wait }
+            func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { event.type == "Go" ? .done : .wait }
+        }
+        try h.coordinator.register(SagaType(name: "waits") { _ in WaitsForGo() })
+        try await h.coordinator.start()
+        var ids: [UInt64] = []
+        for _ in 0..<50 {
+            let id = try h.coordinator.beginSaga(name: "waits", input: .null)
+            h.bus.publish(type: "Go", sagaID: id)
+            ids.append(id)
+        }
+        await h.collector.waitFor("50 completions") { $0.filter { $0.type == Event.sagaCompleted }.count == 50 }
+        #expect(Set(h.collector.of(type: Event.sagaCompleted).compactMap(\.sagaID)) == Set(ids))
+        #expect(h.collector.of(type: Event.sagaFailed).isEmpty)
+        await h.shutdown()
+    }
+
     @Test func deadlineFailsASagaOnTheManualClock() async throws {
         let h = try CoordinatorHarness()
         let host = HostRecorder()

@@ -39,8 +39,17 @@ public actor Coordinator {
     private nonisolated let inbox = Mutex(Inbox())
     private nonisolated(unsafe) var sinkID = 0
 
+    /// Work for the loop, in the order it arrived: published events, and sagas started with
+    /// `beginSaga` (queued with the events, so an event published after `beginSaga` returned
+    /// is always handled after that saga's launch).
+    private enum InboxItem: Sendable {
+        case event(Event)
+        case launch(id: UInt64, type: SagaType, saga: Handoff<Saga>,
+                    onStarted: (@Sendable (Result<UInt64, CoordinatorError>) -> Void)?)
+    }
+
     private struct Inbox {
-        var events: [Event] = []
+        var items: [InboxItem] = []
         var drainScheduled = false
     }
 
@@ -66,6 +75,9 @@ public actor Coordinator {
 
     private var sagas: [UInt64: Instance] = [:]
     private var interested: [String: Set<UInt64>] = [:]
+    /// Events tagged with a saga whose id was handed out but whose running row is not yet
+    /// durable: they wait here and are delivered after its `start`, not dropped.
+    private var launching: [UInt64: [Event]] = [:]
 
     /// Creates a coordinator. It attaches to `bus` at once, so events published before `start`
     /// are kept and handled, in order, once start-up recovery is done.
@@ -78,8 +90,13 @@ public actor Coordinator {
 
     /// The bus sink: queues the event and makes sure a drain is scheduled on the loop.
     private nonisolated func accept(_ event: Event) {
+        enqueue(.event(event))
+    }
+
+    /// Queues `item` for the loop and makes sure a drain is scheduled.
+    private nonisolated func enqueue(_ item: InboxItem) {
         let schedule = inbox.withLock { inbox -> Bool in
-            inbox.events.append(event)
+            inbox.items.append(item)
             if inbox.drainScheduled { return false }
             inbox.drainScheduled = true
             return true
@@ -175,6 +192,15 @@ public actor Coordinator {
         }
         sagas.removeAll()
         interested.removeAll()
+        launching.removeAll()
+        // Sagas begun but not yet launched never start; whoever waits for them is told.
+        let unlaunched = inbox.withLock { inbox -> [InboxItem] in
+            defer { inbox.items.removeAll() }
+            return inbox.items
+        }
+        for case .launch(let id, _, _, let onStarted) in unlaunched {
+            onStarted?(.failure(CoordinatorError(.closed, "the coordinator closed before saga \(id) started")))
+        }
     }
 
     /// Start-up recovery: applies each unfinished saga's policy before any event is taken.
@@ -232,12 +258,7 @@ public actor Coordinator {
         }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         // The saga was just made and nothing else holds it: handing it to the loop is safe.
-        let handoff = Handoff(saga)
-        loop.execute { [self] in
-            assumeIsolated { coordinator in
-                coordinator.launch(id: id, type: type, saga: handoff.value, onStarted: onStarted)
-            }
-        }
+        enqueue(.launch(id: id, type: type, saga: Handoff(saga), onStarted: onStarted))
         return id
     }
 
@@ -301,14 +322,21 @@ public actor Coordinator {
             return
         }
         while true {
-            let events = inbox.withLock { inbox -> [Event] in
-                let events = inbox.events
-                inbox.events.removeAll(keepingCapacity: true)
-                if events.isEmpty { inbox.drainScheduled = false }
-                return events
+            let items = inbox.withLock { inbox -> [InboxItem] in
+                let items = inbox.items
+                inbox.items.removeAll(keepingCapacity: true)
+                if items.isEmpty { inbox.drainScheduled = false }
+                return items
             }
-            if events.isEmpty { return }
-            for event in events { handle(event) }
+            if items.isEmpty { return }
+            for item in items {
+                switch item {
+                case .event(let event):
+                    handle(event)
+                case .launch(let id, let type, let saga, let onStarted):
+                    launch(id: id, type: type, saga: saga.value, onStarted: onStarted)
+                }
+            }
         }
     }
 
@@ -323,7 +351,11 @@ public actor Coordinator {
         }
         // Existing sagas first: a saga never receives the event that triggered it.
         if let id = event.sagaID {
-            if let instance = sagas[id] { deliver(event, to: instance) }
+            if let instance = sagas[id] {
+                deliver(event, to: instance)
+            } else if launching[id] != nil {
+                launching[id]!.append(event)
+            }
         } else if let ids = interested[event.type] {
             for id in ids {
                 if let instance = sagas[id] { deliver(event, to: instance) }
@@ -366,6 +398,7 @@ public actor Coordinator {
     // MARK: Running a saga
 
     private func launch(id: UInt64, type: SagaType, saga: Saga, onStarted: (@Sendable (Result<UInt64, CoordinatorError>) -> Void)?) {
+        launching[id] = []
         Task { await run(id: id, type: type, saga: saga, onStarted: onStarted) }
     }
 
@@ -376,6 +409,7 @@ public actor Coordinator {
             try await log.startSaga(id: id, name: type.name, inputJSON: saga.inputSnapshot.serialized)
         } catch {
             let failure = CoordinatorError(.logWrite, "saga \(id) (\(type.name)) was not started: its running row could not be written: \(error)")
+            launching.removeValue(forKey: id)
             writeStandardError("sagalane: \(failure.message)\n")
             // Its one terminal event, so whoever holds the id is not left waiting.
             bus.publish(type: Event.sagaFailed, sagaID: id,
@@ -383,8 +417,14 @@ public actor Coordinator {
             onStarted?(.failure(failure))
             return
         }
+        if status.withLock({ $0.phase }) == .closed {
+            // Closed while the row was written: it stays running for the next start's recovery.
+            onStarted?(.failure(CoordinatorError(.closed, "the coordinator closed while saga \(id) was starting")))
+            return
+        }
         bus.publish(type: Event.sagaStarted, sagaID: id, payload: ["name": .string(type.name)])
         let instance = Instance(id: id, type: type, saga: saga)
+        instance.mailbox = launching.removeValue(forKey: id) ?? []
         instance.busy = true
         sagas[id] = instance
         for interest in type.interests { interested[interest, default: []].insert(id) }
