@@ -70,7 +70,7 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
     private let isShutDown = Atomic<Bool>(false)
     private var thread: OSThread?
     /// Serializes work that arrives after shutdown, which then runs on the caller's thread.
-    private let lateWorkLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let lateWorkLock = RecursiveLock()
 
     // Loop-thread state.
     private let clock: EventLoopClock
@@ -91,11 +91,6 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         uvLoop = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
         timer = .allocate(capacity: 1)
-        var attributes = pthread_mutexattr_t()
-        pthread_mutexattr_init(&attributes)
-        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_RECURSIVE))
-        pthread_mutex_init(lateWorkLock, &attributes)
-        pthread_mutexattr_destroy(&attributes)
         var rc = uv_loop_init(uvLoop)
         guard rc == 0 else {
             uvLoop.deallocate(); wakeup.deallocate(); timer.deallocate()
@@ -120,8 +115,6 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         uvLoop.deallocate()
         wakeup.deallocate()
         timer.deallocate()
-        pthread_mutex_destroy(lateWorkLock)
-        lateWorkLock.deallocate()
     }
 
     private static func owner(of handle: UnsafeMutableRawPointer) -> EventLoop {
@@ -242,11 +235,11 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         } else {
             // The loop is gone; the caller stands in for it, one piece of work at a time, so
             // code that checks it runs on the loop (an actor's assumeIsolated) still holds.
-            pthread_mutex_lock(lateWorkLock)
+            lateWorkLock.lock()
             let previous = loopThread.exchange(currentThread(), ordering: .acquiringAndReleasing)
             run(work)
             loopThread.store(previous, ordering: .releasing)
-            pthread_mutex_unlock(lateWorkLock)
+            lateWorkLock.unlock()
         }
     }
 

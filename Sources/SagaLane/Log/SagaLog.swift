@@ -143,40 +143,42 @@ public final class SagaLog: Sendable {
         writer.submit(.record(record), completion: completion)
     }
 
-    /// Writes `record` and returns once it is durable.
+    /// Writes `record` and returns once it is durable. The caller stays on its own executor
+    /// (an actor on the event loop resumes there directly, with no hop through the global
+    /// pool): the wait is a continuation the writer thread resumes.
     @discardableResult
-    public func write(_ record: LogRecord) async throws(SagaLogError) -> Int {
+    public nonisolated(nonsending) func write(_ record: LogRecord) async throws(SagaLogError) -> Int {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int, SagaLogError>, Never>) in
             submit(record) { continuation.resume(returning: $0) }
         }
         return try result.get()
     }
 
-    public func startSaga(id: UInt64, name: String, inputJSON: String) async throws(SagaLogError) {
+    public nonisolated(nonsending) func startSaga(id: UInt64, name: String, inputJSON: String) async throws(SagaLogError) {
         try await write(.startSaga(id: id, name: name, inputJSON: inputJSON))
     }
 
-    public func terminateSaga(id: UInt64, state: SagaState, reason: String?) async throws(SagaLogError) {
+    public nonisolated(nonsending) func terminateSaga(id: UInt64, state: SagaState, reason: String?) async throws(SagaLogError) {
         try await write(.terminateSaga(id: id, state: state, reason: reason))
     }
 
-    public func setSagaState(id: UInt64, state: SagaState) async throws(SagaLogError) {
+    public nonisolated(nonsending) func setSagaState(id: UInt64, state: SagaState) async throws(SagaLogError) {
         try await write(.setSagaState(id: id, state: state))
     }
 
-    public func startStep(sagaID: UInt64, index: UInt32, name: String, target: String, commandJSON: String) async throws(SagaLogError) {
+    public nonisolated(nonsending) func startStep(sagaID: UInt64, index: UInt32, name: String, target: String, commandJSON: String) async throws(SagaLogError) {
         try await write(.startStep(sagaID: sagaID, index: index, name: name, target: target, commandJSON: commandJSON))
     }
 
-    public func finishStep(sagaID: UInt64, index: UInt32, outputJSON: String) async throws(SagaLogError) {
+    public nonisolated(nonsending) func finishStep(sagaID: UInt64, index: UInt32, outputJSON: String) async throws(SagaLogError) {
         try await write(.finishStep(sagaID: sagaID, index: index, outputJSON: outputJSON))
     }
 
-    public func failStep(sagaID: UInt64, index: UInt32, reason: String) async throws(SagaLogError) {
+    public nonisolated(nonsending) func failStep(sagaID: UInt64, index: UInt32, reason: String) async throws(SagaLogError) {
         try await write(.failStep(sagaID: sagaID, index: index, reason: reason))
     }
 
-    public func markFailedCompensation(sagaID: UInt64, reason: String) async throws(SagaLogError) {
+    public nonisolated(nonsending) func markFailedCompensation(sagaID: UInt64, reason: String) async throws(SagaLogError) {
         try await write(.markFailedCompensation(sagaID: sagaID, reason: reason))
     }
 
@@ -184,26 +186,26 @@ public final class SagaLog: Sendable {
     /// their steps go with them.
     /// - Returns: How many sagas were deleted.
     @discardableResult
-    public func vacuum(olderThan cutoff: Timestamp) async throws(SagaLogError) -> Int {
+    public nonisolated(nonsending) func vacuum(olderThan cutoff: Timestamp) async throws(SagaLogError) -> Int {
         try await write(.vacuum(olderThan: cutoff))
     }
 
-    public func enqueueJob(id: String, lane: String, caller: String, priority: Int, metadata: [UInt8]) async throws(SagaLogError) {
+    public nonisolated(nonsending) func enqueueJob(id: String, lane: String, caller: String, priority: Int, metadata: [UInt8]) async throws(SagaLogError) {
         try await write(.enqueueJob(id: id, lane: lane, caller: caller, priority: priority, metadata: metadata))
     }
 
-    public func updateJobState(id: String, state: JobState, attempts: Int? = nil, error: String? = nil) async throws(SagaLogError) {
+    public nonisolated(nonsending) func updateJobState(id: String, state: JobState, attempts: Int? = nil, error: String? = nil) async throws(SagaLogError) {
         try await write(.updateJobState(id: id, state: state, attempts: attempts, error: error))
     }
 
     @discardableResult
-    public func purgeFinishedJobs(olderThan cutoff: Timestamp) async throws(SagaLogError) -> Int {
+    public nonisolated(nonsending) func purgeFinishedJobs(olderThan cutoff: Timestamp) async throws(SagaLogError) -> Int {
         try await write(.purgeFinishedJobs(olderThan: cutoff))
     }
 
     /// Runs SQL on the write connection between batches. Tests use it to make the database
     /// refuse writes under a running log.
-    func runOnWriter(_ sql: String) async throws(SagaLogError) {
+    nonisolated(nonsending) func runOnWriter(_ sql: String) async throws(SagaLogError) {
         guard let writer else { throw SagaLogError(code: SagaLogError.readOnlyOpenCode, message: "read-only log") }
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int, SagaLogError>, Never>) in
             writer.submit(.maintenance(sql)) { continuation.resume(returning: $0) }
@@ -213,7 +215,7 @@ public final class SagaLog: Sendable {
 
     /// Makes the database read-only (or writable again) under the running log, as a full disk
     /// or a permissions change would.
-    func setReadOnlyForTesting(_ readOnly: Bool) async throws(SagaLogError) {
+    nonisolated(nonsending) func setReadOnlyForTesting(_ readOnly: Bool) async throws(SagaLogError) {
         try await runOnWriter("PRAGMA query_only = \(readOnly ? "ON" : "OFF")")
     }
 
