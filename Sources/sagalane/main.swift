@@ -1,3 +1,97 @@
+// sagalane: the operator's tool for a sagalane log. Reads are done through a read-only open,
+// so they work while the owning process runs and never change the file.
+//
+//   sagalane recent DB [--limit N]     the most recent sagas, most recent first (JSON)
+//   sagalane unresolved DB             sagas running, compensating or failed, with steps
+//   sagalane saga DB ID                one saga with its steps
+//   sagalane vacuum DB --older-than D  delete terminal sagas that ended over D ago (30s, 15m,
+//                                      12h, 7d); prints how many
+//   sagalane version
+import Glibc
 import SagaLane
 
-print("sagalane \(SagaLaneVersion.string)")
+private let usage = """
+    usage: sagalane recent DB [--limit N]
+           sagalane unresolved DB
+           sagalane saga DB ID
+           sagalane vacuum DB --older-than DURATION   (e.g. 30s, 15m, 12h, 7d)
+           sagalane version
+
+    Reads open the log read-only: safe while the process that owns it runs.
+    """
+
+private func fail(_ message: String, status: Int32 = 2) -> Never {
+    writeStandardError("sagalane: \(message)\n")
+    exit(status)
+}
+
+/// "7d" → 7 days; a bare number is seconds.
+private func duration(_ text: String) -> Duration? {
+    let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    var digits = Substring(text)
+    var scale: Int64 = 1
+    if let last = text.last, let unit = units[last] {
+        scale = unit
+        digits = digits.dropLast()
+    }
+    guard let value = Int64(digits), value >= 0, value <= Int64.max / scale / 1000 else { return nil }
+    return .seconds(value * scale)
+}
+
+private func open(_ path: String, readOnly: Bool) -> Runtime {
+    do {
+        return try Runtime(options: RuntimeOptions(databasePath: path, readOnly: readOnly))
+    } catch {
+        fail("cannot open \(path): \(error)", status: 1)
+    }
+}
+
+private func printJSON(_ value: JSON) {
+    print(value.serialized)
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+guard let command = arguments.first else { fail("a command is needed\n\(usage)") }
+arguments.removeFirst()
+
+do {
+    switch command {
+    case "version", "--version":
+        print("sagalane \(SagaLaneVersion.string)")
+    case "-h", "--help", "help":
+        print(usage)
+    case "recent":
+        guard let path = arguments.first else { fail("recent needs the database path\n\(usage)") }
+        var limit = 20
+        if arguments.count == 3, arguments[1] == "--limit", let n = Int(arguments[2]), n >= 0 {
+            limit = n
+        } else if arguments.count != 1 {
+            fail("recent takes DB [--limit N]\n\(usage)")
+        }
+        let runtime = open(path, readOnly: true)
+        printJSON(try runtime.recentSagas(limit: limit))
+        runtime.close()
+    case "unresolved":
+        guard arguments.count == 1 else { fail("unresolved takes DB\n\(usage)") }
+        let runtime = open(arguments[0], readOnly: true)
+        printJSON(try runtime.unresolvedSagas())
+        runtime.close()
+    case "saga":
+        guard arguments.count == 2, let id = UInt64(arguments[1]) else { fail("saga takes DB ID\n\(usage)") }
+        let runtime = open(arguments[0], readOnly: true)
+        guard let saga = try runtime.saga(id: id) else { fail("\(arguments[0]) has no saga \(id)", status: 1) }
+        printJSON(saga)
+        runtime.close()
+    case "vacuum":
+        guard arguments.count == 3, arguments[1] == "--older-than", let age = duration(arguments[2]) else {
+            fail("vacuum takes DB --older-than DURATION\n\(usage)")
+        }
+        let runtime = open(arguments[0], readOnly: false)
+        print(try runtime.vacuum(olderThan: age))
+        runtime.close()
+    default:
+        fail("unknown command '\(command)'\n\(usage)")
+    }
+} catch {
+    fail("\(error)", status: 1)
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The sagalane binary is linked statically (the C library and its companions only), and it
+# answers as an operator expects: a version, diagnostics of a log, clear errors.
+#   check-binary.sh SAGALANE WORKDIR
+set -euo pipefail
+binary=$1 work=$2
+rm -rf "$work" && mkdir -p "$work"
+
+libraries=$(ldd "$binary")
+if grep -E 'libswift|libdispatch|libFoundation|libuv|libsqlite3' <<<"$libraries"; then
+    echo "check-binary: $binary loads the libraries above; it should be static but for libc" >&2
+    exit 1
+fi
+
+"$binary" version | grep -Eq '^sagalane [0-9]+\.[0-9]+\.[0-9]+$'
+
+# A missing database is an error that names it, with exit status 1; a bad command is 2.
+if "$binary" recent "$work/missing.db" 2> "$work/err"; then exit 1; fi
+grep -q "missing.db" "$work/err"
+status=0; "$binary" no-such-command 2> /dev/null || status=$?
+[ "$status" -eq 2 ]
+
+# A log that vacuum creates (the only command that opens read-write) reads back as empty.
+[ "$("$binary" vacuum "$work/log.db" --older-than 7d)" = 0 ]
+[ "$("$binary" recent "$work/log.db")" = "[]" ]
+[ "$("$binary" unresolved "$work/log.db")" = "[]" ]
+if "$binary" saga "$work/log.db" 1 2> "$work/err"; then exit 1; fi
+grep -q "no saga 1" "$work/err"
+echo "check-binary: ok"
