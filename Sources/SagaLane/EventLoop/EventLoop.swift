@@ -40,7 +40,7 @@ public struct TimerID: Hashable, Sendable {
     fileprivate let value: UInt64
 }
 
-/// One libuv loop, and a Swift `SerialExecutor` on top of it.
+/// One libuv loop, and a Swift `SerialExecutor` (and `TaskExecutor`) on top of it.
 ///
 /// Work from any thread (Swift jobs, `execute` closures) goes into a locked queue and wakes the
 /// loop with `uv_async_send`; the loop thread runs it in FIFO order. An actor whose
@@ -51,7 +51,7 @@ public struct TimerID: Hashable, Sendable {
 ///
 /// Timers share one heap driving one `uv_timer_t`: arming a deadline costs a heap entry, not a
 /// libuv handle or a task, so a million armed deadlines stay cheap.
-public final class EventLoop: SerialExecutor, @unchecked Sendable {
+public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
     private enum Work {
         case job(UnownedJob)
         case closure(@Sendable () -> Void)
@@ -127,7 +127,7 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
     /// Runs the loop on a new thread until `shutdown()`. Call once.
     public func startThread() {
         precondition(thread == nil, "EventLoop.startThread() called twice")
-        thread = OSThread(name: "sagalane-loop") { [self] in
+        thread = OSThread(name: "sagalane-loop", role: .eventLoop) { [self] in
             loopThread.store(UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))), ordering: .releasing)
             uv_run(uvLoop, UV_RUN_DEFAULT)
             loopThread.store(0, ordering: .releasing)
@@ -211,6 +211,13 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    /// As a task executor (`Task(executorPreference: loop)`), the loop also runs a task's
+    /// nonisolated parts and continuation resumptions, so such a task never needs a thread of
+    /// Swift's global pool.
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
     public func checkIsolated() {
         precondition(inEventLoop, "expected to run on the sagalane event loop thread")
     }
@@ -235,11 +242,15 @@ public final class EventLoop: SerialExecutor, @unchecked Sendable {
         } else {
             // The loop is gone; the caller stands in for it, one piece of work at a time, so
             // code that checks it runs on the loop (an actor's assumeIsolated) still holds.
-            lateWorkLock.lock()
-            let previous = loopThread.exchange(currentThread(), ordering: .acquiringAndReleasing)
-            run(work)
-            loopThread.store(previous, ordering: .releasing)
-            lateWorkLock.unlock()
+            // Executors are called through unowned references, and the work may drop the last
+            // reference to this loop: keep it alive until the lock is released.
+            withExtendedLifetime(self) {
+                lateWorkLock.lock()
+                let previous = loopThread.exchange(currentThread(), ordering: .acquiringAndReleasing)
+                run(work)
+                loopThread.store(previous, ordering: .releasing)
+                lateWorkLock.unlock()
+            }
         }
     }
 
