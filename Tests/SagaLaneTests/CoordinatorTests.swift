@@ -84,8 +84,11 @@ struct CoordinatorTests {
     @Test func lifecycleEventsNeverTriggerOrFeedSagas() async throws {
         let h = try CoordinatorHarness()
         try registerSeedSagas(h, host: HostRecorder())
-        // A trigger on a lifecycle type must never fire, or a saga could start itself forever.
-        try h.coordinator.addTrigger(Trigger(on: Event.sagaStarted, start: "pool_respawn_on_promote", input: { _ in ["label": "loop"] }))
+        // A trigger on a lifecycle type must never fire, or a saga could start itself forever:
+        // it is refused, and a trigger never matches a lifecycle event anyway.
+        let looping = Trigger(on: Event.sagaStarted, start: "pool_respawn_on_promote", input: { _ in ["label": "loop"] })
+        #expect { try h.coordinator.addTrigger(looping) } throws: { ($0 as? CoordinatorError)?.kind == .invalidArgument }
+        #expect(!looping.matches(Event(type: Event.sagaStarted, sagaID: 1, payload: ["name": "x"])))
         try await h.coordinator.start()
         h.bus.publish(type: Event.sagaStarted, sagaID: 999, payload: ["name": "foreign_saga"])
         h.bus.publish(type: Event.sagaCompleted, sagaID: 999)

@@ -78,6 +78,9 @@ public actor Coordinator {
     /// Events tagged with a saga whose id was handed out but whose running row is not yet
     /// durable: they wait here and are delivered after its `start`, not dropped.
     private var launching: [UInt64: [Event]] = [:]
+    /// Cancels that arrived while their saga was launching: it ends with them once its running
+    /// row is durable, without running.
+    private var cancelledWhileLaunching: [UInt64: String] = [:]
 
     /// Creates a coordinator. It attaches to `bus` at once, so events published before `start`
     /// are kept and handled, in order, once start-up recovery is done.
@@ -117,8 +120,12 @@ public actor Coordinator {
         }
     }
 
-    /// Adds a trigger. Its saga type must be registered.
+    /// Adds a trigger. Its saga type must be registered; its event type cannot be a lifecycle
+    /// event (those never start sagas).
     public nonisolated func addTrigger(_ trigger: Trigger) throws(CoordinatorError) {
+        if Event(type: trigger.eventType).isLifecycle {
+            throw CoordinatorError(.invalidArgument, "a trigger on \(trigger.eventType) would never fire: lifecycle events start no saga")
+        }
         try registry.withLock { (registry) throws(CoordinatorError) in
             guard registry.types[trigger.sagaType] != nil else {
                 throw CoordinatorError(.unknownSagaType, "a trigger names saga type '\(trigger.sagaType)', which is not registered")
@@ -193,6 +200,7 @@ public actor Coordinator {
         sagas.removeAll()
         interested.removeAll()
         launching.removeAll()
+        cancelledWhileLaunching.removeAll()
         // Sagas begun but not yet launched never start; whoever waits for them is told.
         let unlaunched = inbox.withLock { inbox -> [InboxItem] in
             defer { inbox.items.removeAll() }
@@ -278,6 +286,10 @@ public actor Coordinator {
     /// terminal row is durable and `SagaFailed` is out.
     /// - Throws: `unknownSaga` when no such saga is in flight.
     public func cancelSaga(id: UInt64, reason: String) async throws(CoordinatorError) {
+        if launching[id] != nil {
+            // It ends as soon as its running row is durable.
+            return try requestCancel(id: id, reason: reason)
+        }
         guard let instance = sagas[id], !instance.ended else {
             throw CoordinatorError(.unknownSaga, "no saga \(id) is in flight")
         }
@@ -289,10 +301,14 @@ public actor Coordinator {
     /// on the loop thread that cannot wait.
     /// - Throws: `unknownSaga` when no such saga is in flight.
     public func requestCancel(id: UInt64, reason: String) throws(CoordinatorError) {
+        if launching[id] != nil, cancelledWhileLaunching[id] == nil {
+            cancelledWhileLaunching[id] = reason
+            return
+        }
         guard let instance = sagas[id], claimTerminal(instance) else {
             throw CoordinatorError(.unknownSaga, "no saga \(id) is in flight")
         }
-        Task { await recordEnd(instance, as: .failed, reason: "cancelled: \(reason)") }
+        onLoop { await self.recordEnd(instance, as: .failed, reason: "cancelled: \(reason)") }
     }
 
     private nonisolated func checkAcceptingSagas() throws(CoordinatorError) {
@@ -345,7 +361,7 @@ public actor Coordinator {
         if event.type == Event.sagaActionFailed, let id = event.sagaID {
             if let instance = sagas[id] {
                 let reason = event.payload["reason"]?.stringValue ?? event.payload.serialized
-                Task { await finish(instance, as: .failed, reason: "action failed: \(reason)") }
+                onLoop { await self.finish(instance, as: .failed, reason: "action failed: \(reason)") }
             }
             return
         }
@@ -391,7 +407,7 @@ public actor Coordinator {
         instance.mailbox.append(event)
         if !instance.busy {
             instance.busy = true
-            Task { await pump(instance) }
+            onLoop { await self.pump(instance) }
         }
     }
 
@@ -399,7 +415,7 @@ public actor Coordinator {
 
     private func launch(id: UInt64, type: SagaType, saga: Saga, onStarted: (@Sendable (Result<UInt64, CoordinatorError>) -> Void)?) {
         launching[id] = []
-        Task { await run(id: id, type: type, saga: saga, onStarted: onStarted) }
+        onLoop { await self.run(id: id, type: type, saga: saga, onStarted: onStarted) }
     }
 
     /// A new saga's order of events: durable `running` row, `SagaStarted`, registry insert,
@@ -410,6 +426,7 @@ public actor Coordinator {
         } catch {
             let failure = CoordinatorError(.logWrite, "saga \(id) (\(type.name)) was not started: its running row could not be written: \(error)")
             launching.removeValue(forKey: id)
+            cancelledWhileLaunching.removeValue(forKey: id)
             writeStandardError("sagalane: \(failure.message)\n")
             // Its one terminal event, so whoever holds the id is not left waiting.
             bus.publish(type: Event.sagaFailed, sagaID: id,
@@ -425,6 +442,12 @@ public actor Coordinator {
         bus.publish(type: Event.sagaStarted, sagaID: id, payload: ["name": .string(type.name)])
         let instance = Instance(id: id, type: type, saga: saga)
         instance.mailbox = launching.removeValue(forKey: id) ?? []
+        if let reason = cancelledWhileLaunching.removeValue(forKey: id) {
+            onStarted?(.success(id))
+            instance.ended = true
+            await recordEnd(instance, as: .failed, reason: "cancelled: \(reason)")
+            return
+        }
         instance.busy = true
         sagas[id] = instance
         for interest in type.interests { interested[interest, default: []].insert(id) }
@@ -512,7 +535,7 @@ public actor Coordinator {
     private func deadlinePassed(_ id: UInt64) {
         guard let instance = sagas[id], !instance.ended else { return }
         instance.deadline = nil
-        Task { await finish(instance, as: .failed, reason: "saga timeout") }
+        onLoop { await self.finish(instance, as: .failed, reason: "saga timeout") }
     }
 
     /// Takes the right to end the saga. Exactly one caller per saga gets `true`, whatever the
@@ -560,6 +583,13 @@ public actor Coordinator {
         }
         bus.publish(type: state == .completed ? Event.sagaCompleted : Event.sagaFailed,
                     sagaID: instance.id, payload: .object(payload))
+    }
+
+    /// Starts a task that runs on the loop from start to end: its log writes resume there
+    /// directly, never through Swift's global pool (which would cost two thread hops per
+    /// write, and stall if a host blocked the pool's threads).
+    private func onLoop(_ body: sending @escaping @isolated(any) () async -> Void) {
+        Task(executorPreference: loop, operation: body)
     }
 
     private func stepName(_ target: String, _ command: JSON) -> String {
