@@ -74,10 +74,23 @@ public final class LaneCommandHandlers: Sendable {
     /// Sets the function that runs commands sent to `lane:<lane>`. It runs on the lane's worker
     /// threads and returns the result text (JSON, if the saga should see it parsed).
     public func setCommandHandler(lane: String, _ handler: @escaping @Sendable (JSON, LaneJobContext) throws -> String) {
-        handlers.withLock { $0[lane] = handler }
+        let replaced = handlers.withLock { handlers in
+            defer { handlers[lane] = handler }
+            return handlers[lane]
+        }
+        _ = replaced  // released here, outside the lock: a handler's deinit may call the host
     }
 
     public func handler(for lane: String) -> (@Sendable (JSON, LaneJobContext) throws -> String)? {
         handlers.withLock { $0[lane] }
+    }
+
+    /// Drops every handler; jobs already holding one keep it until they end.
+    public func removeAll() {
+        let dropped = handlers.withLock { handlers in
+            defer { handlers.removeAll() }
+            return Array(handlers.values)
+        }
+        _ = dropped  // released here, outside the lock: a handler's deinit may call the host
     }
 }

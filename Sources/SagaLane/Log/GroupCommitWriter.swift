@@ -44,7 +44,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.connection = connection
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
-        thread = OSThread(name: "sagalane-log-writer") { [self] in runLoop() }
+        thread = OSThread(name: "sagalane-log-writer", role: .logWriter) { [self] in runLoop() }
     }
 
     deinit {

@@ -62,6 +62,11 @@ public struct RuntimeError: Error, Sendable, Equatable, CustomStringConvertible 
 /// waits while nobody is inside `run(_:)` runs the loop itself meanwhile, so a host that calls
 /// in from its only thread never deadlocks.
 ///
+/// Its blocking calls are for host threads (a C or Go caller, a thread of your own). Do not
+/// make them from Swift's cooperative pool (an async function): they would hold a pool thread
+/// while waiting for tasks that need one. From async code, use the coordinator, the lanes
+/// and the log directly.
+///
 /// Close it with `close()`; dropping the last reference closes it too.
 public final class Runtime: Sendable {
     public let options: RuntimeOptions
@@ -74,12 +79,16 @@ public final class Runtime: Sendable {
     public let laneHandlers = LaneCommandHandlers()
     /// Purges old terminal lane-job rows (not for read-only or in-memory logs).
     public let sweeper: LaneSweeper?
+    /// Where hosts' outcome callbacks (a lane job's `done`) run, one at a time.
+    public let callbacks = CallbackQueue(name: "sagalane-callbacks")
 
     private enum Phase { case created, running, closing, closed }
 
     private struct State {
         var phase = Phase.created
         var loopStarted = false
+        /// Host mode: the thread that started the runtime, the one allowed to run its loop.
+        var hostThread: pthread_t?
         var deliveries: [ObjectIdentifier: EventDelivery] = [:]
         var whenClosed: [@Sendable () -> Void] = []
     }
@@ -147,6 +156,12 @@ public final class Runtime: Sendable {
                 throw RuntimeError(.readOnly, "a runtime opened read-only serves diagnostics only and cannot start")
             }
             defer { state.loopStarted = true }
+            if options.loopMode == .host {
+                if let host = state.hostThread, pthread_equal(host, pthread_self()) == 0 {
+                    throw RuntimeError(.state, "in host mode, start the runtime on the thread that runs its loop")
+                }
+                state.hostThread = pthread_self()
+            }
             return !state.loopStarted && options.loopMode == .ownThread
         }
         if startLoop { loop.startThread() }
@@ -178,9 +193,17 @@ public final class Runtime: Sendable {
         guard !loop.inEventLoop else {
             throw RuntimeError(.state, "the loop cannot be run from inside one of its callbacks")
         }
+        guard isHostThread else {
+            throw RuntimeError(.state, "run the loop on the thread that started the runtime")
+        }
         runLock.lock()
         defer { runLock.unlock() }
         if state.withLock({ $0.phase }) == .running { loop.run(mode) }
+    }
+
+    /// Host mode: whether the calling thread is the one that started the runtime.
+    private var isHostThread: Bool {
+        state.withLock { $0.hostThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
     }
 
     /// Host mode: makes a `run(.default)` in progress return soon. Any thread.
@@ -216,7 +239,7 @@ public final class Runtime: Sendable {
         if closed { completion?() }
         guard proceed else { return }
         if OSThread.isSagalaneThread || loop.inEventLoop {
-            let closer = OSThread(name: "sagalane-close") { [self] in finishClose() }
+            let closer = OSThread(name: "sagalane-close", role: .other) { [self] in finishClose() }
             closer.detach()
         } else {
             finishClose()
@@ -229,6 +252,7 @@ public final class Runtime: Sendable {
             // Take the loop from whoever runs it; from here on the closing thread runs it.
             loop.stopRunning()
             runLock.lock()
+            state.withLock { $0.hostThread = pthread_self() }
         }
         defer { if host { runLock.unlock() } }
         sweeper?.stop()
@@ -240,8 +264,11 @@ public final class Runtime: Sendable {
         let coordinator = self.coordinator
         onLoop { coordinator.assumeIsolated { $0.close() } }
         lanes.shutdown()
+        laneHandlers.removeAll()
         loop.shutdown()
         log.close()
+        // Every outcome is known once the log closed; its callbacks run before close returns.
+        callbacks.stop()
         let deliveries = state.withLock { state -> [EventDelivery] in
             defer { state.deliveries.removeAll() }
             return Array(state.deliveries.values)
@@ -282,29 +309,48 @@ public final class Runtime: Sendable {
     /// loop thread when `body` needs the loop.
     public func waitFor<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
         let done = Completion<T>()
-        let loop = self.loop
-        let host = options.loopMode == .host
-        Task {
-            done.set(await body())
-            // A host thread may be waiting inside the loop for this; wake it.
-            if host { loop.execute {} }
+        if state.withLock({ $0.loopStarted }) && !loop.inEventLoop {
+            // On the loop, so that waiting never needs a thread of Swift's global pool.
+            Task(executorPreference: loop) { done.set(await body()) }
+        } else {
+            Task { done.set(await body()) }
         }
         return wait(for: done)
     }
 
-    /// Blocks until `done` is set; in host mode, runs the loop meanwhile if nobody else does.
+    /// Blocks until `done` is set. In host mode, on the host thread (outside a callback), it
+    /// runs the loop meanwhile, since what it waits for may need the loop (a retry timer, the
+    /// coordinator); whoever sets `done` wakes the loop.
     public func wait<T>(for done: Completion<T>) -> T {
-        guard options.loopMode == .host, !loop.inEventLoop else { return done.wait() }
+        guard options.loopMode == .host, !loop.inEventLoop, isHostThread else { return done.wait() }
+        let loop = self.loop
+        done.notify { loop.execute {} }
         while true {
             if let value = done.current { return value }
             if runLock.tryLock() {
-                // Nobody runs the loop: run it here until the value arrives.
                 if done.current == nil, state.withLock({ $0.loopStarted }) { loop.run(.once) }
                 runLock.unlock()
                 if !state.withLock({ $0.loopStarted }), let value = done.wait(milliseconds: 10) { return value }
             } else if let value = done.wait(milliseconds: 10) {
+                // A closing thread took the loop; it runs it.
                 return value
             }
+        }
+    }
+
+    /// Throws unless the calling thread may block until a lane job ends: not the loop (in a
+    /// callback), not a lane worker (the job may need its slot), not the log writer.
+    public func checkMayWaitForJobs() throws(RuntimeError) {
+        if loop.inEventLoop {
+            throw RuntimeError(.state, "waiting for a job here would block the event loop; submit with a done callback instead")
+        }
+        switch OSThread.currentRole {
+        case .laneWorker?:
+            throw RuntimeError(.state, "a lane job cannot wait for another job (it would hold a worker the other may need)")
+        case .logWriter?, .eventLoop?:
+            throw RuntimeError(.state, "this sagalane thread cannot wait for a job; submit with a done callback instead")
+        default:
+            return
         }
     }
 
@@ -451,7 +497,7 @@ public final class EventDelivery: Sendable {
     init(bus: EventBus, bufferSize: Int, deliver: @escaping @Sendable (BusDelivery) -> Void) {
         let shared = Shared(subscription: bus.subscribe(bufferSize: bufferSize))
         self.shared = shared
-        thread = OSThread(name: "sagalane-delivery") {
+        thread = OSThread(name: "sagalane-delivery", role: .delivery) {
             while let delivery = shared.subscription.nextBlocking() {
                 if shared.stopped.load(ordering: .acquiring) { break }
                 deliver(delivery)

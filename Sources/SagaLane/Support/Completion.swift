@@ -4,6 +4,7 @@ import Glibc
 /// callers that must do something else meanwhile (run the event loop, in host mode).
 public final class Completion<Value: Sendable>: @unchecked Sendable {
     private var value: Value?
+    private var onSet: (@Sendable () -> Void)?
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
@@ -26,9 +27,23 @@ public final class Completion<Value: Sendable>: @unchecked Sendable {
     /// Sets the value (the first call wins) and wakes every waiter.
     public func set(_ value: Value) {
         pthread_mutex_lock(mutex)
-        if self.value == nil { self.value = value }
+        let first = self.value == nil
+        if first { self.value = value }
+        let notify = first ? onSet : nil
+        onSet = nil
         pthread_cond_broadcast(ready)
         pthread_mutex_unlock(mutex)
+        notify?()
+    }
+
+    /// Calls `wake` once the value is set (at once if it already is), for a waiter blocked
+    /// somewhere other than `wait` (in the event loop's poll).
+    public func notify(_ wake: @escaping @Sendable () -> Void) {
+        pthread_mutex_lock(mutex)
+        let already = value != nil
+        if !already { onSet = wake }
+        pthread_mutex_unlock(mutex)
+        if already { wake() }
     }
 
     /// The value, if it was set.

@@ -1,5 +1,11 @@
 import Glibc
 
+/// What one of sagalane's own threads is for. Host calls that block check it: waiting for
+/// a job from a lane worker, or for the loop from the loop thread, could wait forever.
+public enum ThreadRole: Int, Sendable {
+    case eventLoop = 1, logWriter, laneWorker, delivery, hostCallbacks, other
+}
+
 /// A joinable operating-system thread running one closure.
 ///
 /// The core owns a few long-lived threads (the event loop, the log writer, lane workers) whose
@@ -9,14 +15,14 @@ public final class OSThread: @unchecked Sendable {
     private var handle = pthread_t()
 
     /// Starts a thread running `body`. `name` is kept for diagnostics.
-    public init(name: String, body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Start(name: name, body: body)).toOpaque()
+    public init(name: String, role: ThreadRole = .other, body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Start(name: name, role: role, body: body)).toOpaque()
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         pthread_attr_setstacksize(&attr, 1 << 20)
         let rc = pthread_create(&handle, &attr, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            pthread_setspecific(OSThread.ownedKey, UnsafeRawPointer(bitPattern: 1))
+            pthread_setspecific(OSThread.ownedKey, UnsafeRawPointer(bitPattern: start.role.rawValue))
             start.body()
             return nil
         }, box)
@@ -39,6 +45,11 @@ public final class OSThread: @unchecked Sendable {
     /// not run on one.
     public static var isSagalaneThread: Bool { pthread_getspecific(ownedKey) != nil }
 
+    /// The calling thread's role, when it is one of sagalane's own.
+    public static var currentRole: ThreadRole? {
+        ThreadRole(rawValue: Int(bitPattern: pthread_getspecific(ownedKey)))
+    }
+
     private static let ownedKey: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key, nil)
@@ -50,9 +61,11 @@ public final class OSThread: @unchecked Sendable {
 
     private final class Start {
         let name: String
+        let role: ThreadRole
         let body: @Sendable () -> Void
-        init(name: String, body: @escaping @Sendable () -> Void) {
+        init(name: String, role: ThreadRole, body: @escaping @Sendable () -> Void) {
             self.name = name
+            self.role = role
             self.body = body
         }
     }
