@@ -7,7 +7,9 @@
  *
  * Conventions
  *   - Every function returning int returns 0 on success or a negative SL_E* code. The detail
- *     of the last failure is in sl_runtime_errmsg().
+ *     of the last failure is in sl_runtime_errmsg(). Besides the codes each function lists,
+ *     any call answers SL_EINVAL for a NULL handle or a NULL required pointer, SL_ECLOSED for
+ *     a closed handle, and SL_EUTF8 for a string that is not valid UTF-8.
  *   - Strings passed in are NUL-terminated UTF-8, borrowed for the duration of the call only.
  *     JSON text must be strict RFC 8259 JSON (sagalane's parser rejects everything else).
  *   - Strings and buffers handed out (char **out parameters) are allocated by sagalane and
@@ -21,6 +23,8 @@
  *   - When a call that takes a callback fails, that callback is never called and its userdata
  *     stays the caller's.
  *   - Functions are safe to call from any thread unless their documentation says otherwise.
+ *   - JSON handed to callbacks (payloads, commands, inputs) is compact, with object keys
+ *     sorted, so equal values always read the same.
  *   - Close and free functions accept NULL.
  *
  * Versioning: the same SL_VERSION_MAJOR means the same ABI.
@@ -161,7 +165,8 @@ SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **ou
  * SL_LOOP_THREAD: starts the loop thread and returns once recovery is done.
  * SL_LOOP_HOST: runs the loop on the calling thread until recovery is done; that thread is the
  * loop thread from then on and must call sl_runtime_run().
- * @return 0, SL_ESTATE (already started, or read-only), SL_ECLOSED, or the log's error.
+ * @return 0, SL_ESTATE (already started), SL_EREADONLY (opened read-only), SL_ECLOSED, or the
+ * log's error.
  */
 SL_EXPORT int sl_runtime_start(sl_runtime *rt);
 
@@ -174,7 +179,12 @@ enum {
 /**
  * SL_LOOP_HOST only: runs the loop on the calling thread (the thread that called
  * sl_runtime_start()) in `mode`, like uv_run().
- * @return 0, SL_EINVAL (unknown mode), SL_ESTATE (not started, wrong thread, SL_LOOP_THREAD).
+ *
+ * A blocking call made on that thread outside sl_runtime_run() (sl_lane_submit_wait,
+ * sl_saga_cancel, sl_lane_create, ...) runs the loop itself while it waits, so a host with a
+ * single thread never deadlocks; callbacks then run inside that call.
+ * @return 0, SL_EINVAL (unknown mode), SL_ESTATE (not started, another thread, from inside a
+ * callback, or an SL_LOOP_THREAD runtime).
  */
 SL_EXPORT int sl_runtime_run(sl_runtime *rt, int mode);
 
@@ -183,7 +193,8 @@ SL_EXPORT int sl_runtime_stop(sl_runtime *rt);
 
 /**
  * The loop's backend file descriptor (epoll), for hosts that poll it in their own loop and
- * call sl_runtime_run(rt, SL_RUN_NOWAIT) when it is readable. Negative: an SL_E* code.
+ * call sl_runtime_run(rt, SL_RUN_NOWAIT) when it is readable. Negative: an SL_E* code
+ * (SL_ESTATE for an SL_LOOP_THREAD runtime).
  */
 SL_EXPORT int sl_runtime_backend_fd(sl_runtime *rt);
 
@@ -192,7 +203,8 @@ SL_EXPORT int sl_runtime_backend_fd(sl_runtime *rt);
 SL_EXPORT int sl_runtime_backend_timeout(sl_runtime *rt);
 
 /** SL_CLOCK_MANUAL: moves loop time forward by `ms`, firing every timer that falls due
-    (saga deadlines, retry back-offs), and returns once they ran. Not on the loop thread. */
+    (saga deadlines, retry back-offs), and returns once they ran. From a callback on the loop
+    thread it fires them at once. @return 0, SL_ESTATE (system clock), SL_EINVAL. */
 SL_EXPORT int sl_runtime_advance_time(sl_runtime *rt, uint64_t ms);
 
 /**
@@ -207,7 +219,9 @@ SL_EXPORT int sl_runtime_health(sl_runtime *rt);
  * (queued jobs end cancelled, running jobs see sl_job_cancelled() and are waited for), closes
  * the loop and the log, calls every `release` callback given with registrations, and frees
  * the handle. Sagas in flight stay `running` in the log: the next start's recovery handles
- * them. Lane, subscription and runtime handles are invalid afterwards. NULL is a no-op.
+ * them. Lane, subscription and runtime handles are invalid afterwards: calls on them give
+ * SL_ECLOSED. Once it returns (called from a host thread), no callback runs again. NULL is a
+ * no-op.
  *
  * Any thread. Called from a callback (or any sagalane thread), it returns at once and the
  * close completes on a sagalane thread once the callback returned; the release callbacks then
@@ -367,7 +381,8 @@ typedef int (*sl_trigger_predicate)(void *userdata, const char *payload_json);
  * Starts a saga of type `saga_type` for every published event of type `event_type` that
  * `predicate` accepts (NULL: every one), with the event's payload as its input.
  * `release(userdata)` (may be NULL) is called when the runtime closes.
- * @return 0, SL_EINVAL, SL_ENOTFOUND (saga type not registered), SL_ECLOSED.
+ * @return 0, SL_EINVAL (empty event type, or a lifecycle event, which never starts sagas),
+ * SL_ENOTFOUND (saga type not registered), SL_ECLOSED.
  */
 SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type,
                              sl_trigger_predicate predicate, void *userdata, void (*release)(void *userdata));
@@ -384,16 +399,20 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
 SL_EXPORT int sl_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, uint64_t *saga_id);
 
 /**
- * Ends saga `saga_id` as failed with reason "cancelled: <reason>". From the loop thread it
- * takes effect at once; from another thread it waits for the loop to take it.
- * @return 0, SL_ENOTFOUND (no such saga in flight), SL_ESTATE, SL_ECLOSED.
+ * Ends saga `saga_id` as failed with reason "cancelled: <reason>" (NULL: "no reason given").
+ * From the loop thread it takes effect at once; from another thread it waits for the loop to
+ * take it. Once this returns no other outcome can win. A saga still starting (its running row
+ * not yet durable) ends as soon as that row is, without running.
+ * @return 0, SL_ENOTFOUND (no such saga in flight, or already cancelled), SL_ESTATE,
+ * SL_ECLOSED.
  */
 SL_EXPORT int sl_saga_cancel(sl_runtime *rt, uint64_t saga_id, const char *reason);
 
 /**
  * Dispatches one command to a host target. Loop thread; must hand the command off and return
  * quickly. Answer later with sl_publish(rt, type, saga_id, payload) (the echo the saga waits
- * for) or sl_step_fail(). A non-zero return fails the saga at once ("target refused").
+ * for) or sl_step_fail(). A non-zero return fails the saga at once, with the reason
+ * "target '<name>' refused step <n>: ...".
  * @param command_json the command with "saga_id" and "step" injected; borrowed.
  */
 typedef int (*sl_target_fn)(void *userdata, uint64_t saga_id, uint32_t step, const char *command_json);
@@ -407,7 +426,7 @@ SL_EXPORT int sl_target_register(sl_runtime *rt, const char *name, sl_target_fn 
                                  void (*release)(void *userdata));
 
 /** Reports that step `step` of saga `saga_id` failed: the saga ends failed with "action
-    failed: <reason>". Any thread. */
+    failed: <reason>" (NULL: "failed"). Any thread. @return 0, SL_EINVAL (saga_id 0). */
 SL_EXPORT int sl_step_fail(sl_runtime *rt, uint64_t saga_id, uint32_t step, const char *reason);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -449,11 +468,12 @@ typedef struct sl_job_outcome {
     const char *job_id;
     int state;          /* SL_JOB_* */
     const char *text;   /* the result (finished) or the error (failed); "" when cancelled */
-    int attempts;       /* runs made */
+    int attempts;       /* runs made (0 when cancelled before it ran) */
 } sl_job_outcome;
 
-/** Called once per accepted job, once its terminal row is durable (persisted lanes), on a
-    sagalane thread (a worker, the log writer, or the loop). Must return quickly. */
+/** Called once per accepted job, once its terminal row is durable (persisted lanes), on the
+    runtime's callback thread: one at a time, in the order jobs ended. It may call any
+    sagalane function (a blocking one delays the done callbacks after it). */
 typedef void (*sl_job_done_fn)(void *userdata, const sl_job_outcome *outcome);
 
 typedef struct sl_job {
@@ -487,7 +507,10 @@ typedef struct sl_job_record {
 
 /** Rebuilds a queued job found in the log at lane creation: fill `job` (initialized with
     sl_job_init; its id is replaced by the record's) and return 0, or return non-zero to mark
-    it failed. Called during sl_lane_create(), on a sagalane thread, before it returns. */
+    it failed. The job's pointers need to live only for the callback (they may point into
+    `record`). A filled job that is invalid (no `run`, say) is marked failed, and its `done`,
+    if set, is called with SL_JOB_FAILED. Called during sl_lane_create(), on a sagalane
+    thread, before it returns. */
 typedef int (*sl_job_reconstruct_fn)(void *userdata, const sl_job_record *record, sl_job *job);
 
 typedef struct sl_lane_options {
@@ -534,11 +557,12 @@ typedef struct sl_submission {
 SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *out);
 
 /**
- * Submits a job and blocks the calling thread until it ends (`job->done` is not used).
+ * Submits a job and blocks the calling thread until it ends (`job->done` is not used): it
+ * returns only once the job will not run again, so its userdata is then the caller's.
  * Another thread can give up on it with sl_lane_interrupt(lane, job id).
  * @param text receives the result (0) or the error (SL_EJOBFAILED); may be NULL; sl_free().
- * @return 0, SL_EJOBFAILED, SL_ECANCELED, SL_ESTATE (called on the loop thread or in a job),
- * or a submit error.
+ * @return 0, SL_EJOBFAILED, SL_ECANCELED, SL_ESTATE (called from a callback on the loop
+ * thread, or from a job: either could wait forever), or a submit error.
  */
 SL_EXPORT int sl_lane_submit_wait(sl_lane *lane, const sl_job *job, char **text);
 
@@ -551,7 +575,7 @@ SL_EXPORT int sl_lane_cancel(sl_lane *lane, const char *job_id);
 SL_EXPORT int sl_lane_interrupt(sl_lane *lane, const char *job_id);
 
 /** Changes how many jobs may run at once (at least 1). Raising it starts queued jobs at
-    once; lowering it lets running jobs finish. */
+    once; lowering it lets running jobs finish. @return 0, SL_EINVAL (below 1). */
 SL_EXPORT int sl_lane_set_max_concurrent(sl_lane *lane, int max_concurrent);
 
 typedef struct sl_lane_stats {
@@ -565,14 +589,17 @@ typedef struct sl_lane_stats {
     double mean_run_ms;      /* over the last 64 runs */
 } sl_lane_stats;
 
-/** Reads the lane's counters into `out` (its `size` must be set). */
+/** Reads the lane's counters into `out` (its `size` must be set). @return 0, SL_EINVAL. */
 SL_EXPORT int sl_lane_get_stats(sl_lane *lane, sl_lane_stats *out);
 
 /**
- * Lets sagas send commands to "lane:<name>": each command becomes a job on this lane whose
- * metadata is the command JSON, run by `fn` (on a worker thread), and whose outcome is
+ * Lets sagas send commands to "lane:<name>": each command becomes a job on this lane, with
+ * the id "saga-<saga id>-step-<step>" (so it can be cancelled) and the command JSON as its
+ * metadata, run by `fn` (on a worker thread), and whose outcome is
  * published as SL_EVENT_LANE_JOB_* tagged with the saga. `release(userdata)` (may be NULL) is
- * called when the handler is replaced or the runtime closes.
+ * called once no job uses the handler any more: after it was replaced (or the runtime closed)
+ * and the last job that took it ended; on whichever sagalane or closing thread that is.
+ * @return 0, SL_EINVAL (fn NULL), SL_ECLOSED.
  */
 SL_EXPORT int sl_lane_set_command_handler(sl_lane *lane, sl_job_fn fn, void *userdata, void (*release)(void *userdata));
 
@@ -590,10 +617,13 @@ SL_EXPORT int sl_lane_set_command_handler(sl_lane *lane, sl_job_fn fn, void *use
  * pending, succeeded, failed, compensated. Times are UTC, ISO 8601 with milliseconds.
  */
 
-/** Up to `limit` sagas, most recent first, as a JSON array. `*json`: sl_free(). */
+/** Up to `limit` sagas, most recent first, as a JSON array. `*json`: sl_free().
+    The sl_log_* calls return 0, SL_EINVAL, SL_ENOTFOUND (sl_log_saga), or the log's error. */
 SL_EXPORT int sl_log_recent(sl_runtime *rt, int limit, char **json);
 
-/** Sagas running, compensating or failed, each with its steps, as a JSON array. */
+/** Sagas running, compensating or failed, each with its steps, as a JSON array: what start-up
+    recovery acts on. Sagas recovery already marked failed_compensation wait for an operator
+    and show in sl_log_recent(). */
 SL_EXPORT int sl_log_unresolved(sl_runtime *rt, char **json);
 
 /** Saga `saga_id` with its steps, as a JSON object. @return 0, SL_ENOTFOUND, ... */

@@ -8,21 +8,27 @@ final class LaneHandle: CHandle {
     let runtime: Runtime
     let lane: Lane
     let owner: RuntimeHandle?
-    private let commandRelease = Mutex<Release?>(nil)
 
     init(runtime: Runtime, lane: Lane, owner: RuntimeHandle) {
         self.runtime = runtime
         self.lane = lane
         self.owner = owner
     }
+}
 
-    /// Swaps in the release of a new command handler, returning the one it replaces.
-    func replaceCommandRelease(_ release: Release) -> Release? {
-        commandRelease.withLock { current in
-            defer { current = release }
-            return current
-        }
+/// A host's command handler; its userdata is released when the last reference goes.
+private final class CommandHandler: Sendable {
+    let fn: sl_job_fn
+    let userdata: UserData
+    private let release: Release
+
+    init(fn: sl_job_fn, userdata: UserData, release: Release) {
+        self.fn = fn
+        self.userdata = userdata
+        self.release = release
     }
+
+    deinit { release() }
 }
 
 /// What `sl_job_ctx *` points to while a host job runs.
@@ -67,14 +73,22 @@ private func runHostJob(_ run: sl_job_fn, _ userdata: UserData, _ context: LaneJ
     throw HostJobFailure(description: box.result ?? "the job returned \(rc) (\(String(cString: sl_err_name(rc))))")
 }
 
+/// How many times a job's body ran, for its outcome.
+private final class RunCount: Sendable {
+    private let runs = Atomic<Int>(0)
+    func record(_ attempt: Int) { runs.store(attempt, ordering: .relaxed) }
+    var count: Int { runs.load(ordering: .relaxed) }
+}
+
 /// Calls a host's done callback with `outcome`.
-private func report(_ outcome: LaneJobOutcome, jobID: String, to done: sl_job_done_fn, _ userdata: UserData) {
-    let (state, text, attempts): (Int, String, Int)
+private func report(_ outcome: LaneJobOutcome, jobID: String, runs: RunCount, to done: sl_job_done_fn, _ userdata: UserData) {
+    let (state, text): (Int, String)
     switch outcome {
-    case .finished(let result): (state, text, attempts) = (SL_JOB_FINISHED, result, 1)
-    case .failed(let error, let n): (state, text, attempts) = (SL_JOB_FAILED, error, n)
-    case .cancelled: (state, text, attempts) = (SL_JOB_CANCELLED, "", 0)
+    case .finished(let result): (state, text) = (SL_JOB_FINISHED, result)
+    case .failed(let error, _): (state, text) = (SL_JOB_FAILED, error)
+    case .cancelled: (state, text) = (SL_JOB_CANCELLED, "")
     }
+    let attempts = runs.count
     jobID.withCString { id in
         text.withCString { text in
             var c = sl_job_outcome(job_id: id, state: Int32(state), text: text, attempts: Int32(attempts))
@@ -88,6 +102,7 @@ private struct HostJob {
     let job: LaneJob
     let done: sl_job_done_fn?
     let userdata: UserData
+    let runs = RunCount()
 
     init(_ pointer: UnsafePointer<sl_job>?) throws(CallError) {
         guard let pointer else { throw CallError(SL_EINVAL, "job is NULL") }
@@ -108,10 +123,11 @@ private struct HostJob {
             ? RetryPolicy(maxAttempts: Int(c.max_attempts),
                           initialBackoff: .milliseconds(c.retry_backoff_ms == 0 ? 100 : Int64(c.retry_backoff_ms)))
             : nil
-        let body = metadata
+        let body = metadata, runs = self.runs
         job = LaneJob(id: try optionalString(c.id, "job->id") ?? "", caller: try optionalString(c.caller, "job->caller") ?? "",
                       priority: Int(c.priority), metadata: metadata, retry: retry) { context in
-            try runHostJob(run, userdata, context, metadata: body)
+            runs.record(context.attempt)
+            return try runHostJob(run, userdata, context, metadata: body)
         }
         done = c.done
         self.userdata = userdata
@@ -161,29 +177,41 @@ public func sl_lane_create(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, 
             name: name, maxConcurrent: max(1, Int(c.max_concurrent)), persisted: c.persisted != 0,
             reconstruct: { row in
                 guard let reconstruct else { return nil }
-                var job = sl_job()
-                sl_job_init(&job)
-                let rc = row.id.withCString { id in
+                // The host may point the job at the record's strings: read it while they live.
+                let rebuilt = row.id.withCString { id in
                     row.caller.withCString { caller in
-                        row.metadata.withUnsafeBytes { metadata in
+                        row.metadata.withUnsafeBytes { metadata -> Result<HostJob, CallError>? in
                             var record = sl_job_record(job_id: id, caller: caller, priority: Int32(clamping: row.priority),
                                                        metadata: metadata.baseAddress, metadata_length: metadata.count,
                                                        attempts: Int32(clamping: row.attempts))
-                            return reconstruct(reconstructData.pointer, &record, &job)
+                            var job = sl_job()
+                            sl_job_init(&job)
+                            guard reconstruct(reconstructData.pointer, &record, &job) == 0 else { return nil }
+                            do throws(CallError) { return .success(try HostJob(&job)) } catch {
+                                // Its userdata goes back through its done, if it has one.
+                                if let done = job.done {
+                                    let userdata = UserData(pointer: job.userdata), id = row.id
+                                    runtime.callbacks.async {
+                                        report(.failed(error: "\(error)", attempts: 0), jobID: id, runs: RunCount(), to: done, userdata)
+                                    }
+                                }
+                                return .failure(error)
+                            }
                         }
                     }
                 }
-                guard rc == 0 else { return nil }
-                do {
-                    let rebuilt = try HostJob(&job)
-                    var lanejob = rebuilt.job
-                    lanejob.id = row.id
-                    let onComplete = HostJob.onComplete(of: rebuilt, id: row.id)
-                    recovered.done.withLock { $0[row.id] = onComplete }
-                    return lanejob
-                } catch {
+                switch rebuilt {
+                case nil:
+                    return nil
+                case .failure(let error):
                     writeStandardError("sagalane: lane '\(name)': job '\(row.id)' could not be rebuilt: \(error)\n")
                     return nil
+                case .success(let rebuilt):
+                    var lanejob = rebuilt.job
+                    lanejob.id = row.id
+                    let onComplete = HostJob.onComplete(of: rebuilt, id: row.id, runtime: runtime)
+                    recovered.done.withLock { $0[row.id] = onComplete }
+                    return lanejob
                 }
             },
             onRecoveredComplete: { id, outcome in
@@ -195,10 +223,12 @@ public func sl_lane_create(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, 
 
 extension HostJob {
     /// The host's `done` for a job whose id was fixed after conversion.
-    fileprivate static func onComplete(of job: HostJob, id: String) -> @Sendable (LaneJobOutcome) -> Void {
+    /// The lane's completion callback for this job: the host's `done`, if any, on the
+    /// runtime's callback thread.
+    fileprivate static func onComplete(of job: HostJob, id: String, runtime: Runtime) -> @Sendable (LaneJobOutcome) -> Void {
         guard let done = job.done else { return { _ in } }
-        let userdata = job.userdata
-        return { outcome in report(outcome, jobID: id, to: done, userdata) }
+        let userdata = job.userdata, runs = job.runs, callbacks = runtime.callbacks
+        return { outcome in callbacks.async { report(outcome, jobID: id, runs: runs, to: done, userdata) } }
     }
 }
 
@@ -220,7 +250,7 @@ public func sl_lane_submit(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<s
         if let out { _ = try structSize(out.pointee.size, "sl_submission") }
         var submitted = job.job
         if submitted.id.isEmpty { submitted.id = generatedJobID(handle.lane) }
-        let onComplete = HostJob.onComplete(of: job, id: submitted.id)
+        let onComplete = HostJob.onComplete(of: job, id: submitted.id, runtime: handle.runtime)
         let submission = try handle.lane.submitBlocking(submitted, onComplete: onComplete)
         guard let out else { return }
         let size = out.pointee.size
@@ -241,9 +271,7 @@ private func generatedJobID(_ lane: Lane) -> String {
 public func sl_lane_submit_wait(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<sl_job>?,
                                 _ text: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard !handle.runtime.loop.inEventLoop else {
-            throw CallError(SL_ESTATE, "sl_lane_submit_wait would block the event loop; use sl_lane_submit with a done callback")
-        }
+        try handle.runtime.checkMayWaitForJobs()
         var submitted = try HostJob(job).job
         if submitted.id.isEmpty { submitted.id = generatedJobID(handle.lane) }
         let outcome = Completion<LaneJobOutcome>()
@@ -299,13 +327,12 @@ public func sl_lane_set_command_handler(_ lanePointer: OpaquePointer?, _ fn: sl_
                                         _ release: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
         guard let fn else { throw CallError(SL_EINVAL, "fn is NULL") }
-        let data = UserData(pointer: userdata)
+        // Released when nothing uses it any more: once replaced (or the runtime closed) and
+        // the last job that took it has ended.
+        let owner = CommandHandler(fn: fn, userdata: UserData(pointer: userdata), release: Release(release, userdata))
         handle.runtime.laneHandlers.setCommandHandler(lane: handle.lane.name) { command, context in
-            try runHostJob(fn, data, context, metadata: Array(command.serialized.utf8))
+            try runHostJob(owner.fn, owner.userdata, context, metadata: Array(command.serialized.utf8))
         }
-        let newRelease = Release(release, userdata)
-        handle.owner?.releaseAtClose(newRelease)
-        handle.replaceCommandRelease(newRelease)?()
     }
 }
 
