@@ -1,0 +1,522 @@
+// Tests of sagalane.hpp itself: failed calls throw sagalane::error with the right code, an
+// exception in any callback stays on the C++ side (failing the job, the saga or the command),
+// and every std::function handed to sagalane is freed exactly once. Built with
+// AddressSanitizer and UBSan, so a leak, a double free or a use after free fails it too.
+//
+// Usage: sagalane-wrapper-test SCRATCH_DIR
+#include <sagalane.hpp>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace sl = sagalane;
+using namespace std::chrono_literals;
+
+namespace {
+
+int failures = 0;
+
+#define EXPECT(cond)                                                                  \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                               \
+        }                                                                             \
+    } while (0)
+
+// Runs `body`, expecting a sagalane::error with `code`; returns it.
+std::optional<sl::error> expect_throws(int code, const std::function<void()> &body, const char *text, int line) {
+    try {
+        body();
+    } catch (const sl::error &e) {
+        if (e.code() != code) {
+            std::fprintf(stderr, "%s:%d: %s threw %s, expected %s: %s\n", __FILE__, line, text, e.name(), sl_err_name(code),
+                         e.what());
+            failures++;
+        }
+        return e;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "%s:%d: %s threw a non-sagalane exception: %s\n", __FILE__, line, text, e.what());
+        failures++;
+        return std::nullopt;
+    }
+    std::fprintf(stderr, "%s:%d: %s did not throw (expected %s)\n", __FILE__, line, text, sl_err_name(code));
+    failures++;
+    return std::nullopt;
+}
+#define EXPECT_THROWS(code, ...) expect_throws(code, [&] { __VA_ARGS__; }, #__VA_ARGS__, __LINE__)
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+// Counts its live copies: captured in callbacks, it shows whether the wrapper freed them.
+std::atomic<int> live_trackers{0};
+struct tracker {
+    tracker() { live_trackers++; }
+    tracker(const tracker &) { live_trackers++; }
+    tracker &operator=(const tracker &) = default;
+    ~tracker() { live_trackers--; }
+};
+
+struct recorded {
+    std::string type;
+    std::uint64_t saga_id;
+    std::string payload;
+};
+
+// Keeps every event it is given, and waits for one.
+class recorder {
+public:
+    void operator()(const sl::event &ev) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        events_.push_back({std::string(ev.type), ev.saga_id, std::string(ev.payload)});
+        changed_.notify_all();
+    }
+
+    // The first event of `type` about saga `saga_id` (0: any), waiting up to 10 s for it.
+    std::optional<recorded> wait(std::string_view type, std::uint64_t saga_id = 0) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        std::optional<recorded> found;
+        changed_.wait_for(lock, 10s, [&] {
+            for (const recorded &e : events_)
+                if (e.type == type && (saga_id == 0 || e.saga_id == saga_id)) return (found = e).has_value();
+            return false;
+        });
+        return found;
+    }
+
+    int count(std::string_view type) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        int n = 0;
+        for (const recorded &e : events_) n += e.type == type;
+        return n;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<recorded> events_;
+};
+
+sl::job job_of(sl::job_fn run) {
+    sl::job j;
+    j.run = std::move(run);
+    return j;
+}
+
+// A saga of functions with no state.
+struct nothing {};
+sl::saga_functions<nothing> saga_of(std::function<sl::action(const sl::saga_context &)> start,
+                                    std::function<sl::action(const sl::saga_context &, const sl::event &)> on_event = {}) {
+    sl::saga_functions<nothing> f;
+    f.start = [start](nothing &, const sl::saga_context &ctx) { return start(ctx); };
+    f.on_event = [on_event](nothing &, const sl::saga_context &ctx, const sl::event &ev) {
+        return on_event ? on_event(ctx, ev) : sl::action::wait();
+    };
+    return f;
+}
+
+void test_errors() {
+    sl::runtime rt;
+    if (auto e = EXPECT_THROWS(SL_EJSON, rt.publish("Thing", R"({"a":)"))) {
+        EXPECT(std::string_view(e->name()) == "SL_EJSON");
+        EXPECT(contains(e->what(), "sl_publish"));
+        EXPECT(*e->detail() != '\0');
+    }
+    EXPECT_THROWS(SL_EUTF8, rt.publish("Thing", "\"\xff\""));
+    EXPECT_THROWS(SL_EINVAL, rt.publish("", "null"));
+
+    rt.register_saga_type({"quick", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::done(); }));
+    EXPECT_THROWS(SL_EEXIST, rt.register_saga_type({"quick", {}, {}}, saga_of([](auto &) { return sl::action::done(); })));
+    EXPECT_THROWS(SL_ESTATE, rt.start_saga("quick"));
+    EXPECT_THROWS(SL_ENOTFOUND, rt.add_trigger("Thing", "no_such_saga"));
+    rt.register_target("t", [](std::uint64_t, std::uint32_t, std::string_view) {});
+    EXPECT_THROWS(SL_EEXIST, rt.register_target("t", [](std::uint64_t, std::uint32_t, std::string_view) {}));
+
+    sl::lane work = rt.create_lane("work");
+    EXPECT_THROWS(SL_EEXIST, rt.create_lane("work"));
+    EXPECT(rt.find_lane("work").handle() == work.handle());
+    EXPECT_THROWS(SL_ENOTFOUND, rt.find_lane("no_such_lane"));
+    EXPECT_THROWS(SL_ENOTFOUND, work.cancel("no_such_job"));
+    EXPECT_THROWS(SL_EINVAL, work.set_max_concurrent(0));
+    EXPECT_THROWS(SL_EINVAL, work.submit(sl::job()));
+
+    rt.start();
+    EXPECT_THROWS(SL_ESTATE, rt.start());
+    EXPECT_THROWS(SL_ENOTFOUND, rt.start_saga("no_such_saga"));
+    EXPECT_THROWS(SL_EJSON, rt.start_saga("quick", "{nope}"));
+    EXPECT_THROWS(SL_ENOTFOUND, rt.log_saga(424242));
+    EXPECT_THROWS(SL_ENOTFOUND, rt.cancel_saga(424242, "test"));
+    EXPECT(rt.healthy());
+    rt.check_health();
+
+    // A moved-from runtime is an empty handle; the moved-to one works.
+    sl::runtime moved = std::move(rt);
+    EXPECT_THROWS(SL_EINVAL, rt.publish("Thing"));
+    moved.publish("Thing");
+
+    sl::runtime_options bad;
+    bad.db_path = "/nonexistent-sagalane-dir/log.db";
+    EXPECT_THROWS(SL_ECANTOPEN, sl::runtime broken(bad));
+}
+
+void test_jobs() {
+    sl::runtime rt;
+    sl::lane_options options;
+    options.max_concurrent = 2;
+    sl::lane work = rt.create_lane("jobs", options);
+    rt.start();
+
+    EXPECT(work.submit_and_wait(job_of([](sl::job_context &ctx) { return "ran " + std::string(ctx.id()); })) != "");
+    if (auto e = EXPECT_THROWS(SL_EJOBFAILED, work.submit_and_wait(job_of([](sl::job_context &) -> std::string {
+                                   throw std::runtime_error("boom");
+                               }))))
+        EXPECT(contains(e->detail(), "boom"));
+    if (auto e = EXPECT_THROWS(SL_EJOBFAILED, work.submit_and_wait(job_of([](sl::job_context &) -> std::string { throw 42; }))))
+        EXPECT(contains(e->detail(), "unknown exception"));
+    EXPECT_THROWS(SL_ECANCELED, work.submit_and_wait(job_of([](sl::job_context &) -> std::string { throw sl::job_cancelled(); })));
+    // A result that is not UTF-8 cannot be handed over: the job fails.
+    EXPECT_THROWS(SL_EJOBFAILED, work.submit_and_wait(job_of([](sl::job_context &) { return std::string("\xff"); })));
+
+    // Asynchronously, with retries: the done callback sees the failure and the attempts.
+    auto outcome = std::make_shared<std::promise<std::pair<sl::job_state, std::string>>>();
+    sl::job retried = job_of([](sl::job_context &ctx) -> std::string {
+        throw std::runtime_error("failed attempt " + std::to_string(ctx.attempt()));
+    });
+    retried.id = "retried";
+    retried.max_attempts = 3;
+    retried.retry_backoff = 1ms;
+    std::atomic<int> attempts{0};
+    retried.done = [outcome, &attempts](const sl::job_outcome &o) {
+        attempts = o.attempts;
+        outcome->set_value({o.state, std::string(o.text)});
+    };
+    sl::submission s = work.submit(std::move(retried));
+    EXPECT(s.job_id == "retried");
+    auto ended = outcome->get_future();
+    EXPECT(ended.wait_for(10s) == std::future_status::ready);
+    auto [state, text] = ended.get();
+    EXPECT(state == sl::job_state::failed);
+    EXPECT(text == "failed attempt 3");
+    EXPECT(attempts == 3);
+
+    // A done callback that throws is contained.
+    auto finished = std::make_shared<std::promise<void>>();
+    sl::job noisy = job_of([](sl::job_context &) { return std::string("fine"); });
+    noisy.done = [finished](const sl::job_outcome &) {
+        finished->set_value();
+        throw std::runtime_error("done callback threw on purpose");
+    };
+    work.submit(std::move(noisy));
+    EXPECT(finished->get_future().wait_for(10s) == std::future_status::ready);
+
+    // Ids are unique in the lane and its log.
+    sl::job first = job_of([](sl::job_context &) { return std::string(); });
+    first.id = "once";
+    work.submit_and_wait(std::move(first));
+    sl::job again = job_of([](sl::job_context &) { return std::string(); });
+    again.id = "once";
+    EXPECT_THROWS(SL_EEXIST, work.submit_and_wait(std::move(again)));
+
+    sl::lane_stats stats = work.stats();
+    EXPECT(stats.max_concurrent == 2);
+    EXPECT(stats.failed >= 4);
+    work.set_max_concurrent(3);
+    EXPECT(work.stats().max_concurrent == 3);
+}
+
+// A class saga that finishes at once, stores a redacted input, and counts its instances.
+class redacting : public sl::saga {
+public:
+    explicit redacting(std::string_view input) : input_(input) {}
+    sl::action start(const sl::saga_context &) override { return sl::action::done(); }
+    sl::action on_event(const sl::saga_context &, const sl::event &) override { return sl::action::wait(); }
+    std::optional<std::string> input_snapshot() override { return R"({"redacted":true})"; }
+
+private:
+    std::string input_;
+    tracker t_;
+};
+
+void test_sagas() {
+    recorder events;
+    sl::runtime rt;
+    sl::subscription sub = rt.subscribe([&events](const sl::event &ev) { events(ev); });
+
+    sl::saga_functions<nothing> refusing;
+    refusing.create = [](std::string_view) -> nothing { throw std::invalid_argument("bad input"); };
+    refusing.start = [](nothing &, const sl::saga_context &) { return sl::action::done(); };
+    refusing.on_event = [](nothing &, const sl::saga_context &, const sl::event &) { return sl::action::wait(); };
+    rt.register_saga_type({"refusing", {}, {}}, refusing);
+    rt.register_saga_type({"throws_in_start", {}, {}}, saga_of([](const sl::saga_context &) -> sl::action {
+                              throw std::runtime_error("start exploded");
+                          }));
+    rt.register_saga_type({"throws_in_event", {}, {}},
+                          saga_of([](const sl::saga_context &) { return sl::action::issue("self", R"({"type":"Ping"})"); },
+                                  [](const sl::saga_context &, const sl::event &) -> sl::action {
+                                      throw std::runtime_error("event exploded");
+                                  }));
+    rt.register_saga_type({"bad_command", {}, {}},
+                          saga_of([](const sl::saga_context &) { return sl::action::issue("self", "{not json"); }));
+    rt.register_saga_type({"refused", {}, {}},
+                          saga_of([](const sl::saga_context &) { return sl::action::issue("thrower", "{}"); }));
+    rt.register_saga_type({"failing", {}, {}},
+                          saga_of([](const sl::saga_context &) { return sl::action::fail("on purpose"); }));
+    rt.register_saga_type({"waiting", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::wait(); }));
+    rt.register_saga_type<redacting>({"redacting", {}, {}});
+    rt.register_target("thrower", [](std::uint64_t, std::uint32_t, std::string_view) {
+        throw std::runtime_error("target threw on purpose");
+    });
+    rt.add_trigger("Go", "redacting", [](std::string_view) -> bool { throw std::runtime_error("predicate threw"); });
+    rt.add_trigger("Go2", "redacting", [](std::string_view payload) { return contains(payload, R"("yes":true)"); });
+    rt.start();
+
+    if (auto e = EXPECT_THROWS(SL_EREFUSED, rt.start_saga("refusing"))) EXPECT(contains(e->detail(), "bad input"));
+
+    auto failed_with = [&](const char *type, std::string_view reason) {
+        std::uint64_t id = rt.start_saga(type);
+        std::optional<recorded> end = events.wait("SagaFailed", id);
+        EXPECT(end.has_value());
+        if (end && !contains(end->payload, reason)) {
+            std::fprintf(stderr, "saga %s failed with %s; expected it to mention '%s'\n", type, end->payload.c_str(),
+                         std::string(reason).c_str());
+            failures++;
+        }
+    };
+    failed_with("throws_in_start", "start exploded");
+    failed_with("throws_in_event", "event exploded");
+    failed_with("bad_command", "command_json");
+    failed_with("refused", "refused");
+    failed_with("failing", "on purpose");
+
+    std::uint64_t redacted = rt.start_saga("redacting", R"({"secret":"hunter2"})");
+    EXPECT(events.wait("SagaCompleted", redacted).has_value());
+    std::string log = rt.log_saga(redacted);
+    EXPECT(contains(log, "redacted") && !contains(log, "hunter2"));
+
+    // The predicate that throws starts nothing; events are handled in order, so once Go2's
+    // saga started, Go's would have.
+    int started = events.count("SagaStarted");
+    rt.publish("Go", "{}");
+    rt.publish("Go2", R"({"yes":true})");
+    EXPECT(events.wait("SagaCompleted", redacted + 1).has_value());
+    EXPECT(events.count("SagaStarted") == started + 1);
+
+    std::uint64_t waiting = rt.start_saga("waiting");
+    EXPECT(events.wait("SagaStarted", waiting).has_value());
+    rt.cancel_saga(waiting, "by the test");
+    std::optional<recorded> cancelled = events.wait("SagaFailed", waiting);
+    EXPECT(cancelled && contains(cancelled->payload, "cancelled: by the test"));
+
+    EXPECT(rt.log_recent(3).front() == '[');
+    EXPECT(rt.log_unresolved().front() == '[');
+    rt.vacuum(24h);
+}
+
+void test_lane_target() {
+    recorder events;
+    sl::runtime rt;
+    sl::subscription sub = rt.subscribe([&events](const sl::event &ev) { events(ev); });
+    sl::lane_options options;
+    options.persisted = false;
+    sl::lane work = rt.create_lane("work", options);
+    work.set_command_handler([](sl::job_context &ctx) -> std::string {
+        if (contains(ctx.metadata(), R"("fail":true)")) throw std::runtime_error("handler failed on purpose");
+        return R"({"ok":true})";
+    });
+    sl::saga_functions<std::string> uses_lane;
+    uses_lane.create = [](std::string_view input) { return std::string(input); };
+    uses_lane.start = [](std::string &input, const sl::saga_context &) { return sl::action::issue("lane:work", input); };
+    uses_lane.on_event = [](std::string &, const sl::saga_context &ctx, const sl::event &ev) {
+        if (ev.saga_id != ctx.saga_id) return sl::action::wait();
+        if (ev.type == "LaneJobFinished") return sl::action::done();
+        return sl::action::fail(std::string(ev.payload));
+    };
+    rt.register_saga_type({"uses_lane", {}, {}}, uses_lane);
+    rt.start();
+
+    EXPECT(events.wait("SagaCompleted", rt.start_saga("uses_lane", R"({"fail":false})")).has_value());
+    std::optional<recorded> failed = events.wait("SagaFailed", rt.start_saga("uses_lane", R"({"fail":true})"));
+    EXPECT(failed && contains(failed->payload, "handler failed on purpose"));
+}
+
+void test_manual_clock() {
+    recorder events;
+    sl::runtime_options options;
+    options.clock = sl::clock_mode::manual;
+    sl::runtime rt(options);
+    sl::subscription sub = rt.subscribe([&events](const sl::event &ev) { events(ev); });
+    rt.register_saga_type({"slow", {}, 1000ms}, saga_of([](const sl::saga_context &) { return sl::action::wait(); }));
+    rt.start();
+    std::uint64_t id = rt.start_saga("slow");
+    EXPECT(events.wait("SagaStarted", id).has_value());
+    rt.advance_time(500ms);
+    EXPECT(events.count("SagaFailed") == 0);
+    rt.advance_time(600ms);
+    std::optional<recorded> failed = events.wait("SagaFailed", id);
+    EXPECT(failed && contains(failed->payload, "timeout"));
+}
+
+// Every callback captures a tracker: once the runtime is closed, only the subscription that
+// outlives it still holds one.
+void test_ownership() {
+    sl::subscription outliving;
+    {
+        tracker t;
+        sl::runtime rt;
+        outliving = rt.subscribe([t](const sl::event &) {});
+        sl::saga_functions<tracker> tracked;
+        tracked.create = [t](std::string_view) { return t; };
+        tracked.start = [t](tracker &, const sl::saga_context &) { return sl::action::wait(); };
+        tracked.on_event = [t](tracker &, const sl::saga_context &, const sl::event &) { return sl::action::wait(); };
+        rt.register_saga_type({"tracked", {}, 60s}, tracked);
+        rt.register_saga_type<redacting>({"redacting", {}, 60s});
+        rt.add_trigger("Never", "tracked", [t](std::string_view) { return false; });
+        rt.register_target("target", [t](std::uint64_t, std::uint32_t, std::string_view) {});
+
+        // Failed calls free what they were given.
+        int before = live_trackers;
+        EXPECT_THROWS(SL_EEXIST, rt.register_target("target", [t](std::uint64_t, std::uint32_t, std::string_view) {}));
+        EXPECT_THROWS(SL_ENOTFOUND, rt.add_trigger("Never", "no_such_saga", [t](std::string_view) { return true; }));
+        EXPECT(live_trackers == before);
+
+        sl::lane work = rt.create_lane("work");
+        work.set_command_handler([t](sl::job_context &) { return std::string(); });
+        before = live_trackers;
+        work.set_command_handler([](sl::job_context &) { return std::string(); });
+        EXPECT(live_trackers == before - 1);  // the replaced handler was freed
+
+        rt.start();
+        rt.start_saga("tracked");
+        rt.start_saga("redacting");  // ends at once
+        rt.start_saga("redacting");
+
+        // One job runs until the close cancels it; the others are still queued then.
+        auto running = std::make_shared<std::promise<void>>();
+        sl::job blocker = job_of([t, running](sl::job_context &ctx) -> std::string {
+            running->set_value();
+            while (!ctx.cancelled()) std::this_thread::sleep_for(1ms);
+            throw sl::job_cancelled();
+        });
+        auto cancelled = std::make_shared<std::atomic<int>>(0);
+        blocker.done = [t, cancelled](const sl::job_outcome &o) { *cancelled += o.state == sl::job_state::cancelled; };
+        work.submit(std::move(blocker));
+        for (int i = 0; i < 3; i++) {
+            sl::job queued = job_of([t](sl::job_context &) { return std::string(); });
+            queued.done = [t, cancelled](const sl::job_outcome &o) { *cancelled += o.state == sl::job_state::cancelled; };
+            work.submit(std::move(queued));
+        }
+        EXPECT(running->get_future().wait_for(10s) == std::future_status::ready);
+        rt.close();
+        EXPECT(*cancelled == 4);
+    }
+    EXPECT(live_trackers == 1);
+    outliving.reset();
+    EXPECT(live_trackers == 0);
+}
+
+// The child's half of test_reconstruct: leaves one job running and one queued in the log, and
+// exits without closing anything.
+int reconstruct_child(const std::string &db) {
+    try {
+        sl::runtime_options options;
+        options.db_path = db;
+        sl::runtime rt(options);
+        sl::lane work = rt.create_lane("rebuild");
+        auto running = std::make_shared<std::promise<void>>();
+        sl::job blocker = job_of([running](sl::job_context &) -> std::string {
+            running->set_value();
+            for (;;) std::this_thread::sleep_for(1s);
+        });
+        blocker.id = "running-1";
+        work.submit(std::move(blocker));
+        running->get_future().wait();
+        sl::job queued = job_of([](sl::job_context &) { return std::string(); });
+        queued.id = "queued-1";
+        queued.caller = "child";
+        queued.priority = 3;
+        queued.metadata = "payload-bytes";
+        work.submit(std::move(queued));
+        _exit(0);
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "child: %s\n", e.what());
+        _exit(1);
+    }
+}
+
+void test_reconstruct(const std::string &dir) {
+    std::string db = dir + "/reconstruct.db";
+    for (const char *suffix : {"", "-wal", "-shm"}) unlink((db + suffix).c_str());
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", "sagalane-wrapper-test", "--reconstruct-child", db.c_str(), static_cast<char *>(nullptr));
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    sl::runtime_options options;
+    options.db_path = db;
+    sl::runtime rt(options);
+    std::vector<std::string> seen;
+    auto outcome = std::make_shared<std::promise<std::string>>();
+    sl::lane_options lane_options;
+    lane_options.reconstruct = [&seen, outcome](const sl::job_record &r) -> std::optional<sl::job> {
+        seen.push_back(std::string(r.job_id) + "/" + std::string(r.caller) + "/" + std::to_string(r.priority) + "/" +
+                       std::string(r.metadata));
+        sl::job j = job_of([metadata = std::string(r.metadata)](sl::job_context &) { return "rebuilt:" + metadata; });
+        j.done = [outcome](const sl::job_outcome &o) { outcome->set_value(std::string(o.job_id) + "=" + std::string(o.text)); };
+        return j;
+    };
+    rt.create_lane("rebuild", lane_options);
+    EXPECT(seen.size() == 1 && seen[0] == "queued-1/child/3/payload-bytes");
+    auto done = outcome->get_future();
+    EXPECT(done.wait_for(10s) == std::future_status::ready && done.get() == "queued-1=rebuilt:payload-bytes");
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    if (argc == 3 && std::string_view(argv[1]) == "--reconstruct-child") return reconstruct_child(argv[2]);
+    std::string dir = argc > 1 ? argv[1] : "wrapper-test";
+    mkdir(dir.c_str(), 0755);
+
+    const std::pair<const char *, std::function<void()>> tests[] = {
+        {"errors", test_errors},
+        {"jobs", test_jobs},
+        {"sagas", test_sagas},
+        {"lane target", test_lane_target},
+        {"manual clock", test_manual_clock},
+        {"ownership", test_ownership},
+        {"reconstruct", [&dir] { test_reconstruct(dir); }},
+    };
+    for (const auto &[name, test] : tests) {
+        int before = failures;
+        try {
+            test();
+        } catch (const std::exception &e) {
+            std::fprintf(stderr, "%s: unexpected exception: %s\n", name, e.what());
+            failures++;
+        }
+        std::printf("%s: %s\n", name, failures == before ? "ok" : "FAILED");
+    }
+    EXPECT(live_trackers == 0);
+    return failures == 0 ? 0 : 1;
+}

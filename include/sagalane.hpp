@@ -1,0 +1,822 @@
+/*
+ * sagalane.hpp — a header-only C++17 wrapper over sagalane.h.
+ *
+ * Errors are exceptions. A failed call throws sagalane::error, carrying the SL_E* code, its
+ * name and the runtime's message. Exceptions rather than an expected-style result, because:
+ * the runtime is opened in a constructor, which cannot return a result; std::expected is
+ * C++23, and a home-made one would be one more type every host must learn; and nearly every
+ * failure here (malformed JSON, an unknown name, a closed runtime, a full disk) is one the
+ * caller cannot repair where it happens. Outcomes that are ordinary results are returned, not
+ * thrown: a job's outcome (job_outcome), healthy().
+ *
+ * Exceptions never cross into C. Every callback the wrapper gives sagalane catches everything
+ * and turns it into what C expects: a saga whose create throws is refused (start_saga then
+ * throws SL_EREFUSED with the exception's text), a saga callback that throws fails the saga
+ * with the exception's text, a job that throws fails with it (or ends cancelled if it threw
+ * job_cancelled), a target that throws refuses the command (failing the saga), a trigger
+ * predicate that throws starts nothing. Subscription and done callbacks have no way to fail:
+ * what they throw is written to stderr and dropped.
+ *
+ * Ownership. Every std::function (and saga factory) lives in a heap object whose pointer is
+ * the C userdata. sagalane's release callback deletes it when the runtime closes (or, for a
+ * command handler, when another replaces it); a submitted job's is deleted after its done
+ * callback; a subscription's by the subscription. When a C call fails sagalane never calls
+ * back, and the wrapper deletes the object itself. submit_and_wait keeps its job on the
+ * caller's stack: sl_lane_submit_wait returns only after the job's last run. What a callback
+ * captures is destroyed on the thread that frees it: the closing thread (or a sagalane thread
+ * when the close was called from a callback) for registrations, a sagalane thread for jobs.
+ *
+ * Threads are as sagalane.h says; each callback's comment below repeats which thread runs
+ * it. Callbacks run concurrently with the host's own threads, so what they capture must be
+ * safe to share. Destroy a runtime from a host thread, not from one of its own callbacks.
+ */
+#ifndef SAGALANE_HPP
+#define SAGALANE_HPP
+
+#include "sagalane.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace sagalane {
+
+/** A failed call. what() reads "<C function>: <name> (<description>): <detail>". */
+class error : public std::runtime_error {
+public:
+    error(int code, const char *call, const char *detail)
+        : std::runtime_error(std::string(call) + ": " + sl_err_name(code) + " (" + sl_strerror(code) + ")" +
+                             (detail && *detail ? std::string(": ") + detail : std::string())),
+          code_(code), detail_(detail ? detail : "") {}
+    /** The SL_E* code. */
+    int code() const noexcept { return code_; }
+    /** The code's name, e.g. "SL_EJSON". */
+    const char *name() const noexcept { return sl_err_name(code_); }
+    /** sagalane's message for the failure (sl_runtime_errmsg at the time). */
+    const char *detail() const noexcept { return detail_.what(); }
+
+private:
+    int code_;
+    std::runtime_error detail_;  // a string whose copy cannot throw
+};
+
+/** Thrown by a job that stopped because job_context::cancelled(): it ends cancelled. */
+class job_cancelled : public std::exception {
+public:
+    const char *what() const noexcept override { return "job cancelled"; }
+};
+
+inline std::string_view version() noexcept { return sl_version(); }
+
+/** An event. Its views are borrowed: valid only during the callback that receives it. */
+struct event {
+    std::string_view type;
+    std::uint64_t saga_id;    // the saga it answers; 0: untagged
+    std::string_view payload;  // JSON ("null" when there is none)
+    std::uint64_t version;    // position in the bus's publication order, from 1
+};
+
+/** What a saga knows about itself. Borrowed for the callback. */
+struct saga_context {
+    std::uint64_t saga_id;
+    std::string_view type_name;
+    std::uint32_t next_step;  // the index the next issued step will get
+};
+
+namespace detail {
+struct glue;
+
+inline std::string_view view(const char *text) noexcept { return text ? text : ""; }
+
+inline void check(int rc, sl_runtime *rt, const char *call) {
+    if (rc != 0) throw error(rc, call, sl_runtime_errmsg(rt));
+}
+
+/** Checks `rc`, then copies and frees the string sagalane handed out (freed either way). */
+inline std::string take(int rc, char *text, sl_runtime *rt, const char *call) {
+    std::unique_ptr<char, void (*)(void *)> owned(text, sl_free);
+    check(rc, rt, call);
+    return owned ? std::string(owned.get()) : std::string();
+}
+
+/** The text of the exception being handled. Call it only inside a catch block. */
+inline const char *current_message() noexcept {
+    try {
+        throw;
+    } catch (const std::exception &e) {
+        return e.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+/** For callbacks that cannot report a failure to sagalane. Call only inside a catch block. */
+inline void drop_exception(const char *where) noexcept {
+    std::fprintf(stderr, "sagalane: %s threw: %s\n", where, current_message());
+}
+
+template <class T> void release(void *userdata) noexcept { delete static_cast<T *>(userdata); }
+
+inline event to_event(const sl_event *e) noexcept {
+    return {view(e->type), e->saga_id, view(e->payload_json), e->version};
+}
+}  // namespace detail
+
+/** A saga's next action, returned by start and on_event. */
+class action {
+public:
+    /** Sends `command_json` to `target`: "self", "lane:<name>", or a registered target. An
+        invalid command (bad JSON, empty target) fails the saga. */
+    static action issue(std::string target, std::string command_json) {
+        return action(kind::issue, std::move(target), std::move(command_json));
+    }
+    /** The saga succeeded. */
+    static action done() { return action(kind::done, {}, {}); }
+    /** The saga failed for `reason`. */
+    static action fail(std::string reason) { return action(kind::fail, {}, std::move(reason)); }
+    /** Nothing to do until the next event. */
+    static action wait() { return action(kind::wait, {}, {}); }
+
+private:
+    friend struct detail::glue;
+    enum class kind { wait, issue, done, fail };
+    action(kind k, std::string target, std::string text) : kind_(k), target_(std::move(target)), text_(std::move(text)) {}
+    kind kind_;
+    std::string target_, text_;
+};
+
+/** A saga type defined by a class: derive from it, and register the class with
+    runtime::register_saga_type<T>(), T being constructible from the input JSON. A saga is
+    destroyed once it ended, or at close if still in flight: on the loop thread (or the
+    closing thread). */
+class saga {
+public:
+    virtual ~saga() = default;
+    /** The first action, once the saga's running row is durable. Loop thread. */
+    virtual action start(const saga_context &ctx) = 0;
+    /** The next action after `ev`: the echoes of its commands (events tagged with its id) and
+        untagged events whose type is in the type's interests. Loop thread. */
+    virtual action on_event(const saga_context &ctx, const event &ev) = 0;
+    /** The input as the log should store it (JSON); nullopt stores the input as given. Called
+        on the thread that created the saga, right after its constructor. */
+    virtual std::optional<std::string> input_snapshot() { return std::nullopt; }
+};
+
+/** Builds a saga from its input JSON ("null" when none); throw, or return null, to refuse
+    it. Runs on the thread that starts the saga (the caller of start_saga, or the loop thread
+    for a trigger), possibly concurrently with other callbacks of the same type. */
+using saga_factory = std::function<std::unique_ptr<saga>(std::string_view input_json)>;
+
+/** A saga type defined by functions over a State value, which create builds from the input
+    (an empty create default-constructs it). Threads as for saga and saga_factory. */
+template <class State> struct saga_functions {
+    std::function<State(std::string_view input_json)> create;
+    std::function<action(State &, const saga_context &)> start;
+    std::function<action(State &, const saga_context &, const event &)> on_event;
+};
+
+/** A saga type's name and settings. */
+struct saga_type {
+    std::string name;                    // unique; stored in the log
+    std::vector<std::string> interests;  // untagged event types these sagas want
+    std::chrono::milliseconds timeout{0};  // how long a saga may run; 0 means 5000
+};
+
+/** A running job's view of itself. Valid only while the job function runs. */
+class job_context {
+public:
+    explicit job_context(sl_job_ctx *ctx) noexcept : ctx_(ctx) {}
+    std::string_view id() const noexcept { return detail::view(sl_job_id(ctx_)); }
+    /** 1 for the first run, 2 for the first retry, ... */
+    int attempt() const noexcept { return sl_job_attempt(ctx_); }
+    /** True once the lane shuts down or a waiter gave up: stop early (throw job_cancelled). */
+    bool cancelled() const noexcept { return sl_job_cancelled(ctx_) != 0; }
+    /** The job's metadata; for a command handler, the command JSON. */
+    std::string_view metadata() const noexcept {
+        size_t length = 0;
+        const void *bytes = sl_job_metadata(ctx_, &length);
+        return bytes ? std::string_view(static_cast<const char *>(bytes), length) : std::string_view();
+    }
+
+private:
+    sl_job_ctx *ctx_;
+};
+
+/** A job's work: returns its result text, or throws to fail (job_cancelled: cancelled). Runs
+    on one of the lane's worker threads, never the loop thread; it may block. */
+using job_fn = std::function<std::string(job_context &)>;
+
+enum class job_state { finished = SL_JOB_FINISHED, failed = SL_JOB_FAILED, cancelled = SL_JOB_CANCELLED };
+
+/** How a job ended. Borrowed for the callback. */
+struct job_outcome {
+    std::string_view job_id;
+    job_state state;
+    std::string_view text;  // the result (finished) or the error (failed); "" when cancelled
+    int attempts;           // runs made
+};
+
+/** A job to submit. */
+struct job {
+    job_fn run;  // required
+    /** Called once per accepted job, once its terminal row is durable (persisted lanes), on a
+        sagalane thread (a worker, the log writer, or the loop). Must return quickly. Not used
+        by submit_and_wait. */
+    std::function<void(const job_outcome &)> done;
+    std::string id;        // unique in the lane (and the log); empty: generated
+    std::string caller;    // who submitted it, for operators
+    int priority = 0;      // higher first; FIFO within a priority
+    std::string metadata;  // opaque bytes kept in the log to rebuild the job on restart
+    int max_attempts = 1;  // runs in all, for a job safe to run again
+    std::chrono::milliseconds retry_backoff{0};  // first back-off, doubled each time; 0 means 100
+};
+
+/** Where a submitted job stands. */
+struct submission {
+    int position;  // jobs ahead of it
+    std::chrono::milliseconds estimated_wait;
+    std::string job_id;
+};
+
+/** A queued job's row found in the log at lane creation. Borrowed for the call. */
+struct job_record {
+    std::string_view job_id, caller;
+    int priority;
+    std::string_view metadata;
+    int attempts;
+};
+
+struct lane_options {
+    int max_concurrent = 1;  // jobs running at once
+    /** Every job's rows go to the log, the queued row durable before the job can run. */
+    bool persisted = true;
+    /** Persisted lanes: rebuilds a job left queued by a previous process (its id is the
+        record's); nullopt, or a throw, marks it failed. Empty: every such job is marked
+        failed. Called during create_lane, on a sagalane thread, before it returns. */
+    std::function<std::optional<job>(const job_record &)> reconstruct;
+};
+
+struct lane_stats {
+    int queued, running, max_concurrent;
+    std::uint64_t completed, failed, cancelled;
+    double mean_run_ms;  // over the last 64 runs
+};
+
+namespace detail {
+/** Every trampoline: C calls these with the userdata the wrapper gave it. */
+struct glue {
+    struct saga_box {
+        std::unique_ptr<saga> instance;
+        std::string snapshot;  // what input_snapshot handed out, kept until the next call
+    };
+    using reconstruct_fn = std::function<std::optional<job>(const job_record &)>;
+
+    static void apply(const action &a, sl_action *out) noexcept {
+        switch (a.kind_) {
+        case action::kind::issue: sl_action_issue(out, a.target_.c_str(), a.text_.c_str()); break;
+        case action::kind::done: sl_action_done(out); break;
+        case action::kind::fail: sl_action_fail(out, a.text_.c_str()); break;
+        case action::kind::wait: break;
+        }
+    }
+
+    static saga_context context(const sl_saga_ctx *c) noexcept { return {c->saga_id, view(c->type_name), c->next_step}; }
+
+    // The thread's last refusal by a saga factory, so start_saga can say why.
+    static std::string &refusal() {
+        thread_local std::string text;
+        return text;
+    }
+
+    static int create(void *userdata, const char *input, void **state) noexcept {
+        try {
+            auto box = std::make_unique<saga_box>();
+            box->instance = (*static_cast<saga_factory *>(userdata))(view(input));
+            if (!box->instance) throw std::runtime_error("the factory returned no saga");
+            *state = box.release();
+            return 0;
+        } catch (...) {
+            try {
+                refusal() = current_message();
+            } catch (...) {
+            }
+            return SL_EREFUSED;
+        }
+    }
+    static void destroy(void *, void *state) noexcept { delete static_cast<saga_box *>(state); }
+    static void start(void *, void *state, const sl_saga_ctx *ctx, sl_action *out) noexcept {
+        try {
+            apply(static_cast<saga_box *>(state)->instance->start(context(ctx)), out);
+        } catch (...) {
+            sl_action_fail(out, current_message());
+        }
+    }
+    static void on_event(void *, void *state, const sl_saga_ctx *ctx, const sl_event *e, sl_action *out) noexcept {
+        try {
+            apply(static_cast<saga_box *>(state)->instance->on_event(context(ctx), to_event(e)), out);
+        } catch (...) {
+            sl_action_fail(out, current_message());
+        }
+    }
+    static const char *snapshot(void *, void *state) noexcept {
+        auto *box = static_cast<saga_box *>(state);
+        try {
+            std::optional<std::string> text = box->instance->input_snapshot();
+            if (!text) return nullptr;
+            box->snapshot = std::move(*text);
+            return box->snapshot.c_str();
+        } catch (...) {
+            return nullptr;
+        }
+    }
+
+    static int predicate(void *userdata, const char *payload) noexcept {
+        try {
+            return (*static_cast<std::function<bool(std::string_view)> *>(userdata))(view(payload)) ? 1 : 0;
+        } catch (...) {
+            drop_exception("a trigger predicate");
+            return 0;
+        }
+    }
+
+    using target_fn = std::function<void(std::uint64_t, std::uint32_t, std::string_view)>;
+    static int target(void *userdata, uint64_t saga_id, uint32_t step, const char *command) noexcept {
+        try {
+            (*static_cast<target_fn *>(userdata))(saga_id, step, view(command));
+            return 0;
+        } catch (const error &e) {
+            return e.code();
+        } catch (...) {
+            return SL_EREFUSED;
+        }
+    }
+
+    static void deliver(void *userdata, const sl_event *e) noexcept {
+        try {
+            (*static_cast<std::function<void(const event &)> *>(userdata))(to_event(e));
+        } catch (...) {
+            drop_exception("a subscription callback");
+        }
+    }
+
+    static int run(const job_fn &fn, sl_job_ctx *ctx) noexcept {
+        try {
+            job_context context(ctx);
+            std::string result = fn(context);
+            return sl_job_set_result(ctx, result.c_str());
+        } catch (const job_cancelled &) {
+            return SL_ECANCELED;
+        } catch (...) {
+            sl_job_set_result(ctx, current_message());
+            return SL_EJOBFAILED;
+        }
+    }
+    static int run_job(void *userdata, sl_job_ctx *ctx) noexcept { return run(static_cast<job *>(userdata)->run, ctx); }
+    static int run_handler(void *userdata, sl_job_ctx *ctx) noexcept { return run(*static_cast<job_fn *>(userdata), ctx); }
+
+    static void job_done(void *userdata, const sl_job_outcome *o) noexcept {
+        std::unique_ptr<job> owned(static_cast<job *>(userdata));
+        if (!owned->done) return;
+        try {
+            owned->done({view(o->job_id), static_cast<job_state>(o->state), view(o->text), o->attempts});
+        } catch (...) {
+            drop_exception("a job's done callback");
+        }
+    }
+
+    /** Fills `c` (already initialized) from `j`, whose strings must outlive the C call. */
+    static void fill(sl_job &c, job &j) noexcept {
+        c.id = j.id.empty() ? nullptr : j.id.c_str();
+        c.caller = j.caller.empty() ? nullptr : j.caller.c_str();
+        c.priority = j.priority;
+        c.metadata = j.metadata.data();
+        c.metadata_length = j.metadata.size();
+        c.run = run_job;
+        c.userdata = &j;
+        c.max_attempts = std::max(0, j.max_attempts);
+        c.retry_backoff_ms = static_cast<uint32_t>(std::clamp<std::chrono::milliseconds::rep>(j.retry_backoff.count(), 0, UINT32_MAX));
+    }
+
+    static int reconstruct(void *userdata, const sl_job_record *r, sl_job *out) noexcept {
+        try {
+            std::optional<job> rebuilt = (*static_cast<reconstruct_fn *>(userdata))(
+                {view(r->job_id), view(r->caller),
+                 r->priority,
+                 std::string_view(static_cast<const char *>(r->metadata), r->metadata ? r->metadata_length : 0),
+                 r->attempts});
+            if (!rebuilt || !rebuilt->run) return SL_EREFUSED;
+            auto owned = std::make_unique<job>(std::move(*rebuilt));
+            fill(*out, *owned);
+            out->done = job_done;
+            owned.release();
+            return 0;
+        } catch (...) {
+            drop_exception("a lane's reconstruct callback");
+            return SL_EREFUSED;
+        }
+    }
+};
+
+/** Whether the runtime closed, for subscriptions that outlive it. */
+struct runtime_life {
+    std::mutex mutex;
+    bool closed = false;
+};
+}  // namespace detail
+
+/** A subscription: unsubscribes when destroyed. Destroy it before or after its runtime, from
+    any thread but its own callback's. */
+class subscription {
+public:
+    subscription() = default;
+    subscription(subscription &&other) noexcept { swap(other); }
+    subscription &operator=(subscription &&other) noexcept {
+        subscription(std::move(other)).swap(*this);
+        return *this;
+    }
+    ~subscription() { reset(); }
+
+    /** Ends the subscription now. Once it returns, the callback is never called again. */
+    void reset() noexcept {
+        if (!fn_) return;
+        {
+            std::lock_guard<std::mutex> lock(life_->mutex);
+            // A closed runtime already ended it, and sl_unsubscribe is not allowed then.
+            if (!life_->closed) sl_unsubscribe(sub_);
+        }
+        delete fn_;
+        fn_ = nullptr;
+        sub_ = nullptr;
+        life_.reset();
+    }
+
+private:
+    friend class runtime;
+    void swap(subscription &other) noexcept {
+        std::swap(sub_, other.sub_);
+        std::swap(fn_, other.fn_);
+        std::swap(life_, other.life_);
+    }
+    sl_subscription *sub_ = nullptr;
+    std::function<void(const event &)> *fn_ = nullptr;
+    std::shared_ptr<detail::runtime_life> life_;
+};
+
+/** A lane of the runtime's pool: a view, valid while the runtime is open. */
+class lane {
+public:
+    lane() = default;
+    sl_lane *handle() const noexcept { return lane_; }
+
+    /** Submits a job; for a persisted lane, returns once the queued row is durable. On
+        success `j.done` is called exactly once; on failure (an exception) never. */
+    submission submit(job j) const {
+        if (!j.run) throw error(SL_EINVAL, "sl_lane_submit", "job.run is empty");
+        auto owned = std::make_unique<job>(std::move(j));
+        sl_job c;
+        sl_job_init(&c);
+        detail::glue::fill(c, *owned);
+        c.done = detail::glue::job_done;
+        sl_submission out{};
+        out.size = sizeof out;
+        detail::check(sl_lane_submit(lane_, &c, &out), rt_, "sl_lane_submit");
+        owned.release();  // job_done deletes it, maybe already has
+        return {out.position, std::chrono::milliseconds(out.estimated_wait_ms), detail::take(0, out.job_id, rt_, "")};
+    }
+
+    /** Submits a job and blocks until it ends (`j.done` is not used): returns its result, or
+        throws SL_EJOBFAILED (detail: its error), SL_ECANCELED, or SL_ESTATE (on the loop
+        thread or in a job). */
+    std::string submit_and_wait(job j) const {
+        if (!j.run) throw error(SL_EINVAL, "sl_lane_submit_wait", "job.run is empty");
+        sl_job c;
+        sl_job_init(&c);
+        detail::glue::fill(c, j);
+        char *text = nullptr;
+        int rc = sl_lane_submit_wait(lane_, &c, &text);
+        return detail::take(rc, text, rt_, "sl_lane_submit_wait");
+    }
+
+    /** Cancels a queued job: it never runs and ends cancelled. Throws SL_ENOTQUEUED (running,
+        or between retries), SL_ENOTFOUND. */
+    void cancel(const std::string &job_id) const {
+        detail::check(sl_lane_cancel(lane_, job_id.c_str()), rt_, "sl_lane_cancel");
+    }
+
+    /** Gives up on a job: cancels it if queued, else raises its cancelled() flag. */
+    void interrupt(const std::string &job_id) const {
+        detail::check(sl_lane_interrupt(lane_, job_id.c_str()), rt_, "sl_lane_interrupt");
+    }
+
+    /** How many jobs may run at once (at least 1). */
+    void set_max_concurrent(int n) const {
+        detail::check(sl_lane_set_max_concurrent(lane_, n), rt_, "sl_lane_set_max_concurrent");
+    }
+
+    lane_stats stats() const {
+        sl_lane_stats s{};
+        s.size = sizeof s;
+        detail::check(sl_lane_get_stats(lane_, &s), rt_, "sl_lane_get_stats");
+        return {s.queued, s.running, s.max_concurrent, s.completed, s.failed, s.cancelled, s.mean_run_ms};
+    }
+
+    /** Lets sagas send commands to "lane:<name>": each becomes a job run by `fn` (on a worker
+        thread) with the command JSON as its metadata; its outcome is published as
+        LaneJobFinished / LaneJobFailed / LaneJobCancelled tagged with the saga. Replaces (and
+        frees) the previous handler. */
+    void set_command_handler(job_fn fn) const {
+        auto owned = std::make_unique<job_fn>(std::move(fn));
+        detail::check(sl_lane_set_command_handler(lane_, detail::glue::run_handler, owned.get(), detail::release<job_fn>),
+                      rt_, "sl_lane_set_command_handler");
+        owned.release();
+    }
+
+private:
+    friend class runtime;
+    lane(sl_lane *l, sl_runtime *rt) noexcept : lane_(l), rt_(rt) {}
+    sl_lane *lane_ = nullptr;
+    sl_runtime *rt_ = nullptr;
+};
+
+enum class durability_mode { full = SL_DURABILITY_FULL, normal = SL_DURABILITY_NORMAL };
+enum class loop_mode { thread = SL_LOOP_THREAD, host = SL_LOOP_HOST };
+enum class clock_mode { system = SL_CLOCK_SYSTEM, manual = SL_CLOCK_MANUAL };
+enum class run_mode { until_stopped = SL_RUN_DEFAULT, once = SL_RUN_ONCE, nowait = SL_RUN_NOWAIT };
+
+struct runtime_options {
+    std::string db_path;  // the log's SQLite file, created if missing; empty: in memory
+    durability_mode durability = durability_mode::full;
+    std::chrono::milliseconds busy_timeout{5000};  // how long to wait for a locked database
+    loop_mode loop = loop_mode::thread;
+    clock_mode clock = clock_mode::system;
+    bool read_only = false;  // diagnostics only: the log_* reads
+};
+
+/** A runtime: opened by the constructor, closed by the destructor (or close()). */
+class runtime {
+public:
+    /** Opens the runtime (its loop not yet running, its log created and migrated). Register
+        saga types, triggers and targets next, then call start(). */
+    explicit runtime(const runtime_options &options = runtime_options()) : life_(std::make_shared<detail::runtime_life>()) {
+        sl_runtime_options c;
+        sl_runtime_options_init(&c);
+        c.db_path = options.db_path.empty() ? nullptr : options.db_path.c_str();
+        c.durability = static_cast<int>(options.durability);
+        c.busy_timeout_ms = static_cast<int>(options.busy_timeout.count());
+        c.loop_mode = static_cast<int>(options.loop);
+        c.clock = static_cast<int>(options.clock);
+        c.read_only = options.read_only ? 1 : 0;
+        sl_runtime *raw = nullptr;
+        int rc = sl_runtime_open(&c, &raw);
+        std::unique_ptr<sl_runtime, void (*)(sl_runtime *)> handle(raw, sl_runtime_close);  // closed even if the open failed
+        detail::check(rc, raw, "sl_runtime_open");
+        rt_ = handle.release();
+    }
+    runtime(runtime &&other) noexcept : rt_(std::exchange(other.rt_, nullptr)), life_(std::move(other.life_)) {}
+    runtime &operator=(runtime &&other) noexcept {
+        if (this != &other) {
+            close();
+            rt_ = std::exchange(other.rt_, nullptr);
+            life_ = std::move(other.life_);
+        }
+        return *this;
+    }
+    ~runtime() { close(); }
+
+    /** Closes the runtime: ends subscriptions, shuts lanes down (queued jobs end cancelled,
+        running ones are waited for), frees every callback given to it. Sagas in flight stay
+        running in the log for the next start's recovery. Lanes are invalid afterwards. */
+    void close() noexcept {
+        if (!rt_) return;
+        // Held during the close, so that a subscription destroyed meanwhile waits for it.
+        std::lock_guard<std::mutex> lock(life_->mutex);
+        life_->closed = true;
+        sl_runtime_close(std::exchange(rt_, nullptr));
+    }
+
+    sl_runtime *handle() const noexcept { return rt_; }
+
+    /** Seeds saga ids, runs start-up recovery, then takes events. loop_mode::host: the calling
+        thread becomes the loop thread and must call run(). */
+    void start() { detail::check(sl_runtime_start(rt_), rt_, "sl_runtime_start"); }
+    /** loop_mode::host only: runs the loop on the thread that called start(). */
+    void run(run_mode mode = run_mode::until_stopped) {
+        detail::check(sl_runtime_run(rt_, static_cast<int>(mode)), rt_, "sl_runtime_run");
+    }
+    /** loop_mode::host: makes run(run_mode::until_stopped) return soon. Any thread. */
+    void stop() { detail::check(sl_runtime_stop(rt_), rt_, "sl_runtime_stop"); }
+    /** loop_mode::host: the loop's epoll descriptor, to poll in the host's own loop. */
+    int backend_fd() const { return value(sl_runtime_backend_fd(rt_), "sl_runtime_backend_fd"); }
+    /** loop_mode::host: how long the host's poll may sleep, in ms; -1: no timer pending. */
+    int backend_timeout() const {
+        int ms = sl_runtime_backend_timeout(rt_);
+        return ms == -1 ? -1 : value(ms, "sl_runtime_backend_timeout");
+    }
+    /** clock_mode::manual: moves time forward, firing every timer that falls due, and returns
+        once they ran. Not on the loop thread. */
+    void advance_time(std::chrono::milliseconds ms) {
+        detail::check(sl_runtime_advance_time(rt_, static_cast<uint64_t>(std::max<std::chrono::milliseconds::rep>(0, ms.count()))),
+                      rt_, "sl_runtime_advance_time");
+    }
+    /** False once the log could not record a saga's end (new sagas are then refused). */
+    bool healthy() const { return sl_runtime_health(rt_) == 0; }
+    /** Throws SL_EUNHEALTHY, with the reason, unless healthy. */
+    void check_health() const { detail::check(sl_runtime_health(rt_), rt_, "sl_runtime_health"); }
+
+    /** Publishes an event. Any thread, callbacks included.
+        @param saga_id 0 for an untagged event; else the saga whose command this answers. */
+    void publish(const std::string &type, const std::string &payload_json = "null", std::uint64_t saga_id = 0) {
+        detail::check(sl_publish(rt_, type.c_str(), saga_id, payload_json.c_str()), rt_, "sl_publish");
+    }
+
+    /** Calls `fn` with every event published from now on, one at a time, in publication order,
+        on the subscription's own delivery thread. A subscriber more than `buffer` events
+        behind (0: 4096) loses the newest and then receives one "sagalane.Lagged" event. */
+    subscription subscribe(std::function<void(const event &)> fn, size_t buffer = 0) {
+        subscription s;
+        auto owned = std::make_unique<std::function<void(const event &)>>(std::move(fn));
+        detail::check(sl_subscribe(rt_, buffer, detail::glue::deliver, owned.get(), &s.sub_), rt_, "sl_subscribe");
+        s.fn_ = owned.release();
+        s.life_ = life_;
+        return s;
+    }
+
+    /** Registers a saga type built by `factory`. Before or after start. */
+    void register_saga_type(const saga_type &type, saga_factory factory) {
+        if (!factory) throw error(SL_EINVAL, "sl_saga_type_register", "the factory is empty");
+        auto owned = std::make_unique<saga_factory>(std::move(factory));
+        std::vector<const char *> interests;
+        for (const std::string &name : type.interests) interests.push_back(name.c_str());
+        sl_saga_type c;
+        sl_saga_type_init(&c);
+        c.name = type.name.c_str();
+        c.create = detail::glue::create;
+        c.destroy = detail::glue::destroy;
+        c.start = detail::glue::start;
+        c.on_event = detail::glue::on_event;
+        c.input_snapshot = detail::glue::snapshot;
+        c.interests = interests.data();
+        c.interest_count = interests.size();
+        c.timeout_ms = static_cast<uint32_t>(std::clamp<std::chrono::milliseconds::rep>(type.timeout.count(), 0, UINT32_MAX));
+        c.release = detail::release<saga_factory>;
+        detail::check(sl_saga_type_register(rt_, &c, owned.get()), rt_, "sl_saga_type_register");
+        owned.release();
+    }
+
+    /** Registers the saga class T, built as T(std::string_view input_json). */
+    template <class T> void register_saga_type(const saga_type &type) {
+        static_assert(std::is_base_of_v<saga, T>, "T must derive from sagalane::saga");
+        register_saga_type(type, [](std::string_view input) -> std::unique_ptr<saga> { return std::make_unique<T>(input); });
+    }
+
+    /** Registers a saga type defined by functions over a State value. */
+    template <class State> void register_saga_type(const saga_type &type, saga_functions<State> functions) {
+        if (!functions.start || !functions.on_event)
+            throw error(SL_EINVAL, "sl_saga_type_register", "saga_functions needs start and on_event");
+        if (!functions.create) {
+            if constexpr (std::is_default_constructible_v<State>)
+                functions.create = [](std::string_view) { return State(); };
+            else
+                throw error(SL_EINVAL, "sl_saga_type_register", "saga_functions needs create");
+        }
+        struct instance : saga {
+            std::shared_ptr<const saga_functions<State>> fns;
+            State state;
+            instance(std::shared_ptr<const saga_functions<State>> f, State s) : fns(std::move(f)), state(std::move(s)) {}
+            action start(const saga_context &ctx) override { return fns->start(state, ctx); }
+            action on_event(const saga_context &ctx, const event &ev) override { return fns->on_event(state, ctx, ev); }
+        };
+        auto fns = std::make_shared<const saga_functions<State>>(std::move(functions));
+        register_saga_type(type, [fns](std::string_view input) -> std::unique_ptr<saga> {
+            return std::make_unique<instance>(fns, fns->create(input));
+        });
+    }
+
+    /** Starts a saga of type `saga_type_name` for every published `event_type` event that
+        `predicate` accepts (empty: every one), with the event's payload as its input. The
+        predicate gets the payload (JSON) on the loop thread. */
+    void add_trigger(const std::string &event_type, const std::string &saga_type_name,
+                     std::function<bool(std::string_view payload_json)> predicate = {}) {
+        const char *type = event_type.c_str(), *name = saga_type_name.c_str();
+        if (!predicate) {
+            detail::check(sl_trigger_add(rt_, type, name, nullptr, nullptr, nullptr), rt_, "sl_trigger_add");
+            return;
+        }
+        using fn = std::function<bool(std::string_view)>;
+        auto owned = std::make_unique<fn>(std::move(predicate));
+        detail::check(sl_trigger_add(rt_, type, name, detail::glue::predicate, owned.get(),
+                                     detail::release<fn>),
+                      rt_, "sl_trigger_add");
+        owned.release();
+    }
+
+    /** Registers the command target `name` (no ':'). `fn` runs on the loop thread and must
+        hand the command off and return quickly; answer later with publish(type, payload,
+        saga_id) or step_fail(). If it throws, the saga fails at once ("target refused"). */
+    void register_target(const std::string &name,
+                         std::function<void(std::uint64_t saga_id, std::uint32_t step, std::string_view command_json)> fn) {
+        auto owned = std::make_unique<detail::glue::target_fn>(std::move(fn));
+        detail::check(sl_target_register(rt_, name.c_str(), detail::glue::target, owned.get(),
+                                         detail::release<detail::glue::target_fn>),
+                      rt_, "sl_target_register");
+        owned.release();
+    }
+
+    /** Reports that step `step` of saga `saga_id` failed: the saga fails. Any thread. */
+    void step_fail(std::uint64_t saga_id, std::uint32_t step, const std::string &reason) {
+        detail::check(sl_step_fail(rt_, saga_id, step, reason.c_str()), rt_, "sl_step_fail");
+    }
+
+    /** Starts a saga now: builds it on the calling thread and returns its id; its start
+        follows on the loop. Throws SL_EREFUSED (with the factory's exception text),
+        SL_ENOTFOUND, SL_ESTATE (not started), SL_EUNHEALTHY, ... */
+    std::uint64_t start_saga(const std::string &type_name, const std::string &input_json = "null") {
+        detail::glue::refusal().clear();
+        std::uint64_t id = 0;
+        int rc = sl_saga_start(rt_, type_name.c_str(), input_json.c_str(), &id);
+        if (rc == SL_EREFUSED && !detail::glue::refusal().empty())
+            throw error(rc, "sl_saga_start", (std::string(sl_runtime_errmsg(rt_)) + ": " + detail::glue::refusal()).c_str());
+        detail::check(rc, rt_, "sl_saga_start");
+        return id;
+    }
+
+    /** Fails saga `saga_id` with reason "cancelled: <reason>". Throws SL_ENOTFOUND if it is
+        not in flight. */
+    void cancel_saga(std::uint64_t saga_id, const std::string &reason) {
+        detail::check(sl_saga_cancel(rt_, saga_id, reason.c_str()), rt_, "sl_saga_cancel");
+    }
+
+    /** Creates the lane `name`. Throws SL_EEXIST, SL_ELOG (recovery failed), ... */
+    lane create_lane(const std::string &name, const lane_options &options = lane_options()) {
+        sl_lane_options c;
+        sl_lane_options_init(&c);
+        c.max_concurrent = options.max_concurrent;
+        c.persisted = options.persisted ? 1 : 0;
+        if (options.reconstruct) {
+            // Only called before sl_lane_create returns: borrowing the caller's is enough.
+            c.reconstruct = detail::glue::reconstruct;
+            c.reconstruct_userdata = const_cast<detail::glue::reconstruct_fn *>(&options.reconstruct);
+        }
+        sl_lane *l = nullptr;
+        detail::check(sl_lane_create(rt_, name.c_str(), &c, &l), rt_, "sl_lane_create");
+        return lane(l, rt_);
+    }
+
+    /** The lane `name`. Throws SL_ENOTFOUND. */
+    lane find_lane(const std::string &name) const {
+        sl_lane *l = nullptr;
+        detail::check(sl_lane_find(rt_, name.c_str(), &l), rt_, "sl_lane_find");
+        return lane(l, rt_);
+    }
+
+    /** Up to `limit` sagas, most recent first, as a JSON array (see sagalane.h). */
+    std::string log_recent(int limit) const {
+        char *json = nullptr;
+        int rc = sl_log_recent(rt_, limit, &json);
+        return detail::take(rc, json, rt_, "sl_log_recent");
+    }
+    /** Sagas running, compensating or failed, each with its steps, as a JSON array. */
+    std::string log_unresolved() const {
+        char *json = nullptr;
+        int rc = sl_log_unresolved(rt_, &json);
+        return detail::take(rc, json, rt_, "sl_log_unresolved");
+    }
+    /** Saga `saga_id` with its steps, as a JSON object. Throws SL_ENOTFOUND. */
+    std::string log_saga(std::uint64_t saga_id) const {
+        char *json = nullptr;
+        int rc = sl_log_saga(rt_, saga_id, &json);
+        return detail::take(rc, json, rt_, "sl_log_saga");
+    }
+    /** Deletes sagas that ended more than `older_than` ago, and returns how many. */
+    std::uint64_t vacuum(std::chrono::milliseconds older_than) {
+        std::uint64_t deleted = 0;
+        detail::check(sl_log_vacuum(rt_, static_cast<uint64_t>(std::max<std::chrono::milliseconds::rep>(0, older_than.count())),
+                                    &deleted),
+                      rt_, "sl_log_vacuum");
+        return deleted;
+    }
+
+private:
+    int value(int rc, const char *call) const {
+        if (rc < 0) detail::check(rc, rt_, call);
+        return rc;
+    }
+
+    sl_runtime *rt_ = nullptr;
+    std::shared_ptr<detail::runtime_life> life_;
+};
+
+}  // namespace sagalane
+
+#endif /* SAGALANE_HPP */
