@@ -1,0 +1,3 @@
+module sagalane.example/go
+
+go 1.19

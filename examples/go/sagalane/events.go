@@ -1,0 +1,211 @@
+package sagalane
+
+// #include "glue.h"
+import "C"
+
+import (
+	"encoding/json"
+	"sync"
+)
+
+// Event types the runtime publishes. The three lifecycle events are never fed to sagas nor
+// matched by triggers; their payload is {"name": saga type, "reason": text (failures)}.
+const (
+	EventSagaStarted      = C.SL_EVENT_SAGA_STARTED
+	EventSagaCompleted    = C.SL_EVENT_SAGA_COMPLETED
+	EventSagaFailed       = C.SL_EVENT_SAGA_FAILED
+	EventSagaActionFailed = C.SL_EVENT_SAGA_ACTION_FAILED
+	EventLaneJobFinished  = C.SL_EVENT_LANE_JOB_FINISHED
+	EventLaneJobFailed    = C.SL_EVENT_LANE_JOB_FAILED
+	EventLaneJobCancelled = C.SL_EVENT_LANE_JOB_CANCELLED
+	// EventLagged is delivered to a subscriber that fell too far behind, where the events
+	// went missing: payload {"missed": N}.
+	EventLagged = C.SL_EVENT_LAGGED
+)
+
+// Event is an event on the bus, copied out of the library.
+type Event struct {
+	Type    string
+	SagaID  uint64          // the saga whose command it answers; 0: untagged
+	Payload json.RawMessage // JSON ("null" when there is none)
+	Version uint64          // position in the bus's publication order, from 1
+}
+
+func goEvent(e *C.sl_event) Event {
+	return Event{
+		Type:    C.GoString(e._type),
+		SagaID:  uint64(e.saga_id),
+		Payload: json.RawMessage(C.GoString(e.payload_json)),
+		Version: uint64(e.version),
+	}
+}
+
+// Publish publishes an event. sagaID 0 publishes it untagged; else it answers that saga's
+// command. payloadJSON "" publishes null. Safe from any goroutine and any callback.
+func (r *Runtime) Publish(eventType string, sagaID uint64, payloadJSON string) error {
+	t, err := cString("event type", eventType)
+	if err != nil {
+		return err
+	}
+	p, err := cJSON("payload", payloadJSON)
+	if err != nil {
+		freeAll(t)
+		return err
+	}
+	defer freeAll(t, p)
+	return r.call(func() C.int { return C.sl_publish(r.rt, t, C.uint64_t(sagaID), p) })
+}
+
+// Subscription is a subscriber's place on the bus.
+type Subscription struct {
+	r   *Runtime
+	sub *C.sl_subscription
+	h   C.uintptr_t
+	fn  func(Event)
+
+	stop     chan struct{} // closed when the subscription ends: a channel send gives up
+	stopOnce sync.Once
+	ch       chan Event // SubscribeChan's channel, closed once delivery is over
+
+	mu              sync.Mutex
+	delivering      bool // fn is running
+	releaseOnReturn bool
+	released        bool
+}
+
+// Subscribe calls fn with every event published from now on, one at a time and in order, on
+// the subscription's own delivery thread. A subscriber more than buffer events behind (0
+// means 4096) loses the newest ones and then receives one EventLagged event.
+func (r *Runtime) Subscribe(buffer int, fn func(Event)) (*Subscription, error) {
+	if fn == nil {
+		return nil, errorf(C.SL_EINVAL, "Subscribe needs a function")
+	}
+	return r.subscribe(buffer, fn, nil)
+}
+
+// SubscribeChan delivers every event published from now on to the returned channel, in
+// order. The channel is closed once the subscription ends (Unsubscribe or Close); events not
+// received by then are dropped. A reader that falls more than buffer events behind (0 means
+// 4096) loses the newest ones and then receives one EventLagged event.
+func (r *Runtime) SubscribeChan(buffer int) (*Subscription, <-chan Event, error) {
+	ch := make(chan Event, 16)
+	sub, err := r.subscribe(buffer, nil, ch)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sub, ch, nil
+}
+
+func (r *Runtime) subscribe(buffer int, fn func(Event), ch chan Event) (*Subscription, error) {
+	if buffer < 0 {
+		return nil, errorf(C.SL_EINVAL, "buffer %d is negative", buffer)
+	}
+	s := &Subscription{r: r, fn: fn, ch: ch, stop: make(chan struct{})}
+	if ch != nil {
+		s.fn = func(e Event) {
+			select {
+			case ch <- e:
+			case <-s.stop:
+			}
+		}
+	}
+	s.h = r.newHandle(s)
+	// Listed before the call: the close that would release it may start at any time.
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		r.deleteHandle(s.h)
+		return nil, errClosed()
+	}
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	err := r.call(func() C.int { return C.slgo_subscribe(r.rt, C.size_t(buffer), s.h, &s.sub) })
+	if err != nil {
+		r.mu.Lock()
+		_, listed := r.subs[s]
+		delete(r.subs, s)
+		r.mu.Unlock()
+		if listed {
+			s.release()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// Unsubscribe ends the subscription: once it returns, the function is not called again
+// (called from inside the function: once that returns). Buffered events are dropped. After
+// Close it does nothing.
+func (s *Subscription) Unsubscribe() {
+	r := s.r
+	r.mu.Lock()
+	_, listed := r.subs[s]
+	if r.closing || !listed {
+		// Close ends it (or it already ended).
+		r.mu.Unlock()
+		return
+	}
+	delete(r.subs, s)
+	r.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
+	C.sl_unsubscribe(s.sub)
+
+	r.mu.Lock()
+	if r.closing && !r.subsOver {
+		// A close raced with the call, and the library may have ended the subscription
+		// itself, still delivering: leave the release to the close.
+		r.subs[s] = struct{}{}
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	s.mu.Lock()
+	if s.delivering {
+		// Called from inside fn: the userdata is ours once fn returns.
+		s.releaseOnReturn = true
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.release()
+}
+
+// release deletes the handle once the library is done with it, and closes the channel.
+func (s *Subscription) release() {
+	s.mu.Lock()
+	if s.released {
+		s.mu.Unlock()
+		return
+	}
+	s.released = true
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
+	if s.ch != nil {
+		close(s.ch)
+	}
+	s.r.deleteHandle(s.h)
+}
+
+// deliver runs on the delivery thread (trampolines.go).
+func (s *Subscription) deliver(e *C.sl_event) {
+	s.mu.Lock()
+	s.delivering = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.delivering = false
+		release := s.releaseOnReturn
+		s.mu.Unlock()
+		if release {
+			s.release()
+		}
+	}()
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				s.r.reportPanic("subscriber", v)
+			}
+		}()
+		s.fn(goEvent(e))
+	}()
+}

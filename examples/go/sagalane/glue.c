@@ -1,0 +1,104 @@
+#include "glue.h"
+
+#include "_cgo_export.h"
+
+/*
+ * sl_lane_interrupt is declared in sagalane.h but not every build of the library defines it
+ * yet. A weak reference links either way and reads as NULL where it is missing, so the
+ * package builds against both and uses it as soon as it exists.
+ */
+#pragma weak sl_lane_interrupt
+
+/* The C callbacks: each forwards to its Go trampoline (trampolines.go). The casts drop
+   `const` only because cgo's exported prototypes cannot spell it. */
+
+static void slgo_event(void *userdata, const sl_event *event) {
+    goslEvent((uintptr_t)userdata, (sl_event *)event);
+}
+
+static void slgo_release(void *userdata) { goslRelease((uintptr_t)userdata); }
+
+static int slgo_create(void *userdata, const char *input_json, void **state) {
+    uintptr_t handle = 0;
+    int rc = goslSagaCreate((uintptr_t)userdata, (char *)input_json, &handle);
+    if (rc == 0) *state = (void *)handle;
+    return rc;
+}
+
+static void slgo_destroy(void *userdata, void *state) {
+    goslSagaDestroy((uintptr_t)userdata, (uintptr_t)state);
+}
+
+static void slgo_start(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action) {
+    goslSagaStart((uintptr_t)userdata, (uintptr_t)state, (sl_saga_ctx *)ctx, action);
+}
+
+static void slgo_on_event(void *userdata, void *state, const sl_saga_ctx *ctx, const sl_event *event,
+                          sl_action *action) {
+    goslSagaOnEvent((uintptr_t)userdata, (uintptr_t)state, (sl_saga_ctx *)ctx, (sl_event *)event, action);
+}
+
+static int slgo_predicate(void *userdata, const char *payload_json) {
+    return goslPredicate((uintptr_t)userdata, (char *)payload_json);
+}
+
+static int slgo_target(void *userdata, uint64_t saga_id, uint32_t step, const char *command_json) {
+    return goslTarget((uintptr_t)userdata, saga_id, step, (char *)command_json);
+}
+
+static int slgo_job_run(void *userdata, sl_job_ctx *ctx) { return goslJobRun((uintptr_t)userdata, ctx); }
+
+static void slgo_job_done(void *userdata, const sl_job_outcome *outcome) {
+    goslJobDone((uintptr_t)userdata, (sl_job_outcome *)outcome);
+}
+
+/* The calls that take callbacks. */
+
+int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out) {
+    return sl_subscribe(rt, buffer, slgo_event, (void *)handle, out);
+}
+
+int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const *interests,
+                            size_t interest_count, uint32_t timeout_ms, uintptr_t handle) {
+    sl_saga_type type;
+    sl_saga_type_init(&type);
+    type.name = name;
+    type.create = slgo_create;
+    type.destroy = slgo_destroy;
+    type.start = slgo_start;
+    type.on_event = slgo_on_event;
+    type.interests = interests;
+    type.interest_count = interest_count;
+    type.timeout_ms = timeout_ms;
+    type.release = slgo_release;
+    return sl_saga_type_register(rt, &type, (void *)handle);
+}
+
+int slgo_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type, uintptr_t handle) {
+    if (handle == 0) return sl_trigger_add(rt, event_type, saga_type, NULL, NULL, NULL);
+    return sl_trigger_add(rt, event_type, saga_type, slgo_predicate, (void *)handle, slgo_release);
+}
+
+int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle) {
+    return sl_target_register(rt, name, slgo_target, (void *)handle, slgo_release);
+}
+
+int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out) {
+    job->run = slgo_job_run;
+    job->done = slgo_job_done;
+    job->userdata = (void *)handle;
+    return sl_lane_submit(lane, job, out);
+}
+
+int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle) {
+    return sl_lane_set_command_handler(lane, slgo_job_run, (void *)handle, slgo_release);
+}
+
+int slgo_lane_give_up(sl_lane *lane, const char *job_id, int *interrupted) {
+    if (sl_lane_interrupt) {
+        *interrupted = 1;
+        return sl_lane_interrupt(lane, job_id);
+    }
+    *interrupted = 0;
+    return sl_lane_cancel(lane, job_id);
+}

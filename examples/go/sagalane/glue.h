@@ -1,0 +1,30 @@
+/*
+ * C glue between sagalane.h and the Go trampolines. Go hands every userdata over as a
+ * uintptr_t (a cgo.Handle), and this glue turns it into the `void *` the C API takes, so that
+ * no Go code converts an integer to an unsafe.Pointer. Declarations only: the Go file with
+ * //export includes it.
+ */
+#ifndef SAGALANE_GO_GLUE_H
+#define SAGALANE_GO_GLUE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <sagalane.h>
+
+int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out);
+int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const *interests,
+                            size_t interest_count, uint32_t timeout_ms, uintptr_t handle);
+/* handle 0: no predicate (every event starts a saga) and nothing to release. */
+int slgo_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type, uintptr_t handle);
+int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle);
+/* Fills job->run, job->done and job->userdata, then submits. */
+int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out);
+int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle);
+/*
+ * Gives up on a job: sl_lane_interrupt() when the library has it, else sl_lane_cancel()
+ * (which can only stop a job that is still queued). *interrupted says which one ran.
+ */
+int slgo_lane_give_up(sl_lane *lane, const char *job_id, int *interrupted);
+
+#endif

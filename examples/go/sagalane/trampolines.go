@@ -1,0 +1,209 @@
+package sagalane
+
+// The functions the C glue (glue.c) calls. cgo allows only declarations in the preamble of
+// a file with //export, so they live here on their own. Each one recovers every panic: a Go
+// panic must never unwind into C.
+
+// #include "glue.h"
+import "C"
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// releaser is a userdata whose release callback deletes its handle.
+type releaser interface{ releaseHandle() }
+
+// recoverLost recovers a panic in a callback that could not find its runtime (a handle the
+// library passed back after it was released, which it must never do).
+func recoverLost(callback string) {
+	if v := recover(); v != nil {
+		(*Runtime)(nil).reportPanic(callback, v)
+	}
+}
+
+//export goslEvent
+func goslEvent(h C.uintptr_t, event *C.sl_event) {
+	defer recoverLost("subscriber")
+	handleValue(h).(*Subscription).deliver(event)
+}
+
+//export goslRelease
+func goslRelease(h C.uintptr_t) {
+	defer recoverLost("release")
+	handleValue(h).(releaser).releaseHandle()
+}
+
+//export goslSagaCreate
+func goslSagaCreate(h C.uintptr_t, input *C.char, state *C.uintptr_t) (rc C.int) {
+	var t *sagaTypeEntry
+	defer func() {
+		if v := recover(); v != nil {
+			if t == nil {
+				(*Runtime)(nil).reportPanic("saga New", v)
+			} else {
+				t.r.refuse(t.r.reportPanic(fmt.Sprintf("saga %q New", t.t.Name), v))
+			}
+			rc = C.SL_EREFUSED
+		}
+	}()
+	t = handleValue(h).(*sagaTypeEntry)
+	saga, err := t.t.New(json.RawMessage(C.GoString(input)))
+	if err == nil && saga == nil {
+		err = errorf(C.SL_EINVAL, "saga type %q: New returned no saga and no error", t.t.Name)
+	}
+	if err != nil {
+		t.r.refuse(err)
+		return codeOf(err, C.SL_EREFUSED)
+	}
+	*state = t.r.newHandle(&sagaEntry{typ: t, saga: saga})
+	return 0
+}
+
+//export goslSagaDestroy
+func goslSagaDestroy(h C.uintptr_t, state C.uintptr_t) {
+	defer recoverLost("saga destroy")
+	handleValue(h).(*sagaTypeEntry).r.deleteHandle(state)
+}
+
+//export goslSagaStart
+func goslSagaStart(h C.uintptr_t, state C.uintptr_t, ctx *C.sl_saga_ctx, action *C.sl_action) {
+	decide(state, ctx, action, "Start", func(s Saga, c SagaContext) Action { return s.Start(c) })
+}
+
+//export goslSagaOnEvent
+func goslSagaOnEvent(h C.uintptr_t, state C.uintptr_t, ctx *C.sl_saga_ctx, event *C.sl_event, action *C.sl_action) {
+	decide(state, ctx, action, "OnEvent", func(s Saga, c SagaContext) Action { return s.OnEvent(c, goEvent(event)) })
+}
+
+// decide asks a saga for its next action and sets it; a panic fails the saga.
+func decide(state C.uintptr_t, ctx *C.sl_saga_ctx, action *C.sl_action, method string, f func(Saga, SagaContext) Action) {
+	var next Action
+	func() {
+		var s *sagaEntry
+		defer func() {
+			if v := recover(); v != nil {
+				callback := "saga " + method
+				var r *Runtime
+				if s != nil {
+					r, callback = s.typ.r, fmt.Sprintf("saga %q %s", s.typ.t.Name, method)
+				}
+				next = Fail(r.reportPanic(callback, v).Error())
+			}
+		}()
+		s = handleValue(state).(*sagaEntry)
+		next = f(s.saga, SagaContext{
+			ID:       uint64(ctx.saga_id),
+			Type:     C.GoString(ctx.type_name),
+			NextStep: uint32(ctx.next_step),
+		})
+	}()
+	defer recoverLost("saga action")
+	next.apply(action)
+}
+
+//export goslPredicate
+func goslPredicate(h C.uintptr_t, payload *C.char) (accept C.int) {
+	var t *triggerEntry
+	defer func() {
+		if v := recover(); v != nil {
+			if t == nil {
+				(*Runtime)(nil).reportPanic("trigger predicate", v)
+			} else {
+				t.r.reportPanic(fmt.Sprintf("trigger predicate for %q", t.eventType), v)
+			}
+			accept = 0
+		}
+	}()
+	t = handleValue(h).(*triggerEntry)
+	if t.predicate(json.RawMessage(C.GoString(payload))) {
+		return 1
+	}
+	return 0
+}
+
+//export goslTarget
+func goslTarget(h C.uintptr_t, sagaID C.uint64_t, step C.uint32_t, command *C.char) (rc C.int) {
+	var t *targetEntry
+	defer func() {
+		if v := recover(); v != nil {
+			if t == nil {
+				(*Runtime)(nil).reportPanic("target", v)
+			} else {
+				t.r.reportPanic(fmt.Sprintf("target %q", t.name), v)
+			}
+			rc = C.SL_EREFUSED
+		}
+	}()
+	var ok bool
+	if t, ok = handleValue(h).(*targetEntry); !ok {
+		// The close sentinel takes no commands.
+		return C.SL_EREFUSED
+	}
+	err := t.fn(Command{SagaID: uint64(sagaID), Step: uint32(step), JSON: json.RawMessage(C.GoString(command))})
+	if err != nil {
+		return codeOf(err, C.SL_EREFUSED)
+	}
+	return 0
+}
+
+//export goslJobRun
+func goslJobRun(h C.uintptr_t, ctx *C.sl_job_ctx) (rc C.int) {
+	job := &JobContext{ctx: ctx}
+	var r *Runtime
+	callback := "job"
+	defer func() {
+		job.ctx = nil
+		if v := recover(); v != nil {
+			setResult(ctx, r.reportPanic(callback, v).Error())
+			rc = C.SL_EJOBFAILED
+		}
+	}()
+	var run func(*JobContext) (string, error)
+	switch v := handleValue(h).(type) {
+	case *jobEntry:
+		r, run, job.abandoned = v.r, v.run, &v.abandoned
+	case *commandEntry:
+		r, run, callback = v.r, v.fn, fmt.Sprintf("command handler of lane %q", v.lane)
+	default:
+		panic(fmt.Sprintf("a job's userdata is a %T", v))
+	}
+	result, err := run(job)
+	if err != nil {
+		setResult(ctx, err.Error())
+		if isCancellation(err) {
+			return C.SL_ECANCELED
+		}
+		return C.SL_EJOBFAILED
+	}
+	setResult(ctx, result)
+	return 0
+}
+
+func setResult(ctx *C.sl_job_ctx, text string) {
+	c := C.CString(text)
+	C.sl_job_set_result(ctx, c)
+	freeAll(c)
+}
+
+//export goslJobDone
+func goslJobDone(h C.uintptr_t, outcome *C.sl_job_outcome) {
+	defer recoverLost("job done")
+	job := handleValue(h).(*jobEntry)
+	defer job.r.deleteHandle(h)
+	if job.done == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			job.r.reportPanic("job done", v)
+		}
+	}()
+	job.done(JobOutcome{
+		JobID:    C.GoString(outcome.job_id),
+		State:    JobState(outcome.state),
+		Text:     C.GoString(outcome.text),
+		Attempts: int(outcome.attempts),
+	})
+}
