@@ -38,6 +38,22 @@ private func spin(until condition: () -> Bool) {
     while !condition() { usleep(500) }
 }
 
+/// Like `spin`, but gives up after `seconds`; returns whether the condition held.
+private func wait(upTo seconds: Double, for condition: () -> Bool) -> Bool {
+    for _ in 0..<Int(seconds * 2_000) {
+        if condition() { return true }
+        usleep(500)
+    }
+    return condition()
+}
+
+/// Timers armed on `loop` and not yet fired.
+private func pendingTimers(_ loop: EventLoop) async -> Int {
+    await withCheckedContinuation { continuation in
+        loop.execute { continuation.resume(returning: loop.pendingTimerCount) }
+    }
+}
+
 @Suite(.timeLimit(.minutes(2)))
 struct LaneTests {
     @Test func higherPriorityFirstAndFIFOWithinAPriority() throws {
@@ -296,12 +312,14 @@ struct LaneTests {
             return "third time lucky"
         }, onComplete: outcomes.record("flaky"))
         spin { attempts.load(ordering: .relaxed) == 1 && (try? log.job(id: "flaky"))?.state == .queued }
+        while await pendingTimers(loop) == 0 { usleep(500) }
         #expect(try log.job(id: "flaky")?.attempts == 1)
         await loop.advance(by: .milliseconds(999))
         usleep(20_000)
         #expect(attempts.load(ordering: .relaxed) == 1, "no retry before the back-off elapsed")
         await loop.advance(by: .milliseconds(1))
         spin { attempts.load(ordering: .relaxed) == 2 && (try? log.job(id: "flaky"))?.state == .queued }
+        while await pendingTimers(loop) == 0 { usleep(500) }
         await loop.advance(by: .milliseconds(1_999))
         usleep(20_000)
         #expect(attempts.load(ordering: .relaxed) == 2, "the second back-off is twice the first")
@@ -314,7 +332,9 @@ struct LaneTests {
         try await lane.submit(LaneJob(id: "hopeless", retry: RetryPolicy(maxAttempts: 2, initialBackoff: .seconds(1), jitter: 0)) { _ in
             throw LaneError(.invalidArgument, "always broken")
         }, onComplete: hopeless.record("hopeless"))
-        spin { (try? log.job(id: "hopeless"))?.attempts == 1 }
+        // Its running row carries attempts 1 before the body even runs: wait for the back-off.
+        spin { (try? log.job(id: "hopeless")).map { $0?.state == .queued && $0?.attempts == 1 } == true }
+        while await pendingTimers(loop) == 0 { usleep(500) }
         await loop.advance(by: .seconds(1))
         hopeless.waitFor(1)
         guard case .failed(let error, let n) = hopeless["hopeless"] else { Issue.record("expected failure"); return }
@@ -323,6 +343,83 @@ struct LaneTests {
         #expect(row.state == .failed && row.attempts == 2 && row.error?.contains("always broken") == true)
         #expect(RetryPolicy(initialBackoff: .seconds(1), maxBackoff: .seconds(5), jitter: 0).backoff(after: 10) == .seconds(5))
         #expect(RetryPolicy(initialBackoff: .seconds(1), jitter: 0.5).backoff(after: 1, random: 1) == .milliseconds(1_500))
+    }
+
+    /// A job waiting out a retry back-off is neither queued nor running. A shutdown then ends
+    /// it cancelled, reported once (after its cancelled row, for a persisted lane), and its
+    /// back-off timer firing later does nothing.
+    @Test(arguments: [true, false])
+    func shutdownDuringARetryBackOffCancelsTheJobOnce(persisted: Bool) async throws {
+        let loop = try EventLoop(clock: .manual)
+        loop.startThread()
+        defer { loop.shutdown() }
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        let lane = Lane(name: "backoff", maxConcurrent: 1, store: persisted ? log : nil, loop: loop)
+        defer { lane.shutdown() }
+        let attempts = Atomic<Int>(0)
+        let reports = Mutex<[LaneJobOutcome]>([])
+        let policy = RetryPolicy(maxAttempts: 3, initialBackoff: .seconds(1), jitter: 0)
+        try await lane.submit(LaneJob(id: "flaky", retry: policy) { _ in
+            attempts.add(1, ordering: .relaxed)
+            throw LaneError(.invalidArgument, "not yet")
+        }, onComplete: { outcome in reports.withLock { $0.append(outcome) } })
+        spin { attempts.load(ordering: .relaxed) == 1 }
+        if persisted { spin { (try? log.job(id: "flaky"))?.state == .queued } }
+        while await pendingTimers(loop) == 0 { usleep(500) }
+        #expect { try lane.cancel(jobID: "flaky") } throws: { ($0 as? LaneError)?.kind == .notQueued }
+        #expect(lane.stats.queued == 0 && lane.stats.running == 0)
+
+        lane.shutdown()
+        #expect(wait(upTo: 10) { reports.withLock { !$0.isEmpty } }, "shutdown reports the job waiting for its retry")
+        #expect(reports.withLock { $0 } == [.cancelled])
+        if persisted { #expect(try log.job(id: "flaky")?.state == .cancelled) }
+        #expect(lane.stats.cancelled == 1)
+
+        await loop.advance(by: .seconds(10))
+        usleep(20_000)
+        #expect(reports.withLock { $0 } == [.cancelled], "the back-off timer firing later reports nothing")
+        #expect(attempts.load(ordering: .relaxed) == 1, "and runs nothing")
+        #expect(lane.stats.cancelled == 1 && lane.stats.queued == 0)
+        if persisted { #expect(try log.job(id: "flaky")?.state == .cancelled) }
+    }
+
+    /// Giving up on jobs: a queued one and one waiting out a back-off end cancelled at once
+    /// (the timer firing later does nothing); a running one sees its flag; unknown ids are
+    /// `notFound`.
+    @Test func interruptCancelsQueuedAndRetryingJobsAndFlagsRunningOnes() async throws {
+        let loop = try EventLoop(clock: .manual)
+        loop.startThread()
+        defer { loop.shutdown() }
+        let lane = Lane(name: "interrupt", maxConcurrent: 1, loop: loop)
+        defer { lane.shutdown() }
+        let outcomes = Outcomes()
+        let flakyRuns = Atomic<Int>(0)
+        try await lane.submit(LaneJob(id: "flaky", retry: RetryPolicy(maxAttempts: 3, initialBackoff: .seconds(1), jitter: 0)) { _ in
+            flakyRuns.add(1, ordering: .relaxed)
+            throw LaneError(.invalidArgument, "not yet")
+        }, onComplete: outcomes.record("flaky"))
+        while await pendingTimers(loop) == 0 { usleep(500) }
+        try lane.interrupt(jobID: "flaky")
+        #expect(outcomes["flaky"] == .cancelled)
+
+        try await lane.submit(LaneJob(id: "running") { context in
+            while !context.isCancelled { usleep(200) }
+            throw LaneJobCancelled()
+        }, onComplete: outcomes.record("running"))
+        try await lane.submit(LaneJob(id: "queued") { _ in "ran" }, onComplete: outcomes.record("queued"))
+        spin { lane.stats.running == 1 }
+        try lane.interrupt(jobID: "queued")
+        #expect(outcomes["queued"] == .cancelled)
+        try lane.interrupt(jobID: "running")
+        #expect(wait(upTo: 10) { outcomes["running"] != nil })
+        #expect(outcomes["running"] == .cancelled)
+        #expect { try lane.interrupt(jobID: "nobody") } throws: { ($0 as? LaneError)?.kind == .notFound }
+
+        await loop.advance(by: .seconds(10))
+        usleep(20_000)
+        #expect(flakyRuns.load(ordering: .relaxed) == 1, "the back-off timer firing later runs nothing")
+        #expect(outcomes.count == 3 && lane.stats.cancelled == 3)
     }
 
     @Test func sweeperPurgesOldTerminalRowsAndLeavesTheRest() async throws {

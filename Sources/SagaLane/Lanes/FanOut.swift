@@ -38,7 +38,7 @@ public enum FanOut {
         let outcomes = await withCheckedContinuation { continuation in
             state.onDone = { continuation.resume(returning: $0) }
             state.threads = (0..<min(max(1, maxConcurrent), items.count)).map { _ in
-                OSThread(name: "sagalane-fanout") { state.work() }
+                OSThread(name: "sagalane-fanout", role: .laneWorker) { state.work() }
             }
         }
         // Every item is done, so the workers are on their way out.

@@ -57,7 +57,7 @@ public final class Lane: Sendable {
     /// threads of their own (not the event loop's: for a persisted lane it waits for the log).
     @discardableResult
     public func submitBlocking(_ job: LaneJob, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void = { _ in }) throws(LaneError) -> LaneSubmission {
-        let waiter = BlockingResult<Result<LaneSubmission, LaneError>>()
+        let waiter = Completion<Result<LaneSubmission, LaneError>>()
         core.submit(job, onQueued: { waiter.set($0) }, onComplete: onComplete)
         return try waiter.wait().get()
     }
@@ -77,6 +77,13 @@ public final class Lane: Sendable {
         try core.cancel(jobID: jobID)
     }
 
+    /// Gives up on a job: a queued job, or one waiting out a retry back-off, ends cancelled
+    /// at once; a running one sees its cancellation flag (`LaneJobContext.isCancelled`).
+    /// - Throws: `notFound` for an id the lane does not know.
+    public func interrupt(jobID: String) throws(LaneError) {
+        try core.interrupt(jobID: jobID)
+    }
+
     /// Changes how many jobs may run at once. Raising it starts queued jobs at once; lowering
     /// it lets running jobs finish and starts no new one until the count is under the bound.
     public func setMaxConcurrent(_ n: Int) {
@@ -85,8 +92,9 @@ public final class Lane: Sendable {
 
     public var stats: LaneStats { core.stats }
 
-    /// Stops the lane: queued jobs end `cancelled`, running jobs see their cancellation flag
-    /// and are waited for, workers are joined. Idempotent.
+    /// Stops the lane: queued jobs and jobs waiting out a retry back-off end `cancelled`,
+    /// running jobs see their cancellation flag and are waited for, workers are joined.
+    /// Idempotent.
     public func shutdown() {
         core.shutdown()
     }
@@ -107,69 +115,385 @@ public final class Lane: Sendable {
 
 /// The lane's state and its worker threads. Workers hold it strongly, so it outlives every
 /// worker; the public `Lane` owns it and shuts it down when dropped.
+///
+/// A job moves through `Entry.State` under the lane's mutex; every transition out of a state
+/// checks that the job is still in it, so a timer or a log write that completes after a
+/// shutdown (or a cancel) finds the job ended and leaves it alone.
+///
+/// Workers park on a condition variable each and are woken one at a time, only when work
+/// appears and no other worker is already awake looking for some (`spinning`): a busy lane
+/// hands jobs to awake workers without a wake-up per job, and a worker that takes a job while
+/// more is waiting wakes the next one itself, so threads that add work (submitters, the log's
+/// writer thread confirming rows) rarely pay for a wake-up.
 final class LaneCore: @unchecked Sendable {
     let name: String
     let store: SagaLog?
     let loop: EventLoop?
 
-    /// Guarded by the lane's mutex once shared.
+    /// One submitted job, from submission to its outcome. Guarded by the lane's mutex once shared.
     fileprivate final class Entry: @unchecked Sendable {
-        let job: LaneJob
-        let sequence: UInt64
-        var attempt: Int
+        enum State {
+            /// Its queued row is being written (persisted lanes).
+            case persisting
+            /// Queued, waiting for a slot.
+            case queued
+            /// Holds a slot; its running row is being written.
+            case starting
+            /// Holds a slot; its running row is durable and it waits for a worker.
+            case ready
+            /// Holds a slot; its body is running.
+            case running
+            /// Failed and will run again; its queued row (with the attempt count) is being written.
+            case retryWriting
+            /// Failed and will run again once its back-off is over.
+            case retryWaiting
+            /// Ended or cancelled; nothing touches it again.
+            case done
+        }
+
+        /// Only the fields the lane uses once the job is submitted (the log keeps the caller
+        /// and metadata): each field copied in costs a retain now and a release later.
+        let key: JobKey
+        let priority: Int
+        let retry: RetryPolicy?
+        let body: @Sendable (LaneJobContext) throws -> String
         let onComplete: @Sendable (LaneJobOutcome) -> Void
-        var removed = false
-        init(job: LaneJob, sequence: UInt64, attempt: Int, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void) {
-            self.job = job
-            self.sequence = sequence
-            self.attempt = attempt
+        /// Queue order: FIFO within a priority, and the order shutdown reports cancellations.
+        var sequence: UInt64 = 0
+        var attempt: Int
+        var state: State
+        /// The current attempt's context, while the job holds a slot.
+        var context: LaneJobContext?
+
+        var id: String { key.id }
+
+        init(job: LaneJob, key: JobKey, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void, attempt: Int, state: State) {
+            self.key = key
+            priority = job.priority
+            retry = job.retry
+            body = job.body
             self.onComplete = onComplete
+            self.attempt = attempt
+            self.state = state
         }
     }
 
+    /// A job id as a dictionary key, hashed once with a cheap byte hash: hashing the id
+    /// string with `Hasher` on every insert and removal costs more than the rest of the queue
+    /// work.
+    fileprivate struct JobKey: Hashable, Sendable {
+        let id: String
+        let hash: UInt64
+
+        init(_ id: String) {
+            self.id = id
+            var id = id
+            hash = id.withUTF8 { bytes in
+                var h: UInt64 = 0xcbf2_9ce4_8422_2325
+                for byte in bytes { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+                return h
+            }
+        }
+
+        static func == (a: JobKey, b: JobKey) -> Bool { a.hash == b.hash && a.id == b.id }
+        func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    }
+
+    /// A FIFO of entries in a power-of-two ring, so a queue that keeps draining to empty
+    /// costs no reallocation.
+    private struct Ring {
+        private var slots: [Entry?] = []
+        private var head = 0
+        private(set) var count = 0
+
+        var isEmpty: Bool { count == 0 }
+
+        mutating func append(_ entry: Entry) {
+            if count == slots.count { grow() }
+            slots[(head + count) & (slots.count - 1)] = entry
+            count += 1
+        }
+
+        mutating func popFirst() -> Entry? {
+            guard count > 0 else { return nil }
+            let entry = slots[head]
+            slots[head] = nil
+            head = (head + 1) & (slots.count - 1)
+            count -= 1
+            return entry
+        }
+
+        /// Keeps only the entries `keep` accepts, in order.
+        mutating func filter(_ keep: (Entry) -> Bool) {
+            var kept = Ring()
+            while let entry = popFirst() {
+                if keep(entry) { kept.append(entry) }
+            }
+            self = kept
+        }
+
+        mutating func removeAll() { self = Ring() }
+
+        private mutating func grow() {
+            var bigger = [Entry?](repeating: nil, count: max(8, slots.count * 2))
+            for index in 0..<count { bigger[index] = slots[(head + index) & (slots.count - 1)] }
+            slots = bigger
+            head = 0
+        }
+    }
+
+    /// Where a parked worker sleeps; whoever wakes it sets `woken` (so spurious wake-ups are
+    /// told apart) and has already counted it as spinning.
+    private final class Parker {
+        let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        var woken = false
+        init() { pthread_cond_init(cond, nil) }
+        deinit {
+            pthread_cond_destroy(cond)
+            cond.deallocate()
+        }
+    }
+
+    /// The queued jobs of one priority, in queue order. Cancelled jobs stay in `items` until
+    /// they reach the head (or get compacted away); `live` counts the others.
+    private struct Level {
+        let priority: Int
+        var items = Ring()
+        var live = 0
+    }
+
+    /// Everything the mutex guards, behind a pointer: Swift checks exclusive access to a
+    /// class's stored properties at run time on every access (which costs more than the queue
+    /// work itself); a pointee is not checked, and the mutex already makes access exclusive.
+    private struct Shared {
+        /// Every job the lane knows: persisting, queued, holding a slot, or between retries.
+        var jobs: [JobKey: Entry] = [:]
+        /// Queued jobs per priority, highest first. A job's position is the sum of the live
+        /// counts at or above its priority, without walking the queue.
+        var levels: [Level] = []
+        var queuedCount = 0
+        /// Jobs holding a slot: starting, ready or running. A job takes a slot only while
+        /// fewer than `maxConcurrent` are held.
+        var runningCount = 0
+        /// Running rows being written.
+        var startingCount = 0
+        /// Jobs whose running row is durable, in the order the log confirmed them.
+        var ready = Ring()
+        var maxConcurrent: Int
+        var workers = 0
+        /// Workers awake and looking for work (not parked, not running a body).
+        var spinning = 0
+        var idle: [Parker] = []
+        var threads: [OSThread] = []
+        var stopping = false
+        var sequence: UInt64 = 0
+        var completed = 0, failed = 0, cancelled = 0
+        /// The last 64 run times in nanoseconds, and their sum.
+        var runTimes = [Int64](repeating: 0, count: 64)
+        var runTimeCount = 0, runTimeCursor = 0
+        var runTimeSum: Int64 = 0
+
+        init(maxConcurrent: Int) {
+            self.maxConcurrent = maxConcurrent
+        }
+
+        // MARK: Queue
+
+        /// Queues `entry` behind everything queued so far and wakes a worker if one is needed.
+        /// Returns where it stands.
+        mutating func enqueue(_ entry: Entry) -> LaneSubmission {
+            sequence += 1
+            entry.sequence = sequence
+            entry.state = .queued
+            let priority = entry.priority
+            var ahead = 0
+            var index = 0
+            while index < levels.count && levels[index].priority > priority {
+                ahead += levels[index].live
+                index += 1
+            }
+            if index == levels.count || levels[index].priority != priority {
+                if levels.count >= 16 { dropEmptyLevels(keeping: &index) }
+                levels.insert(Level(priority: priority), at: index)
+            }
+            ahead += levels[index].live
+            levels[index].items.append(entry)
+            levels[index].live += 1
+            queuedCount += 1
+            if runningCount < maxConcurrent { notify() }
+            let slots = max(1, maxConcurrent)
+            var wait = Duration.zero
+            if runTimeCount > 0 {
+                let rounds = Double(ahead + max(0, runningCount - slots + 1)) / Double(slots)
+                wait = .nanoseconds(Int64(Double(runTimeSum / Int64(runTimeCount)) * rounds))
+            }
+            return LaneSubmission(position: ahead, estimatedWait: wait, jobID: entry.id)
+        }
+
+        /// Keeps the level list short when priorities come and go; `index` follows its level.
+        private mutating func dropEmptyLevels(keeping index: inout Int) {
+            let before = levels[..<index].reduce(0) { $0 + ($1.live == 0 ? 1 : 0) }
+            levels.removeAll { $0.live == 0 }
+            index -= before
+        }
+
+        /// The next queued job (highest priority, then oldest), taken out of the queue.
+        mutating func popQueued() -> Entry? {
+            for index in levels.indices where levels[index].live > 0 {
+                while let entry = levels[index].items.popFirst() {
+                    if entry.state == .queued {
+                        levels[index].live -= 1
+                        queuedCount -= 1
+                        return entry
+                    }
+                }
+            }
+            return nil
+        }
+
+        /// Takes a cancelled job out of the counts; its slot in the level goes when it surfaces,
+        /// or now if cancelled jobs dominate the level.
+        mutating func removeCancelled(_ entry: Entry) {
+            guard let index = levels.firstIndex(where: { $0.priority == entry.priority }) else { return }
+            queuedCount -= 1
+            levels[index].live -= 1
+            if levels[index].live == 0 {
+                levels[index].items.removeAll()
+            } else if levels[index].items.count > 2 * levels[index].live + 64 {
+                levels[index].items.filter { $0.state == .queued }
+            }
+        }
+
+        /// Takes the next queued job into a free slot.
+        mutating func claim(persisted: Bool) -> Entry? {
+            guard !stopping, runningCount < maxConcurrent, let entry = popQueued() else { return nil }
+            runningCount += 1
+            entry.context = LaneJobContext(jobID: entry.id, attempt: entry.attempt)
+            if persisted {
+                entry.state = .starting
+                startingCount += 1
+            }
+            return entry
+        }
+
+        /// Whether a worker would find something to do.
+        var hasWork: Bool {
+            !ready.isEmpty || (!stopping && queuedCount > 0 && runningCount < maxConcurrent)
+        }
+
+        /// Whether a worker with nothing in hand should end: when the lane stops, once no job
+        /// can need it; otherwise when there are more workers than slots and than jobs holding
+        /// slots (each of which may still need a worker).
+        var mustExit: Bool {
+            if stopping { return startingCount == 0 && ready.isEmpty }
+            return workers > maxConcurrent && workers > runningCount
+        }
+
+        // MARK: Waking workers
+
+        /// Wakes one parked worker, unless one is already awake looking for work (it will find
+        /// what was just added: it looks under the mutex before parking).
+        mutating func notify() {
+            guard spinning == 0, let parker = idle.popLast() else { return }
+            parker.woken = true
+            spinning += 1
+            pthread_cond_signal(parker.cond)
+        }
+
+        mutating func wakeAll() {
+            for parker in idle {
+                parker.woken = true
+                pthread_cond_signal(parker.cond)
+            }
+            spinning += idle.count
+            idle.removeAll(keepingCapacity: true)
+        }
+
+        // MARK: Run times
+
+        mutating func recordRunTime(_ nanos: Int64) {
+            if runTimeCount < runTimes.count {
+                runTimes[runTimeCount] = nanos
+                runTimeCount += 1
+            } else {
+                runTimeSum -= runTimes[runTimeCursor]
+                runTimes[runTimeCursor] = nanos
+                runTimeCursor = (runTimeCursor + 1) % runTimes.count
+            }
+            runTimeSum += nanos
+        }
+
+        var meanRunTime: Duration {
+            runTimeCount == 0 ? .zero : .nanoseconds(runTimeSum / Int64(runTimeCount))
+        }
+    }
+
+    /// What a worker does once it has let go of the mutex.
+    private enum FollowUp {
+        case none
+        case report(Entry, LaneJobOutcome)
+        case arm(Entry, Duration)
+    }
+
+    /// How a body ended, worked out off the mutex.
+    private enum RunResult {
+        case finished(String)
+        case threw(description: String, isCancellation: Bool)
+    }
+
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    // Everything below is guarded by `mutex`.
-    private var heap: [Entry] = []
-    private var queued: [String: Entry] = [:]
-    /// Ids that are queued, running, or waiting for a retry or a log write.
-    private var known: Set<String> = []
-    private var running: [String: LaneJobContext] = [:]
-    private var maxConcurrent: Int
-    private var workers = 0
-    private var threads: [OSThread] = []
-    private var stopping = false
-    private var sequence: UInt64 = 0
-    private var completed = 0, failedCount = 0, cancelledCount = 0
-    private var runTimes: [Duration] = []
-    private var runTimeCursor = 0
+    private let shared: UnsafeMutablePointer<Shared>
+    /// Ids made up for jobs submitted without one: random per lane instance, so they do not
+    /// collide with rows an earlier run left in the log, then a counter.
+    private let idPrefix: [UInt8]
+    private let idCounter = Atomic<UInt64>(0)
 
     init(name: String, maxConcurrent: Int, store: SagaLog?, loop: EventLoop?) {
         self.name = name
         self.store = store
         self.loop = loop
-        self.maxConcurrent = max(1, maxConcurrent)
+        idPrefix = Array("\(name)-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))-".utf8)
+        shared = .allocate(capacity: 1)
+        shared.initialize(to: Shared(maxConcurrent: max(1, maxConcurrent)))
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(wake, nil)
         lock()
         spawnWorkersLocked()
         unlock()
     }
 
     deinit {
-        pthread_cond_destroy(wake)
+        shared.deinitialize(count: 1)
+        shared.deallocate()
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
-        wake.deallocate()
     }
 
     private func lock() { pthread_mutex_lock(mutex) }
     private func unlock() { pthread_mutex_unlock(mutex) }
 
+    /// `idPrefix` then the next number in decimal, written straight into the string's storage.
+    private func madeUpID() -> String {
+        let number = idCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        return String(unsafeUninitializedCapacity: idPrefix.count + 20) { buffer in
+            var end = idPrefix.count
+            _ = buffer.initialize(from: idPrefix)
+            var digits = number
+            let start = end
+            repeat {
+                buffer[end] = UInt8(ascii: "0") + UInt8(digits % 10)
+                digits /= 10
+                end += 1
+            } while digits > 0
+            buffer[start..<end].reverse()
+            return end
+        }
+    }
+
     private func spawnWorkersLocked() {
-        while workers < maxConcurrent && !stopping {
-            workers += 1
-            threads.append(OSThread(name: "sagalane-lane-\(name)") { [self] in workerLoop() })
+        while shared.pointee.workers < shared.pointee.maxConcurrent && !shared.pointee.stopping {
+            shared.pointee.workers += 1
+            shared.pointee.spinning += 1
+            shared.pointee.threads.append(OSThread(name: "sagalane-lane-\(name)", role: .laneWorker) { [self] in workerLoop(Parker()) })
         }
     }
 
@@ -183,38 +507,57 @@ final class LaneCore: @unchecked Sendable {
         onQueued: @escaping @Sendable (Result<LaneSubmission, LaneError>) -> Void,
         onComplete: @escaping @Sendable (LaneJobOutcome) -> Void
     ) {
-        var named = job
+        let id = job.id.isEmpty ? madeUpID() : job.id
+        let entry = Entry(job: job, key: JobKey(id), onComplete: onComplete, attempt: 1, state: .persisting)
         lock()
-        if stopping {
+        if shared.pointee.stopping {
             unlock()
             onQueued(.failure(LaneError(.shutDown, "lane '\(name)' is shut down")))
             return
         }
-        sequence += 1
-        if named.id.isEmpty { named.id = "\(name)-\(sequence)-\(UInt32.random(in: 0...UInt32.max))" }
-        let job = named
-        guard known.insert(job.id).inserted else {
+        if let existing = shared.pointee.jobs.updateValue(entry, forKey: entry.key) {
+            shared.pointee.jobs[entry.key] = existing
             unlock()
-            onQueued(.failure(LaneError(.duplicateJobID, "job '\(job.id)' is already in lane '\(name)'")))
+            onQueued(.failure(LaneError(.duplicateJobID, "job '\(id)' is already in lane '\(name)'")))
+            return
+        }
+        guard let store else {
+            let submission = shared.pointee.enqueue(entry)
+            unlock()
+            onQueued(.success(submission))
             return
         }
         unlock()
-        guard let store else {
-            onQueued(.success(enqueue(job, attempt: 1, onComplete: onComplete)))
-            return
-        }
-        store.submit(.enqueueJob(id: job.id, lane: name, caller: job.caller, priority: job.priority, metadata: job.metadata)) { [self] result in
+        store.submit(.enqueueJob(id: id, lane: name, caller: job.caller, priority: job.priority, metadata: job.metadata)) { [self] result in
             switch result {
             case .success:
-                onQueued(.success(enqueue(job, attempt: 1, onComplete: onComplete)))
+                queuedRowWritten(entry, onQueued: onQueued)
             case .failure(let error):
                 lock()
-                known.remove(job.id)
+                shared.pointee.jobs.removeValue(forKey: entry.key)
+                entry.state = .done
                 unlock()
                 let kind: LaneError.Kind = error.isConstraint ? .duplicateJobID : .persistence
-                onQueued(.failure(LaneError(kind, "job '\(job.id)' was refused: its queued row could not be written: \(error)", logError: error)))
+                onQueued(.failure(LaneError(kind, "job '\(entry.id)' was refused: its queued row could not be written: \(error)", logError: error)))
             }
         }
+    }
+
+    /// The job's queued row is durable: queue it, unless the lane shut down meanwhile.
+    private func queuedRowWritten(_ entry: Entry, onQueued: @Sendable (Result<LaneSubmission, LaneError>) -> Void) {
+        lock()
+        if shared.pointee.stopping {
+            shared.pointee.jobs.removeValue(forKey: entry.key)
+            entry.state = .done
+            shared.pointee.cancelled += 1
+            unlock()
+            onQueued(.success(LaneSubmission(position: 0, estimatedWait: .zero, jobID: entry.id)))
+            report(entry, .cancelled)
+            return
+        }
+        let submission = shared.pointee.enqueue(entry)
+        unlock()
+        onQueued(.success(submission))
     }
 
     /// Submits `job` and waits for its outcome.
@@ -244,59 +587,64 @@ final class LaneCore: @unchecked Sendable {
         }
     }
 
-    /// Puts a job in the queue and wakes a worker.
-    private func enqueue(_ job: LaneJob, attempt: Int, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void) -> LaneSubmission {
-        lock()
-        if stopping {
-            // Shut down while the queued row was being written: the job ends cancelled.
-            finishLocked(job.id)
-            cancelledCount += 1
-            unlock()
-            LaneCore.report(.cancelled, id: job.id, store: store, completion: onComplete)
-            return LaneSubmission(position: 0, estimatedWait: .zero, jobID: job.id)
-        }
-        sequence += 1
-        let entry = Entry(job: job, sequence: sequence, attempt: attempt, onComplete: onComplete)
-        let ahead = queued.values.reduce(0) { $0 + ($1.job.priority >= job.priority ? 1 : 0) }
-        push(entry)
-        queued[job.id] = entry
-        pthread_cond_signal(wake)
-        let mean = meanRunTimeLocked()
-        let slots = max(1, maxConcurrent)
-        let waitingRounds = Double(ahead + max(0, running.count - slots + 1)) / Double(slots)
-        unlock()
-        return LaneSubmission(position: ahead, estimatedWait: mean * waitingRounds, jobID: job.id)
-    }
-
     // MARK: Cancelling
 
     /// Cancels a queued job: it never runs and ends `cancelled`.
     /// - Throws: `notQueued` for a job that is running (or between retries, or being
     ///   persisted), `notFound` for an id the lane does not know.
     func cancel(jobID: String) throws(LaneError) {
+        let key = JobKey(jobID)
         lock()
-        guard let entry = queued.removeValue(forKey: jobID) else {
-            let isKnown = known.contains(jobID)
+        guard let entry = shared.pointee.jobs[key] else {
             unlock()
-            if isKnown { throw LaneError(.notQueued, "job '\(jobID)' is not queued (it is running or being recorded)") }
             throw LaneError(.notFound, "lane '\(name)' has no job '\(jobID)'")
         }
-        entry.removed = true
-        finishLocked(jobID)
-        cancelledCount += 1
+        guard entry.state == .queued else {
+            unlock()
+            throw LaneError(.notQueued, "job '\(jobID)' is not queued (it is running, between retries, or being recorded)")
+        }
+        shared.pointee.jobs.removeValue(forKey: entry.key)
+        entry.state = .done
+        shared.pointee.removeCancelled(entry)
+        shared.pointee.cancelled += 1
         unlock()
-        complete(entry, .cancelled)
+        report(entry, .cancelled)
     }
 
     /// A waiter gave up: cancel the job if queued, else ask it to stop.
     private func abandon(jobID: String) {
+        try? interrupt(jobID: jobID)
+    }
+
+    /// Gives up on a job: a queued job, or one waiting out a retry back-off, ends cancelled
+    /// at once; a running one sees its cancellation flag.
+    /// - Throws: `notFound` for an id the lane does not know (or no longer knows).
+    func interrupt(jobID: String) throws(LaneError) {
+        let key = JobKey(jobID)
         lock()
-        let context = running[jobID]
-        unlock()
-        if let context {
-            context.cancel()
-        } else {
+        guard let entry = shared.pointee.jobs[key] else {
+            unlock()
+            throw LaneError(.notFound, "lane '\(name)' has no job '\(jobID)'")
+        }
+        switch entry.state {
+        case .starting, .ready, .running:
+            let context = entry.context
+            unlock()
+            context?.cancel()
+        case .queued:
+            unlock()
             try? cancel(jobID: jobID)
+        case .retryWriting, .retryWaiting:
+            // As at shutdown: a retry's queued row was submitted under this mutex, so the
+            // cancelled row lands after it, and its timer finds the job done.
+            shared.pointee.jobs.removeValue(forKey: entry.key)
+            entry.state = .done
+            shared.pointee.cancelled += 1
+            unlock()
+            report(entry, .cancelled)
+        case .persisting, .done:
+            // Its queued row is not confirmed yet (or it just ended): nothing to stop yet.
+            unlock()
         }
     }
 
@@ -306,141 +654,270 @@ final class LaneCore: @unchecked Sendable {
     /// it lets running jobs finish and starts no new one until the count is under the bound.
     func setMaxConcurrent(_ n: Int) {
         lock()
-        maxConcurrent = max(1, n)
+        shared.pointee.maxConcurrent = max(1, n)
         spawnWorkersLocked()
-        pthread_cond_broadcast(wake)
+        // Parked workers look again: there may be room for queued jobs, or too many workers.
+        shared.pointee.wakeAll()
         unlock()
     }
 
     var stats: LaneStats {
         lock()
         defer { unlock() }
-        return LaneStats(queued: queued.count, running: running.count, maxConcurrent: maxConcurrent,
-                         completed: completed, failed: failedCount, cancelled: cancelledCount, meanRunTime: meanRunTimeLocked())
-    }
-
-    private func meanRunTimeLocked() -> Duration {
-        guard !runTimes.isEmpty else { return .zero }
-        return runTimes.reduce(.zero, +) / runTimes.count
+        let s = shared.pointee
+        return LaneStats(queued: s.queuedCount, running: s.runningCount, maxConcurrent: s.maxConcurrent,
+                         completed: s.completed, failed: s.failed, cancelled: s.cancelled, meanRunTime: s.meanRunTime)
     }
 
     // MARK: Shutting down
 
-    /// Stops the lane: queued jobs end `cancelled`, running jobs see their cancellation flag
-    /// and are waited for, workers are joined. Idempotent.
+    /// Stops the lane: queued jobs and jobs waiting out a retry back-off end `cancelled`,
+    /// running jobs see their cancellation flag and are waited for, workers are joined.
+    /// Idempotent.
     func shutdown() {
         lock()
-        if stopping {
+        if shared.pointee.stopping {
             unlock()
             return
         }
-        stopping = true
-        let dropped = Array(queued.values)
-        for entry in dropped {
-            entry.removed = true
-            finishLocked(entry.job.id)
+        shared.pointee.stopping = true
+        var dropped: [Entry] = []
+        for entry in shared.pointee.jobs.values {
+            switch entry.state {
+            case .queued, .retryWriting, .retryWaiting:
+                // A retry's queued row was submitted under this mutex, so the cancelled row
+                // written below lands after it; its timer, if any, finds the job done.
+                dropped.append(entry)
+            case .starting, .ready, .running:
+                entry.context?.cancel()
+            case .persisting, .done:
+                // A persisting job ends cancelled once its queued row is confirmed.
+                break
+            }
         }
-        cancelledCount += dropped.count
-        queued.removeAll()
-        heap.removeAll()
-        for context in running.values { context.cancel() }
-        pthread_cond_broadcast(wake)
-        let threads = self.threads
+        for entry in dropped {
+            shared.pointee.jobs.removeValue(forKey: entry.key)
+            entry.state = .done
+        }
+        shared.pointee.cancelled += dropped.count
+        shared.pointee.queuedCount = 0
+        shared.pointee.levels.removeAll()
+        shared.pointee.wakeAll()
+        let threads = shared.pointee.threads
         unlock()
-        for entry in dropped.sorted(by: { $0.sequence < $1.sequence }) { complete(entry, .cancelled) }
+        dropped.sort { $0.sequence < $1.sequence }
+        for entry in dropped { report(entry, .cancelled) }
         for thread in threads where !thread.isCurrent { thread.join() }
     }
 
     // MARK: Running
 
-    private func workerLoop() {
+    private func workerLoop(_ parker: Parker) {
+        let s = shared
+        var followUp = FollowUp.none
         lock()
         while true {
-            while !stopping && workers <= maxConcurrent && queued.isEmpty {
-                pthread_cond_wait(wake, mutex)
+            let entry: Entry
+            if let next = s.pointee.ready.popFirst() {
+                entry = next
+            } else if s.pointee.mustExit {
+                s.pointee.spinning -= 1
+                s.pointee.workers -= 1
+                if s.pointee.stopping { s.pointee.wakeAll() } else if s.pointee.hasWork { s.pointee.notify() }
+                unlock()
+                perform(followUp)
+                return
+            } else if let next = s.pointee.claim(persisted: store != nil) {
+                if next.state == .starting {
+                    // Its running row goes to the log; it runs once the log confirms it, on
+                    // whichever worker is free then. This one looks for more meanwhile.
+                    unlock()
+                    perform(followUp)
+                    followUp = .none
+                    writeRunningRow(next)
+                    lock()
+                    continue
+                }
+                entry = next
+            } else if case .none = followUp {
+                s.pointee.spinning -= 1
+                parker.woken = false
+                s.pointee.idle.append(parker)
+                while !parker.woken { pthread_cond_wait(parker.cond, mutex) }
+                continue
+            } else {
+                unlock()
+                perform(followUp)
+                followUp = .none
+                lock()
+                continue
             }
-            if stopping || workers > maxConcurrent {
-                workers -= 1
+            entry.state = .running
+            s.pointee.spinning -= 1
+            if s.pointee.hasWork { s.pointee.notify() }
+            unlock()
+            perform(followUp)
+            let (result, nanos) = execute(entry)
+            lock()
+            s.pointee.spinning += 1
+            followUp = settleLocked(entry, result, runTime: nanos)
+        }
+    }
+
+    /// The running row must be durable before the body runs: after a crash, recovery then
+    /// knows the job may have had effects, and fails it instead of running it again.
+    private func writeRunningRow(_ entry: Entry) {
+        store!.submit(.updateJobState(id: entry.id, state: .running, attempts: entry.attempt, error: nil)) { [self] result in
+            lock()
+            shared.pointee.startingCount -= 1
+            switch result {
+            case .success:
+                entry.state = .ready
+                shared.pointee.ready.append(entry)
+                shared.pointee.notify()
+                unlock()
+            case .failure(let error):
+                shared.pointee.runningCount -= 1
+                entry.state = .done
+                entry.context = nil
+                shared.pointee.jobs.removeValue(forKey: entry.key)
+                shared.pointee.failed += 1
+                if shared.pointee.stopping { shared.pointee.wakeAll() } else if shared.pointee.hasWork { shared.pointee.notify() }
+                unlock()
+                report(entry, .failed(error: "not run: its running row could not be written: \(error)", attempts: entry.attempt - 1))
+            }
+        }
+    }
+
+    private func execute(_ entry: Entry) -> (RunResult, Int64) {
+        let context = entry.context!
+        let start = monotonicNanoseconds()
+        let result: RunResult
+        do {
+            result = .finished(try entry.body(context))
+        } catch {
+            result = .threw(description: "\(error)", isCancellation: error is LaneJobCancelled)
+        }
+        return (result, monotonicNanoseconds() - start)
+    }
+
+    /// The body returned: free the slot, then end the job or set it aside for a retry.
+    private func settleLocked(_ entry: Entry, _ result: RunResult, runTime: Int64) -> FollowUp {
+        shared.pointee.runningCount -= 1
+        shared.pointee.recordRunTime(runTime)
+        let cancelled = entry.context!.isCancelled
+        entry.context = nil
+        let stopping = shared.pointee.stopping
+        let outcome: LaneJobOutcome
+        switch result {
+        case .finished(let text):
+            outcome = .finished(result: text)
+            shared.pointee.completed += 1
+        case .threw(let description, let isCancellation):
+            if isCancellation || (cancelled && stopping) {
+                outcome = .cancelled
+                shared.pointee.cancelled += 1
+            } else if let retry = entry.retry, entry.attempt < retry.maxAttempts, !cancelled, !stopping {
+                return scheduleRetryLocked(entry, after: retry.backoff(after: entry.attempt), error: description)
+            } else {
+                outcome = .failed(error: description, attempts: entry.attempt)
+                shared.pointee.failed += 1
+            }
+        }
+        shared.pointee.jobs.removeValue(forKey: entry.key)
+        entry.state = .done
+        return .report(entry, outcome)
+    }
+
+    /// Decides who carries on after a log write: the completion (on the writer thread), or
+    /// the submitter when the write completed (or failed at once) before `submit` returned.
+    private final class WriteHandoff: Sendable {
+        private let state = Atomic<Int>(0)
+        /// The submitter is past `submit`; `false` if the completion already ran.
+        func submitterReturned() -> Bool {
+            state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged
+        }
+        /// The completion carries on; `false` if the submitter has not returned yet (it will).
+        func completionCarriesOn() -> Bool {
+            !state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged
+        }
+    }
+
+    /// Sets the job aside for its back-off. For a persisted lane its row goes back to queued,
+    /// with the attempt count, so a restart during the back-off runs it again (it is
+    /// idempotent) rather than losing it. The write is submitted under the mutex so that a
+    /// shutdown, which cancels the job under the mutex, writes its cancelled row after this.
+    private func scheduleRetryLocked(_ entry: Entry, after delay: Duration, error: String) -> FollowUp {
+        guard let store else {
+            entry.state = .retryWaiting
+            return .arm(entry, delay)
+        }
+        entry.state = .retryWriting
+        let handoff = WriteHandoff()
+        store.submit(.updateJobState(id: entry.id, state: .queued, attempts: entry.attempt, error: error)) { [self] _ in
+            guard handoff.completionCarriesOn() else { return }
+            lock()
+            guard entry.state == .retryWriting else {
                 unlock()
                 return
             }
-            guard let entry = popNext() else { continue }
-            queued.removeValue(forKey: entry.job.id)
-            let context = LaneJobContext(jobID: entry.job.id, attempt: entry.attempt)
-            running[entry.job.id] = context
+            entry.state = .retryWaiting
             unlock()
-            run(entry, context)
-            lock()
+            arm(entry, after: delay)
         }
+        guard !handoff.submitterReturned() else { return .none }
+        entry.state = .retryWaiting
+        return .arm(entry, delay)
     }
 
-    private func run(_ entry: Entry, _ context: LaneJobContext) {
-        let job = entry.job
-        if let store {
-            // The running row must be durable before the body runs: after a crash, recovery
-            // then knows the job may have had effects, and fails it instead of re-running it.
-            let written = BlockingResult<Result<Int, SagaLogError>>()
-            store.submit(.updateJobState(id: job.id, state: .running, attempts: entry.attempt, error: nil)) { written.set($0) }
-            if case .failure(let error) = written.wait() {
-                end(entry, context, .failed(error: "not run: its running row could not be written: \(error)", attempts: entry.attempt - 1), runTime: nil)
+    private func arm(_ entry: Entry, after delay: Duration) {
+        guard let loop else {
+            requeue(entry)
+            return
+        }
+        loop.execute { [self] in
+            // Work given to a loop that has shut down runs on the calling thread, where no
+            // timer can be armed: retry at once, as a lane without a loop does.
+            guard loop.inEventLoop, !loop.isShutDown else {
+                requeue(entry)
                 return
             }
-        }
-        let start = monotonicNow()
-        let result = Result { try job.body(context) }
-        let runTime = monotonicNow() - start
-        switch result {
-        case .success(let text):
-            end(entry, context, .finished(result: text), runTime: runTime)
-        case .failure(let error):
-            if error is LaneJobCancelled || (context.isCancelled && isStopping) {
-                end(entry, context, .cancelled, runTime: runTime)
-            } else if let retry = job.retry, entry.attempt < retry.maxAttempts, !context.isCancelled, !isStopping {
-                scheduleRetry(entry, context, after: retry.backoff(after: entry.attempt), error: "\(error)", runTime: runTime)
-            } else {
-                end(entry, context, .failed(error: "\(error)", attempts: entry.attempt), runTime: runTime)
-            }
+            loop.scheduleTimer(after: delay) { [self] in requeue(entry) }
         }
     }
 
-    private var isStopping: Bool {
+    /// The back-off is over: queue the next attempt, unless the job ended meanwhile.
+    private func requeue(_ entry: Entry) {
         lock()
-        defer { unlock() }
-        return stopping
-    }
-
-    private func recordRunTimeLocked(_ runTime: Duration?) {
-        guard let runTime else { return }
-        if runTimes.count < 64 {
-            runTimes.append(runTime)
-        } else {
-            runTimes[runTimeCursor] = runTime
-            runTimeCursor = (runTimeCursor + 1) % 64
+        guard entry.state == .retryWaiting else {
+            unlock()
+            return
         }
-    }
-
-    /// The job's last run is over: count it, free its id, write its terminal row, report.
-    private func end(_ entry: Entry, _ context: LaneJobContext, _ outcome: LaneJobOutcome, runTime: Duration?) {
-        lock()
-        running.removeValue(forKey: entry.job.id)
-        finishLocked(entry.job.id)
-        recordRunTimeLocked(runTime)
-        switch outcome {
-        case .finished: completed += 1
-        case .failed: failedCount += 1
-        case .cancelled: cancelledCount += 1
+        if shared.pointee.stopping {
+            // Not reached while shutdown ends every waiting retry; never strand a job.
+            shared.pointee.jobs.removeValue(forKey: entry.key)
+            entry.state = .done
+            shared.pointee.cancelled += 1
+            unlock()
+            report(entry, .cancelled)
+            return
         }
+        entry.attempt += 1
+        _ = shared.pointee.enqueue(entry)
         unlock()
-        complete(entry, outcome)
     }
 
-    private func finishLocked(_ id: String) {
-        known.remove(id)
+    private func perform(_ followUp: FollowUp) {
+        switch followUp {
+        case .none: break
+        case .report(let entry, let outcome): report(entry, outcome)
+        case .arm(let entry, let delay): arm(entry, after: delay)
+        }
     }
 
     /// Writes the terminal row (persisted lanes) and then reports the outcome.
-    private func complete(_ entry: Entry, _ outcome: LaneJobOutcome) {
-        LaneCore.report(outcome, id: entry.job.id, attempts: entry.attempt, store: store, completion: entry.onComplete)
+    private func report(_ entry: Entry, _ outcome: LaneJobOutcome) {
+        LaneCore.report(outcome, id: entry.id, attempts: entry.attempt, store: store, completion: entry.onComplete)
     }
 
     fileprivate static func report(_ outcome: LaneJobOutcome, id: String, attempts: Int? = nil, store: SagaLog?,
@@ -462,43 +939,6 @@ final class LaneCore: @unchecked Sendable {
             case .failure(let error):
                 completion(.failed(error: "the job ended (\(outcome)) but its row could not be written: \(error)", attempts: attempts ?? 0))
             }
-        }
-    }
-
-    private func scheduleRetry(_ entry: Entry, _ context: LaneJobContext, after delay: Duration, error: String, runTime: Duration) {
-        lock()
-        running.removeValue(forKey: entry.job.id)
-        recordRunTimeLocked(runTime)
-        unlock()
-        let requeue: @Sendable () -> Void = { [self] in
-            lock()
-            if stopping {
-                finishLocked(entry.job.id)
-                cancelledCount += 1
-                unlock()
-                complete(entry, .cancelled)
-                return
-            }
-            sequence += 1
-            let next = Entry(job: entry.job, sequence: sequence, attempt: entry.attempt + 1, onComplete: entry.onComplete)
-            push(next)
-            queued[entry.job.id] = next
-            pthread_cond_signal(wake)
-            unlock()
-        }
-        let arm: @Sendable () -> Void = { [self] in
-            if let loop {
-                loop.execute { loop.scheduleTimer(after: delay, requeue) }
-            } else {
-                requeue()
-            }
-        }
-        if let store {
-            // Back to queued, with the attempt count, so a restart during the back-off
-            // re-runs it (it is idempotent) rather than losing it.
-            store.submit(.updateJobState(id: entry.job.id, state: .queued, attempts: entry.attempt, error: error)) { _ in arm() }
-        } else {
-            arm()
         }
     }
 
@@ -528,12 +968,8 @@ final class LaneCore: @unchecked Sendable {
                     continue
                 }
                 job.id = row.id
-                lock()
-                let fresh = known.insert(job.id).inserted
-                unlock()
-                guard fresh else { continue }
-                _ = enqueue(job, attempt: row.attempts + 1) { onComplete(row.id, $0) }
-                requeued += 1
+                let id = row.id
+                if requeueRecovered(job, attempt: row.attempts + 1, onComplete: { onComplete(id, $0) }) { requeued += 1 }
             }
         } catch {
             throw LaneError(.persistence, "recovery of lane '\(name)' failed: \(error)", logError: error)
@@ -542,76 +978,34 @@ final class LaneCore: @unchecked Sendable {
         return (requeued, failed)
     }
 
-    // MARK: The priority heap (by priority descending, then submission order)
-
-    private static func before(_ a: Entry, _ b: Entry) -> Bool {
-        a.job.priority > b.job.priority || (a.job.priority == b.job.priority && a.sequence < b.sequence)
-    }
-
-    private func push(_ entry: Entry) {
-        heap.append(entry)
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard LaneCore.before(heap[child], heap[parent]) else { break }
-            heap.swapAt(child, parent)
-            child = parent
+    /// Queues a rebuilt job under its existing row. `false` if the lane already has that id.
+    private func requeueRecovered(_ job: LaneJob, attempt: Int, onComplete: @escaping @Sendable (LaneJobOutcome) -> Void) -> Bool {
+        let key = JobKey(job.id)
+        lock()
+        guard shared.pointee.jobs[key] == nil else {
+            unlock()
+            return false
         }
-    }
-
-    /// The next live entry; cancelled entries are dropped as they surface.
-    private func popNext() -> Entry? {
-        while !heap.isEmpty {
-            let top = heap[0]
-            let last = heap.removeLast()
-            if !heap.isEmpty {
-                heap[0] = last
-                var parent = 0
-                while true {
-                    let left = 2 * parent + 1
-                    guard left < heap.count else { break }
-                    var best = left
-                    if left + 1 < heap.count && LaneCore.before(heap[left + 1], heap[left]) { best = left + 1 }
-                    guard LaneCore.before(heap[best], heap[parent]) else { break }
-                    heap.swapAt(best, parent)
-                    parent = best
-                }
-            }
-            if !top.removed { return top }
+        let entry = Entry(job: job, key: key, onComplete: onComplete, attempt: attempt, state: .persisting)
+        if shared.pointee.stopping {
+            entry.state = .done
+            shared.pointee.cancelled += 1
+            unlock()
+            report(entry, .cancelled)
+            return true
         }
-        return nil
+        shared.pointee.jobs[key] = entry
+        _ = shared.pointee.enqueue(entry)
+        unlock()
+        return true
     }
 }
 
-/// One value handed from one thread to another that blocks for it.
-final class BlockingResult<Value: Sendable>: @unchecked Sendable {
-    private var value: Value?
-    private var mutex = pthread_mutex_t()
-    private var ready = pthread_cond_t()
-
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&ready, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(&ready)
-        pthread_mutex_destroy(&mutex)
-    }
-
-    func set(_ value: Value) {
-        pthread_mutex_lock(&mutex)
-        self.value = value
-        pthread_cond_signal(&ready)
-        pthread_mutex_unlock(&mutex)
-    }
-
-    func wait() -> Value {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        while value == nil { pthread_cond_wait(&ready, &mutex) }
-        return value!
-    }
+/// Monotonic time in nanoseconds, for run times.
+private func monotonicNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 func monotonicNow() -> Duration {
