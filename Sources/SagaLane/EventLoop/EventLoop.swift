@@ -67,7 +67,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let timer: UnsafeMutablePointer<uv_timer_t>
     private let queue = Mutex(Queue())
     private let loopThread = Atomic<UInt>(0)
-    private let isShutDown = Atomic<Bool>(false)
+    private let isShutDownFlag = Atomic<Bool>(false)
     private var thread: OSThread?
     /// Serializes work that arrives after shutdown, which then runs on the caller's thread.
     private let lateWorkLock = RecursiveLock()
@@ -140,7 +140,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     @discardableResult
     public func run(_ mode: EventLoopRunMode) -> Bool {
         precondition(thread == nil, "EventLoop.run(_:) cannot be used together with startThread()")
-        if isShutDown.load(ordering: .acquiring) { return false }
+        if isShutDownFlag.load(ordering: .acquiring) { return false }
         let uvMode: uv_run_mode
         switch mode {
         case .default: uvMode = UV_RUN_DEFAULT
@@ -171,7 +171,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// Work submitted after shutdown runs on the submitting thread (one at a time), so a
     /// task that resumes late still finishes instead of hanging its caller.
     public func shutdown() {
-        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard !isShutDownFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
         precondition(!inEventLoop || thread == nil, "EventLoop.shutdown() called on its own loop thread")
         if let thread {
             enqueueWork(.closure { [self] in closeHandles() })
@@ -264,10 +264,15 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     private func run(_ work: Work) {
         switch work {
-        case .job(let job): job.runSynchronously(on: asUnownedSerialExecutor())
+        // The loop is both the serial executor of actors on it and the task executor of tasks
+        // preferring it: saying so lets a task move between the two without another turn.
+        case .job(let job): job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         case .closure(let closure): closure()
         }
     }
+
+    /// Whether `shutdown()` has begun: no timer can be armed any more.
+    public var isShutDown: Bool { isShutDownFlag.load(ordering: .acquiring) }
 
     /// Whether the calling thread is running this loop.
     public var inEventLoop: Bool {
