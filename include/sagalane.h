@@ -570,8 +570,8 @@ SL_EXPORT int sl_lane_submit_wait(sl_lane *lane, const sl_job *job, char **text)
     @return 0, SL_ENOTQUEUED (running, or between retries), SL_ENOTFOUND. */
 SL_EXPORT int sl_lane_cancel(sl_lane *lane, const char *job_id);
 
-/** Gives up on a job: cancels it if queued, else raises its sl_job_cancelled() flag.
-    @return 0, SL_ENOTFOUND. */
+/** Gives up on a job: a queued job, or one waiting out a retry back-off, ends cancelled at
+    once; a running one sees its sl_job_cancelled() flag. @return 0, SL_ENOTFOUND. */
 SL_EXPORT int sl_lane_interrupt(sl_lane *lane, const char *job_id);
 
 /** Changes how many jobs may run at once (at least 1). Raising it starts queued jobs at

@@ -293,6 +293,11 @@ public func sl_lane_cancel(_ lanePointer: OpaquePointer?, _ jobID: UnsafePointer
     call(lanePointer, as: LaneHandle.self) { handle in try handle.lane.cancel(jobID: try string(jobID, "job_id")) }
 }
 
+@implementation @_cdecl("sl_lane_interrupt")
+public func sl_lane_interrupt(_ lanePointer: OpaquePointer?, _ jobID: UnsafePointer<CChar>?) -> Int32 {
+    call(lanePointer, as: LaneHandle.self) { handle in try handle.lane.interrupt(jobID: try string(jobID, "job_id")) }
+}
+
 @implementation @_cdecl("sl_lane_set_max_concurrent")
 public func sl_lane_set_max_concurrent(_ lanePointer: OpaquePointer?, _ maxConcurrent: Int32) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in

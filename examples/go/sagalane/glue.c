@@ -2,13 +2,6 @@
 
 #include "_cgo_export.h"
 
-/*
- * sl_lane_interrupt is declared in sagalane.h but not every build of the library defines it
- * yet. A weak reference links either way and reads as NULL where it is missing, so the
- * package builds against both and uses it as soon as it exists.
- */
-#pragma weak sl_lane_interrupt
-
 /* The C callbacks: each forwards to its Go trampoline (trampolines.go). The casts drop
    `const` only because cgo's exported prototypes cannot spell it. */
 
@@ -92,13 +85,4 @@ int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission
 
 int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle) {
     return sl_lane_set_command_handler(lane, slgo_job_run, (void *)handle, slgo_release);
-}
-
-int slgo_lane_give_up(sl_lane *lane, const char *job_id, int *interrupted) {
-    if (sl_lane_interrupt) {
-        *interrupted = 1;
-        return sl_lane_interrupt(lane, job_id);
-    }
-    *interrupted = 0;
-    return sl_lane_cancel(lane, job_id);
 }

@@ -21,10 +21,5 @@ int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle);
 /* Fills job->run, job->done and job->userdata, then submits. */
 int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out);
 int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle);
-/*
- * Gives up on a job: sl_lane_interrupt() when the library has it, else sl_lane_cancel()
- * (which can only stop a job that is still queued). *interrupted says which one ran.
- */
-int slgo_lane_give_up(sl_lane *lane, const char *job_id, int *interrupted);
 
 #endif

@@ -6,7 +6,6 @@ import "C"
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -90,9 +89,6 @@ type Job struct {
 // JobContext is a running job's view of itself, valid only while Run runs.
 type JobContext struct {
 	ctx *C.sl_job_ctx
-	// Set by a SubmitAndWait that gave up, for libraries that cannot interrupt a running
-	// job themselves.
-	abandoned *atomic.Bool
 }
 
 // ID is the job's id.
@@ -104,7 +100,7 @@ func (j *JobContext) Attempt() int { return int(C.sl_job_attempt(j.ctx)) }
 // Cancelled is true once the lane shuts down or a waiter gave up on the job: stop early if
 // you can, returning ErrCanceled.
 func (j *JobContext) Cancelled() bool {
-	return C.sl_job_cancelled(j.ctx) != 0 || (j.abandoned != nil && j.abandoned.Load())
+	return C.sl_job_cancelled(j.ctx) != 0
 }
 
 // Metadata is a copy of the job's metadata (for a command handler: the command JSON).
@@ -155,42 +151,41 @@ type Submission struct {
 
 // jobEntry is the userdata of a submitted job: its handle lives from Submit to done.
 type jobEntry struct {
-	r         *Runtime
-	run       func(*JobContext) (string, error)
-	done      func(JobOutcome)
-	abandoned atomic.Bool
+	r    *Runtime
+	run  func(*JobContext) (string, error)
+	done func(JobOutcome)
 }
 
 // Submit submits a job. For a persisted lane it returns once the queued row is durable.
 // On success done (which may be nil) is called exactly once when the job ended, on a
 // sagalane thread, and must return quickly; on failure never.
 func (l *Lane) Submit(job Job, done func(JobOutcome)) (Submission, error) {
-	sub, _, err := l.submit(job, done)
+	sub, err := l.submit(job, done)
 	return sub, err
 }
 
-func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, *jobEntry, error) {
+func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
 	if job.Run == nil {
-		return Submission{}, nil, errorf(C.SL_EINVAL, "the job has no Run function")
+		return Submission{}, errorf(C.SL_EINVAL, "the job has no Run function")
 	}
 	if job.MaxAttempts < 0 {
-		return Submission{}, nil, errorf(C.SL_EINVAL, "MaxAttempts %d is negative", job.MaxAttempts)
+		return Submission{}, errorf(C.SL_EINVAL, "MaxAttempts %d is negative", job.MaxAttempts)
 	}
 	if job.RetryBackoff < 0 || job.RetryBackoff/time.Millisecond > 1<<32-1 {
-		return Submission{}, nil, errorf(C.SL_EINVAL, "RetryBackoff %v is out of range", job.RetryBackoff)
+		return Submission{}, errorf(C.SL_EINVAL, "RetryBackoff %v is out of range", job.RetryBackoff)
 	}
 	var c C.sl_job
 	C.sl_job_init(&c)
 	var err error
 	if job.ID != "" {
 		if c.id, err = cString("job id", job.ID); err != nil {
-			return Submission{}, nil, err
+			return Submission{}, err
 		}
 		defer freeAll(c.id)
 	}
 	if job.Caller != "" {
 		if c.caller, err = cString("caller", job.Caller); err != nil {
-			return Submission{}, nil, err
+			return Submission{}, err
 		}
 		defer freeAll(c.caller)
 	}
@@ -209,7 +204,7 @@ func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, *jobEntry, er
 	out.size = C.size_t(unsafe.Sizeof(out))
 	if err := l.r.call(func() C.int { return C.slgo_lane_submit(l.lane, &c, h, &out) }); err != nil {
 		l.r.deleteHandle(h)
-		return Submission{}, nil, err
+		return Submission{}, err
 	}
 	sub := Submission{
 		JobID:         C.GoString(out.job_id),
@@ -217,7 +212,7 @@ func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, *jobEntry, er
 		EstimatedWait: time.Duration(out.estimated_wait_ms) * time.Millisecond,
 	}
 	C.sl_free(unsafe.Pointer(out.job_id))
-	return sub, entry, nil
+	return sub, nil
 }
 
 // SubmitAndWait submits a job and waits for it to end: it returns the job's result, an
@@ -234,7 +229,7 @@ func (l *Lane) SubmitAndWait(ctx context.Context, job Job) (string, error) {
 		return "", gaveUp("", err)
 	}
 	outcome := make(chan JobOutcome, 1)
-	sub, entry, err := l.submit(job, func(o JobOutcome) { outcome <- o })
+	sub, err := l.submit(job, func(o JobOutcome) { outcome <- o })
 	if err != nil {
 		return "", err
 	}
@@ -243,13 +238,11 @@ func (l *Lane) SubmitAndWait(ctx context.Context, job Job) (string, error) {
 		return o.result()
 	case <-ctx.Done():
 	}
-	entry.abandoned.Store(true)
 	id, err := cString("job id", sub.JobID)
 	if err == nil {
-		var interrupted C.int
-		// ENOTQUEUED (running) is covered by the abandoned flag; ENOTFOUND means it just
-		// ended.
-		_ = l.r.call(func() C.int { return C.slgo_lane_give_up(l.lane, id, &interrupted) })
+		// A queued job ends cancelled at once; a running one sees Cancelled(). ENOTFOUND
+		// means it just ended.
+		_ = l.r.call(func() C.int { return C.sl_lane_interrupt(l.lane, id) })
 		freeAll(id)
 	}
 	select {

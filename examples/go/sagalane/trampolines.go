@@ -163,7 +163,7 @@ func goslJobRun(h C.uintptr_t, ctx *C.sl_job_ctx) (rc C.int) {
 	var run func(*JobContext) (string, error)
 	switch v := handleValue(h).(type) {
 	case *jobEntry:
-		r, run, job.abandoned = v.r, v.run, &v.abandoned
+		r, run = v.r, v.run
 	case *commandEntry:
 		r, run, callback = v.r, v.fn, fmt.Sprintf("command handler of lane %q", v.lane)
 	default:
