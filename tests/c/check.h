@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -276,6 +277,17 @@ static inline int test_no_state(void *userdata, const char *input, void **state)
     return 0;
 }
 
+/* A saga type's create and destroy whose state is a copy of the input JSON. */
+static inline int test_input_state(void *userdata, const char *input, void **state) {
+    (void)userdata;
+    *state = check_strdup(input);
+    return 0;
+}
+static inline void test_free_state(void *userdata, void *state) {
+    (void)userdata;
+    free(state);
+}
+
 /* A saga type's start/on_event that waits. */
 static inline void test_wait_start(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action) {
     (void)userdata, (void)state, (void)ctx, (void)action;
@@ -283,6 +295,36 @@ static inline void test_wait_start(void *userdata, void *state, const sl_saga_ct
 static inline void test_wait_event(void *userdata, void *state, const sl_saga_ctx *ctx, const sl_event *event,
                             sl_action *action) {
     (void)userdata, (void)state, (void)ctx, (void)event, (void)action;
+}
+
+/* Forks a child that runs `child(path, fd)` and writes `size` bytes to `fd` once it is ready
+   to be killed; returns its pid once those bytes are in `ready`. Call it before anything of
+   sagalane runs in this process, so the child starts with no threads but its own. */
+static inline pid_t fork_ready_child(void (*child)(const char *path, int ready_fd), const char *path, void *ready,
+                                     size_t size) {
+    int fds[2];
+    EXPECT(pipe(fds) == 0);
+    pid_t pid = fork();
+    EXPECT(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        child(path, fds[1]);
+        _exit(3);
+    }
+    close(fds[1]);
+    watchdog(20, "the child's readiness");
+    EXPECT_EQ_INT(read(fds[0], ready, size), (ssize_t)size);
+    alarm(0);
+    close(fds[0]);
+    return pid;
+}
+
+/* A real crash: SIGKILL, nothing flushed, no handle closed. */
+static inline void kill9(pid_t pid) {
+    EXPECT(kill(pid, SIGKILL) == 0);
+    int status = 0;
+    EXPECT(waitpid(pid, &status, 0) == pid);
+    EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
 /* Milliseconds of wall-clock time (the log's timestamps). */

@@ -51,15 +51,6 @@ static int host_target(void *userdata, uint64_t saga_id, uint32_t step, const ch
     }
     return sl_publish(rt, "Answer", saga_id, NULL);
 }
-static int create(void *userdata, const char *input, void **state) {
-    (void)userdata;
-    *state = check_strdup(input);
-    return 0;
-}
-static void destroy(void *userdata, void *state) {
-    (void)userdata;
-    free(state);
-}
 static void start(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action) {
     (void)userdata, (void)ctx;
     if (!pthread_equal(pthread_self(), main_thread)) wrong_thread_calls++;
@@ -134,8 +125,8 @@ int main(void) {
     sl_saga_type type;
     sl_saga_type_init(&type);
     type.name = "t";
-    type.create = create;
-    type.destroy = destroy;
+    type.create = test_input_state;
+    type.destroy = test_free_state;
     type.start = start;
     type.on_event = on_event;
     CHECK(sl_saga_type_register(rt, &type, NULL));

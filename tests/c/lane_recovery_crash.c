@@ -12,8 +12,6 @@
  */
 #include "check.h"
 
-#include <signal.h>
-#include <sys/wait.h>
 
 /* ---- The child ----------------------------------------------------------------------------- */
 
@@ -154,26 +152,10 @@ static void open_lanes(const char *path, int expected_reconstructed) {
 int main(void) {
     char path[512];
     scratch_path(path, sizeof path, "lane_recovery_crash.db");
-    int pipe_fds[2];
-    EXPECT(pipe(pipe_fds) == 0);
-    /* Fork before anything of sagalane runs in this process: the child gets no threads. */
-    pid_t pid = fork();
-    EXPECT(pid >= 0);
-    if (pid == 0) {
-        close(pipe_fds[0]);
-        child(path, pipe_fds[1]);
-    }
-    close(pipe_fds[1]);
-    watchdog(20, "the child's readiness");
     char ready = 0;
-    EXPECT_EQ_INT(read(pipe_fds[0], &ready, 1), 1);
-    alarm(0);
+    pid_t pid = fork_ready_child(child, path, &ready, 1);
     EXPECT_EQ_INT(ready, 'Y');
-    close(pipe_fds[0]);
-    EXPECT(kill(pid, SIGKILL) == 0);
-    int status = 0;
-    EXPECT(waitpid(pid, &status, 0) == pid);
-    EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    kill9(pid);
 
     open_lanes(path, 3);
     mon_lock();

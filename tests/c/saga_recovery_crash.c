@@ -3,8 +3,6 @@
    sagas that had ended stay as they were; new saga ids continue after the old ones. */
 #include "check.h"
 
-#include <signal.h>
-#include <sys/wait.h>
 
 static sl_runtime *rt;
 static int held;
@@ -16,15 +14,6 @@ static int host_target(void *userdata, uint64_t saga_id, uint32_t step, const ch
     held++;
     mon_unlock_signal();
     return 0;
-}
-static int create(void *userdata, const char *input, void **state) {
-    (void)userdata;
-    *state = check_strdup(input);
-    return 0;
-}
-static void destroy(void *userdata, void *state) {
-    (void)userdata;
-    free(state);
 }
 static void start(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action) {
     (void)userdata, (void)ctx;
@@ -40,8 +29,8 @@ static void open_and_register(const char *path) {
     sl_saga_type type;
     sl_saga_type_init(&type);
     type.name = "t";
-    type.create = create;
-    type.destroy = destroy;
+    type.create = test_input_state;
+    type.destroy = test_free_state;
     type.start = start;
     type.on_event = on_event;
     type.timeout_ms = 600000;
@@ -76,24 +65,8 @@ static void expect_saga(uint64_t id, const char *part) {
 int main(void) {
     char path[512];
     scratch_path(path, sizeof path, "saga_recovery_crash.db");
-    int pipe_fds[2];
-    EXPECT(pipe(pipe_fds) == 0);
-    pid_t pid = fork();
-    EXPECT(pid >= 0);
-    if (pid == 0) {
-        close(pipe_fds[0]);
-        child(path, pipe_fds[1]);
-    }
-    close(pipe_fds[1]);
     uint64_t ids[3];
-    watchdog(20, "the child's readiness");
-    EXPECT_EQ_INT(read(pipe_fds[0], ids, sizeof ids), sizeof ids);
-    alarm(0);
-    close(pipe_fds[0]);
-    EXPECT(kill(pid, SIGKILL) == 0);
-    int status = 0;
-    EXPECT(waitpid(pid, &status, 0) == pid);
-    EXPECT(WIFSIGNALED(status));
+    kill9(fork_ready_child(child, path, ids, sizeof ids));
 
     open_and_register(path);
     /* Before the start, the log still says what the dead process left. */
