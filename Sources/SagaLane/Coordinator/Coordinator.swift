@@ -78,6 +78,8 @@ public actor Coordinator {
     /// Events tagged with a saga whose id was handed out but whose running row is not yet
     /// durable: they wait here and are delivered after its `start`, not dropped.
     private var launching: [UInt64: [Event]] = [:]
+    /// The inbox's other buffer, empty between drains.
+    private var spareInbox: [InboxItem] = []
     /// Cancels that arrived while their saga was launching: it ends with them once its running
     /// row is durable, without running.
     private var cancelledWhileLaunching: [UInt64: String] = [:]
@@ -338,11 +340,17 @@ public actor Coordinator {
             return
         }
         while true {
-            let items = inbox.withLock { inbox -> [InboxItem] in
-                let items = inbox.items
-                inbox.items.removeAll(keepingCapacity: true)
+            // Swap buffers with the inbox rather than copy and empty it, which would allocate
+            // a new buffer of its capacity on every drain.
+            var items: [InboxItem] = []
+            swap(&items, &spareInbox)
+            inbox.withLock { inbox in
+                swap(&items, &inbox.items)
                 if items.isEmpty { inbox.drainScheduled = false }
-                return items
+            }
+            defer {
+                items.removeAll(keepingCapacity: true)
+                spareInbox = items
             }
             if items.isEmpty { return }
             for item in items {

@@ -73,6 +73,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let lateWorkLock = RecursiveLock()
 
     // Loop-thread state.
+    /// The queue's other buffer, empty between drains.
+    private var spareItems: [Work] = []
     private let clock: EventLoopClock
     private let startTime: UInt64
     private var manualNow: Duration = .zero
@@ -255,11 +257,14 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     }
 
     private func drain() {
-        let items = queue.withLock { queue -> [Work] in
-            defer { queue.items.removeAll(keepingCapacity: true) }
-            return queue.items
-        }
+        // Swap buffers with the queue: copying it and then emptying it in place would make
+        // the queue allocate a new buffer of the same capacity on every turn.
+        var items: [Work] = []
+        swap(&items, &spareItems)
+        queue.withLock { swap(&items, &$0.items) }
         for work in items { run(work) }
+        items.removeAll(keepingCapacity: true)
+        spareItems = items
     }
 
     private func run(_ work: Work) {
