@@ -53,8 +53,19 @@ private func writeFile(_ path: String, _ bytes: [UInt8]) {
 
 /// Keeps the writer thread busy for a moment, so that records submitted meanwhile are
 /// committed together in the next batch.
-private func occupyWriter(_ log: SagaLog) -> Task<Void, Error> {
-    Task { try await log.runOnWriter("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT count(*) FROM c") }
+/// Holds the log's writer until `count` writes are queued behind it (or 10 s pass), so they
+/// commit as one batch whatever the scheduling. Returns once the writer is held.
+private func holdWriter(_ log: SagaLog, untilQueued count: Int) async -> Task<Void, Never> {
+    let (held, signal) = AsyncStream.makeStream(of: Void.self)
+    let task = Task {
+        await log.holdWriterForTesting {
+            signal.yield()
+            let deadline = Timestamp.now().millisecondsSinceEpoch + 10_000
+            while log.queuedWrites < count && Timestamp.now().millisecondsSinceEpoch < deadline { usleep(500) }
+        }
+    }
+    for await _ in held { break }
+    return task
 }
 
 @Suite(.timeLimit(.minutes(2)))
@@ -214,17 +225,17 @@ struct LogTests {
     @Test func groupCommitBatchesConcurrentWriters() async throws {
         let log = try SagaLog.openInMemory()
         defer { log.close() }
-        let blocker = occupyWriter(log)
+        let blocker = await holdWriter(log, untilQueued: 1_000)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for id in 1...1_000 as ClosedRange<UInt64> {
                 group.addTask { try await log.startSaga(id: id, name: "s", inputJSON: "{}") }
             }
             try await group.waitForAll()
         }
-        try await blocker.value
+        await blocker.value
         let counts = log.commitCounts
         #expect(counts.records == 1_000)
-        #expect(counts.batches < 1_000, "records shared transactions")
+        #expect(counts.batches == 1, "all thousand records shared one transaction")
         #expect(try log.maxSagaID() == 1_000)
     }
 
@@ -233,29 +244,32 @@ struct LogTests {
         defer { log.close() }
         try await log.startSaga(id: 1, name: "existing", inputJSON: "{}")
         let before = log.commitCounts.batches
-        let blocker = occupyWriter(log)
+        let blocker = await holdWriter(log, untilQueued: 3)
         async let a: Void = log.startSaga(id: 2, name: "a", inputJSON: "{}")
         let dup = Task { try await log.startSaga(id: 1, name: "dup", inputJSON: "{}") }
         async let b: Void = log.startSaga(id: 3, name: "b", inputJSON: "{}")
-        try await blocker.value
+        await blocker.value
         try await a
         try await b
         await #expect(throws: (any Error).self) { try await dup.value }
-        #expect(log.commitCounts.batches - before <= 2)
+        #expect(log.commitCounts.batches - before == 1, "the three shared one transaction")
         #expect(try log.snapshotRecent(limit: 10).map(\.name).sorted() == ["a", "b", "existing"])
     }
 
-    @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"))
-    func aFullDiskFailsTheWholeBatchAndLosesNothingDurable() async throws {
-        let fs = try TinyFilesystem(kilobytes: 320)
+    /// Small records fill the disk when the batch commits; a 3 MB record spills SQLite's page
+    /// cache, so the disk fills in the middle of an INSERT instead.
+    @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"),
+          arguments: [(kilobytes: 320, recordSize: 60_000), (kilobytes: 6_000, recordSize: 3_000_000)])
+    func aFullDiskFailsTheWholeBatchAndLosesNothingDurable(kilobytes: Int, recordSize: Int) async throws {
+        let fs = try TinyFilesystem(kilobytes: kilobytes)
         let path = fs.path + "/log.db"
         let log = try SagaLog.open(path: path, durability: .full)
         try await log.startSaga(id: 1, name: "before", inputJSON: "{}")
-        let big = String(repeating: "x", count: 60_000)
+        let big = String(repeating: "x", count: recordSize)
         var failure: SagaLogError?
         var written: [UInt64] = [1]
         for round in 0..<20 where failure == nil {
-            let blocker = occupyWriter(log)
+            let blocker = await holdWriter(log, untilQueued: 4)
             let results = await withTaskGroup(of: (UInt64, SagaLogError?).self) { group in
                 for i in 0..<4 {
                     let id = UInt64(10 + round * 4 + i)
@@ -267,7 +281,7 @@ struct LogTests {
                 for await r in group { all.append(r) }
                 return all
             }
-            _ = try? await blocker.value
+            await blocker.value
             written += results.filter { $0.1 == nil }.map(\.0)
             if let e = results.compactMap(\.1).first {
                 failure = e

@@ -6,10 +6,11 @@ import Synchronization
 /// pending as one transaction, then telling every waiter its record is durable.
 ///
 /// Every record is one SQL statement, and SQLite undoes a failed statement on its own, so a
-/// record that fails (a duplicate id, a missing row) fails alone and its neighbours still
-/// commit. Some errors (a full disk, I/O) roll back the whole transaction instead; then, and
-/// whenever the transaction cannot begin or commit, every record of the batch fails with that
-/// error: nothing is reported durable that is not. Vacuum and purge run as their own short transactions so the write lock is never held
+/// record that breaks a rule of its own (a duplicate id, a missing row) fails alone and its
+/// neighbours still commit. Any other error (a full disk, I/O, no memory) is about the database,
+/// not the record: the whole batch is rolled back, and it, like a transaction that cannot begin
+/// or commit, fails every record of the batch with that error. Nothing is reported durable that
+/// is not. Vacuum and purge run as their own short transactions so the write lock is never held
 /// for long.
 final class GroupCommitWriter: @unchecked Sendable {
     typealias Completion = @Sendable (Result<Int, SagaLogError>) -> Void
@@ -19,6 +20,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         /// SQL run outside any batch transaction, for tests that need to change the write
         /// connection's behaviour (e.g. make it read-only).
         case maintenance(String)
+        /// Runs on the writer thread between batches; tests use it to hold the writer while
+        /// records pile up, so those records commit as one batch.
+        case hold(@Sendable () -> Void)
     }
 
     private struct Pending {
@@ -52,6 +56,13 @@ final class GroupCommitWriter: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
         wake.deallocate()
+    }
+
+    /// Work waiting for the writer thread to take it.
+    var queuedCount: Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return pending.count
     }
 
     /// Queues `work`; `completion` runs on the writer thread once it is durable or has failed.
@@ -106,6 +117,11 @@ final class GroupCommitWriter: @unchecked Sendable {
                 commit(group)
                 group.removeAll()
                 item.completion(Result { () throws(SagaLogError) in try connection.execute(sql); return 0 })
+            case .hold(let body):
+                commit(group)
+                group.removeAll()
+                body()
+                item.completion(.success(0))
             case .record:
                 group.append(item)
             }
@@ -113,7 +129,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         commit(group)
     }
 
-    /// One transaction for the whole group, one savepoint per record.
+    /// One transaction for the whole group; see the type's comment for which errors fail one
+    /// record and which fail the group. After a full disk or an I/O error SQLite may or may not
+    /// have rolled the transaction back already; either way the group fails as a whole.
     private func commit(_ group: [Pending]) {
         guard !group.isEmpty else { return }
         var results: [Result<Int, SagaLogError>] = []
@@ -132,8 +150,8 @@ final class GroupCommitWriter: @unchecked Sendable {
             do throws(SagaLogError) {
                 results.append(.success(try apply(record, now: now)))
             } catch {
-                if connection.isAutocommit {
-                    // The error rolled back the whole transaction, records before it included.
+                if connection.isAutocommit || !error.concernsOnlyItsRecord {
+                    if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
                     for item in group { item.completion(.failure(error)) }
                     return
                 }

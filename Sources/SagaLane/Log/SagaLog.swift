@@ -213,6 +213,18 @@ public final class SagaLog: Sendable {
         _ = try result.get()
     }
 
+    /// Holds the writer thread between batches while `body` runs on it, so that records
+    /// submitted meanwhile pile up and commit as one batch.
+    nonisolated(nonsending) func holdWriterForTesting(_ body: @escaping @Sendable () -> Void) async {
+        guard let writer else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            writer.submit(.hold(body)) { _ in continuation.resume() }
+        }
+    }
+
+    /// Records (and other work) waiting for the writer thread.
+    var queuedWrites: Int { writer?.queuedCount ?? 0 }
+
     /// Makes the database read-only (or writable again) under the running log, as a full disk
     /// or a permissions change would.
     nonisolated(nonsending) func setReadOnlyForTesting(_ readOnly: Bool) async throws(SagaLogError) {

@@ -38,6 +38,12 @@ public struct SagaLogError: Error, Sendable, Equatable, CustomStringConvertible 
     public var isFull: Bool { primaryCode == SQLITE_FULL }
     public var isCantOpen: Bool { primaryCode == SQLITE_CANTOPEN }
 
+    /// Whether the failure is about the record itself (a broken constraint, a missing row, a
+    /// value too big) rather than about the database or the machine.
+    var concernsOnlyItsRecord: Bool {
+        isNotFound || [SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE].contains(primaryCode)
+    }
+
     public var description: String {
         var text: String
         if code >= 0 {
