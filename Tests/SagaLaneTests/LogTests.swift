@@ -80,10 +80,54 @@ struct LogTests {
         #expect(try log.maxSagaID() == 1)
         log.close()
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [1])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [2])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
         #expect(indexes == ["lane_job_by_lane", "lane_job_by_state", "saga_by_recency", "saga_by_state"])
+    }
+
+    @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("v1.db")
+        do {
+            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+            defer { v1.close() }
+            try v1.execute("PRAGMA journal_mode = WAL")
+            try Schema.migrate(v1, upTo: 1)
+            try v1.execute("""
+                INSERT INTO saga VALUES (1, 'old', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+                INSERT INTO saga VALUES (2, 'live', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL);
+                INSERT INTO saga_step VALUES (1, 0, 'a', 'self', '{}', 'succeeded', '{"ok":true}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+                INSERT INTO saga_step VALUES (2, 0, 'b', 'lane:gpu', '{"k":1}', 'pending', NULL, NULL, '2026-01-01T00:00:00.000Z', NULL);
+                INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at)
+                    VALUES ('j1', 'gpu', 'c', 5, x'0102', 'queued', '2026-01-01T00:00:00.000Z');
+                """)
+        }
+        let log = try SagaLog.open(path: path)
+        let unresolved = try log.unresolvedSagas()
+        #expect(unresolved.map(\.id) == [2])
+        #expect(unresolved.first?.steps.map(\.target) == ["lane:gpu"], "rebuilding saga did not cascade into its steps")
+        #expect(try log.sagaSteps(sagaID: 1).first?.outputJSON == #"{"ok":true}"#)
+        #expect(try log.listQueuedJobs(lane: "gpu").map(\.metadata) == [[1, 2]])
+        #expect(try log.maxSagaID() == 2)
+        // Foreign keys are back on: vacuuming the old saga takes its step with it.
+        #expect(try await log.vacuum(olderThan: Timestamp.now()) == 1)
+        #expect(try log.sagaSteps(sagaID: 1).isEmpty)
+        #expect(try log.integrityCheck() == "ok")
+        log.close()
+
+        let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
+        defer { raw.close() }
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [2])
+        #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
+        let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
+        #expect(indexes == ["lane_job_by_lane", "lane_job_by_state", "saga_by_recency", "saga_by_state"])
+        #expect(throws: SagaLogError.self, "the state CHECK still holds") {
+            try raw.execute("INSERT INTO saga VALUES (3, 'x', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL)")
+        }
+        // The point of version 2: checking a state no longer builds a temporary b-tree per row.
+        let plan = try raw.query("EXPLAIN INSERT INTO saga VALUES (3, 'x', 'running', '{}', NULL, 'now', NULL)") { $0.text(1) }
+        #expect(!plan.contains("OpenEphemeral"))
     }
 
     @Test func sagaAndStepLifecycle() async throws {

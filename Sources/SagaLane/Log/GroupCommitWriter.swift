@@ -212,19 +212,22 @@ final class GroupCommitWriter: @unchecked Sendable {
                 "INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
                 [.text(id), .text(lane), .text(caller), .int(Int64(priority)), .blob(metadata), now])
         case .updateJobState(let id, let state, let attempts, let error):
-            let column: String
-            switch state {
-            case .queued: column = "enqueued_at"
-            case .running: column = "started_at"
-            case .finished: column = "finished_at"
-            case .cancelled: column = "cancelled_at"
-            case .failed: column = "failed_at"
-            }
             return try expectRow(connection.run(
-                "UPDATE lane_job SET state = ?, \(column) = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?",
+                Self.updateJobSQL(stamping: state),
                 [.text(state.rawValue), now, attempts.map { .int(Int64($0)) } ?? .null, .optional(error), .text(id)]), "lane job '\(id)'")
         case .vacuum, .purgeFinishedJobs:
             preconditionFailure("bulk records are not applied inside a batch")
+        }
+    }
+
+    /// The job update for each state, which stamps that state's own timestamp column.
+    private static func updateJobSQL(stamping state: JobState) -> String {
+        switch state {
+        case .queued: "UPDATE lane_job SET state = ?, enqueued_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
+        case .running: "UPDATE lane_job SET state = ?, started_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
+        case .finished: "UPDATE lane_job SET state = ?, finished_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
+        case .cancelled: "UPDATE lane_job SET state = ?, cancelled_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
+        case .failed: "UPDATE lane_job SET state = ?, failed_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
         }
     }
 
