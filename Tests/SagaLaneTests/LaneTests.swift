@@ -34,6 +34,20 @@ final class Outcomes: Sendable {
     func waitFor(_ n: Int) { while count < n { usleep(1_000) } }
 }
 
+/// The process's virtual memory size (VmSize), in KB.
+private func virtualMemoryKB() -> Int {
+    guard let file = fopen("/proc/self/status", "r") else { return 0 }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(cString: line)
+        if text.hasPrefix("VmSize:") {
+            return Int(text.dropFirst(7).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0
+        }
+    }
+    return 0
+}
+
 private func spin(until condition: () -> Bool) {
     while !condition() { usleep(500) }
 }
@@ -141,6 +155,31 @@ struct LaneTests {
         gate.release()
         outcomes.waitFor(4)
         #expect(lane.stats.completed == 4)
+    }
+
+    @Test func workersRetiredByALowerBoundAreReleased() throws {
+        let lane = Lane(name: "churn", maxConcurrent: 1)
+        defer { lane.shutdown() }
+        func churn(_ rounds: Int) {
+            for _ in 0..<rounds {
+                lane.setMaxConcurrent(8)
+                lane.setMaxConcurrent(1)
+                spin { lane.workerThreads == 1 }
+            }
+            lane.setMaxConcurrent(2)
+        }
+        // The first rounds give malloc its per-thread arenas; after them, each round retires 7
+        // threads with a 1 MB stack: 4 GB of address space over 600 rounds if exited threads
+        // were never joined.
+        churn(100)
+        let before = virtualMemoryKB()
+        churn(600)
+        let grownKB = virtualMemoryKB() - before
+        #expect(grownKB < 1_000_000, "address space grew by \(grownKB) KB")
+        let outcomes = Outcomes()
+        try lane.submitBlocking(LaneJob(id: "after") { _ in "ok" }, onComplete: outcomes.record("after"))
+        outcomes.waitFor(1)
+        #expect(lane.stats.completed == 1, "the lane still runs jobs")
     }
 
     @Test func cancelQueuedRunningAndUnknownJobs() throws {

@@ -92,6 +92,9 @@ public final class Lane: Sendable {
 
     public var stats: LaneStats { core.stats }
 
+    /// Worker threads alive, parked or busy; for tests.
+    var workerThreads: Int { core.workerThreads }
+
     /// Stops the lane: queued jobs and jobs waiting out a retry back-off end `cancelled`,
     /// running jobs see their cancellation flag and are waited for, workers are joined.
     /// Idempotent.
@@ -285,6 +288,10 @@ final class LaneCore: @unchecked Sendable {
         var spinning = 0
         var idle: [Parker] = []
         var threads: [OSThread] = []
+        /// Workers that left because the bound was lowered, to be joined by the next
+        /// `setMaxConcurrent` or by `shutdown`. A thread is in one of the two lists at a time,
+        /// and whoever takes it out under the mutex joins it, so each is joined exactly once.
+        var exited: [OSThread] = []
         var stopping = false
         var sequence: UInt64 = 0
         var completed = 0, failed = 0, cancelled = 0
@@ -658,7 +665,17 @@ final class LaneCore: @unchecked Sendable {
         spawnWorkersLocked()
         // Parked workers look again: there may be room for queued jobs, or too many workers.
         shared.pointee.wakeAll()
+        let exited = shared.pointee.exited
+        shared.pointee.exited.removeAll()
         unlock()
+        // Their last act under the mutex was to list themselves, so they are (nearly) gone.
+        for thread in exited { thread.join() }
+    }
+
+    var workerThreads: Int {
+        lock()
+        defer { unlock() }
+        return shared.pointee.workers
     }
 
     var stats: LaneStats {
@@ -703,7 +720,9 @@ final class LaneCore: @unchecked Sendable {
         shared.pointee.queuedCount = 0
         shared.pointee.levels.removeAll()
         shared.pointee.wakeAll()
-        let threads = shared.pointee.threads
+        let threads = shared.pointee.threads + shared.pointee.exited
+        shared.pointee.threads.removeAll()
+        shared.pointee.exited.removeAll()
         unlock()
         dropped.sort { $0.sequence < $1.sequence }
         for entry in dropped { report(entry, .cancelled) }
@@ -726,6 +745,13 @@ final class LaneCore: @unchecked Sendable {
                 if s.pointee.stopping { s.pointee.wakeAll() } else if s.pointee.hasWork { s.pointee.notify() }
                 unlock()
                 perform(followUp)
+                lock()
+                // Unless shutdown already took the thread list (and so joins this thread),
+                // ask to be joined: an exited thread keeps its stack until someone does.
+                if let index = s.pointee.threads.firstIndex(where: \.isCurrent) {
+                    s.pointee.exited.append(s.pointee.threads.remove(at: index))
+                }
+                unlock()
                 return
             } else if let next = s.pointee.claim(persisted: store != nil) {
                 if next.state == .starting {
