@@ -630,6 +630,18 @@ SL_EXPORT int sl_log_unresolved(sl_runtime *rt, char **json);
 SL_EXPORT int sl_log_saga(sl_runtime *rt, uint64_t saga_id, char **json);
 
 /**
+ * Up to `limit` lane jobs, most recent activity first, as a JSON array of
+ *   {"id", "lane", "caller", "priority", "state", "attempts", "error", "metadata",
+ *    "metadata_size", "enqueued_at", "started_at", "finished_at", "cancelled_at", "failed_at"}
+ * States: queued, running, finished, cancelled, failed. "metadata" is the job's metadata
+ * embedded as JSON when it is JSON text, a string when it is other UTF-8, else null.
+ * Rows stay until the lane sweeper purges them (terminal rows, after its retention window).
+ * @param lane only this lane's jobs (a lane of an earlier process counts too); NULL: all.
+ * @param state only jobs in this state; NULL: all. An unknown state is SL_EINVAL.
+ */
+SL_EXPORT int sl_log_jobs(sl_runtime *rt, const char *lane, const char *state, int limit, char **json);
+
+/**
  * Deletes sagas that ended more than `older_than_ms` ago in a terminal state (never running
  * or compensating), steps included, in short batches, and waits for it.
  * @param deleted receives how many sagas were deleted (may be NULL).

@@ -798,6 +798,14 @@ public:
         int rc = sl_log_saga(rt_, saga_id, &json);
         return detail::take(rc, json, rt_, "sl_log_saga");
     }
+    /** Up to `limit` lane jobs, most recent activity first, as a JSON array (see sl_log_jobs).
+        An empty `lane` or `state` means every lane or every state. Throws SL_EINVAL for an
+        unknown state. */
+    std::string log_jobs(int limit, const std::string &lane = {}, const std::string &state = {}) const {
+        char *json = nullptr;
+        int rc = sl_log_jobs(rt_, lane.empty() ? nullptr : lane.c_str(), state.empty() ? nullptr : state.c_str(), limit, &json);
+        return detail::take(rc, json, rt_, "sl_log_jobs");
+    }
     /** Deletes sagas that ended more than `older_than` ago, and returns how many. */
     std::uint64_t vacuum(std::chrono::milliseconds older_than) {
         std::uint64_t deleted = 0;

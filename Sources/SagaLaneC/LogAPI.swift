@@ -29,6 +29,25 @@ public func sl_log_saga(_ rt: OpaquePointer?, _ sagaID: UInt64, _ out: UnsafeMut
     }
 }
 
+@implementation @_cdecl("sl_log_jobs")
+public func sl_log_jobs(_ rt: OpaquePointer?, _ lane: UnsafePointer<CChar>?, _ state: UnsafePointer<CChar>?, _ limit: Int32,
+                        _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard limit >= 0 else { throw CallError(SL_EINVAL, "limit is negative") }
+        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        let lane = try optionalString(lane, "lane")
+        var jobState: JobState?
+        if let name = try optionalString(state, "state") {
+            guard let known = JobState(rawValue: name) else {
+                let names = JobState.allCases.map(\.rawValue).joined(separator: ", ")
+                throw CallError(SL_EINVAL, "unknown job state '\(name)' (one of \(names))")
+            }
+            jobState = known
+        }
+        try handOut(try handle.open().recentJobs(lane: lane, state: jobState, limit: Int(limit)).serialized, to: out)
+    }
+}
+
 @implementation @_cdecl("sl_log_vacuum")
 public func sl_log_vacuum(_ rt: OpaquePointer?, _ olderThanMs: UInt64, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in

@@ -4,6 +4,8 @@
 //   sagalane recent DB [--limit N]     the most recent sagas, most recent first (JSON)
 //   sagalane unresolved DB             sagas running, compensating or failed, with steps
 //   sagalane saga DB ID                one saga with its steps
+//   sagalane jobs DB [--lane NAME] [--state STATE] [--limit N]
+//                                      lane jobs, most recent activity first (JSON)
 //   sagalane vacuum DB --older-than D  delete terminal sagas that ended over D ago (30s, 15m,
 //                                      12h, 7d); prints how many
 //   sagalane version
@@ -14,6 +16,7 @@ private let usage = """
     usage: sagalane recent DB [--limit N]
            sagalane unresolved DB
            sagalane saga DB ID
+           sagalane jobs DB [--lane NAME] [--state queued|running|finished|cancelled|failed] [--limit N]
            sagalane vacuum DB --older-than DURATION   (e.g. 30s, 15m, 12h, 7d)
            sagalane version
 
@@ -81,6 +84,30 @@ do {
         let runtime = open(arguments[0], readOnly: true)
         guard let saga = try runtime.saga(id: id) else { fail("\(arguments[0]) has no saga \(id)", status: 1) }
         printJSON(saga)
+        runtime.close()
+    case "jobs":
+        guard let path = arguments.first else { fail("jobs needs the database path\n\(usage)") }
+        var lane: String?
+        var state: JobState?
+        var limit = 50
+        var rest = arguments.dropFirst()
+        while let option = rest.popFirst() {
+            guard let value = rest.popFirst() else { fail("\(option) needs a value\n\(usage)") }
+            switch option {
+            case "--lane": lane = value
+            case "--state":
+                guard let known = JobState(rawValue: value) else {
+                    fail("unknown job state '\(value)' (one of \(JobState.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                state = known
+            case "--limit":
+                guard let n = Int(value), n >= 0 else { fail("--limit takes a count, not '\(value)'") }
+                limit = n
+            default: fail("jobs takes DB [--lane NAME] [--state STATE] [--limit N], not '\(option)'\n\(usage)")
+            }
+        }
+        let runtime = open(path, readOnly: true)
+        printJSON(try runtime.recentJobs(lane: lane, state: state, limit: limit))
         runtime.close()
     case "vacuum":
         guard arguments.count == 3, arguments[1] == "--older-than", let age = duration(arguments[2]) else {

@@ -215,6 +215,12 @@ void test_jobs() {
     EXPECT(state == sl::job_state::failed);
     EXPECT(text == "failed attempt 3");
     EXPECT(attempts == 3);
+    // The log shows the retried job failed, with its attempts and last error.
+    std::string failed = rt.log_jobs(10, "jobs", "failed");
+    EXPECT(contains(failed, R"("attempts":3,)") && contains(failed, R"("error":"failed attempt 3")") &&
+           contains(failed, R"("id":"retried")"));
+    EXPECT(rt.log_jobs(10, "other-lane") == "[]");
+    EXPECT_THROWS(SL_EINVAL, rt.log_jobs(10, "", "finished-ish"));
 
     // A done callback that throws is contained.
     auto finished = std::make_shared<std::promise<void>>();

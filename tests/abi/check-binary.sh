@@ -24,6 +24,9 @@ status=0; "$binary" no-such-command 2> /dev/null || status=$?
 [ "$("$binary" vacuum "$work/log.db" --older-than 7d)" = 0 ]
 [ "$("$binary" recent "$work/log.db")" = "[]" ]
 [ "$("$binary" unresolved "$work/log.db")" = "[]" ]
+[ "$("$binary" jobs "$work/log.db" --lane gpu --state queued --limit 5)" = "[]" ]
+status=0; "$binary" jobs "$work/log.db" --state done 2> "$work/err" || status=$?
+[ "$status" -eq 2 ] && grep -q "unknown job state 'done'" "$work/err"
 if "$binary" saga "$work/log.db" 1 2> "$work/err"; then exit 1; fi
 grep -q "no saga 1" "$work/err"
 echo "check-binary: ok"

@@ -111,6 +111,47 @@ static int reconstruct(void *userdata, const sl_job_record *record, sl_job *job)
     return 0;
 }
 
+static int occurrences(const char *text, const char *part) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, part)) != NULL; p += strlen(part)) n++;
+    return n;
+}
+
+/* What an operator sees of the recovery through sl_log_jobs. */
+static void expect_job_rows(sl_runtime *rt) {
+    char *json = NULL;
+    CHECK(sl_log_jobs(rt, "crash", "failed", 100, &json));
+    EXPECT_EQ_INT(occurrences(json, "\"state\":\"failed\""), 3);
+    EXPECT_EQ_INT(occurrences(json, "\"error\":\"lost on restart\""), 2);
+    EXPECT_CONTAINS(json, "\"id\":\"run-1\"");
+    EXPECT_CONTAINS(json, "\"id\":\"run-2\"");
+    EXPECT_CONTAINS(json, "\"id\":\"q-refused\"");
+    EXPECT_CONTAINS(json, "\"metadata\":\"meta:q-refused\\u0000\",\"metadata_size\":15");
+    sl_free(json);
+    CHECK(sl_log_jobs(rt, "crash", "finished", 100, &json));
+    EXPECT_EQ_INT(occurrences(json, "\"state\":\"finished\""), 2);
+    EXPECT_CONTAINS(json, "\"id\":\"q-1\"");
+    EXPECT_CONTAINS(json, "\"id\":\"q-2\"");
+    sl_free(json);
+    /* Every lane: all seven rows, or as many as the limit asks for. */
+    CHECK(sl_log_jobs(rt, NULL, NULL, 100, &json));
+    EXPECT_EQ_INT(occurrences(json, "\"lane\":"), 7);
+    EXPECT_CONTAINS(json, "\"id\":\"plain-q\"");
+    sl_free(json);
+    CHECK(sl_log_jobs(rt, NULL, NULL, 2, &json));
+    EXPECT_EQ_INT(occurrences(json, "\"lane\":"), 2);
+    sl_free(json);
+    CHECK(sl_log_jobs(rt, "no-such-lane", NULL, 10, &json));
+    EXPECT_STREQ(json, "[]");
+    sl_free(json);
+    json = NULL;
+    EXPECT_RC(sl_log_jobs(rt, NULL, "done", 10, &json), SL_EINVAL);
+    EXPECT_CONTAINS(sl_runtime_errmsg(rt), "unknown job state 'done'");
+    EXPECT(json == NULL);
+    EXPECT_RC(sl_log_jobs(rt, NULL, NULL, -1, &json), SL_EINVAL);
+    EXPECT_RC(sl_log_jobs(rt, NULL, NULL, 1, NULL), SL_EINVAL);
+}
+
 static void open_lanes(const char *path, int expected_reconstructed) {
     sl_runtime *rt = open_runtime(path, SL_CLOCK_SYSTEM);
     reconstructed = 0;
@@ -131,6 +172,7 @@ static void open_lanes(const char *path, int expected_reconstructed) {
         mon_lock();
         EXPECT_EQ_INT(done_bad, 0);
         mon_unlock();
+        expect_job_rows(rt);
     }
     /* Every id stays taken in the log, ended or lost. */
     const char *ids[] = {"run-1", "run-2", "q-1", "q-2", "q-refused"};

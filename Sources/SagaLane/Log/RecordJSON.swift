@@ -38,6 +38,33 @@ extension StepRecord {
     }
 }
 
+extension JobRecord {
+    /// `{"id", "lane", "caller", "priority", "state", "attempts", "error", "metadata",
+    /// "metadata_size", "enqueued_at", "started_at", "finished_at", "cancelled_at",
+    /// "failed_at"}`. Metadata is opaque bytes: embedded when it is JSON text, a string when it
+    /// is other UTF-8 text, null otherwise; `metadata_size` is its length in bytes.
+    public var json: JSON {
+        let metadataText = String(validating: metadata, as: UTF8.self)
+        func time(_ t: Timestamp?) -> JSON { t.map { .string($0.iso8601) } ?? .null }
+        return [
+            "id": .string(id),
+            "lane": .string(lane),
+            "caller": .string(caller),
+            "priority": .int(Int64(priority)),
+            "state": .string(state.rawValue),
+            "attempts": .int(Int64(attempts)),
+            "error": error.map(JSON.string) ?? .null,
+            "metadata": metadata.isEmpty ? .null : metadataText.map(embedded) ?? .null,
+            "metadata_size": .int(Int64(metadata.count)),
+            "enqueued_at": .string(enqueuedAt.iso8601),
+            "started_at": time(startedAt),
+            "finished_at": time(finishedAt),
+            "cancelled_at": time(cancelledAt),
+            "failed_at": time(failedAt),
+        ]
+    }
+}
+
 private func sagaJSON(id: UInt64, name: String, state: SagaState, inputJSON: String, failureReason: String?,
                       startedAt: Timestamp, endedAt: Timestamp?, steps: JSON) -> JSON {
     [

@@ -341,6 +341,19 @@ public final class SagaLog: Sendable {
         }
     }
 
+    /// Up to `limit` lane jobs, most recent activity first (the latest of their timestamps),
+    /// of one lane and one state when those are given.
+    public func recentJobs(lane: String? = nil, state: JobState? = nil, limit: Int) throws(SagaLogError) -> [JobRecord] {
+        try read { (c) throws(SagaLogError) in
+            try c.query(
+                """
+                SELECT \(Self.jobColumns) FROM lane_job
+                WHERE (?1 IS NULL OR lane = ?1) AND (?2 IS NULL OR state = ?2)
+                ORDER BY COALESCE(finished_at, cancelled_at, failed_at, started_at, enqueued_at) DESC, rowid DESC LIMIT ?3
+                """, [.optional(lane), .optional(state?.rawValue), .int(Int64(max(0, limit)))], Self.job)
+        }
+    }
+
     /// Lane job `id`, if it exists.
     public func job(id: String) throws(SagaLogError) -> JobRecord? {
         try read { (c) throws(SagaLogError) in

@@ -470,6 +470,12 @@ public final class Runtime: Sendable {
         try log.saga(id: id)?.json
     }
 
+    /// Up to `limit` lane jobs, most recent activity first, of one lane and one state when
+    /// those are given.
+    public func recentJobs(lane: String? = nil, state: JobState? = nil, limit: Int) throws(SagaLogError) -> JSON {
+        .array(try log.recentJobs(lane: lane, state: state, limit: limit).map(\.json))
+    }
+
     /// Deletes terminal sagas that ended more than `age` ago.
     /// - Returns: How many were deleted.
     public func vacuum(olderThan age: Duration) throws(SagaLogError) -> Int {

@@ -266,6 +266,35 @@ struct LogTests {
         #expect(try log.job(id: "other")?.state == .queued, "non-terminal rows stay")
     }
 
+    @Test func recentJobsListMostRecentActivityFirstWithFilters() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.enqueueJob(id: "json", lane: "gpu", caller: "c", priority: 1, metadata: Array(#"{"k":[1,2]}"#.utf8))
+        try await log.enqueueJob(id: "text", lane: "gpu", caller: "c", priority: 0, metadata: Array("plain words".utf8))
+        try await log.enqueueJob(id: "bytes", lane: "cpu", caller: "c", priority: 0, metadata: [0xFF, 0x00])
+        try await log.enqueueJob(id: "none", lane: "cpu", caller: "c", priority: 0, metadata: [])
+        // Times have millisecond resolution: let the clock move so the update is the latest
+        // activity. (Rows stamped in the same millisecond come newest row first.)
+        usleep(3_000)
+        try await log.updateJobState(id: "json", state: .running, attempts: 1)
+        try await log.updateJobState(id: "json", state: .failed, error: "boom")
+        #expect(try log.recentJobs(limit: 10).map(\.id) == ["json", "none", "bytes", "text"])
+        #expect(try log.recentJobs(limit: 2).map(\.id) == ["json", "none"])
+        #expect(try log.recentJobs(lane: "gpu", limit: 10).map(\.id) == ["json", "text"])
+        #expect(try log.recentJobs(state: .queued, limit: 10).map(\.id) == ["none", "bytes", "text"])
+        #expect(try log.recentJobs(lane: "cpu", state: .failed, limit: 10).isEmpty)
+        #expect(try log.recentJobs(lane: "nowhere", limit: 10).isEmpty)
+
+        let byID = Dictionary(uniqueKeysWithValues: try log.recentJobs(limit: 10).map { ($0.id, $0.json) })
+        let failed = try #require(byID["json"])
+        #expect(failed["state"] == "failed" && failed["error"] == "boom" && failed["attempts"] == 1)
+        #expect(failed["metadata"] == ["k": [1, 2]], "JSON metadata is embedded")
+        #expect(failed["failed_at"]?.stringValue != nil && failed["finished_at"] == .null)
+        #expect(byID["text"]?["metadata"] == "plain words")
+        #expect(byID["bytes"]?["metadata"] == .null && byID["bytes"]?["metadata_size"] == 2)
+        #expect(byID["none"]?["metadata"] == .null && byID["none"]?["metadata_size"] == 0)
+    }
+
     @Test func groupCommitBatchesConcurrentWriters() async throws {
         let log = try SagaLog.openInMemory()
         defer { log.close() }
