@@ -85,7 +85,8 @@ SL_EXPORT unsigned int sl_version_hex(void);
     XX(CANCELED, -17, "cancelled")                                                         \
     XX(JOBFAILED, -18, "the job failed")                                                   \
     XX(LOOP, -19, "event loop (libuv) error")                                              \
-    XX(CANTOPEN, -20, "cannot open the database file")
+    XX(CANTOPEN, -20, "cannot open the database file")                                     \
+    XX(THREAD, -21, "cannot start a thread (a process or user thread limit)")
 
 enum {
 #define SL_ERRNO_ENUM_(name, value, text) SL_E##name = value,
@@ -153,7 +154,8 @@ SL_EXPORT void sl_runtime_options_init(sl_runtime_options *options);
  * `*out` receives a handle even when the open fails (unless `out` is NULL or memory ran out),
  * so that sl_runtime_errmsg() can say why; close it with sl_runtime_close() either way.
  * @param options NULL for the defaults (an in-memory log).
- * @return 0, or SL_EINVAL, SL_ECANTOPEN, SL_ECORRUPT, SL_EREADONLY, SL_EBUSY, SL_ELOG, SL_ELOOP.
+ * @return 0, or SL_EINVAL, SL_ECANTOPEN, SL_ECORRUPT, SL_EREADONLY, SL_EBUSY, SL_ELOG, SL_ELOOP,
+ *         SL_ETHREAD (no thread could be started: a process or user thread limit).
  */
 SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **out);
 
@@ -165,8 +167,8 @@ SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **ou
  * SL_LOOP_THREAD: starts the loop thread and returns once recovery is done.
  * SL_LOOP_HOST: runs the loop on the calling thread until recovery is done; that thread is the
  * loop thread from then on and must call sl_runtime_run().
- * @return 0, SL_ESTATE (already started), SL_EREADONLY (opened read-only), SL_ECLOSED, or the
- * log's error.
+ * @return 0, SL_ESTATE (already started), SL_EREADONLY (opened read-only), SL_ECLOSED,
+ * SL_ETHREAD (the loop thread could not start; the call may be retried), or the log's error.
  */
 SL_EXPORT int sl_runtime_start(sl_runtime *rt);
 
@@ -286,7 +288,7 @@ typedef void (*sl_event_fn)(void *userdata, const sl_event *event);
  * more than `buffer` events behind loses the newest ones instead of slowing the runtime down,
  * and then receives one SL_EVENT_LAGGED event saying how many it missed.
  * @param buffer events held for a slow subscriber; 0 means 4096.
- * @return 0, SL_EINVAL, SL_ECLOSED.
+ * @return 0, SL_EINVAL, SL_ECLOSED, SL_ETHREAD (its delivery thread could not start).
  */
 SL_EXPORT int sl_subscribe(sl_runtime *rt, size_t buffer, sl_event_fn fn, void *userdata, sl_subscription **out);
 
@@ -532,7 +534,10 @@ SL_EXPORT void sl_lane_options_init(sl_lane_options *options);
 /**
  * Creates the lane `name` in the runtime's pool. The handle lives until sl_runtime_close().
  * @param options NULL for the defaults.
- * @return 0, SL_EINVAL, SL_EXIST, SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED.
+ * If the system refuses some worker threads (a thread limit), the lane runs with those it
+ * got, says so on standard error, and tries again whenever a job is queued.
+ * @return 0, SL_EINVAL, SL_EXIST, SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED,
+ *         SL_ETHREAD (not even one worker thread could start).
  */
 SL_EXPORT int sl_lane_create(sl_runtime *rt, const char *name, const sl_lane_options *options, sl_lane **out);
 

@@ -24,8 +24,10 @@ func errorCode(_ error: any Error) -> Int32 {
     case let error as SagaLogError: return logErrorCode(error)
     case is JSONError: return Int32(SL_EJSON)
     case is EventLoopError: return Int32(SL_ELOOP)
+    case is ThreadStartError: return Int32(SL_ETHREAD)
     case let error as RuntimeError:
         switch error.kind {
+        case .thread: return Int32(SL_ETHREAD)
         case .closed: return Int32(SL_ECLOSED)
         case .readOnly: return Int32(SL_EREADONLY)
         case .invalidArgument: return Int32(SL_EINVAL)
@@ -66,6 +68,7 @@ private func logErrorCode(_ error: SagaLogError) -> Int32 {
     if error.isCorrupt || error.code == SagaLogError.schemaTooNewCode { return Int32(SL_ECORRUPT) }
     if error.isFull { return Int32(SL_EFULL) }
     if error.isCantOpen { return Int32(SL_ECANTOPEN) }
+    if error.code == SagaLogError.threadStartCode { return Int32(SL_ETHREAD) }
     if error.isConstraint { return Int32(SL_EEXIST) }
     return Int32(SL_ELOG)
 }

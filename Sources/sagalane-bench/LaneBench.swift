@@ -4,7 +4,7 @@ import Synchronization
 
 /// The baseline: a plain mutex + condition-variable queue of closures drained by `workers`
 /// threads, the least a job queue can do.
-private func measurePlainQueue(jobs: Int, workers: Int) -> Double {
+private func measurePlainQueue(jobs: Int, workers: Int) throws -> Double {
     final class PlainQueue: @unchecked Sendable {
         var items: [() -> Void] = []
         var head = 0
@@ -40,7 +40,7 @@ private func measurePlainQueue(jobs: Int, workers: Int) -> Double {
     }
     let queue = PlainQueue()
     let done = Countdown()
-    let threads = (0..<workers).map { _ in OSThread(name: "plain") { queue.run() } }
+    let threads = try (0..<workers).map { _ in try OSThread(name: "plain") { queue.run() } }
     let start = monotonicSeconds()
     for _ in 0..<jobs { queue.push { done.signal() } }
     for _ in 0..<jobs { done.wait() }
@@ -79,7 +79,7 @@ func runLaneBench(directory: String, jobs: Int) throws {
     print("lane: \(jobs) empty jobs through an in-memory lane with 4 workers, beside a plain mutex+condvar queue with 4 threads")
     print("      (best of \(rounds) alternating runs each)")
     let memory = try best(of: rounds, [
-        { measurePlainQueue(jobs: jobs, workers: 4) },
+        { try measurePlainQueue(jobs: jobs, workers: 4) },
         { try measureLane(jobs: jobs, workers: 4, store: nil) },
     ])
     let (plain, lane) = (memory[0], memory[1])

@@ -50,7 +50,7 @@ private struct SagaRig {
     init(path: String, durability: Durability) throws {
         removeDatabase(path)
         loop = try EventLoop()
-        loop.startThread()
+        try loop.startThread()
         log = try SagaLog.open(path: path, durability: durability)
         coordinator = Coordinator(loop: loop, log: log, bus: bus)
     }

@@ -126,10 +126,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     // MARK: Running
 
-    /// Runs the loop on a new thread until `shutdown()`. Call once.
-    public func startThread() {
+    /// Runs the loop on a new thread until `shutdown()`. Call once (again only after it threw).
+    public func startThread() throws(ThreadStartError) {
         precondition(thread == nil, "EventLoop.startThread() called twice")
-        thread = OSThread(name: "sagalane-loop", role: .eventLoop) { [self] in
+        thread = try OSThread(name: "sagalane-loop", role: .eventLoop) { [self] in
             loopThread.store(UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))), ordering: .releasing)
             uv_run(uvLoop, UV_RUN_DEFAULT)
             loopThread.store(0, ordering: .releasing)

@@ -37,9 +37,18 @@ public enum FanOut {
         let state = FanOutState(items: items, maxPerKey: max(1, maxPerKey), policy: policy)
         let outcomes = await withCheckedContinuation { continuation in
             state.onDone = { continuation.resume(returning: $0) }
-            state.threads = (0..<min(max(1, maxConcurrent), items.count)).map { _ in
-                OSThread(name: "sagalane-fanout", role: .laneWorker) { state.work() }
+            // A thread the system refuses only means fewer workers; with none at all, every
+            // item fails with the reason.
+            var threads: [OSThread] = []
+            for _ in 0..<min(max(1, maxConcurrent), items.count) {
+                do {
+                    threads.append(try OSThread(name: "sagalane-fanout", role: .laneWorker) { state.work() })
+                } catch {
+                    if threads.isEmpty { continuation.resume(returning: items.map { _ in .failure("\(error)") }) }
+                    break
+                }
             }
+            state.threads = threads
         }
         // Every item is done, so the workers are on their way out.
         for thread in state.threads { thread.join() }

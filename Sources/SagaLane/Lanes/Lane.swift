@@ -92,8 +92,11 @@ public final class Lane: Sendable {
 
     public var stats: LaneStats { core.stats }
 
-    /// Worker threads alive, parked or busy; for tests.
+    /// Worker threads alive, parked or busy.
     var workerThreads: Int { core.workerThreads }
+
+    /// Why the lane is short of workers, if it is: the system refused a thread.
+    var lastThreadError: ThreadStartError? { core.lastThreadError }
 
     /// Stops the lane: queued jobs and jobs waiting out a retry back-off end `cancelled`,
     /// running jobs see their cancellation flag and are waited for, workers are joined.
@@ -292,6 +295,8 @@ final class LaneCore: @unchecked Sendable {
         /// `setMaxConcurrent` or by `shutdown`. A thread is in one of the two lists at a time,
         /// and whoever takes it out under the mutex joins it, so each is joined exactly once.
         var exited: [OSThread] = []
+        /// Set while the lane has fewer workers than its bound because a thread was refused.
+        var threadError: ThreadStartError?
         var stopping = false
         var sequence: UInt64 = 0
         var completed = 0, failed = 0, cancelled = 0
@@ -496,12 +501,39 @@ final class LaneCore: @unchecked Sendable {
         }
     }
 
+    /// Starts workers up to the bound. When the system refuses a thread, the lane runs with the
+    /// workers it has (says so once) and tries again whenever a job is queued.
     private func spawnWorkersLocked() {
         while shared.pointee.workers < shared.pointee.maxConcurrent && !shared.pointee.stopping {
-            shared.pointee.workers += 1
-            shared.pointee.spinning += 1
-            shared.pointee.threads.append(OSThread(name: "sagalane-lane-\(name)", role: .laneWorker) { [self] in workerLoop(Parker()) })
+            do {
+                // The new worker's first step takes the mutex, held here until the counts are right.
+                let thread = try OSThread(name: "sagalane-lane-\(name)", role: .laneWorker) { [self] in workerLoop(Parker()) }
+                shared.pointee.workers += 1
+                shared.pointee.spinning += 1
+                shared.pointee.threads.append(thread)
+            } catch {
+                if shared.pointee.threadError == nil {
+                    writeStandardError("sagalane: lane '\(name)': \(error); running with \(shared.pointee.workers) of \(shared.pointee.maxConcurrent) workers, trying again as jobs are queued\n")
+                }
+                shared.pointee.threadError = error
+                return
+            }
         }
+        shared.pointee.threadError = nil
+    }
+
+    /// Queues `entry` (see `Shared.enqueue`), first starting the workers a refused thread left
+    /// missing.
+    private func enqueueLocked(_ entry: Entry) -> LaneSubmission {
+        if shared.pointee.workers < shared.pointee.maxConcurrent { spawnWorkersLocked() }
+        return shared.pointee.enqueue(entry)
+    }
+
+    /// Why the last worker thread could not start, while the lane is short of workers.
+    var lastThreadError: ThreadStartError? {
+        lock()
+        defer { unlock() }
+        return shared.pointee.threadError
     }
 
     // MARK: Submitting
@@ -529,7 +561,7 @@ final class LaneCore: @unchecked Sendable {
             return
         }
         guard let store else {
-            let submission = shared.pointee.enqueue(entry)
+            let submission = enqueueLocked(entry)
             unlock()
             onQueued(.success(submission))
             return
@@ -562,7 +594,7 @@ final class LaneCore: @unchecked Sendable {
             report(entry, .cancelled)
             return
         }
-        let submission = shared.pointee.enqueue(entry)
+        let submission = enqueueLocked(entry)
         unlock()
         onQueued(.success(submission))
     }
@@ -929,7 +961,7 @@ final class LaneCore: @unchecked Sendable {
             return
         }
         entry.attempt += 1
-        _ = shared.pointee.enqueue(entry)
+        _ = enqueueLocked(entry)
         unlock()
     }
 
@@ -1021,7 +1053,7 @@ final class LaneCore: @unchecked Sendable {
             return true
         }
         shared.pointee.jobs[key] = entry
-        _ = shared.pointee.enqueue(entry)
+        _ = enqueueLocked(entry)
         unlock()
         return true
     }

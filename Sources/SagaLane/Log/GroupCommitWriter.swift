@@ -44,11 +44,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Records per bulk-delete transaction.
     static let bulkBatchSize = 500
 
-    init(connection: SQLiteConnection) {
+    init(connection: SQLiteConnection) throws(ThreadStartError) {
         self.connection = connection
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
-        thread = OSThread(name: "sagalane-log-writer", role: .logWriter) { [self] in runLoop() }
+        thread = try OSThread(name: "sagalane-log-writer", role: .logWriter) { [self] in runLoop() }
     }
 
     deinit {

@@ -52,7 +52,7 @@ public final class SagaLog: Sendable {
         try Schema.migrate(write)
         let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
         try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-        return SagaLog(path: path, writer: GroupCommitWriter(connection: write), reader: read)
+        return SagaLog(path: path, writer: try startWriter(write, reader: read), reader: read)
     }
 
     /// Opens the log for reading only: no migration, no pragma writes, no writes at all. Works
@@ -91,7 +91,18 @@ public final class SagaLog: Sendable {
         try Schema.migrate(write)
         let read = try SQLiteConnection(path: name, flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
         try configure(read, busyTimeoutMilliseconds: 5000)
-        return SagaLog(path: nil, writer: GroupCommitWriter(connection: write), reader: read)
+        return SagaLog(path: nil, writer: try startWriter(write, reader: read), reader: read)
+    }
+
+    /// The writer thread for `connection`; when it cannot start, both connections are closed.
+    private static func startWriter(_ connection: SQLiteConnection, reader: SQLiteConnection) throws(SagaLogError) -> GroupCommitWriter {
+        do {
+            return try GroupCommitWriter(connection: connection)
+        } catch {
+            connection.close()
+            reader.close()
+            throw SagaLogError(code: SagaLogError.threadStartCode, message: error.description)
+        }
     }
 
     /// Percent-escapes the characters a URI filename cannot hold literally.

@@ -23,6 +23,8 @@ public struct SagaLogError: Error, Sendable, Equatable, CustomStringConvertible 
     public static let readOnlyOpenCode: Int32 = -3
     /// The database's schema is newer than this build understands.
     public static let schemaTooNewCode: Int32 = -4
+    /// The writer thread could not be started (a thread limit).
+    public static let threadStartCode: Int32 = -5
 
     static func closed() -> SagaLogError { SagaLogError(code: closedCode, message: "the log is closed") }
 

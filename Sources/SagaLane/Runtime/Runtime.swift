@@ -41,6 +41,8 @@ public struct RuntimeError: Error, Sendable, Equatable, CustomStringConvertible 
         /// The log was opened read-only.
         public static let readOnly = Kind(name: "read-only")
         public static let invalidArgument = Kind(name: "invalid argument")
+        /// A thread could not be started (a thread limit); nothing was changed.
+        public static let thread = Kind(name: "thread")
         public var description: String { name }
     }
 
@@ -80,7 +82,7 @@ public final class Runtime: Sendable {
     /// Purges old terminal lane-job rows (not for read-only or in-memory logs).
     public let sweeper: LaneSweeper?
     /// Where hosts' outcome callbacks (a lane job's `done`) run, one at a time.
-    public let callbacks = CallbackQueue(name: "sagalane-callbacks")
+    public let callbacks: CallbackQueue
 
     private enum Phase { case created, running, closing, closed }
 
@@ -100,11 +102,16 @@ public final class Runtime: Sendable {
     private let runLock = RecursiveLock()
 
     /// Opens the log (creating and migrating it) and creates the loop, not yet running.
-    /// - Throws: `SagaLogError` or `EventLoopError`; nothing is left open.
+    /// - Throws: `SagaLogError`, `EventLoopError` or `RuntimeError`; nothing is left open.
     public init(options: RuntimeOptions = RuntimeOptions()) throws {
         self.options = options
         let path = options.databasePath.flatMap { $0.isEmpty ? nil : $0 }
         do {
+            do {
+                callbacks = try CallbackQueue(name: "sagalane-callbacks")
+            } catch {
+                throw RuntimeError(.thread, error.description)
+            }
             loop = try EventLoop(clock: options.clock)
             if options.readOnly {
                 guard let path else {
@@ -164,7 +171,14 @@ public final class Runtime: Sendable {
             }
             return !state.loopStarted && options.loopMode == .ownThread
         }
-        if startLoop { loop.startThread() }
+        if startLoop {
+            do {
+                try loop.startThread()
+            } catch {
+                state.withLock { $0.loopStarted = false }
+                throw RuntimeError(.thread, error.description)
+            }
+        }
         let coordinator = self.coordinator
         let recovered = waitFor { () async -> Result<Int, CoordinatorError> in
             do throws(CoordinatorError) { return .success(try await coordinator.start()) } catch { return .failure(error) }
@@ -239,10 +253,27 @@ public final class Runtime: Sendable {
         if closed { completion?() }
         guard proceed else { return }
         if OSThread.isSagalaneThread || loop.inEventLoop {
-            let closer = OSThread(name: "sagalane-close", role: .other) { [self] in finishClose() }
-            closer.detach()
+            startCloser()
         } else {
             finishClose()
+        }
+    }
+
+    /// Closes on a thread of its own: the calling thread is one the close waits for. If no
+    /// thread can be started now, it tries again every 10 ms, reporting the first failure.
+    private func startCloser() {
+        var reported = false
+        while true {
+            do {
+                try OSThread(name: "sagalane-close", role: .other) { [self] in finishClose() }.detach()
+                return
+            } catch {
+                if !reported {
+                    writeStandardError("sagalane: closing the runtime waits for a thread: \(error)\n")
+                    reported = true
+                }
+                usleep(10_000)
+            }
         }
     }
 
@@ -395,7 +426,12 @@ public final class Runtime: Sendable {
     /// Delivers every event published from now on to `deliver`, on a thread of its own.
     public func subscribe(bufferSize: Int, deliver: @escaping @Sendable (BusDelivery) -> Void) throws(RuntimeError) -> EventDelivery {
         try checkOpen()
-        let delivery = EventDelivery(bus: bus, bufferSize: bufferSize, deliver: deliver)
+        let delivery: EventDelivery
+        do {
+            delivery = try EventDelivery(bus: bus, bufferSize: bufferSize, deliver: deliver)
+        } catch {
+            throw RuntimeError(.thread, error.description)
+        }
         let accepted = state.withLock { state -> Bool in
             guard state.phase != .closing && state.phase != .closed else { return false }
             state.deliveries[ObjectIdentifier(delivery)] = delivery
@@ -434,6 +470,11 @@ public final class Runtime: Sendable {
                 throw RuntimeError(.readOnly, "the log was opened read-only: lane '\(name)' cannot persist its jobs")
             }
             let lane = Lane(name: name, maxConcurrent: maxConcurrent, store: persisted ? log : nil, loop: loop)
+            if lane.workerThreads == 0 {
+                // Without a single worker its jobs could only wait; say so now instead.
+                lane.shutdown()
+                throw RuntimeError(.thread, "lane '\(name)' could not start a worker thread: \(lane.lastThreadError.map { "\($0)" } ?? "unknown")")
+            }
             if persisted {
                 let recovered = waitFor { () async -> Result<Void, LaneError> in
                     do throws(LaneError) {
@@ -500,14 +541,19 @@ public final class EventDelivery: Sendable {
     private let shared: Shared
     private let thread: OSThread
 
-    init(bus: EventBus, bufferSize: Int, deliver: @escaping @Sendable (BusDelivery) -> Void) {
+    init(bus: EventBus, bufferSize: Int, deliver: @escaping @Sendable (BusDelivery) -> Void) throws(ThreadStartError) {
         let shared = Shared(subscription: bus.subscribe(bufferSize: bufferSize))
         self.shared = shared
-        thread = OSThread(name: "sagalane-delivery", role: .delivery) {
-            while let delivery = shared.subscription.nextBlocking() {
-                if shared.stopped.load(ordering: .acquiring) { break }
-                deliver(delivery)
+        do {
+            thread = try OSThread(name: "sagalane-delivery", role: .delivery) {
+                while let delivery = shared.subscription.nextBlocking() {
+                    if shared.stopped.load(ordering: .acquiring) { break }
+                    deliver(delivery)
+                }
             }
+        } catch {
+            shared.subscription.cancel()
+            throw error
         }
     }
 

@@ -13,10 +13,10 @@ public final class CallbackQueue: @unchecked Sendable {
     private var stopping = false
     private var thread: OSThread?
 
-    public init(name: String) {
+    public init(name: String) throws(ThreadStartError) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
-        thread = OSThread(name: name, role: .hostCallbacks) { [self] in run() }
+        thread = try OSThread(name: name, role: .hostCallbacks) { [self] in run() }
     }
 
     deinit {

@@ -15,8 +15,12 @@ public final class OSThread: @unchecked Sendable {
     private var handle = pthread_t()
 
     /// Starts a thread running `body`. `name` is kept for diagnostics.
-    public init(name: String, role: ThreadRole = .other, body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Start(name: name, role: role, body: body)).toOpaque()
+    /// - Throws: `ThreadStartError` when the system refuses a new thread (the process or user
+    ///   thread limit, or memory for its stack): a host hitting its limits gets an error, not
+    ///   a crash.
+    public init(name: String, role: ThreadRole = .other, body: @escaping @Sendable () -> Void) throws(ThreadStartError) {
+        let start = Unmanaged.passRetained(Start(name: name, role: role, body: body))
+        let box = start.toOpaque()
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         pthread_attr_setstacksize(&attr, 1 << 20)
@@ -27,7 +31,10 @@ public final class OSThread: @unchecked Sendable {
             return nil
         }, box)
         pthread_attr_destroy(&attr)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
+        if rc != 0 {
+            start.release()
+            throw ThreadStartError(name: name, code: rc)
+        }
     }
 
     /// Waits for the thread to finish. Call once, and not together with `detach()`.
@@ -68,5 +75,19 @@ public final class OSThread: @unchecked Sendable {
             self.role = role
             self.body = body
         }
+    }
+}
+
+/// The system refused to start one of sagalane's threads.
+public struct ThreadStartError: Error, Sendable, CustomStringConvertible {
+    /// The thread's name, e.g. "sagalane-log-writer".
+    public var name: String
+    /// The `pthread_create` error: EAGAIN for a thread limit, ENOMEM, ...
+    public var code: Int32
+
+    public var description: String {
+        let reason = String(cString: strerror(code))
+        let hint = code == EAGAIN ? " (the process or user thread limit was reached)" : ""
+        return "cannot start thread \(name): \(reason)\(hint)"
     }
 }

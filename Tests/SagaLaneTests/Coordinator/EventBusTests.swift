@@ -9,8 +9,8 @@ struct EventBusTests {
         let bus = EventBus()
         let a = bus.subscribe(bufferSize: 100_000)
         let b = bus.subscribe(bufferSize: 100_000)
-        let threads = (0..<4).map { t in
-            OSThread(name: "publisher") {
+        let threads = try (0..<4).map { t in
+            try OSThread(name: "publisher") {
                 for i in 0..<5_000 { bus.publish(type: "T", payload: ["thread": .int(Int64(t)), "i": .int(Int64(i))]) }
             }
         }
@@ -66,7 +66,7 @@ struct EventBusTests {
         let bus = EventBus()
         let sub = bus.subscribe()
         let got = Mutex<[String]>([])
-        let reader = OSThread(name: "reader") {
+        let reader = try OSThread(name: "reader") {
             while case .event(let e)? = sub.nextBlocking() { got.withLock { $0.append(e.type) } }
         }
         bus.publish(type: "A")

@@ -35,13 +35,13 @@ private final class Box<T>: @unchecked Sendable {
 struct EventLoopTests {
     @Test func jobsFromManyThreadsRunOnTheLoopInPerThreadOrder() async throws {
         let loop = try EventLoop()
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let seen = Box<[Int: Int]>([:])
         let wrongThread = Atomic<Int>(0)
         let total = Atomic<Int>(0)
-        let threads = (0..<8).map { t in
-            OSThread(name: "producer") {
+        let threads = try (0..<8).map { t in
+            try OSThread(name: "producer") {
                 for i in 0..<10_000 {
                     loop.execute {
                         if !loop.inEventLoop { wrongThread.add(1, ordering: .relaxed) }
@@ -60,7 +60,7 @@ struct EventLoopTests {
 
     @Test func anActorOnTheLoopRunsThereAndAssumeIsolatedWorksInTimers() async throws {
         let loop = try EventLoop()
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let actor = LoopBound(loop: loop)
         #expect(await actor.hit())
@@ -73,7 +73,7 @@ struct EventLoopTests {
 
     @Test func sleepCompletesAndCancellationIsPrompt() async throws {
         let loop = try EventLoop()
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let before = loop.now
         try await loop.sleep(for: .milliseconds(10))
@@ -96,7 +96,7 @@ struct EventLoopTests {
 
     @Test func manualClockFiresInDeadlineOrderOnlyWhenAdvanced() async throws {
         let loop = try EventLoop(clock: .manual)
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let fired = Box<[String]>([])
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
@@ -126,7 +126,7 @@ struct EventLoopTests {
 
     @Test func aHundredThousandTimersHalfCancelled() async throws {
         let loop = try EventLoop(clock: .manual)
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let counts = Box<[Int]>(Array(repeating: 0, count: 100_000))
         let pending = await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
@@ -163,7 +163,7 @@ struct EventLoopTests {
 
     @Test func shutdownClosesEveryHandleAndIsIdempotent() async throws {
         let loop = try EventLoop()
-        loop.startThread()
+        try loop.startThread()
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             loop.execute {
                 loop.scheduleTimer(after: .seconds(3600)) {}

@@ -151,7 +151,7 @@ final class CoordinatorHarness: @unchecked Sendable {
     init(clock: EventLoopClock = .manual, databaseName: String = "sagas.db", durability: Durability = .normal) throws {
         directory = TemporaryDirectory()
         loop = try EventLoop(clock: clock)
-        loop.startThread()
+        try loop.startThread()
         log = try SagaLog.open(path: directory.file(databaseName), durability: durability)
         coordinator = Coordinator(loop: loop, log: log, bus: bus)
         collector = EventCollector(bus: bus)
@@ -161,7 +161,7 @@ final class CoordinatorHarness: @unchecked Sendable {
     init(restarting previous: CoordinatorHarness, clock: EventLoopClock = .manual) throws {
         directory = previous.directory
         loop = try EventLoop(clock: clock)
-        loop.startThread()
+        try loop.startThread()
         log = try SagaLog.open(path: previous.directory.file("sagas.db"))
         coordinator = Coordinator(loop: loop, log: log, bus: bus)
         collector = EventCollector(bus: bus)

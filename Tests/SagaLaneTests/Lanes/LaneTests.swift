@@ -336,7 +336,7 @@ struct LaneTests {
 
     @Test func retriesBackOffOnTheManualClock() async throws {
         let loop = try EventLoop(clock: .manual)
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let log = try SagaLog.openInMemory()
         defer { log.close() }
@@ -390,7 +390,7 @@ struct LaneTests {
     @Test(arguments: [true, false])
     func shutdownDuringARetryBackOffCancelsTheJobOnce(persisted: Bool) async throws {
         let loop = try EventLoop(clock: .manual)
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let log = try SagaLog.openInMemory()
         defer { log.close() }
@@ -428,7 +428,7 @@ struct LaneTests {
     /// `notFound`.
     @Test func interruptCancelsQueuedAndRetryingJobsAndFlagsRunningOnes() async throws {
         let loop = try EventLoop(clock: .manual)
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let lane = Lane(name: "interrupt", maxConcurrent: 1, loop: loop)
         defer { lane.shutdown() }
@@ -463,7 +463,7 @@ struct LaneTests {
 
     @Test func sweeperPurgesOldTerminalRowsAndLeavesTheRest() async throws {
         let loop = try EventLoop(clock: .manual)
-        loop.startThread()
+        try loop.startThread()
         defer { loop.shutdown() }
         let log = try SagaLog.openInMemory()
         defer { log.close() }

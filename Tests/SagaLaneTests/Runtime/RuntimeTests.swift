@@ -20,7 +20,11 @@ private func echoTarget() -> CallbackTarget {
 /// tasks need.
 private func onHostThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
-        OSThread(name: "test-host") { continuation.resume(returning: Result { try body() }) }.detach()
+        do {
+            try OSThread(name: "test-host") { continuation.resume(returning: Result { try body() }) }.detach()
+        } catch {
+            continuation.resume(returning: .failure(error))
+        }
     }
     return try result.get()
 }

@@ -13,9 +13,9 @@ import Synchronization
     #expect(t.advanced(by: .seconds(-1)).millisecondsSinceEpoch == t.millisecondsSinceEpoch - 1000)
 }
 
-@Test func osThreadRunsAndJoins() {
+@Test func osThreadRunsAndJoins() throws {
     let ran = Atomic<Int>(0)
-    let t = OSThread(name: "sagalane-test") { ran.store(1, ordering: .sequentiallyConsistent) }
+    let t = try OSThread(name: "sagalane-test") { ran.store(1, ordering: .sequentiallyConsistent) }
     t.join()
     #expect(ran.load(ordering: .sequentiallyConsistent) == 1)
 }
