@@ -123,30 +123,41 @@ enum Schema {
     /// off meanwhile, because a migration may rebuild a table that others reference; each
     /// migration must leave no broken reference behind, or it is rolled back.
     static func migrate(_ connection: SQLiteConnection, upTo target: Int = version) throws(SagaLogError) {
-        let current = try connection.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
-        if current > version {
-            throw SagaLogError(code: SagaLogError.schemaTooNewCode,
-                               message: "the database has schema version \(current), newer than this sagalane understands (\(version))")
-        }
-        guard current < target else { return }
+        guard try userVersion(connection) < target else { return }
         let foreignKeys = try connection.query("PRAGMA foreign_keys") { $0.int(0) }.first ?? 0
         try connection.execute("PRAGMA foreign_keys = OFF")
         defer { try? connection.execute("PRAGMA foreign_keys = \(foreignKeys)") }
-        for next in current..<target {
+        while true {
             try connection.execute("BEGIN IMMEDIATE")
             do throws(SagaLogError) {
-                try connection.execute(migrations[next])
+                // Read again under the write lock: another process may have migrated meanwhile.
+                let current = try userVersion(connection)
+                guard current < target else {
+                    try connection.execute("COMMIT")
+                    return
+                }
+                try connection.execute(migrations[current])
                 let broken = try connection.query("PRAGMA foreign_key_check") { $0.text(0) }
                 if let table = broken.first {
                     throw SagaLogError(code: SQLITE_CONSTRAINT,
-                                       message: "migration to schema version \(next + 1) left \(broken.count) broken reference(s) in \(table)")
+                                       message: "migration to schema version \(current + 1) left \(broken.count) broken reference(s) in \(table)")
                 }
-                try connection.execute("PRAGMA user_version = \(next + 1)")
+                try connection.execute("PRAGMA user_version = \(current + 1)")
                 try connection.execute("COMMIT")
             } catch {
                 try? connection.execute("ROLLBACK")
                 throw error
             }
         }
+    }
+
+    /// The schema version recorded in the file; newer than this build understands is an error.
+    private static func userVersion(_ connection: SQLiteConnection) throws(SagaLogError) -> Int {
+        let current = try connection.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
+        if current > version {
+            throw SagaLogError(code: SagaLogError.schemaTooNewCode,
+                               message: "the database has schema version \(current), newer than this sagalane understands (\(version))")
+        }
+        return current
     }
 }
