@@ -54,6 +54,7 @@ var (
 	ErrJobFailed = sentinel(C.SL_EJOBFAILED)
 	ErrLoop      = sentinel(C.SL_ELOOP)
 	ErrCantOpen  = sentinel(C.SL_ECANTOPEN)
+	ErrThread    = sentinel(C.SL_ETHREAD)
 )
 
 func sentinel(code C.int) *Error {
@@ -82,4 +83,13 @@ func codeOf(err error, fallback C.int) C.int {
 		return C.int(e.Code)
 	}
 	return fallback
+}
+
+// messageOf is err's detail: the Message of an *Error, else its text.
+func messageOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
 }

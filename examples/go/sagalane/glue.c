@@ -45,6 +45,10 @@ static void slgo_job_done(void *userdata, const sl_job_outcome *outcome) {
     goslJobDone((uintptr_t)userdata, (sl_job_outcome *)outcome);
 }
 
+static int slgo_job_reconstruct(void *userdata, const sl_job_record *record, sl_job *job) {
+    return goslJobReconstruct((uintptr_t)userdata, (sl_job_record *)record, job);
+}
+
 /* The calls that take callbacks. */
 
 int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out) {
@@ -76,10 +80,22 @@ int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle) {
     return sl_target_register(rt, name, slgo_target, (void *)handle, slgo_release);
 }
 
-int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out) {
-    job->run = slgo_job_run;
+int slgo_lane_create(sl_runtime *rt, const char *name, sl_lane_options *options, uintptr_t handle, sl_lane **out) {
+    if (handle != 0) {
+        options->reconstruct = slgo_job_reconstruct;
+        options->reconstruct_userdata = (void *)handle;
+    }
+    return sl_lane_create(rt, name, options, out);
+}
+
+void slgo_job_bind(sl_job *job, uintptr_t handle, int runnable) {
+    job->run = runnable ? slgo_job_run : NULL;
     job->done = slgo_job_done;
     job->userdata = (void *)handle;
+}
+
+int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out) {
+    slgo_job_bind(job, handle, 1);
     return sl_lane_submit(lane, job, out);
 }
 

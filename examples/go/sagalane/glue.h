@@ -18,7 +18,13 @@ int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const 
 /* handle 0: no predicate (every event starts a saga) and nothing to release. */
 int slgo_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type, uintptr_t handle);
 int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle);
-/* Fills job->run, job->done and job->userdata, then submits. */
+/* Creates a lane; a non-zero handle becomes its reconstruct callback's userdata (the options'
+   reconstruct and reconstruct_userdata are set here). */
+int slgo_lane_create(sl_runtime *rt, const char *name, sl_lane_options *options, uintptr_t handle, sl_lane **out);
+/* Points job->done and job->userdata at the Go job behind handle, and job->run too unless
+   runnable is 0 (a job the library must refuse, its done still called). */
+void slgo_job_bind(sl_job *job, uintptr_t handle, int runnable);
+/* Binds the job to handle (runnable), then submits. */
 int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out);
 int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle);
 

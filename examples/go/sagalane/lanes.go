@@ -6,6 +6,8 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -23,13 +25,43 @@ type Lane struct {
 type LaneOptions struct {
 	MaxConcurrent int // jobs running at once; 0 means 1
 	// Volatile keeps the lane's jobs out of the log. By default every job's rows are logged,
-	// the queued row durable before the job can run; at the next CreateLane of a persisted
-	// lane, rows a previous process left queued or running are marked failed (Go job
-	// functions cannot be rebuilt from the log).
+	// the queued row durable before the job can run, and the next CreateLane of a persisted
+	// lane of that name reconciles the rows a previous process left behind: those left
+	// running are marked failed ("lost on restart": the job may have had effects, so it is
+	// not run again), and those left queued are handed to Reconstruct.
 	Volatile bool
+	// Reconstruct rebuilds a job a previous process left queued, from its row in the log: a
+	// Go function cannot be stored, so the job's Metadata is what tells it which work to do.
+	// It returns the job to queue again under rec.ID (the returned ID is ignored; the other
+	// fields are used as given, so copy rec's Caller, Priority and Metadata to keep them), or
+	// false to mark the row failed ("lost on restart: cannot reconstruct"). A panic marks
+	// the row failed too, after Options.OnPanic has it. nil marks every such row failed.
+	//
+	// It is called once per queued row, during CreateLane and before it returns, on a
+	// sagalane thread; it must not call the runtime's methods. Volatile lanes have no rows
+	// and never call it.
+	Reconstruct func(rec JobRecord) (job Job, ok bool)
+	// OnRecovered receives the outcome of every job Reconstruct rebuilt, exactly once, as
+	// Submit's done does for a submitted job: on a sagalane thread, once the job ended (or
+	// was cancelled by Close), and it must return quickly. A rebuilt job that is not valid
+	// (no Run, say) ends failed at once and its outcome says why. Rows Reconstruct refused
+	// have no outcome. May be nil.
+	OnRecovered func(JobOutcome)
 }
 
-// CreateLane creates the lane name in the runtime's pool.
+// JobRecord is a job a previous process left queued, as its row in the log has it, for
+// LaneOptions.Reconstruct.
+type JobRecord struct {
+	ID       string
+	Caller   string
+	Priority int
+	Metadata []byte // the Metadata it was submitted with (nil when it had none)
+	Attempts int    // runs made before the restart (0 for a job that never ran)
+}
+
+// CreateLane creates the lane name in the runtime's pool. For a persisted lane it first
+// reconciles the log's rows for name, rebuilding queued jobs with opts.Reconstruct (see
+// LaneOptions).
 func (r *Runtime) CreateLane(name string, opts LaneOptions) (*Lane, error) {
 	if opts.MaxConcurrent < 0 {
 		return nil, errorf(C.SL_EINVAL, "MaxConcurrent %d is negative", opts.MaxConcurrent)
@@ -45,11 +77,71 @@ func (r *Runtime) CreateLane(name string, opts LaneOptions) (*Lane, error) {
 	if opts.Volatile {
 		o.persisted = 0
 	}
+	// The library calls Reconstruct only during sl_lane_create, so its handle (and the C
+	// copies of the rebuilt jobs' fields, which the library reads after each call returns)
+	// are released once the create returned.
+	var h C.uintptr_t
+	if opts.Reconstruct != nil && !opts.Volatile {
+		entry := &reconstructEntry{r: r, lane: name, fn: opts.Reconstruct, done: opts.OnRecovered}
+		h = r.newHandle(entry)
+		defer func() {
+			r.deleteHandle(h)
+			entry.free()
+		}()
+	}
 	l := &Lane{r: r, name: name}
-	if err := r.call(func() C.int { return C.sl_lane_create(r.rt, c, &o, &l.lane) }); err != nil {
+	if err := r.call(func() C.int { return C.slgo_lane_create(r.rt, c, &o, h, &l.lane) }); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// reconstructEntry is the userdata of a lane's reconstruct callback, for one CreateLane.
+type reconstructEntry struct {
+	r    *Runtime
+	lane string
+	fn   func(JobRecord) (Job, bool)
+	done func(JobOutcome)
+
+	mu   sync.Mutex
+	cmem []unsafe.Pointer // C copies of the rebuilt jobs' fields, freed after the create
+}
+
+// rebuild calls Reconstruct; a panic in it is reported and refuses the row.
+func (e *reconstructEntry) rebuild(rec JobRecord) (job Job, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.r.reportPanic(fmt.Sprintf("Reconstruct of lane %q (job %q)", e.lane, rec.ID), v)
+			job, ok = Job{}, false
+		}
+	}()
+	return e.fn(rec)
+}
+
+// fill fills the library's job with a rebuilt one and binds it to a new handle, released by
+// its done as a submitted job's is. A job that is not valid is bound without its run, so the
+// library marks it failed and calls done, which reports why.
+func (e *reconstructEntry) fill(job Job, c *C.sl_job) {
+	job.ID = "" // the library keeps the record's
+	cmem, err := cJob(job, c)
+	e.mu.Lock()
+	e.cmem = append(e.cmem, cmem...)
+	e.mu.Unlock()
+	entry := &jobEntry{r: e.r, run: job.Run, done: e.done}
+	runnable := C.int(1)
+	if err != nil {
+		entry.invalid, runnable = fmt.Sprintf("lane %q could not rebuild the job: %s", e.lane, messageOf(err)), 0
+	}
+	C.slgo_job_bind(c, e.r.newHandle(entry), runnable)
+}
+
+func (e *reconstructEntry) free() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.cmem {
+		C.free(p)
+	}
+	e.cmem = nil
 }
 
 // FindLane finds a lane created earlier by name.
@@ -149,11 +241,15 @@ type Submission struct {
 	EstimatedWait time.Duration // from the recent mean run time; 0 until one ran
 }
 
-// jobEntry is the userdata of a submitted job: its handle lives from Submit to done.
+// jobEntry is the userdata of a submitted or rebuilt job: its handle lives from Submit (or
+// Reconstruct) to done.
 type jobEntry struct {
 	r    *Runtime
 	run  func(*JobContext) (string, error)
 	done func(JobOutcome)
+	// Why a rebuilt job was not valid ("" when it was): the library failed it without
+	// running it, and its outcome carries this instead of the library's text.
+	invalid string
 }
 
 // Submit submits a job. For a persisted lane it returns once the queued row is durable.
@@ -165,39 +261,17 @@ func (l *Lane) Submit(job Job, done func(JobOutcome)) (Submission, error) {
 }
 
 func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
-	if job.Run == nil {
-		return Submission{}, errorf(C.SL_EINVAL, "the job has no Run function")
-	}
-	if job.MaxAttempts < 0 {
-		return Submission{}, errorf(C.SL_EINVAL, "MaxAttempts %d is negative", job.MaxAttempts)
-	}
-	if job.RetryBackoff < 0 || job.RetryBackoff/time.Millisecond > 1<<32-1 {
-		return Submission{}, errorf(C.SL_EINVAL, "RetryBackoff %v is out of range", job.RetryBackoff)
-	}
 	var c C.sl_job
 	C.sl_job_init(&c)
-	var err error
-	if job.ID != "" {
-		if c.id, err = cString("job id", job.ID); err != nil {
-			return Submission{}, err
+	cmem, err := cJob(job, &c)
+	if err != nil {
+		return Submission{}, err
+	}
+	defer func() {
+		for _, p := range cmem {
+			C.free(p)
 		}
-		defer freeAll(c.id)
-	}
-	if job.Caller != "" {
-		if c.caller, err = cString("caller", job.Caller); err != nil {
-			return Submission{}, err
-		}
-		defer freeAll(c.caller)
-	}
-	if len(job.Metadata) > 0 {
-		c.metadata = C.CBytes(job.Metadata)
-		c.metadata_length = C.size_t(len(job.Metadata))
-		defer C.free(c.metadata)
-	}
-	c.priority = C.int(job.Priority)
-	c.max_attempts = C.int(job.MaxAttempts)
-	c.retry_backoff_ms = C.uint32_t(job.RetryBackoff / time.Millisecond)
-
+	}()
 	entry := &jobEntry{r: l.r, run: job.Run, done: done}
 	h := l.r.newHandle(entry)
 	var out C.sl_submission
@@ -213,6 +287,50 @@ func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
 	}
 	C.sl_free(unsafe.Pointer(out.job_id))
 	return sub, nil
+}
+
+// cJob checks job and fills c (initialized with sl_job_init) with its fields, all but Run.
+// It returns the C memory it allocated, for the caller to free once the library has copied
+// the job; on an error it allocated nothing and c is as sl_job_init left it.
+func cJob(job Job, c *C.sl_job) (cmem []unsafe.Pointer, err error) {
+	switch {
+	case job.Run == nil:
+		return nil, errorf(C.SL_EINVAL, "the job has no Run function")
+	case job.MaxAttempts < 0:
+		return nil, errorf(C.SL_EINVAL, "MaxAttempts %d is negative", job.MaxAttempts)
+	case job.RetryBackoff < 0 || job.RetryBackoff/time.Millisecond > 1<<32-1:
+		return nil, errorf(C.SL_EINVAL, "RetryBackoff %v is out of range", job.RetryBackoff)
+	}
+	defer func() {
+		if err != nil {
+			for _, p := range cmem {
+				C.free(p)
+			}
+			cmem = nil
+			C.sl_job_init(c) // no pointer to the memory just freed stays in it
+		}
+	}()
+	if job.ID != "" {
+		if c.id, err = cString("job id", job.ID); err != nil {
+			return cmem, err
+		}
+		cmem = append(cmem, unsafe.Pointer(c.id))
+	}
+	if job.Caller != "" {
+		if c.caller, err = cString("caller", job.Caller); err != nil {
+			return cmem, err
+		}
+		cmem = append(cmem, unsafe.Pointer(c.caller))
+	}
+	if len(job.Metadata) > 0 {
+		c.metadata = C.CBytes(job.Metadata)
+		c.metadata_length = C.size_t(len(job.Metadata))
+		cmem = append(cmem, c.metadata)
+	}
+	c.priority = C.int(job.Priority)
+	c.max_attempts = C.int(job.MaxAttempts)
+	c.retry_backoff_ms = C.uint32_t(job.RetryBackoff / time.Millisecond)
+	return cmem, nil
 }
 
 // SubmitAndWait submits a job and waits for it to end: it returns the job's result, an

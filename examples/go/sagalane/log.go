@@ -47,6 +47,27 @@ type StepRecord struct {
 	EndedAt       *time.Time      `json:"ended_at"`
 }
 
+// JobRow is a lane job's row in the log, as RecentJobs lists it. States: queued, running,
+// finished, cancelled, failed.
+type JobRow struct {
+	ID       string  `json:"id"`
+	Lane     string  `json:"lane"`
+	Caller   string  `json:"caller"`
+	Priority int     `json:"priority"`
+	State    string  `json:"state"`
+	Attempts int     `json:"attempts"`
+	Error    *string `json:"error"` // why it failed, e.g. "lost on restart"
+	// Metadata is the job's metadata as JSON: embedded when it is JSON text, a string when it
+	// is other UTF-8 text, null otherwise (see MetadataSize for its length in bytes).
+	Metadata     json.RawMessage `json:"metadata"`
+	MetadataSize int             `json:"metadata_size"`
+	EnqueuedAt   time.Time       `json:"enqueued_at"`
+	StartedAt    *time.Time      `json:"started_at"`
+	FinishedAt   *time.Time      `json:"finished_at"`
+	CancelledAt  *time.Time      `json:"cancelled_at"`
+	FailedAt     *time.Time      `json:"failed_at"`
+}
+
 // logText runs a sl_log_* call that hands out JSON text.
 func (r *Runtime) logText(f func(out **C.char) C.int) (string, error) {
 	var out *C.char
@@ -101,6 +122,36 @@ func (r *Runtime) LookupSagaJSON(id uint64) (string, error) {
 // LookupSaga is saga id with its steps; ErrNotFound when the log has no such saga.
 func (r *Runtime) LookupSaga(id uint64) (SagaRecord, error) {
 	return decode[SagaRecord](r.LookupSagaJSON(id))
+}
+
+// RecentJobsJSON is up to limit lane jobs, most recent activity first, as the log's JSON
+// array. lane "" lists every lane's jobs (lanes of earlier processes included), state "" jobs
+// in any state; an unknown state is ErrInval. Rows stay until the lane sweeper purges them.
+func (r *Runtime) RecentJobsJSON(lane, state string, limit int) (string, error) {
+	if limit < 0 || limit > 1<<31-1 {
+		return "", errorf(C.SL_EINVAL, "limit %d is out of range", limit)
+	}
+	var cLane, cState *C.char
+	var err error
+	if lane != "" {
+		if cLane, err = cString("lane", lane); err != nil {
+			return "", err
+		}
+		defer freeAll(cLane)
+	}
+	if state != "" {
+		if cState, err = cString("state", state); err != nil {
+			return "", err
+		}
+		defer freeAll(cState)
+	}
+	return r.logText(func(out **C.char) C.int { return C.sl_log_jobs(r.rt, cLane, cState, C.int(limit), out) })
+}
+
+// RecentJobs is up to limit lane jobs, most recent activity first (see RecentJobsJSON): what
+// an operator sees of the jobs, those a restart marked failed included.
+func (r *Runtime) RecentJobs(lane, state string, limit int) ([]JobRow, error) {
+	return decode[[]JobRow](r.RecentJobsJSON(lane, state, limit))
 }
 
 // Vacuum deletes the sagas that ended more than olderThan ago in a terminal state, steps

@@ -200,10 +200,48 @@ func goslJobDone(h C.uintptr_t, outcome *C.sl_job_outcome) {
 			job.r.reportPanic("job done", v)
 		}
 	}()
-	job.done(JobOutcome{
+	o := JobOutcome{
 		JobID:    C.GoString(outcome.job_id),
 		State:    JobState(outcome.state),
 		Text:     C.GoString(outcome.text),
 		Attempts: int(outcome.attempts),
-	})
+	}
+	if job.invalid != "" && o.State == JobFailed {
+		o.Text = job.invalid
+	}
+	job.done(o)
+}
+
+//export goslJobReconstruct
+func goslJobReconstruct(h C.uintptr_t, record *C.sl_job_record, job *C.sl_job) (rc C.int) {
+	// A panic in Reconstruct itself is reported (and refuses the row) in rebuild; this one
+	// guards the rest.
+	var e *reconstructEntry
+	defer func() {
+		if v := recover(); v != nil {
+			if e == nil {
+				(*Runtime)(nil).reportPanic("Reconstruct", v)
+			} else {
+				e.r.reportPanic(fmt.Sprintf("Reconstruct of lane %q", e.lane), v)
+			}
+			rc = 1
+		}
+	}()
+	e = handleValue(h).(*reconstructEntry)
+	rec := JobRecord{
+		ID:       C.GoString(record.job_id),
+		Caller:   C.GoString(record.caller),
+		Priority: int(record.priority),
+		Attempts: int(record.attempts),
+	}
+	if record.metadata != nil && record.metadata_length > 0 {
+		rec.Metadata = C.GoBytes(record.metadata, C.int(record.metadata_length))
+	}
+	rebuilt, ok := e.rebuild(rec)
+	if !ok {
+		// Non-zero: the library marks the row failed and never runs it.
+		return 1
+	}
+	e.fill(rebuilt, job)
+	return 0
 }
