@@ -116,10 +116,17 @@ func measureMemoryPerSaga(path: String, sagas n: Int) async throws -> (bytesPerS
 func runSagaBench(directory: String, sagas: Int) async throws {
     print("saga: \(sagas) two-step sagas end to end (echoing callback target, 256 in flight),")
     print("      beside the log's raw group-commit ceiling for the same rows, same run")
+    // As the lane figures: the best of alternating runs of each side, so a burst of load on
+    // this shared machine spoils one run, not the comparison.
+    let rounds = 3
+    print("      (best of \(rounds) alternating runs each)")
     for durability in Durability.allCases {
-        let ceiling = try measureLogCeiling(directory: directory, durability: durability, sagas: sagas)
-        let endToEnd = try await measureSagaThroughput(path: directory + "/bench-saga.db", durability: durability,
-                                                       sagas: sagas, concurrency: 256)
+        var ceiling = 0.0, endToEnd = 0.0
+        for _ in 0..<rounds {
+            ceiling = max(ceiling, try measureLogCeiling(directory: directory, durability: durability, sagas: sagas))
+            endToEnd = max(endToEnd, try await measureSagaThroughput(path: directory + "/bench-saga.db", durability: durability,
+                                                                     sagas: sagas, concurrency: 256))
+        }
         print(pad("  \(durability.rawValue)", 10) + pad("end to end \(format(endToEnd)) sagas/s", 34)
               + pad("log ceiling \(format(ceiling)) sagas/s", 34) + "ratio \(format(endToEnd / ceiling * 100))%")
     }

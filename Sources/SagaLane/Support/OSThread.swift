@@ -27,6 +27,7 @@ public final class OSThread: @unchecked Sendable {
         let rc = pthread_create(&handle, &attr, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
             pthread_setspecific(OSThread.ownedKey, UnsafeRawPointer(bitPattern: start.role.rawValue))
+            OSThread.setSystemName(start.name)
             start.body()
             return nil
         }, box)
@@ -62,6 +63,20 @@ public final class OSThread: @unchecked Sendable {
         pthread_key_create(&key, nil)
         return key
     }()
+
+    /// Names the calling thread for top -H, gdb, perf and /proc: "sagalane-" shortened to
+    /// "sl-", since Linux keeps 15 bytes ("sl-lane-gpu", "sl-log-writer").
+    private static func setSystemName(_ name: String) {
+        var short = Array(name.utf8)
+        if short.starts(with: "sagalane-".utf8) { short.replaceSubrange(0..<9, with: "sl-".utf8) }
+        short = Array(short.prefix(15))
+        while !short.isEmpty, String(validating: short, as: UTF8.self) == nil { short.removeLast() }
+        // pthread_setname_np and prctl are not visible to Swift here; this file is what they write.
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        _ = short.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
 
     /// Whether the calling thread is this thread.
     public var isCurrent: Bool { pthread_equal(pthread_self(), handle) != 0 }
