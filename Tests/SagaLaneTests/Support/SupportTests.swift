@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import Synchronization
 @testable import SagaLane
@@ -18,4 +19,25 @@ import Synchronization
     let t = try OSThread(name: "sagalane-test") { ran.store(1, ordering: .sequentiallyConsistent) }
     t.join()
     #expect(ran.load(ordering: .sequentiallyConsistent) == 1)
+}
+
+/// What `top -H`, gdb and perf show for a thread: its /proc comm.
+private func systemName(of name: String) throws -> String {
+    let seen = Mutex("")
+    let t = try OSThread(name: name) {
+        let fd = open("/proc/thread-self/comm", O_RDONLY)
+        guard fd >= 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = read(fd, &buffer, buffer.count)
+        close(fd)
+        if n > 0 { seen.withLock { $0 = String(decoding: buffer[..<n], as: UTF8.self) } }
+    }
+    t.join()
+    return seen.withLock { $0 }
+}
+
+@Test func threadsAreNamedForTheSystem() throws {
+    #expect(try systemName(of: "sagalane-log-writer") == "sl-log-writer\n")
+    #expect(try systemName(of: "sagalane-lane-a-rather-long-name") == "sl-lane-a-rathe\n", "Linux keeps 15 bytes")
+    #expect(try systemName(of: "plain") == "plain\n")
 }
