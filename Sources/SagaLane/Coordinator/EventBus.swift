@@ -104,6 +104,10 @@ public final class BusSubscription: @unchecked Sendable {
     private var bufferedEvents = 0
     private var closed = false
     private var waiter: CheckedContinuation<BusDelivery?, Never>?
+    /// Readers blocked in `nextBlocking()`.
+    private var blockedReaders = 0
+    /// A wake-up of the reader is put off to the end of the publishing thread's batch.
+    private var wakePending = false
 
     fileprivate init(capacity: Int, bus: EventBus) {
         self.capacity = capacity
@@ -136,14 +140,36 @@ public final class BusSubscription: @unchecked Sendable {
         } else {
             delivery = .lagged(1)
         }
-        if let waiter {
+        buffer.append(delivery)
+        guard waiter != nil || blockedReaders > 0, !wakePending else {
+            pthread_mutex_unlock(lock)
+            return
+        }
+        // Inside a batch (a turn of the event loop), one wake-up at its end serves every event
+        // the batch publishes.
+        if WakeBatch.putOff({ self.wakeReader() }) {
+            wakePending = true
+            pthread_mutex_unlock(lock)
+            return
+        }
+        wakeReaderLocked()
+    }
+
+    private func wakeReader() {
+        pthread_mutex_lock(lock)
+        wakePending = false
+        wakeReaderLocked()
+    }
+
+    /// Hands the first buffered delivery to a waiting `next()`, or wakes a blocked reader, and
+    /// unlocks `lock`.
+    private func wakeReaderLocked() {
+        if let waiter, let delivery = take() {
             self.waiter = nil
-            if case .event = delivery { bufferedEvents -= 1 }
             pthread_mutex_unlock(lock)
             waiter.resume(returning: delivery)
             return
         }
-        buffer.append(delivery)
         pthread_cond_signal(ready)
         pthread_mutex_unlock(lock)
     }
@@ -190,7 +216,9 @@ public final class BusSubscription: @unchecked Sendable {
         while true {
             if let delivery = take() { return delivery }
             if closed { return nil }
+            blockedReaders += 1
             pthread_cond_wait(ready, lock)
+            blockedReaders -= 1
         }
     }
 
@@ -209,8 +237,10 @@ public final class BusSubscription: @unchecked Sendable {
         closed = true
         let waiter = self.waiter
         self.waiter = nil
+        // A waiting reader still gets what is buffered (a put-off wake-up may be pending).
+        let delivery = waiter != nil ? take() : nil
         pthread_cond_broadcast(ready)
         pthread_mutex_unlock(lock)
-        waiter?.resume(returning: nil)
+        waiter?.resume(returning: delivery)
     }
 }

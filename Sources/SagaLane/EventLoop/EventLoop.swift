@@ -262,7 +262,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         var items: [Work] = []
         swap(&items, &spareItems)
         queue.withLock { swap(&items, &$0.items) }
-        for work in items { run(work) }
+        WakeBatch.run {
+            for work in items { run(work) }
+        }
         items.removeAll(keepingCapacity: true)
         spareItems = items
     }

@@ -29,6 +29,53 @@ struct EventBusTests {
         #expect(seenA == Array(1...20_000))
     }
 
+    /// A loop turn wakes a subscriber's reader once for all the events it published: every
+    /// one still arrives, in order, for an async reader and for a blocked thread alike, and a
+    /// subscription cancelled in the same turn still hands over what it buffered.
+    @Test func eventsPublishedInOneLoopTurnAllReachTheirReaders() async throws {
+        let loop = try EventLoop()
+        try loop.startThread()
+        defer { loop.shutdown() }
+        let bus = EventBus()
+        let async = bus.subscribe(bufferSize: 1_000)
+        let blocking = bus.subscribe(bufferSize: 1_000)
+        let cancelled = bus.subscribe(bufferSize: 1_000)
+        func values(_ read: () async -> BusDelivery?) async -> [Int64] {
+            var got: [Int64] = []
+            while let delivery = await read() {
+                guard case .event(let e) = delivery, let i = e.payload.int64Value else { continue }
+                got.append(i)
+                if i == 99 { break }
+            }
+            return got
+        }
+        let asyncReader = Task { await values { await async.next() } }
+        let blockedGot = Mutex<[Int64]>([])
+        let blockedReader = try OSThread(name: "reader") {
+            var got: [Int64] = []
+            while case .event(let e)? = blocking.nextBlocking() {
+                got.append(e.payload.int64Value ?? -1)
+                if got.last == 99 { break }
+            }
+            blockedGot.withLock { $0 = got }
+        }
+        let cancelledReader = Task { () -> [Int64] in
+            var got: [Int64] = []
+            while let delivery = await cancelled.next() {
+                if case .event(let e) = delivery { got.append(e.payload.int64Value ?? -1) }
+            }
+            return got
+        }
+        loop.execute {
+            for i in 0..<100 { bus.publish(type: "T", payload: .int(Int64(i))) }
+            cancelled.cancel()
+        }
+        #expect(await asyncReader.value == Array(0..<100))
+        blockedReader.join()
+        #expect(blockedGot.withLock { $0 } == Array(0..<100))
+        #expect(await cancelledReader.value == Array(0..<100), "cancel hands over what was buffered, then ends")
+    }
+
     @Test func aSlowSubscriberIsToldHowManyEventsItMissed() async throws {
         let bus = EventBus()
         let slow = bus.subscribe(bufferSize: 3)
