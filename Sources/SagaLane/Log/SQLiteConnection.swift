@@ -75,7 +75,12 @@ final class SQLiteConnection: @unchecked Sendable {
             let rc: Int32
             switch argument {
             case .int(let v): rc = sqlite3_bind_int64(statement, index, v)
-            case .text(let v): rc = sqlite3_bind_text(statement, index, v, -1, sl_sqlite_transient())
+            case .text(var v):
+                // Straight from the string's UTF-8 (on the stack for a small string): passing
+                // the String itself would copy it into a new heap array first.
+                rc = v.isEmpty
+                    ? sqlite3_bind_text(statement, index, "", 0, sl_sqlite_transient())
+                    : v.withUTF8 { sqlite3_bind_text(statement, index, $0.baseAddress, Int32($0.count), sl_sqlite_transient()) }
             case .blob(let v):
                 rc = v.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), sl_sqlite_transient()) }
             case .null: rc = sqlite3_bind_null(statement, index)
