@@ -252,7 +252,7 @@ final class GroupCommitWriter: @unchecked Sendable {
             cutoff = olderThan
             sql = """
                 DELETE FROM lane_job WHERE rowid IN (SELECT rowid FROM lane_job
-                    WHERE state IN ('finished','cancelled','failed')
+                    WHERE (state = 'finished' OR state = 'cancelled' OR state = 'failed')
                     AND COALESCE(finished_at, cancelled_at, failed_at) < ? LIMIT \(Self.bulkBatchSize))
                 """
         default:

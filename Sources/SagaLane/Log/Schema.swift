@@ -115,6 +115,17 @@ enum Schema {
         CREATE INDEX lane_job_by_lane ON lane_job(lane, state, priority DESC, enqueued_at);
         CREATE INDEX lane_job_by_state ON lane_job(state);
         """,
+        // Version 3: lane-job indexes hold only the rows their queries read. Restart recovery
+        // reads a lane's queued and running jobs; the sweeper, terminal jobs by age. A job then
+        // touches each index about once in its life instead of at every state change.
+        """
+        DROP INDEX lane_job_by_lane;
+        DROP INDEX lane_job_by_state;
+        CREATE INDEX lane_job_pending ON lane_job(lane, state, priority DESC, enqueued_at)
+            WHERE state = 'queued' OR state = 'running';
+        CREATE INDEX lane_job_ended ON lane_job(COALESCE(finished_at, cancelled_at, failed_at))
+            WHERE state = 'finished' OR state = 'cancelled' OR state = 'failed';
+        """,
     ]
 
     static var version: Int { migrations.count }

@@ -80,10 +80,23 @@ struct LogTests {
         #expect(try log.maxSagaID() == 1)
         log.close()
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [2])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [3])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_by_lane", "lane_job_by_state", "saga_by_recency", "saga_by_state"])
+        #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
+        // Restart recovery and the sweeper search their indexes, whatever the table's size.
+        func plan(_ sql: String) throws -> String {
+            try raw.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }.joined(separator: "; ")
+        }
+        #expect(try plan("SELECT id FROM lane_job WHERE lane = 'a' AND state = 'queued' ORDER BY priority DESC, enqueued_at, rowid")
+                == "SEARCH lane_job USING INDEX lane_job_pending (lane=? AND state=?)")
+        #expect(try plan("SELECT id FROM lane_job WHERE lane = 'a' AND state = 'running' ORDER BY enqueued_at, rowid")
+                .hasPrefix("SEARCH lane_job USING INDEX lane_job_pending (lane=? AND state=?)"))
+        #expect(try plan("""
+            SELECT rowid FROM lane_job WHERE (state = 'finished' OR state = 'cancelled' OR state = 'failed')
+            AND COALESCE(finished_at, cancelled_at, failed_at) < '2026' LIMIT 500
+            """) == "SEARCH lane_job USING INDEX lane_job_ended (<expr><?)")
+        #expect(try plan("SELECT id FROM saga WHERE state IN ('running','compensating','failed')").hasPrefix("SEARCH saga USING COVERING INDEX saga_by_state"))
     }
 
     @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
@@ -118,10 +131,10 @@ struct LogTests {
 
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
         defer { raw.close() }
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [2])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [3])
         #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_by_lane", "lane_job_by_state", "saga_by_recency", "saga_by_state"])
+        #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
         #expect(throws: SagaLogError.self, "the state CHECK still holds") {
             try raw.execute("INSERT INTO saga VALUES (3, 'x', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL)")
         }
