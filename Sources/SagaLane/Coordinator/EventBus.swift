@@ -141,16 +141,19 @@ public final class BusSubscription: @unchecked Sendable {
             delivery = .lagged(1)
         }
         buffer.append(delivery)
-        guard waiter != nil || blockedReaders > 0, !wakePending else {
+        guard waiter != nil || blockedReaders > 0 else {
             pthread_mutex_unlock(lock)
             return
         }
         // Inside a batch (a turn of the event loop), one wake-up at its end serves every event
-        // the batch publishes.
-        if WakeBatch.putOff({ self.wakeReader() }) {
-            wakePending = true
-            pthread_mutex_unlock(lock)
-            return
+        // the batch publishes; but from half full on, the reader starts at once, so that a
+        // reader fast enough to keep up never lags because its wake-up was put off.
+        if bufferedEvents * 2 < capacity {
+            if wakePending || WakeBatch.putOff({ self.wakeReader() }) {
+                wakePending = true
+                pthread_mutex_unlock(lock)
+                return
+            }
         }
         wakeReaderLocked()
     }

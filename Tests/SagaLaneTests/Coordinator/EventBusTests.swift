@@ -40,6 +40,17 @@ struct EventBusTests {
         let async = bus.subscribe(bufferSize: 1_000)
         let blocking = bus.subscribe(bufferSize: 1_000)
         let cancelled = bus.subscribe(bufferSize: 1_000)
+        // Its buffer fills within the turn: its reader is woken before the turn ends.
+        let small = bus.subscribe(bufferSize: 10)
+        let smallReader = Task { () -> Int in
+            var seen = 0
+            while let delivery = await small.next() {
+                if case .event = delivery { seen += 1 }
+                if case .lagged(let n) = delivery { seen += Int(n) }
+                if seen == 100 { break }
+            }
+            return seen
+        }
         func values(_ read: () async -> BusDelivery?) async -> [Int64] {
             var got: [Int64] = []
             while let delivery = await read() {
@@ -74,6 +85,7 @@ struct EventBusTests {
         blockedReader.join()
         #expect(blockedGot.withLock { $0 } == Array(0..<100))
         #expect(await cancelledReader.value == Array(0..<100), "cancel hands over what was buffered, then ends")
+        #expect(await smallReader.value == 100, "every event arrives or is counted as missed")
     }
 
     @Test func aSlowSubscriberIsToldHowManyEventsItMissed() async throws {
