@@ -647,6 +647,15 @@ SL_EXPORT int sl_log_saga(sl_runtime *rt, uint64_t saga_id, char **json);
 SL_EXPORT int sl_log_jobs(sl_runtime *rt, const char *lane, const char *state, int limit, char **json);
 
 /**
+ * What the log holds, counted, as a JSON object:
+ *   {"schema_version", "sagas": {state: count, ...every saga state}, "oldest_running_saga",
+ *    "jobs": {lane: {state: count, ...every job state}}, "database_bytes", "wal_bytes"}
+ * "oldest_running_saga" is when the longest-running saga still running started (null: none);
+ * "wal_bytes" is null for a log in memory. `*json`: sl_free().
+ */
+SL_EXPORT int sl_log_stats(sl_runtime *rt, char **json);
+
+/**
  * Deletes sagas that ended more than `older_than_ms` ago in a terminal state (never running
  * or compensating), steps included, in short batches, and waits for it.
  * @param deleted receives how many sagas were deleted (may be NULL).

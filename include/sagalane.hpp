@@ -806,6 +806,12 @@ public:
         int rc = sl_log_jobs(rt_, lane.empty() ? nullptr : lane.c_str(), state.empty() ? nullptr : state.c_str(), limit, &json);
         return detail::take(rc, json, rt_, "sl_log_jobs");
     }
+    /** What the log holds, counted, as a JSON object (see sl_log_stats). */
+    std::string log_stats() const {
+        char *json = nullptr;
+        int rc = sl_log_stats(rt_, &json);
+        return detail::take(rc, json, rt_, "sl_log_stats");
+    }
     /** Deletes sagas that ended more than `older_than` ago, and returns how many. */
     std::uint64_t vacuum(std::chrono::milliseconds older_than) {
         std::uint64_t deleted = 0;

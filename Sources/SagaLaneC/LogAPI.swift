@@ -48,6 +48,14 @@ public func sl_log_jobs(_ rt: OpaquePointer?, _ lane: UnsafePointer<CChar>?, _ s
     }
 }
 
+@implementation @_cdecl("sl_log_stats")
+public func sl_log_stats(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        try handOut(try handle.open().logStats().serialized, to: out)
+    }
+}
+
 @implementation @_cdecl("sl_log_vacuum")
 public func sl_log_vacuum(_ rt: OpaquePointer?, _ olderThanMs: UInt64, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in

@@ -4,6 +4,7 @@
 //   sagalane recent DB [--limit N]     the most recent sagas, most recent first (JSON)
 //   sagalane unresolved DB             sagas running, compensating or failed, with steps
 //   sagalane saga DB ID                one saga with its steps
+//   sagalane stats DB                  sagas and lane jobs counted by state, file sizes
 //   sagalane jobs DB [--lane NAME] [--state STATE] [--limit N]
 //                                      lane jobs, most recent activity first (JSON)
 //   sagalane vacuum DB --older-than D  delete terminal sagas that ended over D ago (30s, 15m,
@@ -16,6 +17,7 @@ private let usage = """
     usage: sagalane recent DB [--limit N]
            sagalane unresolved DB
            sagalane saga DB ID
+           sagalane stats DB
            sagalane jobs DB [--lane NAME] [--state queued|running|finished|cancelled|failed] [--limit N]
            sagalane vacuum DB --older-than DURATION   (e.g. 30s, 15m, 12h, 7d)
            sagalane version
@@ -84,6 +86,11 @@ do {
         let runtime = open(arguments[0], readOnly: true)
         guard let saga = try runtime.saga(id: id) else { fail("\(arguments[0]) has no saga \(id)", status: 1) }
         printJSON(saga)
+        runtime.close()
+    case "stats":
+        guard arguments.count == 1 else { fail("stats takes DB\n\(usage)") }
+        let runtime = open(arguments[0], readOnly: true)
+        printJSON(try runtime.logStats())
         runtime.close()
     case "jobs":
         guard let path = arguments.first else { fail("jobs needs the database path\n\(usage)") }

@@ -220,6 +220,7 @@ void test_jobs() {
     EXPECT(contains(failed, R"("attempts":3,)") && contains(failed, R"("error":"failed attempt 3")") &&
            contains(failed, R"("id":"retried")"));
     EXPECT(rt.log_jobs(10, "other-lane") == "[]");
+    EXPECT(contains(rt.log_stats(), R"("failed":)") && contains(rt.log_stats(), R"("jobs":{"jobs":{)"));
     EXPECT_THROWS(SL_EINVAL, rt.log_jobs(10, "", "finished-ish"));
 
     // A done callback that throws is contained.

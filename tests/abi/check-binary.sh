@@ -25,6 +25,8 @@ status=0; "$binary" no-such-command 2> /dev/null || status=$?
 [ "$("$binary" recent "$work/log.db")" = "[]" ]
 [ "$("$binary" unresolved "$work/log.db")" = "[]" ]
 [ "$("$binary" jobs "$work/log.db" --lane gpu --state queued --limit 5)" = "[]" ]
+"$binary" stats "$work/log.db" | grep -q '"jobs":{},"oldest_running_saga":null'
+"$binary" stats "$work/log.db" | grep -q '"schema_version":[1-9]'
 status=0; "$binary" jobs "$work/log.db" --state done 2> "$work/err" || status=$?
 [ "$status" -eq 2 ] && grep -q "unknown job state 'done'" "$work/err"
 if "$binary" saga "$work/log.db" 1 2> "$work/err"; then exit 1; fi

@@ -1,7 +1,8 @@
 /* The log's diagnostics: sl_log_recent (most recent first, up to the limit, steps counted),
    sl_log_unresolved (running and failed sagas, with their steps), sl_log_saga (one saga with
    its steps: command with ids injected, output, states, ISO 8601 UTC times with
-   milliseconds), and sl_log_vacuum (terminal sagas older than the cutoff; never running ones).
+   milliseconds), sl_log_stats (sagas counted by state), and sl_log_vacuum (terminal sagas
+   older than the cutoff; never running ones).
    A saga type's input_snapshot decides what the log keeps of an input. */
 #include "check.h"
 
@@ -152,6 +153,16 @@ int main(void) {
     EXPECT_CONTAINS(json, "\"state\":\"running\",\"steps\"");
     EXPECT_CONTAINS(json, "\"output\":null");
     sl_free(json);
+
+    /* Stats: the four sagas counted by state, the running one's start, the file's sizes. */
+    CHECK(sl_log_stats(rt, &json));
+    EXPECT_CONTAINS(json, "\"sagas\":{\"compensated\":0,\"compensating\":0,\"completed\":2,\"failed\":1,"
+                          "\"failed_compensation\":0,\"running\":1}");
+    expect_time(json, "\"oldest_running_saga\":");
+    EXPECT_CONTAINS(json, "\"jobs\":{}");
+    EXPECT_NOT_CONTAINS(json, "\"wal_bytes\":null");
+    sl_free(json);
+    EXPECT_RC(sl_log_stats(rt, NULL), SL_EINVAL);
 
     /* Vacuum: nothing ended an hour ago; with 0, every terminal saga, never the running one. */
     uint64_t deleted = 99;

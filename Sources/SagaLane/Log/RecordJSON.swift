@@ -65,6 +65,29 @@ extension JobRecord {
     }
 }
 
+extension LogStats {
+    /// `{"schema_version", "sagas": {state: count}, "oldest_running_saga", "jobs": {lane:
+    /// {state: count}}, "database_bytes", "wal_bytes"}`, every state present (0 when none).
+    public var json: JSON {
+        var sagaCounts: [String: JSON] = [:]
+        for state in SagaState.allCases { sagaCounts[state.rawValue] = .int(Int64(sagas[state] ?? 0)) }
+        var laneCounts: [String: JSON] = [:]
+        for (lane, counts) in jobs {
+            var byState: [String: JSON] = [:]
+            for state in JobState.allCases { byState[state.rawValue] = .int(Int64(counts[state] ?? 0)) }
+            laneCounts[lane] = .object(byState)
+        }
+        return [
+            "schema_version": .int(Int64(schemaVersion)),
+            "sagas": .object(sagaCounts),
+            "oldest_running_saga": oldestRunningSaga.map { .string($0.iso8601) } ?? .null,
+            "jobs": .object(laneCounts),
+            "database_bytes": .int(Int64(databaseBytes)),
+            "wal_bytes": walBytes.map { .int(Int64($0)) } ?? .null,
+        ]
+    }
+}
+
 private func sagaJSON(id: UInt64, name: String, state: SagaState, inputJSON: String, failureReason: String?,
                       startedAt: Timestamp, endedAt: Timestamp?, steps: JSON) -> JSON {
     [

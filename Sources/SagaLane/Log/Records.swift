@@ -111,3 +111,21 @@ public enum LogRecord: Sendable {
         }
     }
 }
+
+/// What a log holds, counted (`SagaLog.stats()`).
+public struct LogStats: Sendable, Equatable {
+    /// The schema version of the file (`PRAGMA user_version`).
+    public var schemaVersion = 0
+    /// Sagas by state; states with none are absent.
+    public var sagas: [SagaState: Int] = [:]
+    /// When the longest-running saga still `running` started.
+    public var oldestRunningSaga: Timestamp?
+    /// Lane jobs by lane, then by state; states with none are absent.
+    public var jobs: [String: [JobState: Int]] = [:]
+    /// The database's size (pages in use and free).
+    public var databaseBytes = 0
+    /// The write-ahead log's file size; `nil` for a log in memory.
+    public var walBytes: Int?
+
+    public init() {}
+}

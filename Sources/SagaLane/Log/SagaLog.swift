@@ -365,6 +365,31 @@ public final class SagaLog: Sendable {
         }
     }
 
+    /// What the log holds, counted: for an operator's dashboard or a health check.
+    public func stats() throws(SagaLogError) -> LogStats {
+        try read { (c) throws(SagaLogError) -> LogStats in
+            var stats = LogStats()
+            stats.schemaVersion = Int(try c.query("PRAGMA user_version") { $0.int(0) }.first ?? 0)
+            for (state, count) in try c.query("SELECT state, COUNT(*) FROM saga GROUP BY state", [], { ($0.text(0), Int($0.int(1))) }) {
+                if let state = SagaState(rawValue: state) { stats.sagas[state] = count }
+            }
+            stats.oldestRunningSaga = try c.query("SELECT MIN(started_at) FROM saga WHERE state = 'running'") { $0.optionalTimestamp(0) }.first ?? nil
+            for (lane, state, count) in try c.query("SELECT lane, state, COUNT(*) FROM lane_job GROUP BY lane, state", [], {
+                ($0.text(0), $0.text(1), Int($0.int(2)))
+            }) {
+                if let state = JobState(rawValue: state) { stats.jobs[lane, default: [:]][state] = count }
+            }
+            let pages = try c.query("PRAGMA page_count") { $0.int(0) }.first ?? 0
+            let pageSize = try c.query("PRAGMA page_size") { $0.int(0) }.first ?? 0
+            stats.databaseBytes = Int(pages * pageSize)
+            if let path {
+                var info = stat()
+                stats.walBytes = stat(path + "-wal", &info) == 0 ? Int(info.st_size) : 0
+            }
+            return stats
+        }
+    }
+
     /// Lane job `id`, if it exists.
     public func job(id: String) throws(SagaLogError) -> JobRecord? {
         try read { (c) throws(SagaLogError) in

@@ -517,6 +517,11 @@ public final class Runtime: Sendable {
         .array(try log.recentJobs(lane: lane, state: state, limit: limit).map(\.json))
     }
 
+    /// What the log holds, counted (see `LogStats.json`).
+    public func logStats() throws(SagaLogError) -> JSON {
+        try log.stats().json
+    }
+
     /// Deletes terminal sagas that ended more than `age` ago.
     /// - Returns: How many were deleted.
     public func vacuum(olderThan age: Duration) throws(SagaLogError) -> Int {

@@ -308,6 +308,32 @@ struct LogTests {
         #expect(byID["none"]?["metadata"] == .null && byID["none"]?["metadata_size"] == 0)
     }
 
+    @Test func statsCountSagasAndJobsByState() async throws {
+        let dir = TemporaryDirectory()
+        let log = try SagaLog.open(path: dir.file("stats.db"))
+        defer { log.close() }
+        #expect(try log.stats().json["sagas"]?["running"] == 0, "every state is there, even at zero")
+        try await log.startSaga(id: 1, name: "a", inputJSON: "{}")
+        usleep(3_000)
+        try await log.startSaga(id: 2, name: "b", inputJSON: "{}")
+        try await log.startSaga(id: 3, name: "c", inputJSON: "{}")
+        try await log.terminateSaga(id: 3, state: .completed, reason: nil)
+        try await log.enqueueJob(id: "j1", lane: "gpu", caller: "c", priority: 0, metadata: [])
+        try await log.enqueueJob(id: "j2", lane: "gpu", caller: "c", priority: 0, metadata: [])
+        try await log.enqueueJob(id: "j3", lane: "cpu", caller: "c", priority: 0, metadata: [])
+        try await log.updateJobState(id: "j2", state: .failed, error: "boom")
+        let stats = try log.stats()
+        #expect(stats.schemaVersion == Schema.version)
+        #expect(stats.sagas == [.running: 2, .completed: 1])
+        #expect(stats.oldestRunningSaga == (try log.saga(id: 1))?.startedAt)
+        #expect(stats.jobs == ["gpu": [.queued: 1, .failed: 1], "cpu": [.queued: 1]])
+        #expect(stats.databaseBytes > 0 && (stats.walBytes ?? 0) > 0, "the file and its write-ahead log")
+        let json = stats.json
+        #expect(json["jobs"]?["gpu"] == ["queued": 1, "running": 0, "finished": 0, "cancelled": 0, "failed": 1])
+        #expect(json["sagas"]?["failed_compensation"] == 0)
+        #expect(try SagaLog.openInMemory().stats().walBytes == nil)
+    }
+
     @Test func groupCommitBatchesConcurrentWriters() async throws {
         let log = try SagaLog.openInMemory()
         defer { log.close() }

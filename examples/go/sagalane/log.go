@@ -154,6 +154,27 @@ func (r *Runtime) RecentJobs(lane, state string, limit int) ([]JobRow, error) {
 	return decode[[]JobRow](r.RecentJobsJSON(lane, state, limit))
 }
 
+// LogStats is what the log holds, counted, as Stats gives it.
+type LogStats struct {
+	SchemaVersion int            `json:"schema_version"`
+	Sagas         map[string]int `json:"sagas"` // by state, every state present
+	// OldestRunningSaga is when the longest-running saga still running started (nil: none).
+	OldestRunningSaga *time.Time                `json:"oldest_running_saga"`
+	Jobs              map[string]map[string]int `json:"jobs"` // by lane, then state
+	DatabaseBytes     int64                     `json:"database_bytes"`
+	WALBytes          *int64                    `json:"wal_bytes"` // nil for a log in memory
+}
+
+// StatsJSON is what the log holds, counted, as the log's JSON object (see sl_log_stats).
+func (r *Runtime) StatsJSON() (string, error) {
+	return r.logText(func(out **C.char) C.int { return C.sl_log_stats(r.rt, out) })
+}
+
+// Stats is what the log holds, counted: sagas by state, lane jobs by lane and state, sizes.
+func (r *Runtime) Stats() (LogStats, error) {
+	return decode[LogStats](r.StatsJSON())
+}
+
 // Vacuum deletes the sagas that ended more than olderThan ago in a terminal state, steps
 // included, and returns how many it deleted.
 func (r *Runtime) Vacuum(olderThan time.Duration) (uint64, error) {

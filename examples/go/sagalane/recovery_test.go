@@ -291,6 +291,18 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 	if len(rows) != len(wantRows) {
 		t.Errorf("%d rows in lane %q, want %d: %v", len(rows), crashLane, len(wantRows), gotRows)
 	}
+	// The same rows, counted.
+	stats, err := rt.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts := map[string]int{"queued": 0, "running": 0, "finished": 3, "cancelled": 0, "failed": 4}
+	if got := stats.Jobs[crashLane]; fmt.Sprint(got) != fmt.Sprint(wantCounts) {
+		t.Errorf("job counts of lane %q: %v, want %v", crashLane, got, wantCounts)
+	}
+	if stats.SchemaVersion < 1 || stats.DatabaseBytes <= 0 || stats.WALBytes == nil {
+		t.Errorf("stats %+v", stats)
+	}
 	// Closing releases every rebuilt job's handle.
 	closeAndCheck(t, rt)
 
