@@ -84,7 +84,7 @@ func runLaneBench(directory: String, jobs: Int) throws {
     ])
     let (plain, lane) = (memory[0], memory[1])
     print("  in memory  lane \(format(lane)) jobs/s   plain queue \(format(plain)) jobs/s   ratio \(format(lane / plain * 100))%")
-    let persistedRounds = 3
+    let persistedRounds = 5
     print("      persisted: \(jobs) jobs (queued, running, finished rows each) with 64 workers, beside the log's raw")
     print("      group-commit ceiling for three-write units (twice its six-write saga rate), same run")
     print("      (best of \(persistedRounds) alternating runs each)")

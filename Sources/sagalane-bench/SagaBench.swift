@@ -118,7 +118,7 @@ func runSagaBench(directory: String, sagas: Int) async throws {
     print("      beside the log's raw group-commit ceiling for the same rows, same run")
     // As the lane figures: the best of alternating runs of each side, so a burst of load on
     // this shared machine spoils one run, not the comparison.
-    let rounds = 3
+    let rounds = 5
     print("      (best of \(rounds) alternating runs each)")
     for durability in Durability.allCases {
         var ceiling = 0.0, endToEnd = 0.0
