@@ -24,7 +24,6 @@ func errorCode(_ error: any Error) -> Int32 {
     case let error as SagaLogError: return logErrorCode(error)
     case is JSONError: return Int32(SL_EJSON)
     case is EventLoopError: return Int32(SL_ELOOP)
-    case is ThreadStartError: return Int32(SL_ETHREAD)
     case let error as RuntimeError:
         switch error.kind {
         case .thread: return Int32(SL_ETHREAD)

@@ -38,10 +38,7 @@ public func sl_log_jobs(_ rt: OpaquePointer?, _ lane: UnsafePointer<CChar>?, _ s
         let lane = try optionalString(lane, "lane")
         var jobState: JobState?
         if let name = try optionalString(state, "state") {
-            guard let known = JobState(rawValue: name) else {
-                let names = JobState.allCases.map(\.rawValue).joined(separator: ", ")
-                throw CallError(SL_EINVAL, "unknown job state '\(name)' (one of \(names))")
-            }
+            guard let known = JobState(rawValue: name) else { throw CallError(SL_EINVAL, JobState.unknownNameMessage(name)) }
             jobState = known
         }
         try handOut(try handle.open().recentJobs(lane: lane, state: jobState, limit: Int(limit)).serialized, to: out)

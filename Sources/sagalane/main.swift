@@ -103,9 +103,7 @@ do {
             switch option {
             case "--lane": lane = value
             case "--state":
-                guard let known = JobState(rawValue: value) else {
-                    fail("unknown job state '\(value)' (one of \(JobState.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
+                guard let known = JobState(rawValue: value) else { fail(JobState.unknownNameMessage(value)) }
                 state = known
             case "--limit":
                 guard let n = Int(value), n >= 0 else { fail("--limit takes a count, not '\(value)'") }

@@ -108,22 +108,21 @@ final class GroupCommitWriter: @unchecked Sendable {
     private func process(_ batch: [Pending]) {
         var group: [Pending] = []
         for item in batch {
+            if case .record(let record) = item.work, !record.isBulk {
+                group.append(item)
+                continue
+            }
+            // Everything else runs on its own, after the records queued before it.
+            commit(group)
+            group.removeAll()
             switch item.work {
-            case .record(let record) where record.isBulk:
-                commit(group)
-                group.removeAll()
+            case .record(let record):
                 item.completion(bulkDelete(record))
             case .maintenance(let sql):
-                commit(group)
-                group.removeAll()
                 item.completion(Result { () throws(SagaLogError) in try connection.execute(sql); return 0 })
             case .hold(let body):
-                commit(group)
-                group.removeAll()
                 body()
                 item.completion(.success(0))
-            case .record:
-                group.append(item)
             }
         }
         commit(group)

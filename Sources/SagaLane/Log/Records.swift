@@ -17,6 +17,11 @@ public enum JobState: String, Sendable, CaseIterable {
     case queued, running, finished, cancelled, failed
 
     public var isTerminal: Bool { self == .finished || self == .cancelled || self == .failed }
+
+    /// What to say of a state name that is none of these.
+    public static func unknownNameMessage(_ name: String) -> String {
+        "unknown job state '\(name)' (one of \(allCases.map(\.rawValue).joined(separator: ", ")))"
+    }
 }
 
 /// One saga row, with its steps where the query provides them.

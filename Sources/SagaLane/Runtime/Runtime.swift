@@ -54,6 +54,10 @@ public struct RuntimeError: Error, Sendable, Equatable, CustomStringConvertible 
         self.message = message
     }
 
+    init(_ refused: ThreadStartError) {
+        self.init(.thread, refused.description)
+    }
+
     public var description: String { "\(kind): \(message)" }
 }
 
@@ -110,7 +114,7 @@ public final class Runtime: Sendable {
             do {
                 callbacks = try CallbackQueue(name: "sagalane-callbacks")
             } catch {
-                throw RuntimeError(.thread, error.description)
+                throw RuntimeError(error)
             }
             loop = try EventLoop(clock: options.clock)
             if options.readOnly {
@@ -176,7 +180,7 @@ public final class Runtime: Sendable {
                 try loop.startThread()
             } catch {
                 state.withLock { $0.loopStarted = false }
-                throw RuntimeError(.thread, error.description)
+                throw RuntimeError(error)
             }
         }
         let coordinator = self.coordinator
@@ -430,7 +434,7 @@ public final class Runtime: Sendable {
         do {
             delivery = try EventDelivery(bus: bus, bufferSize: bufferSize, deliver: deliver)
         } catch {
-            throw RuntimeError(.thread, error.description)
+            throw RuntimeError(error)
         }
         let accepted = state.withLock { state -> Bool in
             guard state.phase != .closing && state.phase != .closed else { return false }
