@@ -1,8 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The library targets (SagaLane, SagaLaneC) use only the Swift standard library, Glibc,
-// Synchronization, libuv and SQLite: Foundation would add 7 to 50 MB to every static host.
+// One target per box of the design, each depending only on the boxes below it, so the
+// compiler keeps the arrows pointing down:
+//
+//   SagaLaneSupport → SagaLaneJSON → SagaLaneEventLoop, SagaLaneLog
+//     → SagaLaneLanes, SagaLaneCoordinator (neither imports the other) → SagaLane (the runtime)
+//     → SagaLaneC (the C API) and the executables
+//
+// The library targets use only the Swift standard library, Glibc, Synchronization, libuv and
+// SQLite: Foundation would add 7 to 50 MB to every static host.
 let package = Package(
     name: "sagalane",
     products: [
@@ -19,17 +26,51 @@ let package = Package(
         // it would put the shared libraries ahead of the static ones when linking statically.
         .systemLibrary(name: "CUV", path: "Sources/CUV"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
-        .target(name: "SagaLane", dependencies: ["CUV", "CSQLite"]),
+
+        // Locks, threads, time, the error type and the diagnostics seam.
+        .target(name: "SagaLaneSupport", path: "Sources/Support"),
+        // The JSON value, its strict parser and its serializer.
+        .target(name: "SagaLaneJSON", dependencies: ["SagaLaneSupport"], path: "Sources/JSON"),
+        // The libuv loop as a Swift serial and task executor, with its timer heap.
+        .target(name: "SagaLaneEventLoop", dependencies: ["CUV", "SagaLaneSupport"], path: "Sources/EventLoop"),
+        // The durable log: records, the storage protocol, the SQLite backend, group commit.
+        .target(name: "SagaLaneLog", dependencies: ["CSQLite", "SagaLaneSupport", "SagaLaneJSON"], path: "Sources/Log"),
+        // Priority job queues: the queue, the workers, the journal, retries, recovery, sweeper.
+        .target(name: "SagaLaneLanes", dependencies: ["SagaLaneSupport", "SagaLaneEventLoop", "SagaLaneLog"],
+                path: "Sources/Lanes"),
+        // Sagas: the bus, triggers, routing, deadlines, targets, recovery.
+        .target(name: "SagaLaneCoordinator",
+                dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog"],
+                path: "Sources/Coordinator"),
+        // The runtime: assembles the parts, wires `lane:` targets, and offers calls a host
+        // thread can make and wait for. `import SagaLane` brings every module above.
+        .target(name: "SagaLane",
+                dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog",
+                               "SagaLaneLanes", "SagaLaneCoordinator"],
+                path: "Sources/Runtime"),
+
         // The public C header (include/sagalane.h, linked into this target) and the parts of the
         // C API written in C: the error table and sl_free.
         .target(name: "CSagaLane", path: "Sources/CSagaLane"),
         // @_cdecl shims implementing sagalane.h; the header's prototypes check their types.
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
-        .executableTarget(name: "sagalane", dependencies: ["SagaLane"]),
+
+        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog"]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
         .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane"]),
-        .testTarget(name: "SagaLaneTests", dependencies: ["SagaLane", "CSQLite", "CUV"]),
+
+        // What the tests share: temporary folders, child processes, a seeded generator.
+        .target(name: "SagaLaneTestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SupportTests", dependencies: ["SagaLaneSupport", "SagaLaneTestSupport"], path: "Tests/SupportTests"),
+        .testTarget(name: "JSONTests", dependencies: ["SagaLaneJSON", "SagaLaneTestSupport"], path: "Tests/JSONTests"),
+        .testTarget(name: "EventLoopTests", dependencies: ["SagaLaneEventLoop", "CUV", "SagaLaneTestSupport"],
+                    path: "Tests/EventLoopTests"),
+        .testTarget(name: "LogTests", dependencies: ["SagaLaneLog", "CSQLite", "SagaLaneTestSupport"], path: "Tests/LogTests"),
+        .testTarget(name: "LanesTests", dependencies: ["SagaLaneLanes", "SagaLaneTestSupport"], path: "Tests/LanesTests"),
+        .testTarget(name: "CoordinatorTests", dependencies: ["SagaLaneCoordinator", "SagaLaneTestSupport"],
+                    path: "Tests/CoordinatorTests"),
+        .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -351,9 +351,9 @@ typedef struct sl_saga_type {
         id) and untagged events whose type is in `interests`. Loop thread. */
     void (*on_event)(void *userdata, void *state, const sl_saga_ctx *ctx, const sl_event *event,
                      sl_action *action);
-    /** The input as stored in the log (JSON, borrowed until the next call on this saga);
-        NULL function or NULL result stores the input given to `create`. Same thread as
-        `create`, right after it. */
+    /** Not called: the log stores every saga's input exactly as given to `create`, because
+        recovery rebuilds sagas from it. Keep secrets out of inputs (pass a reference the
+        host resolves instead). Set it to NULL. */
     const char *(*input_snapshot)(void *userdata, void *state);
     /** Untagged event types these sagas want besides their echoes. May be NULL/0. */
     const char *const *interests;

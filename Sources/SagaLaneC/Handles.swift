@@ -3,73 +3,43 @@ import Glibc
 import SagaLane
 import Synchronization
 
-// The plumbing every shim shares: live handles, per-thread error messages, and the one
-// mapping from Swift errors to SL_E* codes. Nothing here knows what a saga or a lane does.
+// The plumbing every shim shares: live handles, per-thread error messages, argument
+// conversion, and the one mapping from the core's error codes to SL_E* codes. Nothing here
+// knows what a saga or a lane does.
 
-/// A failure detected at the boundary itself (a NULL pointer, invalid UTF-8, bad JSON).
-struct CallError: Error, CustomStringConvertible {
-    let code: Int32
-    let message: String
-    init(_ code: Int, _ message: String) {
-        self.code = Int32(code)
-        self.message = message
-    }
-    var description: String { message }
+/// SL_ERRNO_MAP, by the core's codes: one line per code, in the header's order.
+private let cCodes: [SagaLaneError.Code: Int] = [
+    .invalidArgument: SL_EINVAL,
+    .noMemory: SL_ENOMEM,
+    .json: SL_EJSON,
+    .utf8: SL_EUTF8,
+    .notFound: SL_ENOTFOUND,
+    .exists: SL_EEXIST,
+    .closed: SL_ECLOSED,
+    .state: SL_ESTATE,
+    .refused: SL_EREFUSED,
+    .log: SL_ELOG,
+    .busy: SL_EBUSY,
+    .readOnly: SL_EREADONLY,
+    .corrupt: SL_ECORRUPT,
+    .full: SL_EFULL,
+    .unhealthy: SL_EUNHEALTHY,
+    .notQueued: SL_ENOTQUEUED,
+    .cancelled: SL_ECANCELED,
+    .jobFailed: SL_EJOBFAILED,
+    .loop: SL_ELOOP,
+    .cantOpen: SL_ECANTOPEN,
+    .thread: SL_ETHREAD,
+]
+
+/// The SL_E* code for `error`.
+func errorCode(_ error: SagaLaneError) -> Int32 {
+    Int32(cCodes[error.code] ?? SL_ESTATE)
 }
 
-/// The SL_E* code for an error thrown by the core.
-func errorCode(_ error: any Error) -> Int32 {
-    switch error {
-    case let error as CallError: return error.code
-    case let error as SagaLogError: return logErrorCode(error)
-    case is JSONError: return Int32(SL_EJSON)
-    case is EventLoopError: return Int32(SL_ELOOP)
-    case let error as RuntimeError:
-        switch error.kind {
-        case .thread: return Int32(SL_ETHREAD)
-        case .closed: return Int32(SL_ECLOSED)
-        case .readOnly: return Int32(SL_EREADONLY)
-        case .invalidArgument: return Int32(SL_EINVAL)
-        default: return Int32(SL_ESTATE)
-        }
-    case let error as CoordinatorError:
-        switch error.kind {
-        case .invalidArgument: return Int32(SL_EINVAL)
-        case .inputRefused: return Int32(SL_EREFUSED)
-        case .unknownSagaType, .unknownSaga, .unknownTarget: return Int32(SL_ENOTFOUND)
-        case .duplicateName: return Int32(SL_EEXIST)
-        case .logUnhealthy: return Int32(SL_EUNHEALTHY)
-        case .logWrite: return Int32(SL_ELOG)
-        case .closed: return Int32(SL_ECLOSED)
-        default: return Int32(SL_ESTATE)
-        }
-    case let error as LaneError:
-        switch error.kind {
-        case .notQueued: return Int32(SL_ENOTQUEUED)
-        case .notFound, .unknownLane: return Int32(SL_ENOTFOUND)
-        case .duplicateJobID, .duplicateLane: return Int32(SL_EEXIST)
-        case .shutDown: return Int32(SL_ECLOSED)
-        case .jobFailed: return Int32(SL_EJOBFAILED)
-        case .cancelled: return Int32(SL_ECANCELED)
-        case .invalidArgument: return Int32(SL_EINVAL)
-        default: return error.logError.map(logErrorCode) ?? Int32(SL_ELOG)
-        }
-    default:
-        return Int32(SL_ESTATE)
-    }
-}
-
-private func logErrorCode(_ error: SagaLogError) -> Int32 {
-    if error.isClosed { return Int32(SL_ECLOSED) }
-    if error.isNotFound { return Int32(SL_ENOTFOUND) }
-    if error.isReadOnly { return Int32(SL_EREADONLY) }
-    if error.isBusy { return Int32(SL_EBUSY) }
-    if error.isCorrupt || error.code == SagaLogError.schemaTooNewCode { return Int32(SL_ECORRUPT) }
-    if error.isFull { return Int32(SL_EFULL) }
-    if error.isCantOpen { return Int32(SL_ECANTOPEN) }
-    if error.code == SagaLogError.threadStartCode { return Int32(SL_ETHREAD) }
-    if error.isConstraint { return Int32(SL_EEXIST) }
-    return Int32(SL_ELOG)
+/// The core's error for an SL_E* code a host returned (the inverse of `cCodes`).
+func coreCode(_ code: Int32) -> SagaLaneError.Code? {
+    cCodes.first { $0.value == Int(code) }?.key
 }
 
 /// The last error message of each thread, kept until that thread's next failure.
@@ -117,20 +87,22 @@ enum StaticCString {
 /// Messages of failures on NULL or dead handles, which have no runtime to keep them.
 let orphanMessages = ErrorMessages()
 
-/// A handle given to C: an object the registry keeps alive, addressed by its pointer.
+/// A handle given to C: an object the table of live handles keeps, addressed by a pointer.
 protocol CHandle: AnyObject, Sendable {
     /// The runtime whose error messages the handle's failures go to.
     var owner: RuntimeHandle? { get }
 }
 
-/// Every live handle. A call looks its handle up here and holds it for the call, so a handle
-/// closed meanwhile stays valid until the call returns, and a dead or foreign pointer is an
-/// error instead of a crash.
+/// Every live handle, by the pointer C holds. A call looks its handle up here and holds it for
+/// the call, so a handle closed meanwhile stays valid until the call returns, and a dead or
+/// foreign pointer is an error instead of a crash.
 enum Handles {
     private static let live = Mutex<[UInt: any CHandle]>([:])
 
-    static func register(_ handle: any CHandle) -> OpaquePointer {
-        let pointer = Unmanaged<AnyObject>.passUnretained(handle).toOpaque()
+    /// Registers `handle` under `identity`'s address (the handle's own by default), which is
+    /// the pointer C gets.
+    static func register(_ handle: any CHandle, as identity: AnyObject? = nil) -> OpaquePointer {
+        let pointer = Unmanaged<AnyObject>.passUnretained(identity ?? handle).toOpaque()
         live.withLock { $0[UInt(bitPattern: pointer)] = handle }
         return OpaquePointer(pointer)
     }
@@ -140,9 +112,8 @@ enum Handles {
         return live.withLock { $0[UInt(bitPattern: UnsafeRawPointer(pointer))] } as? T
     }
 
-    static func remove(_ handle: any CHandle) {
-        let key = UInt(bitPattern: Unmanaged<AnyObject>.passUnretained(handle).toOpaque())
-        _ = live.withLock { $0.removeValue(forKey: key) }
+    static func remove(_ pointer: OpaquePointer) {
+        _ = live.withLock { $0.removeValue(forKey: UInt(bitPattern: UnsafeRawPointer(pointer))) }
     }
 }
 
@@ -158,29 +129,31 @@ func call<T: CHandle>(_ pointer: OpaquePointer?, as type: T.Type, _ body: (T) th
         try body(handle)
         return 0
     } catch {
-        let code = errorCode(error)
-        (handle.owner?.messages ?? orphanMessages).set("\(error)")
-        return code
+        // Everything the core and these shims throw is a SagaLaneError; anything else is a
+        // bug reported as SL_ESTATE rather than a trap.
+        let error = error as? SagaLaneError ?? SagaLaneError(.state, "\(error)")
+        (handle.owner?.messages ?? orphanMessages).set(error.message)
+        return errorCode(error)
     }
 }
 
 // MARK: Arguments
 
 /// A required UTF-8 string argument.
-func string(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(CallError) -> String {
-    guard let pointer else { throw CallError(SL_EINVAL, "\(name) is NULL") }
-    guard let text = String(validatingCString: pointer) else { throw CallError(SL_EUTF8, "\(name) is not valid UTF-8") }
+func string(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> String {
+    guard let pointer else { throw SagaLaneError(.invalidArgument, "\(name) is NULL") }
+    guard let text = String(validatingCString: pointer) else { throw SagaLaneError(.utf8, "\(name) is not valid UTF-8") }
     return text
 }
 
 /// An optional UTF-8 string argument: NULL gives `nil`.
-func optionalString(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(CallError) -> String? {
+func optionalString(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> String? {
     guard let pointer else { return nil }
     return try string(pointer, name)
 }
 
 /// A JSON text argument; NULL is `null`.
-func json(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(CallError) -> JSON {
+func json(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> JSON {
     guard let pointer else { return .null }
     let length = strlen(pointer)
     do {
@@ -189,16 +162,33 @@ func json(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(CallError) ->
         }
     } catch {
         // The parser reports invalid UTF-8 as malformed JSON; say which it was.
-        if String(validatingCString: pointer) == nil { throw CallError(SL_EUTF8, "\(name) is not valid UTF-8") }
-        throw CallError(SL_EJSON, "\(name): \(error)")
+        if String(validatingCString: pointer) == nil { throw SagaLaneError(.utf8, "\(name) is not valid UTF-8") }
+        throw SagaLaneError(.json, "\(name): \(error)", underlying: error)
     }
 }
 
 /// Hands `text` to C: a malloc'd copy the host frees with `sl_free`.
-func handOut(_ text: String, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) throws(CallError) {
+func handOut(_ text: String, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) throws(SagaLaneError) {
     guard let out else { return }
-    guard let copy = strdup(text) else { throw CallError(SL_ENOMEM, "out of memory") }
+    guard let copy = strdup(text) else { throw SagaLaneError(.noMemory, "out of memory") }
     out.pointee = copy
+}
+
+/// A required out-parameter.
+func required<T>(_ pointer: UnsafeMutablePointer<T>?, _ name: String) throws(SagaLaneError) -> UnsafeMutablePointer<T> {
+    guard let pointer else { throw SagaLaneError(.invalidArgument, "\(name) is NULL") }
+    return pointer
+}
+
+/// A copy of a versioned struct (leading `size` field) the host passed: fields past the
+/// host's `size` keep the values `defaults` has (zeros, unless given).
+func versioned<T>(_ pointer: UnsafePointer<T>, _ name: String, defaults: T) throws(SagaLaneError) -> T {
+    let size = try structSize(UnsafeRawPointer(pointer).load(as: Int.self), name)
+    var copy = defaults
+    withUnsafeMutableBytes(of: &copy) { target in
+        target.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: min(size, target.count)))
+    }
+    return copy
 }
 
 /// Whether a versioned struct (leading `size` field) is big enough to hold `field`.
@@ -208,9 +198,9 @@ func has<Root, Value>(_ size: Int, _ field: KeyPath<Root, Value>) -> Bool {
 }
 
 /// A versioned struct's `size` field, checked to cover at least the field itself.
-func structSize(_ size: Int, _ name: String) throws(CallError) -> Int {
+func structSize(_ size: Int, _ name: String) throws(SagaLaneError) -> Int {
     guard size >= MemoryLayout<Int>.size else {
-        throw CallError(SL_EINVAL, "\(name).size is \(size): set it to sizeof(\(name)) or call its _init function")
+        throw SagaLaneError(.invalidArgument, "\(name).size is \(size): set it to sizeof(\(name)) or call its _init function")
     }
     return size
 }

@@ -73,25 +73,17 @@ private func runHostJob(_ run: sl_job_fn, _ userdata: UserData, _ context: LaneJ
     throw HostJobFailure(description: box.result ?? "the job returned \(rc) (\(String(cString: sl_err_name(rc))))")
 }
 
-/// How many times a job's body ran, for its outcome.
-private final class RunCount: Sendable {
-    private let runs = Atomic<Int>(0)
-    func record(_ attempt: Int) { runs.store(attempt, ordering: .relaxed) }
-    var count: Int { runs.load(ordering: .relaxed) }
-}
-
-/// Calls a host's done callback with `outcome`.
-private func report(_ outcome: LaneJobOutcome, jobID: String, runs: RunCount, to done: sl_job_done_fn, _ userdata: UserData) {
+/// Calls a host's done callback with a job's end.
+private func report(_ completion: LaneJobCompletion, to done: sl_job_done_fn, _ userdata: UserData) {
     let (state, text): (Int, String)
-    switch outcome {
+    switch completion.outcome {
     case .finished(let result): (state, text) = (SL_JOB_FINISHED, result)
-    case .failed(let error, _): (state, text) = (SL_JOB_FAILED, error)
+    case .failed(let error): (state, text) = (SL_JOB_FAILED, error)
     case .cancelled: (state, text) = (SL_JOB_CANCELLED, "")
     }
-    let attempts = runs.count
-    jobID.withCString { id in
+    completion.jobID.withCString { id in
         text.withCString { text in
-            var c = sl_job_outcome(job_id: id, state: Int32(state), text: text, attempts: Int32(attempts))
+            var c = sl_job_outcome(job_id: id, state: Int32(state), text: text, attempts: Int32(clamping: completion.attempts))
             done(userdata.pointer, &c)
         }
     }
@@ -102,41 +94,36 @@ private struct HostJob {
     let job: LaneJob
     let done: sl_job_done_fn?
     let userdata: UserData
-    let runs = RunCount()
 
-    init(_ pointer: UnsafePointer<sl_job>?) throws(CallError) {
-        guard let pointer else { throw CallError(SL_EINVAL, "job is NULL") }
-        var c = sl_job()
-        let size = try structSize(pointer.pointee.size, "sl_job")
-        withUnsafeMutableBytes(of: &c) { target in
-            target.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: min(size, target.count)))
-        }
-        guard let run = c.run else { throw CallError(SL_EINVAL, "job->run is NULL") }
-        guard c.max_attempts >= 0 else { throw CallError(SL_EINVAL, "job->max_attempts is negative") }
+    init(_ pointer: UnsafePointer<sl_job>?) throws(SagaLaneError) {
+        guard let pointer else { throw SagaLaneError(.invalidArgument, "job is NULL") }
+        let c = try versioned(pointer, "sl_job", defaults: sl_job())
+        guard let run = c.run else { throw SagaLaneError(.invalidArgument, "job->run is NULL") }
+        guard c.max_attempts >= 0 else { throw SagaLaneError(.invalidArgument, "job->max_attempts is negative") }
         var metadata: [UInt8] = []
         if c.metadata_length > 0 {
-            guard let bytes = c.metadata else { throw CallError(SL_EINVAL, "job->metadata is NULL but metadata_length is \(c.metadata_length)") }
+            guard let bytes = c.metadata else { throw SagaLaneError(.invalidArgument, "job->metadata is NULL but metadata_length is \(c.metadata_length)") }
             metadata = Array(UnsafeRawBufferPointer(start: bytes, count: c.metadata_length))
         }
         let userdata = UserData(pointer: c.userdata)
         let retry = c.max_attempts > 1
             ? RetryPolicy(maxAttempts: Int(c.max_attempts),
-                          initialBackoff: .milliseconds(c.retry_backoff_ms == 0 ? 100 : Int64(c.retry_backoff_ms)))
+                          initialBackoff: c.retry_backoff_ms == 0 ? RetryPolicy.defaultInitialBackoff : .milliseconds(Int64(c.retry_backoff_ms)))
             : nil
-        let body = metadata, runs = self.runs
         job = LaneJob(id: try optionalString(c.id, "job->id") ?? "", caller: try optionalString(c.caller, "job->caller") ?? "",
-                      priority: Int(c.priority), metadata: metadata, retry: retry) { context in
-            runs.record(context.attempt)
-            return try runHostJob(run, userdata, context, metadata: body)
+                      priority: Int(c.priority), metadata: metadata, retry: retry) { [metadata] context in
+            try runHostJob(run, userdata, context, metadata: metadata)
         }
         done = c.done
         self.userdata = userdata
     }
-}
 
-/// Done callbacks of jobs rebuilt at lane creation, by job id.
-private final class RecoveredJobs: Sendable {
-    let done = Mutex<[String: @Sendable (LaneJobOutcome) -> Void]>([:])
+    /// The host's `done`, if any, as the lane's completion callback.
+    var onComplete: (@Sendable (LaneJobCompletion) -> Void)? {
+        guard let done else { return nil }
+        let userdata = self.userdata
+        return { report($0, to: done, userdata) }
+    }
 }
 
 @implementation @_cdecl("sl_job_init")
@@ -155,91 +142,74 @@ public func sl_lane_options_init(_ options: UnsafeMutablePointer<sl_lane_options
     options.pointee.persisted = 1
 }
 
+/// Rebuilds a job from its row with the host's `reconstruct`; `nil` marks the row failed.
+private func rebuild(_ row: JobRecord, _ reconstruct: sl_job_reconstruct_fn, _ userdata: UserData,
+                     runtime: Runtime, diagnostics: Diagnostics) -> RecoveredJob? {
+    // The host may point the job at the record's strings: read it while they live.
+    let rebuilt = row.id.withCString { id in
+        row.caller.withCString { caller in
+            row.metadata.withUnsafeBytes { metadata -> Result<HostJob, SagaLaneError>? in
+                var record = sl_job_record(job_id: id, caller: caller, priority: Int32(clamping: row.priority),
+                                           metadata: metadata.baseAddress, metadata_length: metadata.count,
+                                           attempts: Int32(clamping: row.attempts))
+                var job = sl_job()
+                sl_job_init(&job)
+                guard reconstruct(userdata.pointer, &record, &job) == 0 else { return nil }
+                do throws(SagaLaneError) { return .success(try HostJob(&job)) } catch {
+                    // Its userdata goes back through its done, if it has one.
+                    if let done = job.done {
+                        let data = UserData(pointer: job.userdata), id = row.id
+                        runtime.onCallbackThread {
+                            report(LaneJobCompletion(jobID: id, attempts: 0, outcome: .failed(error: error.message)), to: done, data)
+                        }
+                    }
+                    return .failure(error)
+                }
+            }
+        }
+    }
+    switch rebuilt {
+    case nil:
+        return nil
+    case .failure(let error):
+        diagnostics.warning("lane '\(row.lane)': job '\(row.id)' could not be rebuilt: \(error.message)")
+        return nil
+    case .success(let host):
+        return RecoveredJob(job: host.job, onComplete: host.onComplete ?? { _ in })
+    }
+}
+
 @implementation @_cdecl("sl_lane_create")
 public func sl_lane_create(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ options: UnsafePointer<sl_lane_options>?,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
         let name = try string(name, "name")
-        guard let out else { throw CallError(SL_EINVAL, "out is NULL") }
-        var c = sl_lane_options()
-        sl_lane_options_init(&c)
-        if let options {
-            let size = try structSize(options.pointee.size, "sl_lane_options")
-            withUnsafeMutableBytes(of: &c) { target in
-                target.copyMemory(from: UnsafeRawBufferPointer(start: options, count: min(size, target.count)))
-            }
+        let out = try required(out, "out")
+        var defaults = sl_lane_options()
+        sl_lane_options_init(&defaults)
+        let c = try options.map { (options) throws(SagaLaneError) in try versioned(options, "sl_lane_options", defaults: defaults) } ?? defaults
+        guard c.max_concurrent >= 0 else { throw SagaLaneError(.invalidArgument, "options->max_concurrent is negative") }
+        let reconstruct = c.reconstruct.map { fn in
+            let userdata = UserData(pointer: c.reconstruct_userdata), diagnostics = runtime.options.diagnostics
+            return { @Sendable (row: JobRecord) in rebuild(row, fn, userdata, runtime: runtime, diagnostics: diagnostics) }
         }
-        guard c.max_concurrent >= 0 else { throw CallError(SL_EINVAL, "options->max_concurrent is negative") }
-        let recovered = RecoveredJobs()
-        let reconstruct = c.reconstruct, reconstructData = UserData(pointer: c.reconstruct_userdata)
-        let lane = try runtime.createLane(
-            name: name, maxConcurrent: max(1, Int(c.max_concurrent)), persisted: c.persisted != 0,
-            reconstruct: { row in
-                guard let reconstruct else { return nil }
-                // The host may point the job at the record's strings: read it while they live.
-                let rebuilt = row.id.withCString { id in
-                    row.caller.withCString { caller in
-                        row.metadata.withUnsafeBytes { metadata -> Result<HostJob, CallError>? in
-                            var record = sl_job_record(job_id: id, caller: caller, priority: Int32(clamping: row.priority),
-                                                       metadata: metadata.baseAddress, metadata_length: metadata.count,
-                                                       attempts: Int32(clamping: row.attempts))
-                            var job = sl_job()
-                            sl_job_init(&job)
-                            guard reconstruct(reconstructData.pointer, &record, &job) == 0 else { return nil }
-                            do throws(CallError) { return .success(try HostJob(&job)) } catch {
-                                // Its userdata goes back through its done, if it has one.
-                                if let done = job.done {
-                                    let userdata = UserData(pointer: job.userdata), id = row.id
-                                    runtime.callbacks.async {
-                                        report(.failed(error: "\(error)", attempts: 0), jobID: id, runs: RunCount(), to: done, userdata)
-                                    }
-                                }
-                                return .failure(error)
-                            }
-                        }
-                    }
-                }
-                switch rebuilt {
-                case nil:
-                    return nil
-                case .failure(let error):
-                    writeStandardError("sagalane: lane '\(name)': job '\(row.id)' could not be rebuilt: \(error)\n")
-                    return nil
-                case .success(let rebuilt):
-                    var lanejob = rebuilt.job
-                    lanejob.id = row.id
-                    let onComplete = HostJob.onComplete(of: rebuilt, id: row.id, runtime: runtime)
-                    recovered.done.withLock { $0[row.id] = onComplete }
-                    return lanejob
-                }
-            },
-            onRecoveredComplete: { id, outcome in
-                recovered.done.withLock { $0.removeValue(forKey: id) }?(outcome)
-            })
-        out.pointee = handle.adopt(LaneHandle(runtime: runtime, lane: lane, owner: handle))
-    }
-}
-
-extension HostJob {
-    /// The host's `done` for a job whose id was fixed after conversion.
-    /// The lane's completion callback for this job: the host's `done`, if any, on the
-    /// runtime's callback thread.
-    fileprivate static func onComplete(of job: HostJob, id: String, runtime: Runtime) -> @Sendable (LaneJobOutcome) -> Void {
-        guard let done = job.done else { return { _ in } }
-        let userdata = job.userdata, runs = job.runs, callbacks = runtime.callbacks
-        return { outcome in callbacks.async { report(outcome, jobID: id, runs: runs, to: done, userdata) } }
+        let lane = try runtime.createLane(name: name, maxConcurrent: max(1, Int(c.max_concurrent)), persisted: c.persisted != 0,
+                                          reconstruct: reconstruct)
+        out.pointee = handle.adopt(LaneHandle(runtime: runtime, lane: lane, owner: handle), as: lane)
     }
 }
 
 @implementation @_cdecl("sl_lane_find")
 public func sl_lane_find(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        _ = try handle.open()
+        let runtime = try handle.open()
         let name = try string(name, "name")
-        guard let out else { throw CallError(SL_EINVAL, "out is NULL") }
-        guard let lane = handle.lane(named: name) else { throw CallError(SL_ENOTFOUND, "no lane named '\(name)'") }
-        out.pointee = OpaquePointer(Unmanaged<AnyObject>.passUnretained(lane).toOpaque())
+        let out = try required(out, "out")
+        // A lane's handle is registered under the lane's own address.
+        let pointer = OpaquePointer(Unmanaged.passUnretained(try runtime.lane(named: name)).toOpaque())
+        guard Handles.lookup(pointer, as: LaneHandle.self) != nil else { throw SagaLaneError(.notFound, "no lane named '\(name)'") }
+        out.pointee = pointer
     }
 }
 
@@ -248,10 +218,7 @@ public func sl_lane_submit(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<s
     call(lanePointer, as: LaneHandle.self) { handle in
         let job = try HostJob(job)
         if let out { _ = try structSize(out.pointee.size, "sl_submission") }
-        var submitted = job.job
-        if submitted.id.isEmpty { submitted.id = generatedJobID(handle.lane) }
-        let onComplete = HostJob.onComplete(of: job, id: submitted.id, runtime: handle.runtime)
-        let submission = try handle.lane.submitBlocking(submitted, onComplete: onComplete)
+        let submission = try handle.runtime.submit(job.job, to: handle.lane, onComplete: job.onComplete)
         guard let out else { return }
         let size = out.pointee.size
         if has(size, \sl_submission.position) { out.pointee.position = Int32(clamping: submission.position) }
@@ -262,28 +229,15 @@ public func sl_lane_submit(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<s
     }
 }
 
-/// An id for a job submitted without one, so its done callback can name it.
-private func generatedJobID(_ lane: Lane) -> String {
-    "\(lane.name)-\(UInt64.random(in: 0...UInt64.max))"
-}
-
 @implementation @_cdecl("sl_lane_submit_wait")
 public func sl_lane_submit_wait(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<sl_job>?,
                                 _ text: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        try handle.runtime.checkMayWaitForJobs()
-        var submitted = try HostJob(job).job
-        if submitted.id.isEmpty { submitted.id = generatedJobID(handle.lane) }
-        let outcome = Completion<LaneJobOutcome>()
-        try handle.lane.submitBlocking(submitted) { outcome.set($0) }
-        switch handle.runtime.wait(for: outcome) {
-        case .finished(let result):
-            try handOut(result, to: text)
-        case .failed(let error, let attempts):
-            try handOut(error, to: text)
-            throw CallError(SL_EJOBFAILED, "job '\(submitted.id)' failed after \(attempts) attempt(s): \(error)")
-        case .cancelled:
-            throw CallError(SL_ECANCELED, "job '\(submitted.id)' was cancelled")
+        do throws(SagaLaneError) {
+            try handOut(try handle.runtime.submitAndWait(try HostJob(job).job, to: handle.lane), to: text)
+        } catch {
+            if let failure = error.underlying as? LaneJobFailure { try handOut(failure.error, to: text) }
+            throw error
         }
     }
 }
@@ -301,7 +255,7 @@ public func sl_lane_interrupt(_ lanePointer: OpaquePointer?, _ jobID: UnsafePoin
 @implementation @_cdecl("sl_lane_set_max_concurrent")
 public func sl_lane_set_max_concurrent(_ lanePointer: OpaquePointer?, _ maxConcurrent: Int32) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard maxConcurrent >= 1 else { throw CallError(SL_EINVAL, "max_concurrent must be at least 1 (got \(maxConcurrent))") }
+        guard maxConcurrent >= 1 else { throw SagaLaneError(.invalidArgument, "max_concurrent must be at least 1 (got \(maxConcurrent))") }
         handle.lane.setMaxConcurrent(Int(maxConcurrent))
     }
 }
@@ -309,7 +263,7 @@ public func sl_lane_set_max_concurrent(_ lanePointer: OpaquePointer?, _ maxConcu
 @implementation @_cdecl("sl_lane_get_stats")
 public func sl_lane_get_stats(_ lanePointer: OpaquePointer?, _ out: UnsafeMutablePointer<sl_lane_stats>?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard let out else { throw CallError(SL_EINVAL, "out is NULL") }
+        guard let out else { throw SagaLaneError(.invalidArgument, "out is NULL") }
         let size = try structSize(out.pointee.size, "sl_lane_stats")
         let stats = handle.lane.stats
         var c = sl_lane_stats()
@@ -331,11 +285,11 @@ public func sl_lane_get_stats(_ lanePointer: OpaquePointer?, _ out: UnsafeMutabl
 public func sl_lane_set_command_handler(_ lanePointer: OpaquePointer?, _ fn: sl_job_fn?, _ userdata: UnsafeMutableRawPointer?,
                                         _ release: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard let fn else { throw CallError(SL_EINVAL, "fn is NULL") }
+        guard let fn else { throw SagaLaneError(.invalidArgument, "fn is NULL") }
         // Released when nothing uses it any more: once replaced (or the runtime closed) and
         // the last job that took it has ended.
         let owner = CommandHandler(fn: fn, userdata: UserData(pointer: userdata), release: Release(release, userdata))
-        handle.runtime.laneHandlers.setCommandHandler(lane: handle.lane.name) { command, context in
+        handle.runtime.setCommandHandler(lane: handle.lane.name) { command, context in
             try runHostJob(owner.fn, owner.userdata, context, metadata: Array(command.serialized.utf8))
         }
     }
@@ -377,11 +331,11 @@ public func sl_job_set_result(_ ctx: OpaquePointer?, _ text: UnsafePointer<CChar
         orphanMessages.set("the sl_job_ctx is NULL")
         return Int32(SL_EINVAL)
     }
-    do {
+    do throws(SagaLaneError) {
         box.result = try string(text, "text")
         return 0
     } catch {
         orphanMessages.set(error.message)
-        return error.code
+        return errorCode(error)
     }
 }

@@ -4,8 +4,8 @@ import SagaLane
 @implementation @_cdecl("sl_log_recent")
 public func sl_log_recent(_ rt: OpaquePointer?, _ limit: Int32, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard limit >= 0 else { throw CallError(SL_EINVAL, "limit is negative") }
-        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        guard limit >= 0 else { throw SagaLaneError(.invalidArgument, "limit is negative") }
+        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
         try handOut(try handle.open().recentSagas(limit: Int(limit)).serialized, to: out)
     }
 }
@@ -13,7 +13,7 @@ public func sl_log_recent(_ rt: OpaquePointer?, _ limit: Int32, _ out: UnsafeMut
 @implementation @_cdecl("sl_log_unresolved")
 public func sl_log_unresolved(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
         try handOut(try handle.open().unresolvedSagas().serialized, to: out)
     }
 }
@@ -21,9 +21,9 @@ public func sl_log_unresolved(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<
 @implementation @_cdecl("sl_log_saga")
 public func sl_log_saga(_ rt: OpaquePointer?, _ sagaID: UInt64, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
         guard let saga = try handle.open().saga(id: sagaID) else {
-            throw CallError(SL_ENOTFOUND, "the log has no saga \(sagaID)")
+            throw SagaLaneError(.notFound, "the log has no saga \(sagaID)")
         }
         try handOut(saga.serialized, to: out)
     }
@@ -33,12 +33,12 @@ public func sl_log_saga(_ rt: OpaquePointer?, _ sagaID: UInt64, _ out: UnsafeMut
 public func sl_log_jobs(_ rt: OpaquePointer?, _ lane: UnsafePointer<CChar>?, _ state: UnsafePointer<CChar>?, _ limit: Int32,
                         _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard limit >= 0 else { throw CallError(SL_EINVAL, "limit is negative") }
-        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        guard limit >= 0 else { throw SagaLaneError(.invalidArgument, "limit is negative") }
+        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
         let lane = try optionalString(lane, "lane")
         var jobState: JobState?
         if let name = try optionalString(state, "state") {
-            guard let known = JobState(rawValue: name) else { throw CallError(SL_EINVAL, JobState.unknownNameMessage(name)) }
+            guard let known = JobState(rawValue: name) else { throw SagaLaneError(.invalidArgument, JobState.unknownNameMessage(name)) }
             jobState = known
         }
         try handOut(try handle.open().recentJobs(lane: lane, state: jobState, limit: Int(limit)).serialized, to: out)
@@ -48,7 +48,7 @@ public func sl_log_jobs(_ rt: OpaquePointer?, _ lane: UnsafePointer<CChar>?, _ s
 @implementation @_cdecl("sl_log_stats")
 public func sl_log_stats(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard out != nil else { throw CallError(SL_EINVAL, "json is NULL") }
+        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
         try handOut(try handle.open().logStats().serialized, to: out)
     }
 }
@@ -56,7 +56,7 @@ public func sl_log_stats(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<Unsaf
 @implementation @_cdecl("sl_log_vacuum")
 public func sl_log_vacuum(_ rt: OpaquePointer?, _ olderThanMs: UInt64, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard olderThanMs <= UInt64(Int64.max / 1_000_000) else { throw CallError(SL_EINVAL, "older_than_ms is too large") }
+        guard olderThanMs <= UInt64(Int64.max / 1_000_000) else { throw SagaLaneError(.invalidArgument, "older_than_ms is too large") }
         let count = try handle.open().vacuum(olderThan: .milliseconds(Int64(olderThanMs)))
         deleted?.pointee = UInt64(count)
     }

@@ -7,12 +7,13 @@ import Synchronization
 /// messages of calls on it, and what must be released when it closes.
 final class RuntimeHandle: CHandle {
     let runtime: Runtime?
-    private let openFailure: CallError?
+    private let openFailure: SagaLaneError?
     let messages = ErrorMessages()
 
     private struct Owned {
         var releases: [Release] = []
-        var children: [any CHandle] = []
+        /// The addresses of the handles registered through this runtime.
+        var children: [UInt] = []
         var sagaTypes: [CSagaType] = []
     }
     private let owned = Mutex(Owned())
@@ -24,16 +25,16 @@ final class RuntimeHandle: CHandle {
         openFailure = nil
     }
 
-    init(failure: CallError) {
+    init(failure: SagaLaneError) {
         runtime = nil
         openFailure = failure
         messages.set(failure.message)
     }
 
     /// The runtime, or the reason there is none.
-    func open() throws(CallError) -> Runtime {
+    func open() throws(SagaLaneError) -> Runtime {
         guard let runtime else {
-            throw CallError(Int(SL_ECLOSED), "the runtime's open failed: \(openFailure?.message ?? "unknown reason")")
+            throw SagaLaneError(.closed, "the runtime's open failed: \(openFailure?.message ?? "unknown reason")")
         }
         return runtime
     }
@@ -48,22 +49,19 @@ final class RuntimeHandle: CHandle {
         owned.withLock { $0.sagaTypes.append(type) }
     }
 
-    /// Registers a handle that lives until the runtime closes.
-    func adopt(_ child: any CHandle) -> OpaquePointer {
-        owned.withLock { $0.children.append(child) }
-        return Handles.register(child)
+    /// Registers a handle that lives until the runtime closes, under `identity`'s address
+    /// (the handle's own by default).
+    func adopt(_ child: any CHandle, as identity: AnyObject? = nil) -> OpaquePointer {
+        let pointer = Handles.register(child, as: identity)
+        let address = UInt(bitPattern: UnsafeRawPointer(pointer))
+        owned.withLock { $0.children.append(address) }
+        return pointer
     }
 
-    /// The handle of the lane named `name`, if one was created through this runtime.
-    func lane(named name: String) -> LaneHandle? {
-        owned.withLock { owned in
-            owned.children.lazy.compactMap { $0 as? LaneHandle }.first { $0.lane.name == name }
-        }
-    }
-
-    func forget(_ child: any CHandle) {
+    func forget(_ child: OpaquePointer) {
         Handles.remove(child)
-        owned.withLock { $0.children.removeAll { $0 === child } }
+        let address = UInt(bitPattern: UnsafeRawPointer(child))
+        owned.withLock { $0.children.removeAll { $0 == address } }
     }
 
     /// Unregisters the handle and its children, closes the runtime, then releases the host's
@@ -73,11 +71,12 @@ final class RuntimeHandle: CHandle {
             defer { owned = Owned() }
             return owned
         }
-        for child in owned.children { Handles.remove(child) }
-        Handles.remove(self)
+        for child in owned.children { Handles.remove(OpaquePointer(bitPattern: child)!) }
+        Handles.remove(OpaquePointer(Unmanaged.passUnretained(self).toOpaque()))
+        let releases = owned.releases, sagaTypes = owned.sagaTypes
         let finish: @Sendable () -> Void = {
-            for release in owned.releases { release() }
-            for type in owned.sagaTypes { type.releaseWhenIdle() }
+            for release in releases { release() }
+            for type in sagaTypes { type.releaseWhenIdle() }
         }
         if let runtime { runtime.close(completion: finish) } else { finish() }
     }
@@ -89,13 +88,13 @@ public func sl_runtime_options_init(_ options: UnsafeMutablePointer<sl_runtime_o
     options.pointee = sl_runtime_options()
     options.pointee.size = MemoryLayout<sl_runtime_options>.size
     options.pointee.durability = Int32(SL_DURABILITY_FULL)
-    options.pointee.busy_timeout_ms = 5000
+    options.pointee.busy_timeout_ms = RuntimeOptions.defaultBusyTimeoutMilliseconds
     options.pointee.loop_mode = Int32(SL_LOOP_THREAD)
     options.pointee.clock = Int32(SL_CLOCK_SYSTEM)
 }
 
 /// Reads `sl_runtime_options`, honouring its size (fields it lacks keep their defaults).
-private func runtimeOptions(_ pointer: UnsafePointer<sl_runtime_options>?) throws(CallError) -> RuntimeOptions {
+private func runtimeOptions(_ pointer: UnsafePointer<sl_runtime_options>?) throws(SagaLaneError) -> RuntimeOptions {
     var options = RuntimeOptions()
     guard let pointer else { return options }
     let c = pointer.pointee
@@ -105,25 +104,25 @@ private func runtimeOptions(_ pointer: UnsafePointer<sl_runtime_options>?) throw
         switch Int(c.durability) {
         case SL_DURABILITY_FULL: options.durability = .full
         case SL_DURABILITY_NORMAL: options.durability = .normal
-        default: throw CallError(SL_EINVAL, "options.durability \(c.durability) is neither SL_DURABILITY_FULL nor SL_DURABILITY_NORMAL")
+        default: throw SagaLaneError(.invalidArgument, "options.durability \(c.durability) is neither SL_DURABILITY_FULL nor SL_DURABILITY_NORMAL")
         }
     }
     if has(size, \sl_runtime_options.busy_timeout_ms) {
-        guard c.busy_timeout_ms >= 0 else { throw CallError(SL_EINVAL, "options.busy_timeout_ms is negative") }
-        options.busyTimeoutMilliseconds = c.busy_timeout_ms == 0 ? 5000 : c.busy_timeout_ms
+        guard c.busy_timeout_ms >= 0 else { throw SagaLaneError(.invalidArgument, "options.busy_timeout_ms is negative") }
+        options.busyTimeoutMilliseconds = c.busy_timeout_ms == 0 ? RuntimeOptions.defaultBusyTimeoutMilliseconds : c.busy_timeout_ms
     }
     if has(size, \sl_runtime_options.loop_mode) {
         switch Int(c.loop_mode) {
         case SL_LOOP_THREAD: options.loopMode = .ownThread
         case SL_LOOP_HOST: options.loopMode = .host
-        default: throw CallError(SL_EINVAL, "options.loop_mode \(c.loop_mode) is neither SL_LOOP_THREAD nor SL_LOOP_HOST")
+        default: throw SagaLaneError(.invalidArgument, "options.loop_mode \(c.loop_mode) is neither SL_LOOP_THREAD nor SL_LOOP_HOST")
         }
     }
     if has(size, \sl_runtime_options.clock) {
         switch Int(c.clock) {
         case SL_CLOCK_SYSTEM: options.clock = .system
         case SL_CLOCK_MANUAL: options.clock = .manual
-        default: throw CallError(SL_EINVAL, "options.clock \(c.clock) is neither SL_CLOCK_SYSTEM nor SL_CLOCK_MANUAL")
+        default: throw SagaLaneError(.invalidArgument, "options.clock \(c.clock) is neither SL_CLOCK_SYSTEM nor SL_CLOCK_MANUAL")
         }
     }
     if has(size, \sl_runtime_options.read_only) { options.readOnly = c.read_only != 0 }
@@ -138,11 +137,11 @@ public func sl_runtime_open(_ options: UnsafePointer<sl_runtime_options>?, _ out
     }
     let handle: RuntimeHandle
     var code: Int32 = 0
-    do {
+    do throws(SagaLaneError) {
         handle = RuntimeHandle(runtime: try Runtime(options: try runtimeOptions(options)))
     } catch {
         code = errorCode(error)
-        handle = RuntimeHandle(failure: CallError(Int(code), "\(error)"))
+        handle = RuntimeHandle(failure: error)
     }
     out.pointee = Handles.register(handle)
     return code
@@ -161,7 +160,7 @@ public func sl_runtime_run(_ rt: OpaquePointer?, _ mode: Int32) -> Int32 {
         case SL_RUN_DEFAULT: try runtime.run(.default)
         case SL_RUN_ONCE: try runtime.run(.once)
         case SL_RUN_NOWAIT: try runtime.run(.noWait)
-        default: throw CallError(SL_EINVAL, "mode \(mode) is not SL_RUN_DEFAULT, SL_RUN_ONCE or SL_RUN_NOWAIT")
+        default: throw SagaLaneError(.invalidArgument, "mode \(mode) is not SL_RUN_DEFAULT, SL_RUN_ONCE or SL_RUN_NOWAIT")
         }
     }
 }
@@ -182,9 +181,9 @@ private func valueCall(_ rt: OpaquePointer?, _ body: (Runtime) throws -> Int32) 
 public func sl_runtime_backend_fd(_ rt: OpaquePointer?) -> Int32 {
     valueCall(rt) { runtime in
         guard runtime.options.loopMode == .host else {
-            throw CallError(SL_ESTATE, "the backend fd is for SL_LOOP_HOST runtimes; this one runs its loop on its own thread")
+            throw SagaLaneError(.state, "the backend fd is for SL_LOOP_HOST runtimes; this one runs its loop on its own thread")
         }
-        return runtime.loop.backendFD
+        return runtime.backendFD
     }
 }
 
@@ -192,16 +191,16 @@ public func sl_runtime_backend_fd(_ rt: OpaquePointer?) -> Int32 {
 public func sl_runtime_backend_timeout(_ rt: OpaquePointer?) -> Int32 {
     valueCall(rt) { runtime in
         guard runtime.options.loopMode == .host else {
-            throw CallError(SL_ESTATE, "the backend timeout is for SL_LOOP_HOST runtimes")
+            throw SagaLaneError(.state, "the backend timeout is for SL_LOOP_HOST runtimes")
         }
-        return max(-1, runtime.loop.backendTimeoutMilliseconds)
+        return runtime.backendTimeoutMilliseconds
     }
 }
 
 @implementation @_cdecl("sl_runtime_advance_time")
 public func sl_runtime_advance_time(_ rt: OpaquePointer?, _ ms: UInt64) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard ms <= UInt64(Int64.max / 1_000_000) else { throw CallError(SL_EINVAL, "ms \(ms) is too large") }
+        guard ms <= UInt64(Int64.max / 1_000_000) else { throw SagaLaneError(.invalidArgument, "ms \(ms) is too large") }
         try handle.open().advanceTime(by: .milliseconds(Int64(ms)))
     }
 }
@@ -209,8 +208,8 @@ public func sl_runtime_advance_time(_ rt: OpaquePointer?, _ ms: UInt64) -> Int32
 @implementation @_cdecl("sl_runtime_health")
 public func sl_runtime_health(_ rt: OpaquePointer?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        if let reason = try handle.open().coordinator.unhealthyReason {
-            throw CallError(SL_EUNHEALTHY, "the log is unhealthy: \(reason)")
+        if let reason = try handle.open().unhealthyReason {
+            throw SagaLaneError(.unhealthy, "the log is unhealthy: \(reason)")
         }
     }
 }

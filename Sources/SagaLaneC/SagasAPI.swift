@@ -43,19 +43,14 @@ final class CSagaType: @unchecked Sendable {
     deinit { free(nameC) }
 
     /// Builds a saga with the host's `create`, on the calling thread.
-    func make(_ input: JSON) throws -> Saga {
+    func make(_ input: JSON) throws(SagaLaneError) -> Saga {
         var state: UnsafeMutableRawPointer?
-        let inputText = input.serialized
-        let rc = inputText.withCString { table.create!(userdata, $0, &state) }
+        let rc = input.serialized.withCString { table.create!(userdata, $0, &state) }
         guard rc == 0 else {
-            throw CallError(SL_EREFUSED, "create returned \(rc) (\(String(cString: sl_err_name(rc))))")
+            throw SagaLaneError(.refused, "create returned \(rc) (\(String(cString: sl_err_name(rc))))")
         }
         live.withLock { $0.count += 1 }
-        var snapshot = input
-        if let inputSnapshot = table.input_snapshot, let text = inputSnapshot(userdata, state) {
-            snapshot = (try? json(text, "input_snapshot")) ?? .string(String(cString: text))
-        }
-        return CSaga(type: self, state: state, inputSnapshot: snapshot)
+        return CSaga(type: self, state: state)
     }
 
     func sagaDestroyed(_ state: UnsafeMutableRawPointer?) {
@@ -89,12 +84,10 @@ final class CSagaType: @unchecked Sendable {
 final class CSaga: Saga {
     let type: CSagaType
     let state: UnsafeMutableRawPointer?
-    let inputSnapshot: JSON
 
-    init(type: CSagaType, state: UnsafeMutableRawPointer?, inputSnapshot: JSON) {
+    init(type: CSagaType, state: UnsafeMutableRawPointer?) {
         self.type = type
         self.state = state
-        self.inputSnapshot = inputSnapshot
     }
 
     func start(_ context: SagaContext) -> SagaAction {
@@ -120,20 +113,20 @@ final class ActionBox {
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     /// Sets the action once; a second attempt, or a broken one, fails the saga.
-    func set(_ body: () throws(CallError) -> SagaAction) -> Int32 {
-        do throws(CallError) {
-            if action != nil { throw CallError(SL_ESTATE, "the saga set two actions in one callback") }
+    func set(_ body: () throws(SagaLaneError) -> SagaAction) -> Int32 {
+        do throws(SagaLaneError) {
+            if action != nil { throw SagaLaneError(.state, "the saga set two actions in one callback") }
             action = try body()
             return 0
         } catch {
             action = .failed("the saga's action was invalid: \(error.message)")
             messages.set(error.message)
-            return error.code
+            return errorCode(error)
         }
     }
 }
 
-private func withAction(_ pointer: OpaquePointer?, _ body: () throws(CallError) -> SagaAction) -> Int32 {
+private func withAction(_ pointer: OpaquePointer?, _ body: () throws(SagaLaneError) -> SagaAction) -> Int32 {
     guard let pointer else {
         orphanMessages.set("the sl_action is NULL")
         return Int32(SL_EINVAL)
@@ -143,9 +136,9 @@ private func withAction(_ pointer: OpaquePointer?, _ body: () throws(CallError) 
 
 @implementation @_cdecl("sl_action_issue")
 public func sl_action_issue(_ action: OpaquePointer?, _ target: UnsafePointer<CChar>?, _ command: UnsafePointer<CChar>?) -> Int32 {
-    withAction(action) { () throws(CallError) -> SagaAction in
+    withAction(action) { () throws(SagaLaneError) -> SagaAction in
         let target = try string(target, "target")
-        guard !target.isEmpty else { throw CallError(SL_EINVAL, "target is empty") }
+        guard !target.isEmpty else { throw SagaLaneError(.invalidArgument, "target is empty") }
         return .issue(target: target, command: try json(command, "command_json"))
     }
 }
@@ -157,7 +150,7 @@ public func sl_action_done(_ action: OpaquePointer?) -> Int32 {
 
 @implementation @_cdecl("sl_action_fail")
 public func sl_action_fail(_ action: OpaquePointer?, _ reason: UnsafePointer<CChar>?) -> Int32 {
-    withAction(action) { () throws(CallError) -> SagaAction in .failed(try optionalString(reason, "reason") ?? "failed") }
+    withAction(action) { () throws(SagaLaneError) -> SagaAction in .failed(try optionalString(reason, "reason") ?? "failed") }
 }
 
 @implementation @_cdecl("sl_saga_type_init")
@@ -171,26 +164,21 @@ public func sl_saga_type_init(_ type: UnsafeMutablePointer<sl_saga_type>?) {
 public func sl_saga_type_register(_ rt: OpaquePointer?, _ type: UnsafePointer<sl_saga_type>?, _ userdata: UnsafeMutableRawPointer?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
-        guard let type else { throw CallError(SL_EINVAL, "type is NULL") }
-        // Fields past the caller's size read as zero.
-        var table = sl_saga_type()
-        let size = try structSize(type.pointee.size, "sl_saga_type")
-        withUnsafeMutableBytes(of: &table) { target in
-            target.copyMemory(from: UnsafeRawBufferPointer(start: type, count: min(size, target.count)))
-        }
+        guard let type else { throw SagaLaneError(.invalidArgument, "type is NULL") }
+        let table = try versioned(type, "sl_saga_type", defaults: sl_saga_type())
         let name = try string(table.name, "type->name")
-        guard !name.isEmpty else { throw CallError(SL_EINVAL, "type->name is empty") }
+        guard !name.isEmpty else { throw SagaLaneError(.invalidArgument, "type->name is empty") }
         guard table.create != nil, table.start != nil, table.on_event != nil else {
-            throw CallError(SL_EINVAL, "saga type '\(name)' needs create, start and on_event")
+            throw SagaLaneError(.invalidArgument, "saga type '\(name)' needs create, start and on_event")
         }
         var interests: Set<String> = []
         if table.interest_count > 0 {
-            guard let list = table.interests else { throw CallError(SL_EINVAL, "type->interests is NULL but interest_count is \(table.interest_count)") }
+            guard let list = table.interests else { throw SagaLaneError(.invalidArgument, "type->interests is NULL but interest_count is \(table.interest_count)") }
             for i in 0..<table.interest_count { interests.insert(try string(list[i], "type->interests[\(i)]")) }
         }
         let cType = CSagaType(name: name, table: table, userdata: userdata, messages: handle.messages)
-        let timeout = Duration.milliseconds(table.timeout_ms == 0 ? 5000 : Int64(table.timeout_ms))
-        try runtime.coordinator.register(SagaType(name: name, interests: interests, timeout: timeout) { try cType.make($0) })
+        let timeout = table.timeout_ms == 0 ? SagaType.defaultTimeout : .milliseconds(Int64(table.timeout_ms))
+        try runtime.register(SagaType(name: name, interests: interests, timeout: timeout) { try cType.make($0) })
         handle.keep(cType)
     }
 }
@@ -206,7 +194,7 @@ public func sl_trigger_add(
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
         let eventType = try string(eventType, "event_type")
-        guard !eventType.isEmpty else { throw CallError(SL_EINVAL, "event_type is empty") }
+        guard !eventType.isEmpty else { throw SagaLaneError(.invalidArgument, "event_type is empty") }
         let sagaType = try string(sagaType, "saga_type")
         let data = UserData(pointer: userdata)
         var trigger = Trigger(on: eventType, start: sagaType)
@@ -215,7 +203,7 @@ public func sl_trigger_add(
                 payload.serialized.withCString { predicate(data.pointer, $0) } != 0
             }
         }
-        try runtime.coordinator.addTrigger(trigger)
+        try runtime.addTrigger(trigger)
         handle.releaseAtClose(Release(release, userdata))
     }
 }
@@ -253,13 +241,13 @@ public func sl_target_register(
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
         let name = try string(name, "name")
-        guard let fn else { throw CallError(SL_EINVAL, "fn is NULL") }
+        guard let fn else { throw SagaLaneError(.invalidArgument, "fn is NULL") }
         let data = UserData(pointer: userdata)
         let target = CallbackTarget { step, _ in
             let rc = step.command.serialized.withCString { fn(data.pointer, step.sagaID, step.step, $0) }
             if rc != 0 { throw TargetRefusal(code: rc) }
         }
-        try runtime.coordinator.register(target: target, named: name)
+        try runtime.register(target: target, named: name)
         handle.releaseAtClose(Release(release, userdata))
     }
 }
@@ -267,7 +255,7 @@ public func sl_target_register(
 @implementation @_cdecl("sl_step_fail")
 public func sl_step_fail(_ rt: OpaquePointer?, _ sagaID: UInt64, _ step: UInt32, _ reason: UnsafePointer<CChar>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        guard sagaID != 0 else { throw CallError(SL_EINVAL, "saga_id is 0") }
+        guard sagaID != 0 else { throw SagaLaneError(.invalidArgument, "saga_id is 0") }
         try handle.open().failStep(sagaID: sagaID, step: step, reason: try optionalString(reason, "reason") ?? "failed")
     }
 }
@@ -279,7 +267,7 @@ public func sl_publish(_ rt: OpaquePointer?, _ type: UnsafePointer<CChar>?, _ sa
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
         let type = try string(type, "type")
-        guard !type.isEmpty else { throw CallError(SL_EINVAL, "type is empty") }
+        guard !type.isEmpty else { throw SagaLaneError(.invalidArgument, "type is empty") }
         try runtime.publish(Event(type: type, sagaID: sagaID == 0 ? nil : sagaID, payload: try json(payload, "payload_json")))
     }
 }
@@ -305,10 +293,10 @@ public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?
                          _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
-        guard let fn else { throw CallError(SL_EINVAL, "fn is NULL") }
-        guard let out else { throw CallError(SL_EINVAL, "out is NULL") }
+        guard let fn else { throw SagaLaneError(.invalidArgument, "fn is NULL") }
+        let out = try required(out, "out")
         let data = UserData(pointer: userdata)
-        let size = buffer == 0 ? 4096 : min(buffer, 1 << 30)
+        let size = buffer == 0 ? EventBus.defaultBufferSize : min(buffer, 1 << 30)
         let delivery = try runtime.subscribe(bufferSize: size) { delivery in
             switch delivery {
             case .event(let event):
@@ -323,7 +311,7 @@ public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?
 
 @implementation @_cdecl("sl_unsubscribe")
 public func sl_unsubscribe(_ sub: OpaquePointer?) {
-    guard let handle = Handles.lookup(sub, as: SubscriptionHandle.self) else { return }
-    if let owner = handle.owner { owner.forget(handle) } else { Handles.remove(handle) }
+    guard let sub, let handle = Handles.lookup(sub, as: SubscriptionHandle.self) else { return }
+    if let owner = handle.owner { owner.forget(sub) } else { Handles.remove(sub) }
     handle.runtime.unsubscribe(handle.delivery)
 }

@@ -77,7 +77,7 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
     var finished = 0
     // Keep `concurrency` sagas in flight, as a busy host would.
     while started < min(concurrency, n) {
-        try rig.coordinator.beginSaga(name: "two_step", input: .null)
+        try rig.coordinator.startSaga(name: "two_step", input: .null, onStarted: nil)
         started += 1
     }
     while finished < n {
@@ -85,7 +85,7 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
         if case .event(let e) = delivery, e.type == Event.sagaCompleted || e.type == Event.sagaFailed {
             finished += 1
             if started < n {
-                try rig.coordinator.beginSaga(name: "two_step", input: .null)
+                try rig.coordinator.startSaga(name: "two_step", input: .null, onStarted: nil)
                 started += 1
             }
         }
@@ -106,7 +106,7 @@ func measureMemoryPerSaga(path: String, sagas n: Int) async throws -> (bytesPerS
     }, named: "sink")
     try await rig.coordinator.start()
     let before = residentBytes()
-    for _ in 0..<n { try rig.coordinator.beginSaga(name: "idle", input: .null) }
+    for _ in 0..<n { try rig.coordinator.startSaga(name: "idle", input: .null, onStarted: nil) }
     while dispatched.done.load(ordering: .relaxed) < n { usleep(10_000) }
     let after = residentBytes()
     await rig.shutdown(path: path)

@@ -11,7 +11,9 @@
 //                                      12h, 7d); prints how many
 //   sagalane version
 import Glibc
-import SagaLane
+import SagaLaneJSON
+import SagaLaneLog
+import SagaLaneSupport
 
 private let usage = """
     usage: sagalane recent DB [--limit N]
@@ -43,11 +45,12 @@ private func duration(_ text: String) -> Duration? {
     return .seconds(value * scale)
 }
 
-private func open(_ path: String, readOnly: Bool) -> Runtime {
+/// The log at `path`. A read-only open starts no thread and writes nothing.
+private func open(_ path: String, readOnly: Bool) -> SagaLog {
     do {
-        return try Runtime(options: RuntimeOptions(databasePath: path, readOnly: readOnly))
+        return readOnly ? try SagaLog.openReadOnly(path: path) : try SagaLog.open(path: path)
     } catch {
-        fail("cannot open \(path): \(error)", status: 1)
+        fail("cannot open \(path): \(error.message)", status: 1)
     }
 }
 
@@ -73,25 +76,25 @@ do {
         } else if arguments.count != 1 {
             fail("recent takes DB [--limit N]\n\(usage)")
         }
-        let runtime = open(path, readOnly: true)
-        printJSON(try runtime.recentSagas(limit: limit))
-        runtime.close()
+        let log = open(path, readOnly: true)
+        printJSON(.array(try log.snapshotRecent(limit: limit).map(\.json)))
+        log.close()
     case "unresolved":
         guard arguments.count == 1 else { fail("unresolved takes DB\n\(usage)") }
-        let runtime = open(arguments[0], readOnly: true)
-        printJSON(try runtime.unresolvedSagas())
-        runtime.close()
+        let log = open(arguments[0], readOnly: true)
+        printJSON(.array(try log.unresolvedSagas().map(\.json)))
+        log.close()
     case "saga":
         guard arguments.count == 2, let id = UInt64(arguments[1]) else { fail("saga takes DB ID\n\(usage)") }
-        let runtime = open(arguments[0], readOnly: true)
-        guard let saga = try runtime.saga(id: id) else { fail("\(arguments[0]) has no saga \(id)", status: 1) }
-        printJSON(saga)
-        runtime.close()
+        let log = open(arguments[0], readOnly: true)
+        guard let saga = try log.saga(id: id) else { fail("\(arguments[0]) has no saga \(id)", status: 1) }
+        printJSON(saga.json)
+        log.close()
     case "stats":
         guard arguments.count == 1 else { fail("stats takes DB\n\(usage)") }
-        let runtime = open(arguments[0], readOnly: true)
-        printJSON(try runtime.logStats())
-        runtime.close()
+        let log = open(arguments[0], readOnly: true)
+        printJSON(try log.stats().json)
+        log.close()
     case "jobs":
         guard let path = arguments.first else { fail("jobs needs the database path\n\(usage)") }
         var lane: String?
@@ -111,19 +114,21 @@ do {
             default: fail("jobs takes DB [--lane NAME] [--state STATE] [--limit N], not '\(option)'\n\(usage)")
             }
         }
-        let runtime = open(path, readOnly: true)
-        printJSON(try runtime.recentJobs(lane: lane, state: state, limit: limit))
-        runtime.close()
+        let log = open(path, readOnly: true)
+        printJSON(.array(try log.recentJobs(lane: lane, state: state, limit: limit).map(\.json)))
+        log.close()
     case "vacuum":
         guard arguments.count == 3, arguments[1] == "--older-than", let age = duration(arguments[2]) else {
             fail("vacuum takes DB --older-than DURATION\n\(usage)")
         }
-        let runtime = open(arguments[0], readOnly: false)
-        print(try runtime.vacuum(olderThan: age))
-        runtime.close()
+        let log = open(arguments[0], readOnly: false)
+        print(try await log.vacuum(olderThan: Timestamp.now().advanced(by: .zero - age)))
+        log.close()
     default:
         fail("unknown command '\(command)'\n\(usage)")
     }
+} catch let error as SagaLaneError {
+    fail(error.message, status: 1)
 } catch {
     fail("\(error)", status: 1)
 }

@@ -3,7 +3,8 @@
    its steps: command with ids injected, output, states, ISO 8601 UTC times with
    milliseconds), sl_log_stats (sagas counted by state), and sl_log_vacuum (terminal sagas
    older than the cutoff; never running ones).
-   A saga type's input_snapshot decides what the log keeps of an input. */
+   The log keeps each saga's input as given, even for a type with an input_snapshot
+   callback: recovery rebuilds sagas from it. */
 #include "check.h"
 
 static sl_runtime *rt;
@@ -183,7 +184,7 @@ int main(void) {
     sl_free(json);
     CHECK(sl_log_vacuum(rt, 0, NULL));
 
-    /* input_snapshot decides what the log keeps of the input. */
+    /* The input itself is stored, whatever input_snapshot would have kept. */
     uint64_t secret = 0, plain = 0;
     CHECK(sl_saga_start(rt, "snap", "{\"do\":\"fail\",\"password\":\"hunter2\"}", &secret));
     CHECK(sl_saga_start(rt, "snap", "{\"do\":\"fail\",\"user\":\"ann\"}", &plain));
@@ -192,8 +193,7 @@ int main(void) {
     end = rec_wait_terminal(&rec, plain);
     free(end);
     CHECK(sl_log_saga(rt, secret, &json));
-    EXPECT_CONTAINS(json, "\"input\":{\"password\":\"***\"}");
-    EXPECT_NOT_CONTAINS(json, "hunter2");
+    EXPECT_CONTAINS(json, "\"input\":{\"do\":\"fail\",\"password\":\"hunter2\"}");
     sl_free(json);
     CHECK(sl_log_saga(rt, plain, &json));
     EXPECT_CONTAINS(json, "\"input\":{\"do\":\"fail\",\"user\":\"ann\"}");

@@ -1,0 +1,70 @@
+import SagaLaneEventLoop
+import SagaLaneJSON
+import SagaLaneLog
+import SagaLaneSupport
+
+/// Something that happened, published on the bus.
+///
+/// Events drive sagas: an event type can trigger a new saga, and an event tagged with a saga id
+/// (the echo of a command that saga issued) goes to that saga alone.
+public struct Event: Sendable, Hashable, CustomStringConvertible {
+    /// The event's kind, e.g. `"PoolWindowAdded"`.
+    public var type: String
+    /// The saga this event answers, when it is the echo of a saga's command.
+    public var sagaID: UInt64?
+    /// The event's data.
+    public var payload: JSON
+    /// Position in the bus's publication order, assigned by `EventBus.publish` (starts at 1).
+    public var version: UInt64
+
+    public init(type: String, sagaID: UInt64? = nil, payload: JSON = .null, version: UInt64 = 0) {
+        self.type = type
+        self.sagaID = sagaID
+        self.payload = payload
+        self.version = version
+    }
+
+    /// The event as one JSON object: `{"type", "saga_id" (when tagged), "payload", "version"}`.
+    /// This is what a consumed step stores as its output in the log.
+    public var json: JSON {
+        var object: [String: JSON] = ["type": .string(type), "payload": payload, "version": .int(Int64(bitPattern: version))]
+        if let sagaID { object["saga_id"] = .int(Int64(bitPattern: sagaID)) }
+        return .object(object)
+    }
+
+    /// Reads an event from the JSON form `json` writes; `version` is optional.
+    public init(json: JSON) throws(SagaLaneError) {
+        guard let type = json["type"]?.stringValue, !type.isEmpty else {
+            throw SagaLaneError(.invalidArgument, "an event needs a non-empty string \"type\"")
+        }
+        var sagaID: UInt64?
+        if let tag = json["saga_id"], !tag.isNull {
+            guard let value = tag.int64Value, value > 0 else {
+                throw SagaLaneError(.invalidArgument, "an event's \"saga_id\" must be a positive integer")
+            }
+            sagaID = UInt64(value)
+        }
+        self.init(type: type, sagaID: sagaID, payload: json["payload"] ?? .null,
+                  version: json["version"]?.int64Value.map { UInt64(bitPattern: $0) } ?? 0)
+    }
+
+    public var description: String { json.serialized }
+}
+
+extension Event {
+    /// Published when a saga's `running` row is durable, before its first action.
+    public static let sagaStarted = "SagaStarted"
+    /// Published when a saga's `completed` row is durable.
+    public static let sagaCompleted = "SagaCompleted"
+    /// Published when a saga's `failed` row is durable.
+    public static let sagaFailed = "SagaFailed"
+    /// Published by a target (or a host) to report that a saga's command failed; tagged with the
+    /// saga id, payload `{"reason": …, "step": …}`. Ends the saga as failed.
+    public static let sagaActionFailed = "SagaActionFailed"
+
+    /// Lifecycle events are the coordinator's own output: they are never fed back into sagas
+    /// nor matched against triggers, so a saga can never trigger itself in a loop.
+    public var isLifecycle: Bool {
+        type == Event.sagaStarted || type == Event.sagaCompleted || type == Event.sagaFailed
+    }
+}

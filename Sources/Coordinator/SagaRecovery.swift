@@ -1,0 +1,35 @@
+import SagaLaneLog
+import SagaLaneSupport
+
+/// Start-up recovery: what happens, before the coordinator takes its first event, to every
+/// saga the log shows unfinished, according to its type's `RecoveryPolicy`.
+struct SagaRecovery {
+    let log: SagaLog
+    let registry: SagaRegistry
+
+    /// Applies each unfinished saga's policy.
+    /// - Returns: How many unfinished sagas there were.
+    func run() async throws(SagaLaneError) -> Int {
+        let unfinished: [SagaRecord]
+        do { unfinished = try log.unresolvedSagas() } catch {
+            throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
+        }
+        for record in unfinished {
+            switch registry.type(named: record.name)?.recovery ?? .markFailed {
+            case .markFailed:
+                try await markFailed(record)
+            }
+        }
+        return unfinished.count
+    }
+
+    /// The saga is left for an operator: `failed_compensation`, with what was interrupted.
+    private func markFailed(_ record: SagaRecord) async throws(SagaLaneError) {
+        let pending = record.steps.filter { $0.state == .pending }.map { String($0.index) }
+        var reason = "interrupted: the runtime restarted while the saga was \(record.state.rawValue)"
+        if !pending.isEmpty { reason += " (pending step \(pending.joined(separator: ", ")))" }
+        do { try await log.markFailedCompensation(sagaID: record.id, reason: reason) } catch {
+            throw SagaLaneError(error.code, "cannot mark saga \(record.id) failed_compensation: \(error.message)", underlying: error)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import SagaLaneSupport
+import Synchronization
+
+/// What the coordinator knows by name: saga types, triggers, and command targets (single
+/// targets, and families such as `lane:` resolved by the rest of the name). Safe from any
+/// thread; registration may happen while sagas run.
+final class SagaRegistry: Sendable {
+    private struct Entries {
+        var types: [String: SagaType] = [:]
+        var triggers: [Trigger] = []
+        var targets: [String: any SagaTarget] = ["self": SelfTarget()]
+        var targetFamilies: [String: @Sendable (String) throws(SagaLaneError) -> any SagaTarget] = [:]
+    }
+
+    private let entries = Mutex(Entries())
+
+    /// Registers a saga type. Its name must be new.
+    func register(_ type: SagaType) throws(SagaLaneError) {
+        guard !type.name.isEmpty else { throw SagaLaneError(.invalidArgument, "a saga type needs a name") }
+        try entries.withLock { (entries) throws(SagaLaneError) in
+            guard entries.types[type.name] == nil else {
+                throw SagaLaneError(.exists, "a saga type named '\(type.name)' is already registered")
+            }
+            entries.types[type.name] = type
+        }
+    }
+
+    /// Adds a trigger. Its saga type must be registered; its event type cannot be a lifecycle
+    /// event (those never start sagas).
+    func addTrigger(_ trigger: Trigger) throws(SagaLaneError) {
+        if Event(type: trigger.eventType).isLifecycle {
+            throw SagaLaneError(.invalidArgument, "a trigger on \(trigger.eventType) would never fire: lifecycle events start no saga")
+        }
+        try entries.withLock { (entries) throws(SagaLaneError) in
+            guard entries.types[trigger.sagaType] != nil else {
+                throw SagaLaneError(.notFound, "a trigger names saga type '\(trigger.sagaType)', which is not registered")
+            }
+            entries.triggers.append(trigger)
+        }
+    }
+
+    /// Registers a command target under `name`.
+    func register(target: any SagaTarget, named name: String) throws(SagaLaneError) {
+        guard !name.isEmpty, !name.contains(":") else {
+            throw SagaLaneError(.invalidArgument, "a target name must be non-empty and contain no ':' (got '\(name)')")
+        }
+        try entries.withLock { (entries) throws(SagaLaneError) in
+            guard entries.targets[name] == nil else {
+                throw SagaLaneError(.exists, "a target named '\(name)' is already registered")
+            }
+            entries.targets[name] = target
+        }
+    }
+
+    /// Registers a family of targets named `<prefix>:<rest>`, resolved by `resolve(rest)` at
+    /// dispatch; it throws for names it does not know.
+    func registerTargetFamily(prefix: String, resolve: @escaping @Sendable (String) throws(SagaLaneError) -> any SagaTarget) {
+        entries.withLock { $0.targetFamilies[prefix] = resolve }
+    }
+
+    /// The saga type named `name`.
+    func type(named name: String) -> SagaType? {
+        entries.withLock { $0.types[name] }
+    }
+
+    /// The target a step names.
+    func target(named name: String) throws(SagaLaneError) -> any SagaTarget {
+        let (target, family) = entries.withLock { entries in
+            (entries.targets[name], name.firstIndex(of: ":").flatMap { entries.targetFamilies[String(name[..<$0])] })
+        }
+        if let target { return target }
+        if let family, let colon = name.firstIndex(of: ":") {
+            return try family(String(name[name.index(after: colon)...]))
+        }
+        throw SagaLaneError(.notFound, "no target named '\(name)'")
+    }
+
+    /// The triggers `event` fires, each with its saga type.
+    func triggers(firedBy event: Event) -> [(Trigger, SagaType)] {
+        entries.withLock { entries in
+            entries.triggers.filter { $0.matches(event) }.compactMap { trigger in
+                entries.types[trigger.sagaType].map { (trigger, $0) }
+            }
+        }
+    }
+}

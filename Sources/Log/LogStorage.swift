@@ -1,0 +1,71 @@
+import SagaLaneSupport
+
+/// Where the log keeps its records: the records it writes and the queries it answers.
+///
+/// `SagaLog` puts its group-commit writer on top of a storage, so the coordinator and the
+/// lanes never see which one it is. `SQLiteStorage` (one SQLite file in WAL mode, or a
+/// database in memory) is the embedded default; a server database can implement the same
+/// protocol.
+///
+/// **Writing** is batched: the writer thread — the only caller of the write side — begins a
+/// batch, applies every pending record, and commits. A record that breaks a rule of its own
+/// fails alone, and its neighbours still commit; the storage must undo such a record without
+/// losing the batch (SQLite undoes a failed statement by itself; a server database would use
+/// a savepoint). Those failures carry `.exists`, `.notFound` or `.invalidArgument`. Any
+/// other failure is about the database, not the record: the writer rolls the batch back and
+/// fails every record in it.
+///
+/// **Reading** may happen on any thread; the storage serializes its own reads.
+public protocol LogStorage: AnyObject, Sendable {
+    /// The file the storage lives in, for messages and file-size statistics; `nil` in memory.
+    var path: String? { get }
+    /// Whether this storage was opened for reading only (it then refuses every write).
+    var isReadOnly: Bool { get }
+
+    // MARK: Writing (the writer thread only)
+
+    /// Begins the batch the next records go into; all of them are stamped with `now`.
+    func beginBatch(at now: Timestamp) throws(SagaLaneError)
+    /// Applies `record` (never a bulk deletion) inside the open batch.
+    /// - Returns: How many rows it changed.
+    func apply(_ record: LogRecord) throws(SagaLaneError) -> Int
+    /// Whether the batch is still open: a storage may have aborted it by itself after an error.
+    var isBatchOpen: Bool { get }
+    /// Makes the batch durable.
+    func commitBatch() throws(SagaLaneError)
+    /// Undoes whatever the open batch holds; nothing if none is open.
+    func rollbackBatch()
+    /// Deletes at most `limit` rows `deletion` selects that ended before `cutoff`, in one
+    /// transaction of its own.
+    /// - Returns: How many were deleted; fewer than `limit` means none is left.
+    func delete(_ deletion: LogDeletion, endedBefore cutoff: Timestamp, limit: Int) throws(SagaLaneError) -> Int
+    /// Closes the write side. The writer calls it once it has written everything.
+    func closeWriting()
+
+    // MARK: Reading (any thread)
+
+    /// Closes the read side; later reads fail with `.closed`.
+    func closeReading()
+    /// The highest saga id in the log, or 0 when there is none.
+    func maxSagaID() throws(SagaLaneError) -> UInt64
+    /// Sagas in `running`, `compensating` or `failed`, each with its steps, by id.
+    func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord]
+    /// Saga `id` with its steps, if it exists.
+    func saga(id: UInt64) throws(SagaLaneError) -> SagaRecord?
+    /// The steps of saga `sagaID`, by index.
+    func sagaSteps(sagaID: UInt64) throws(SagaLaneError) -> [StepRecord]
+    /// Up to `limit` sagas, most recent first (by when they ended, else started).
+    func recentSagas(limit: Int) throws(SagaLaneError) -> [SagaSummary]
+    /// Lane `lane`'s jobs in `state` (`queued` or `running`), in dispatch order: higher
+    /// priority first, then first queued.
+    func pendingJobs(lane: String, state: JobState) throws(SagaLaneError) -> [JobRecord]
+    /// Up to `limit` lane jobs, most recent activity first, of one lane and one state when
+    /// those are given.
+    func recentJobs(lane: String?, state: JobState?, limit: Int) throws(SagaLaneError) -> [JobRecord]
+    /// Lane job `id`, if it exists.
+    func job(id: String) throws(SagaLaneError) -> JobRecord?
+    /// What the log holds, counted.
+    func stats() throws(SagaLaneError) -> LogStats
+    /// The storage's own consistency check: "ok" when sound, else what is wrong.
+    func integrityCheck() throws(SagaLaneError) -> String
+}

@@ -1,0 +1,158 @@
+import CSQLite
+import Glibc
+import SagaLaneSupport
+
+/// A value bound to or read from a statement.
+enum SQLValue {
+    case int(Int64)
+    case text(String)
+    case blob([UInt8])
+    case null
+
+    static func optional(_ text: String?) -> SQLValue { text.map(SQLValue.text) ?? .null }
+}
+
+/// One SQLite connection with a cache of prepared statements. Not thread-safe: each connection
+/// has one owner (the writer thread, or whoever holds the read lock).
+final class SQLiteConnection: @unchecked Sendable {
+    private(set) var db: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+
+    init(path: String, flags: Int32) throws(SagaLaneError) {
+        var handle: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        if rc != SQLITE_OK {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+            let code = handle.map { sqlite3_extended_errcode($0) } ?? rc
+            sqlite3_close_v2(handle)
+            throw SagaLaneError(SQLiteError(extendedCode: code, message: message), doing: "cannot open \(path)")
+        }
+        db = handle
+        sqlite3_extended_result_codes(handle, 1)
+    }
+
+    deinit { close() }
+
+    func close() {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        statements.removeAll()
+        if let db { sqlite3_close_v2(db) }
+        db = nil
+    }
+
+    func error(_ sql: String?) -> SagaLaneError {
+        guard let db else { return .logClosed() }
+        return SagaLaneError(SQLiteError(extendedCode: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)), sql: sql))
+    }
+
+    /// Runs SQL text with no parameters (DDL, pragmas, transaction control).
+    func execute(_ sql: String) throws(SagaLaneError) {
+        guard let db else { throw .logClosed() }
+        if sqlite3_exec(db, sql, nil, nil, nil) != SQLITE_OK { throw error(sql) }
+    }
+
+    /// Whether no transaction is open (SQLite rolled one back, or none was begun).
+    var isAutocommit: Bool { db.map { sqlite3_get_autocommit($0) != 0 } ?? true }
+
+    func setBusyTimeout(milliseconds: Int32) {
+        sqlite3_busy_timeout(db, milliseconds)
+    }
+
+    /// The prepared statement for `sql`, from the cache.
+    private func prepared(_ sql: String) throws(SagaLaneError) -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        guard let db else { throw .logClosed() }
+        var statement: OpaquePointer?
+        if sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) != SQLITE_OK {
+            throw error(sql)
+        }
+        statements[sql] = statement!
+        return statement!
+    }
+
+    private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: String) throws(SagaLaneError) {
+        for (i, argument) in arguments.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32
+            switch argument {
+            case .int(let v): rc = sqlite3_bind_int64(statement, index, v)
+            case .text(var v):
+                // Straight from the string's UTF-8 (on the stack for a small string): passing
+                // the String itself would copy it into a new heap array first. The 64-bit
+                // length never traps; SQLite refuses what is over its limit with SQLITE_TOOBIG.
+                rc = v.isEmpty
+                    ? sqlite3_bind_text(statement, index, "", 0, sl_sqlite_transient())
+                    : v.withUTF8 { sqlite3_bind_text64(statement, index, $0.baseAddress, UInt64($0.count), sl_sqlite_transient(), UInt8(SQLITE_UTF8)) }
+            case .blob(let v):
+                rc = v.withUnsafeBytes {
+                    sqlite3_bind_blob64(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64($0.count), sl_sqlite_transient())
+                }
+            case .null: rc = sqlite3_bind_null(statement, index)
+            }
+            if rc != SQLITE_OK { throw error(sql) }
+        }
+    }
+
+    /// Runs a statement that returns no rows.
+    /// - Returns: The number of rows it changed.
+    @discardableResult
+    func run(_ sql: String, _ arguments: [SQLValue] = []) throws(SagaLaneError) -> Int {
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        try bind(statement, arguments, sql: sql)
+        var rc = sqlite3_step(statement)
+        while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
+        if rc != SQLITE_DONE { throw error(sql) }
+        return Int(sqlite3_changes(db))
+    }
+
+    /// Runs a query, mapping each row.
+    func query<T>(_ sql: String, _ arguments: [SQLValue] = [], _ map: (Row) -> T) throws(SagaLaneError) -> [T] {
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        try bind(statement, arguments, sql: sql)
+        var rows: [T] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { return rows }
+            if rc != SQLITE_ROW { throw error(sql) }
+            rows.append(map(Row(statement: statement)))
+        }
+    }
+
+    /// One row of a query, valid only inside the mapping closure.
+    struct Row {
+        let statement: OpaquePointer
+
+        func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+
+        func text(_ column: Int32) -> String {
+            guard let p = sqlite3_column_text(statement, column) else { return "" }
+            return String(cString: p)
+        }
+
+        func optionalText(_ column: Int32) -> String? {
+            sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : text(column)
+        }
+
+        func blob(_ column: Int32) -> [UInt8] {
+            let count = Int(sqlite3_column_bytes(statement, column))
+            guard count > 0, let p = sqlite3_column_blob(statement, column) else { return [] }
+            return Array(UnsafeRawBufferPointer(start: p, count: count))
+        }
+
+        func timestamp(_ column: Int32) -> Timestamp {
+            Timestamp(iso8601: text(column)) ?? Timestamp(millisecondsSinceEpoch: 0)
+        }
+
+        func optionalTimestamp(_ column: Int32) -> Timestamp? {
+            optionalText(column).flatMap { Timestamp(iso8601: $0) }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import CSQLite
+import Glibc
+import SagaLaneSupport
+
+/// The queries the log answers, on the read connection.
+extension SQLiteStorage {
+    private static let sagaColumns = "id, name, state, input_json, failure_reason, started_at, ended_at"
+    private static let stepColumns = "saga_id, step_index, name, target, command_json, state, output_json, failure_reason, started_at, ended_at"
+    private static let jobColumns = "id, lane, caller, priority, metadata, state, attempts, error, enqueued_at, started_at, finished_at, cancelled_at, failed_at"
+
+    private static func saga(_ row: SQLiteConnection.Row) -> SagaRecord {
+        SagaRecord(id: UInt64(bitPattern: row.int(0)), name: row.text(1), state: SagaState(rawValue: row.text(2)) ?? .failed,
+                   inputJSON: row.text(3), failureReason: row.optionalText(4), startedAt: row.timestamp(5),
+                   endedAt: row.optionalTimestamp(6), steps: [])
+    }
+
+    private static func step(_ row: SQLiteConnection.Row) -> StepRecord {
+        StepRecord(sagaID: UInt64(bitPattern: row.int(0)), index: UInt32(truncatingIfNeeded: row.int(1)), name: row.text(2),
+                   target: row.text(3), commandJSON: row.text(4), state: StepState(rawValue: row.text(5)) ?? .failed,
+                   outputJSON: row.optionalText(6), failureReason: row.optionalText(7), startedAt: row.timestamp(8),
+                   endedAt: row.optionalTimestamp(9))
+    }
+
+    private static func job(_ row: SQLiteConnection.Row) -> JobRecord {
+        JobRecord(id: row.text(0), lane: row.text(1), caller: row.text(2), priority: Int(row.int(3)), metadata: row.blob(4),
+                  state: JobState(rawValue: row.text(5)) ?? .failed, attempts: Int(row.int(6)), error: row.optionalText(7),
+                  enqueuedAt: row.timestamp(8), startedAt: row.optionalTimestamp(9), finishedAt: row.optionalTimestamp(10),
+                  cancelledAt: row.optionalTimestamp(11), failedAt: row.optionalTimestamp(12))
+    }
+
+    public func maxSagaID() throws(SagaLaneError) -> UInt64 {
+        try read { (c) throws(SagaLaneError) in try c.query("SELECT COALESCE(MAX(id), 0) FROM saga") { UInt64(bitPattern: $0.int(0)) }.first ?? 0 }
+    }
+
+    public func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord] {
+        try read { (c) throws(SagaLaneError) in
+            let filter = "state IN ('running','compensating','failed')"
+            var sagas = try c.query("SELECT \(Self.sagaColumns) FROM saga WHERE \(filter) ORDER BY id", [], Self.saga)
+            let steps = try c.query(
+                "SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id IN (SELECT id FROM saga WHERE \(filter)) ORDER BY saga_id, step_index",
+                [], Self.step)
+            var byID: [UInt64: [StepRecord]] = [:]
+            for step in steps { byID[step.sagaID, default: []].append(step) }
+            for i in sagas.indices { sagas[i].steps = byID[sagas[i].id] ?? [] }
+            return sagas
+        }
+    }
+
+    public func sagaSteps(sagaID: UInt64) throws(SagaLaneError) -> [StepRecord] {
+        try read { (c) throws(SagaLaneError) in
+            try c.query("SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
+                        [.int(Int64(bitPattern: sagaID))], Self.step)
+        }
+    }
+
+    public func saga(id: UInt64) throws(SagaLaneError) -> SagaRecord? {
+        try read { (c) throws(SagaLaneError) -> SagaRecord? in
+            guard var saga = try c.query("SELECT \(Self.sagaColumns) FROM saga WHERE id = ?", [.int(Int64(bitPattern: id))], Self.saga).first else {
+                return nil
+            }
+            saga.steps = try c.query("SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
+                                     [.int(Int64(bitPattern: id))], Self.step)
+            return saga
+        }
+    }
+
+    public func recentSagas(limit: Int) throws(SagaLaneError) -> [SagaSummary] {
+        try read { (c) throws(SagaLaneError) in
+            try c.query(
+                """
+                SELECT \(Self.sagaColumns), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
+                FROM saga ORDER BY COALESCE(ended_at, started_at) DESC, id DESC LIMIT ?
+                """, [.int(Int64(max(0, limit)))]) { row in
+                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(7)))
+            }
+        }
+    }
+
+    public func pendingJobs(lane: String, state: JobState) throws(SagaLaneError) -> [JobRecord] {
+        try read { (c) throws(SagaLaneError) in
+            switch state {
+            case .queued:
+                try c.query("SELECT \(Self.jobColumns) FROM lane_job WHERE lane = ? AND state = 'queued' ORDER BY priority DESC, enqueued_at, rowid",
+                            [.text(lane)], Self.job)
+            case .running:
+                try c.query("SELECT \(Self.jobColumns) FROM lane_job WHERE lane = ? AND state = 'running' ORDER BY enqueued_at, rowid",
+                            [.text(lane)], Self.job)
+            case .finished, .cancelled, .failed:
+                throw SagaLaneError(.invalidArgument, "pending jobs are queued or running, not \(state.rawValue)")
+            }
+        }
+    }
+
+    public func recentJobs(lane: String?, state: JobState?, limit: Int) throws(SagaLaneError) -> [JobRecord] {
+        try read { (c) throws(SagaLaneError) in
+            try c.query(
+                """
+                SELECT \(Self.jobColumns) FROM lane_job
+                WHERE (?1 IS NULL OR lane = ?1) AND (?2 IS NULL OR state = ?2)
+                ORDER BY COALESCE(finished_at, cancelled_at, failed_at, started_at, enqueued_at) DESC, rowid DESC LIMIT ?3
+                """, [.optional(lane), .optional(state?.rawValue), .int(Int64(max(0, limit)))], Self.job)
+        }
+    }
+
+    public func job(id: String) throws(SagaLaneError) -> JobRecord? {
+        try read { (c) throws(SagaLaneError) in
+            try c.query("SELECT \(Self.jobColumns) FROM lane_job WHERE id = ?", [.text(id)], Self.job).first
+        }
+    }
+
+    public func stats() throws(SagaLaneError) -> LogStats {
+        try read { (c) throws(SagaLaneError) -> LogStats in
+            var stats = LogStats()
+            stats.schemaVersion = Int(try c.query("PRAGMA user_version") { $0.int(0) }.first ?? 0)
+            for (state, count) in try c.query("SELECT state, COUNT(*) FROM saga GROUP BY state", [], { ($0.text(0), Int($0.int(1))) }) {
+                if let state = SagaState(rawValue: state) { stats.sagas[state] = count }
+            }
+            stats.oldestRunningSaga = try c.query("SELECT MIN(started_at) FROM saga WHERE state = 'running'") { $0.optionalTimestamp(0) }.first ?? nil
+            for (lane, state, count) in try c.query("SELECT lane, state, COUNT(*) FROM lane_job GROUP BY lane, state", [], {
+                ($0.text(0), $0.text(1), Int($0.int(2)))
+            }) {
+                if let state = JobState(rawValue: state) { stats.jobs[lane, default: [:]][state] = count }
+            }
+            let pages = try c.query("PRAGMA page_count") { $0.int(0) }.first ?? 0
+            let pageSize = try c.query("PRAGMA page_size") { $0.int(0) }.first ?? 0
+            stats.databaseBytes = Int(pages * pageSize)
+            if let path {
+                var info = stat()
+                stats.walBytes = stat(path + "-wal", &info) == 0 ? Int(info.st_size) : 0
+            }
+            return stats
+        }
+    }
+
+    public func integrityCheck() throws(SagaLaneError) -> String {
+        try read { (c) throws(SagaLaneError) in
+            try c.query("PRAGMA integrity_check") { $0.text(0) }.joined(separator: "\n")
+        }
+    }
+
+    /// Runs `sql` on the read connection and returns its first column as text, one row each;
+    /// for tests that look at what the file holds (query plans, pragmas).
+    public func queryForTesting(_ sql: String) throws(SagaLaneError) -> [String] {
+        try read { (c) throws(SagaLaneError) in try c.query(sql) { $0.text(0) } }
+    }
+}

@@ -1,0 +1,153 @@
+import SagaLaneSupport
+
+/// The durable log: every saga, step and lane job, in a `LogStorage` (an SQLite file by
+/// default).
+///
+/// Writes go through one writer thread that commits whatever is pending as one batch (group
+/// commit) and returns to each caller only once its record is durable. Reads go straight to
+/// the storage, which never makes them wait behind a batch. An operator can also open the same
+/// file read-only (`openReadOnly`) while the owner runs: that open starts no thread.
+public final class SagaLog: Sendable {
+    /// Where the records are kept.
+    public let storage: any LogStorage
+    private let writer: GroupCommitWriter?
+
+    /// Puts a group-commit writer on `storage` (none for a read-only storage).
+    /// - Throws: `.thread` when the writer thread cannot start; the storage is then closed.
+    public init(storage: any LogStorage) throws(SagaLaneError) {
+        self.storage = storage
+        if storage.isReadOnly {
+            writer = nil
+        } else {
+            do {
+                writer = try GroupCommitWriter(storage: storage)
+            } catch {
+                storage.closeWriting()
+                storage.closeReading()
+                throw error
+            }
+        }
+    }
+
+    deinit { close() }
+
+    /// Opens (creating if needed) the SQLite log at `path` (see `SQLiteStorage.open`).
+    public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000) throws(SagaLaneError) -> SagaLog {
+        try SagaLog(storage: SQLiteStorage.open(path: path, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
+    }
+
+    /// Opens the SQLite log at `path` for reading only: no migration, no write, no thread.
+    /// Works while another process has the log open for writing.
+    public static func openReadOnly(path: String, busyTimeoutMilliseconds: Int32 = 5000) throws(SagaLaneError) -> SagaLog {
+        try SagaLog(storage: SQLiteStorage.openReadOnly(path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
+    }
+
+    /// Opens a log that lives in memory and vanishes when closed; for tests and hosts that
+    /// want sagas without durability.
+    public static func openInMemory() throws(SagaLaneError) -> SagaLog {
+        try SagaLog(storage: SQLiteStorage.openInMemory())
+    }
+
+    /// The file this log was opened on; `nil` in memory.
+    public var path: String? { storage.path }
+
+    /// Whether this log was opened read-only.
+    public var isReadOnly: Bool { writer == nil }
+
+    /// Writes what is pending, then closes the storage. Idempotent; later calls fail with
+    /// `.closed`.
+    public func close() {
+        writer?.stop()
+        storage.closeReading()
+    }
+
+    // MARK: Writes
+
+    /// Queues `record` for the next group commit. `completion` runs on the writer thread with
+    /// the number of rows the record changed (or deleted), once the record is durable, or with
+    /// the error that stopped it. It must return quickly.
+    public func submit(_ record: LogRecord, completion: @escaping @Sendable (Result<Int, SagaLaneError>) -> Void) {
+        guard let writer else {
+            completion(.failure(SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")))
+            return
+        }
+        writer.submit(.record(record), completion: completion)
+    }
+
+    /// Writes `record` and returns once it is durable. The caller stays on its own executor
+    /// (an actor on the event loop resumes there directly, with no hop through the global
+    /// pool): the wait is a continuation the writer thread resumes.
+    @discardableResult
+    public nonisolated(nonsending) func write(_ record: LogRecord) async throws(SagaLaneError) -> Int {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int, SagaLaneError>, Never>) in
+            submit(record) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Deletes terminal sagas (never `running` or `compensating`) that ended before `cutoff`;
+    /// their steps go with them.
+    /// - Returns: How many sagas were deleted.
+    @discardableResult
+    public nonisolated(nonsending) func vacuum(olderThan cutoff: Timestamp) async throws(SagaLaneError) -> Int {
+        try await write(.vacuum(olderThan: cutoff))
+    }
+
+    /// Runs `body` on the writer thread between batches, with the storage. Records submitted
+    /// meanwhile pile up and commit as one batch afterwards; tests use it to make batches
+    /// exact, or to change how the storage behaves under a running log.
+    public nonisolated(nonsending) func withWriter(_ body: @escaping @Sendable (any LogStorage) throws(SagaLaneError) -> Void) async throws(SagaLaneError) {
+        guard let writer else { throw SagaLaneError(.readOnly, "the log was opened read-only") }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int, SagaLaneError>, Never>) in
+            writer.submit(.exclusive(body)) { continuation.resume(returning: $0) }
+        }
+        _ = try result.get()
+    }
+
+    /// Records (and other work) waiting for the writer thread.
+    package var queuedWrites: Int { writer?.queuedCount ?? 0 }
+
+    /// Group commits done and records written so far.
+    package var commitCounts: (batches: Int, records: Int) {
+        (writer?.batches.load(ordering: .relaxed) ?? 0, writer?.records.load(ordering: .relaxed) ?? 0)
+    }
+
+    // MARK: Reads
+
+    /// The highest saga id in the log, or 0 when there is none.
+    public func maxSagaID() throws(SagaLaneError) -> UInt64 { try storage.maxSagaID() }
+
+    /// Sagas in `running`, `compensating` or `failed`, each with its steps, by id.
+    public func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord] { try storage.unresolvedSagas() }
+
+    /// The steps of saga `sagaID`, whatever its state, by index.
+    public func sagaSteps(sagaID: UInt64) throws(SagaLaneError) -> [StepRecord] { try storage.sagaSteps(sagaID: sagaID) }
+
+    /// Saga `id` with its steps, if it exists.
+    public func saga(id: UInt64) throws(SagaLaneError) -> SagaRecord? { try storage.saga(id: id) }
+
+    /// Up to `limit` sagas, most recent first by `COALESCE(ended_at, started_at)`, with their
+    /// step counts.
+    public func snapshotRecent(limit: Int) throws(SagaLaneError) -> [SagaSummary] { try storage.recentSagas(limit: limit) }
+
+    /// Lane `lane`'s queued jobs in dispatch order: higher priority first, then FIFO.
+    public func listQueuedJobs(lane: String) throws(SagaLaneError) -> [JobRecord] { try storage.pendingJobs(lane: lane, state: .queued) }
+
+    /// Lane `lane`'s running jobs.
+    public func listRunningJobs(lane: String) throws(SagaLaneError) -> [JobRecord] { try storage.pendingJobs(lane: lane, state: .running) }
+
+    /// Up to `limit` lane jobs, most recent activity first (the latest of their timestamps),
+    /// of one lane and one state when those are given.
+    public func recentJobs(lane: String? = nil, state: JobState? = nil, limit: Int) throws(SagaLaneError) -> [JobRecord] {
+        try storage.recentJobs(lane: lane, state: state, limit: limit)
+    }
+
+    /// What the log holds, counted: for an operator's dashboard or a health check.
+    public func stats() throws(SagaLaneError) -> LogStats { try storage.stats() }
+
+    /// Lane job `id`, if it exists.
+    public func job(id: String) throws(SagaLaneError) -> JobRecord? { try storage.job(id: id) }
+
+    /// The storage's consistency check ("ok" when the database is sound).
+    public func integrityCheck() throws(SagaLaneError) -> String { try storage.integrityCheck() }
+}

@@ -1,0 +1,7 @@
+// `import SagaLane` gives a Swift host the whole runtime: every module beneath it.
+@_exported import SagaLaneCoordinator
+@_exported import SagaLaneEventLoop
+@_exported import SagaLaneJSON
+@_exported import SagaLaneLanes
+@_exported import SagaLaneLog
+@_exported import SagaLaneSupport

@@ -1,0 +1,551 @@
+import CSQLite
+import Glibc
+import SagaLaneTestSupport
+import Synchronization
+import Testing
+@testable import SagaLaneLog
+@testable import SagaLaneJSON
+@testable import SagaLaneSupport
+
+/// A small tmpfs mounted for one test: a real full disk, or a real read-only filesystem.
+/// Needs root (the tests run as root in CI); tests that use it are skipped elsewhere.
+final class TinyFilesystem {
+    let path: String
+    private let holder = TemporaryDirectory()
+
+    static let available: Bool = {
+        guard geteuid() == 0, let fs = try? TinyFilesystem(kilobytes: 64) else { return false }
+        _ = fs
+        return true
+    }()
+
+    init(kilobytes: Int) throws {
+        path = holder.file("fs")
+        mkdir(path, 0o755)
+        guard mount("tmpfs", path, "tmpfs", 0, "size=\(kilobytes)k") == 0 else {
+            throw ChildError(message: "mount failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func remountReadOnly() throws {
+        guard mount("tmpfs", path, "tmpfs", UInt(MS_REMOUNT | MS_RDONLY), nil) == 0 else {
+            throw ChildError(message: "remount failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit {
+        umount2(path, Int32(MNT_DETACH))
+        rmdir(path)
+    }
+}
+
+private func fileBytes(_ path: String) -> [UInt8] {
+    guard let f = fopen(path, "rb") else { return [] }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var c = fgetc(f)
+    while c != EOF { bytes.append(UInt8(c)); c = fgetc(f) }
+    return bytes
+}
+
+private func writeFile(_ path: String, _ bytes: [UInt8]) {
+    let f = fopen(path, "wb")!
+    _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+    fclose(f)
+}
+
+/// Keeps the writer thread busy for a moment, so that records submitted meanwhile are
+/// committed together in the next batch.
+/// Holds the log's writer until `count` writes are queued behind it (or 10 s pass), so they
+/// commit as one batch whatever the scheduling. Returns once the writer is held.
+private func holdWriter(_ log: SagaLog, untilQueued count: Int) async -> Task<Void, Never> {
+    let (held, signal) = AsyncStream.makeStream(of: Void.self)
+    let task = Task {
+        await log.holdWriterForTesting {
+            signal.yield()
+            let deadline = Timestamp.now().millisecondsSinceEpoch + 10_000
+            while log.queuedWrites < count && Timestamp.now().millisecondsSinceEpoch < deadline { usleep(500) }
+        }
+    }
+    for await _ in held { break }
+    return task
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct LogTests {
+    @Test func openCreatesTheSchemaAndReopenIsIdempotent() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("log.db")
+        var log = try SagaLog.open(path: path)
+        try await log.startSaga(id: 1, name: "a", inputJSON: "{}")
+        log.close()
+        log = try SagaLog.open(path: path)
+        #expect(try log.maxSagaID() == 1)
+        log.close()
+        let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [3])
+        #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
+        let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
+        #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
+        // Restart recovery and the sweeper search their indexes, whatever the table's size.
+        func plan(_ sql: String) throws -> String {
+            try raw.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }.joined(separator: "; ")
+        }
+        #expect(try plan("SELECT id FROM lane_job WHERE lane = 'a' AND state = 'queued' ORDER BY priority DESC, enqueued_at, rowid")
+                == "SEARCH lane_job USING INDEX lane_job_pending (lane=? AND state=?)")
+        #expect(try plan("SELECT id FROM lane_job WHERE lane = 'a' AND state = 'running' ORDER BY enqueued_at, rowid")
+                .hasPrefix("SEARCH lane_job USING INDEX lane_job_pending (lane=? AND state=?)"))
+        #expect(try plan("""
+            SELECT rowid FROM lane_job WHERE (state = 'finished' OR state = 'cancelled' OR state = 'failed')
+            AND COALESCE(finished_at, cancelled_at, failed_at) < '2026' LIMIT 500
+            """) == "SEARCH lane_job USING INDEX lane_job_ended (<expr><?)")
+        #expect(try plan("SELECT id FROM saga WHERE state IN ('running','compensating','failed')").hasPrefix("SEARCH saga USING COVERING INDEX saga_by_state"))
+    }
+
+    @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("v1.db")
+        do {
+            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+            defer { v1.close() }
+            try v1.execute("PRAGMA journal_mode = WAL")
+            try Schema.migrate(v1, upTo: 1)
+            try v1.execute("""
+                INSERT INTO saga VALUES (1, 'old', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+                INSERT INTO saga VALUES (2, 'live', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL);
+                INSERT INTO saga_step VALUES (1, 0, 'a', 'self', '{}', 'succeeded', '{"ok":true}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+                INSERT INTO saga_step VALUES (2, 0, 'b', 'lane:gpu', '{"k":1}', 'pending', NULL, NULL, '2026-01-01T00:00:00.000Z', NULL);
+                INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at)
+                    VALUES ('j1', 'gpu', 'c', 5, x'0102', 'queued', '2026-01-01T00:00:00.000Z');
+                """)
+        }
+        let log = try SagaLog.open(path: path)
+        let unresolved = try log.unresolvedSagas()
+        #expect(unresolved.map(\.id) == [2])
+        #expect(unresolved.first?.steps.map(\.target) == ["lane:gpu"], "rebuilding saga did not cascade into its steps")
+        #expect(try log.sagaSteps(sagaID: 1).first?.outputJSON == #"{"ok":true}"#)
+        #expect(try log.listQueuedJobs(lane: "gpu").map(\.metadata) == [[1, 2]])
+        #expect(try log.maxSagaID() == 2)
+        // Foreign keys are back on: vacuuming the old saga takes its step with it.
+        #expect(try await log.vacuum(olderThan: Timestamp.now()) == 1)
+        #expect(try log.sagaSteps(sagaID: 1).isEmpty)
+        #expect(try log.integrityCheck() == "ok")
+        log.close()
+
+        let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
+        defer { raw.close() }
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [3])
+        #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
+        let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
+        #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
+        #expect(throws: SagaLaneError.self, "the state CHECK still holds") {
+            try raw.execute("INSERT INTO saga VALUES (3, 'x', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL)")
+        }
+        // The point of version 2: checking a state no longer builds a temporary b-tree per row.
+        let plan = try raw.query("EXPLAIN INSERT INTO saga VALUES (3, 'x', 'running', '{}', NULL, 'now', NULL)") { $0.text(1) }
+        #expect(!plan.contains("OpenEphemeral"))
+    }
+
+    @Test func sagaAndStepLifecycle() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        #expect(try log.maxSagaID() == 0)
+        try await log.startSaga(id: 7, name: "cleanup", inputJSON: #"{"label":"w"}"#)
+        try await log.startStep(sagaID: 7, index: 0, name: "issue_host_reap", target: "host", commandJSON: #"{"cmd":"reap"}"#)
+        try await log.finishStep(sagaID: 7, index: 0, outputJSON: #"{"type":"PanesReaped"}"#)
+        try await log.startStep(sagaID: 7, index: 1, name: "issue_host_drain", target: "host", commandJSON: "{}")
+        try await log.failStep(sagaID: 7, index: 1, reason: "host gone")
+        #expect(try log.maxSagaID() == 7)
+        var saga = try #require(try log.saga(id: 7))
+        #expect(saga.state == .running && saga.endedAt == nil && saga.inputJSON == #"{"label":"w"}"#)
+        #expect(saga.steps.map(\.state) == [.succeeded, .failed])
+        #expect(saga.steps[0].outputJSON == #"{"type":"PanesReaped"}"#)
+        #expect(saga.steps[0].endedAt != nil)
+        #expect(saga.steps[1].failureReason == "host gone")
+        #expect(try log.sagaSteps(sagaID: 7) == saga.steps)
+        try await log.setSagaState(id: 7, state: .compensating)
+        #expect(try log.saga(id: 7)?.state == .compensating)
+        try await log.terminateSaga(id: 7, state: .failed, reason: "step 1 failed")
+        saga = try #require(try log.saga(id: 7))
+        #expect(saga.state == .failed && saga.failureReason == "step 1 failed" && saga.endedAt != nil)
+        #expect(try log.saga(id: 8) == nil)
+        // Updates of rows that do not exist are errors, not silent no-ops.
+        await #expect(throws: SagaLaneError.self) { try await log.terminateSaga(id: 99, state: .completed, reason: nil) }
+        await #expect(throws: SagaLaneError.self) { try await log.finishStep(sagaID: 7, index: 5, outputJSON: "{}") }
+        await #expect(throws: SagaLaneError.self) { try await log.startStep(sagaID: 99, index: 0, name: "x", target: "t", commandJSON: "{}") }
+    }
+
+    @Test func duplicateSagaIDIsAnErrorNeverAnOverwrite() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.startSaga(id: 1, name: "first", inputJSON: "1")
+        do {
+            try await log.startSaga(id: 1, name: "second", inputJSON: "2")
+            Issue.record("a duplicate id must fail")
+        } catch {
+            #expect(error.code == .exists)
+            #expect(error.sqlite?.extendedCode == SQLITE_CONSTRAINT | (6 << 8), "SQLITE_CONSTRAINT_PRIMARYKEY")
+            #expect(error.sqlite?.sql?.contains("INSERT INTO saga") == true)
+            #expect(error.description.contains("UNIQUE constraint failed"))
+        }
+        #expect(try log.saga(id: 1)?.name == "first")
+    }
+
+    @Test func unresolvedSagasAndFailedCompensation() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        for (id, state) in [(1, SagaState.running), (2, .compensating), (3, .failed), (4, .completed), (5, .failedCompensation), (6, .compensated)] {
+            try await log.startSaga(id: UInt64(id), name: "s\(id)", inputJSON: "{}")
+            try await log.startStep(sagaID: UInt64(id), index: 0, name: "x", target: "t", commandJSON: "{}")
+            if state != .running { try await log.terminateSaga(id: UInt64(id), state: state, reason: state == .failed ? "timeout" : nil) }
+        }
+        let unresolved = try log.unresolvedSagas()
+        #expect(unresolved.map(\.id) == [1, 2, 3])
+        #expect(unresolved.allSatisfy { $0.steps.count == 1 })
+        try await log.markFailedCompensation(sagaID: 3, reason: "restarted")
+        let first = try #require(try log.saga(id: 3))
+        #expect(first.state == .failedCompensation)
+        #expect(first.failureReason == "timeout; restarted")
+        try await Task.sleep(for: .milliseconds(5))
+        try await log.markFailedCompensation(sagaID: 3, reason: "restarted")
+        let second = try #require(try log.saga(id: 3))
+        #expect(second.failureReason == "timeout; restarted", "idempotent")
+        #expect(second.endedAt! > first.endedAt!, "ended_at is rewritten")
+        try await log.markFailedCompensation(sagaID: 1, reason: "restarted")
+        #expect(try log.saga(id: 1)?.failureReason == "restarted")
+        #expect(try log.unresolvedSagas().map(\.id) == [2])
+    }
+
+    @Test func snapshotRecentIsMostRecentFirstWithStepCounts() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        for id in 1...5 as ClosedRange<UInt64> {
+            try await log.startSaga(id: id, name: "s", inputJSON: "{}")
+            for step in 0..<UInt32(id % 3) { try await log.startStep(sagaID: id, index: step, name: "x", target: "t", commandJSON: "{}") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        try await log.terminateSaga(id: 2, state: .completed, reason: nil)
+        let recent = try log.snapshotRecent(limit: 3)
+        #expect(recent.map(\.id) == [2, 5, 4])
+        #expect(recent.map(\.stepCount) == [2, 2, 1])
+        #expect(try log.snapshotRecent(limit: 100).count == 5)
+    }
+
+    @Test func vacuumDeletesOnlyOldTerminalSagasInBatches() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        var records: [LogRecord] = []
+        for id in 1...2_000 as ClosedRange<UInt64> {
+            records.append(.startSaga(id: id, name: "done", inputJSON: "{}"))
+            records.append(.startStep(sagaID: id, index: 0, name: "x", target: "t", commandJSON: "{}"))
+            records.append(.terminateSaga(id: id, state: id % 2 == 0 ? .completed : .failedCompensation, reason: nil))
+        }
+        for id in 2_001...2_010 as ClosedRange<UInt64> { records.append(.startSaga(id: id, name: "live", inputJSON: "{}")) }
+        records.append(.startSaga(id: 3_000, name: "undoing", inputJSON: "{}"))
+        records.append(.setSagaState(id: 3_000, state: .compensating))
+        for record in records { try await log.write(record) }
+        #expect(try await log.vacuum(olderThan: Timestamp.now().advanced(by: .seconds(-3600))) == 0)
+        let before = log.commitCounts.batches
+        let deleted = try await log.vacuum(olderThan: Timestamp.now().advanced(by: .seconds(1)))
+        #expect(deleted == 2_000)
+        #expect(log.commitCounts.batches - before >= 4, "deleted in batches of at most \(GroupCommitWriter.bulkBatchSize)")
+        let left = try log.snapshotRecent(limit: 100)
+        #expect(left.count == 11)
+        #expect(Set(left.map(\.state)) == [.running, .compensating])
+        #expect(try log.sagaSteps(sagaID: 2).isEmpty, "steps cascade")
+    }
+
+    @Test func laneJobsRoundTripEveryState() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.enqueueJob(id: "low", lane: "gpu", caller: "alice", priority: 1, metadata: [1, 2, 3])
+        try await log.enqueueJob(id: "high", lane: "gpu", caller: "bob", priority: 9, metadata: [])
+        try await log.enqueueJob(id: "low2", lane: "gpu", caller: "alice", priority: 1, metadata: [4])
+        try await log.enqueueJob(id: "other", lane: "cpu", caller: "carol", priority: 5, metadata: [])
+        await #expect(throws: SagaLaneError.self) { try await log.enqueueJob(id: "low", lane: "gpu", caller: "x", priority: 0, metadata: []) }
+        #expect(try log.listQueuedJobs(lane: "gpu").map(\.id) == ["high", "low", "low2"])
+        #expect(try log.job(id: "low")?.metadata == [1, 2, 3])
+        try await log.updateJobState(id: "high", state: .running, attempts: 1)
+        #expect(try log.listRunningJobs(lane: "gpu").map(\.id) == ["high"])
+        #expect(try log.job(id: "high")?.startedAt != nil)
+        try await log.updateJobState(id: "high", state: .finished)
+        try await log.updateJobState(id: "low", state: .cancelled)
+        try await log.updateJobState(id: "low2", state: .failed, attempts: 3, error: "boom")
+        let failed = try #require(try log.job(id: "low2"))
+        #expect(failed.state == .failed && failed.attempts == 3 && failed.error == "boom" && failed.failedAt != nil)
+        #expect(try log.job(id: "high")?.finishedAt != nil)
+        #expect(try log.job(id: "high")?.attempts == 1)
+        #expect(try log.job(id: "low")?.cancelledAt != nil)
+        await #expect(throws: SagaLaneError.self) { try await log.updateJobState(id: "nope", state: .running) }
+        #expect(try await log.purgeFinishedJobs(olderThan: Timestamp.now().advanced(by: .seconds(-60))) == 0)
+        #expect(try await log.purgeFinishedJobs(olderThan: Timestamp.now().advanced(by: .seconds(1))) == 3)
+        #expect(try log.job(id: "other")?.state == .queued, "non-terminal rows stay")
+    }
+
+    @Test func recentJobsListMostRecentActivityFirstWithFilters() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.enqueueJob(id: "json", lane: "gpu", caller: "c", priority: 1, metadata: Array(#"{"k":[1,2]}"#.utf8))
+        try await log.enqueueJob(id: "text", lane: "gpu", caller: "c", priority: 0, metadata: Array("plain words".utf8))
+        try await log.enqueueJob(id: "bytes", lane: "cpu", caller: "c", priority: 0, metadata: [0xFF, 0x00])
+        try await log.enqueueJob(id: "none", lane: "cpu", caller: "c", priority: 0, metadata: [])
+        // Times have millisecond resolution: let the clock move so the update is the latest
+        // activity. (Rows stamped in the same millisecond come newest row first.)
+        usleep(3_000)
+        try await log.updateJobState(id: "json", state: .running, attempts: 1)
+        try await log.updateJobState(id: "json", state: .failed, error: "boom")
+        #expect(try log.recentJobs(limit: 10).map(\.id) == ["json", "none", "bytes", "text"])
+        #expect(try log.recentJobs(limit: 2).map(\.id) == ["json", "none"])
+        #expect(try log.recentJobs(lane: "gpu", limit: 10).map(\.id) == ["json", "text"])
+        #expect(try log.recentJobs(state: .queued, limit: 10).map(\.id) == ["none", "bytes", "text"])
+        #expect(try log.recentJobs(lane: "cpu", state: .failed, limit: 10).isEmpty)
+        #expect(try log.recentJobs(lane: "nowhere", limit: 10).isEmpty)
+
+        let byID = Dictionary(uniqueKeysWithValues: try log.recentJobs(limit: 10).map { ($0.id, $0.json) })
+        let failed = try #require(byID["json"])
+        #expect(failed["state"] == "failed" && failed["error"] == "boom" && failed["attempts"] == 1)
+        #expect(failed["metadata"] == ["k": [1, 2]], "JSON metadata is embedded")
+        #expect(failed["failed_at"]?.stringValue != nil && failed["finished_at"] == .null)
+        #expect(byID["text"]?["metadata"] == "plain words")
+        #expect(byID["bytes"]?["metadata"] == .null && byID["bytes"]?["metadata_size"] == 2)
+        #expect(byID["none"]?["metadata"] == .null && byID["none"]?["metadata_size"] == 0)
+    }
+
+    @Test func statsCountSagasAndJobsByState() async throws {
+        let dir = TemporaryDirectory()
+        let log = try SagaLog.open(path: dir.file("stats.db"))
+        defer { log.close() }
+        #expect(try log.stats().json["sagas"]?["running"] == 0, "every state is there, even at zero")
+        try await log.startSaga(id: 1, name: "a", inputJSON: "{}")
+        usleep(3_000)
+        try await log.startSaga(id: 2, name: "b", inputJSON: "{}")
+        try await log.startSaga(id: 3, name: "c", inputJSON: "{}")
+        try await log.terminateSaga(id: 3, state: .completed, reason: nil)
+        try await log.enqueueJob(id: "j1", lane: "gpu", caller: "c", priority: 0, metadata: [])
+        try await log.enqueueJob(id: "j2", lane: "gpu", caller: "c", priority: 0, metadata: [])
+        try await log.enqueueJob(id: "j3", lane: "cpu", caller: "c", priority: 0, metadata: [])
+        try await log.updateJobState(id: "j2", state: .failed, error: "boom")
+        let stats = try log.stats()
+        #expect(stats.schemaVersion == Schema.version)
+        #expect(stats.sagas == [.running: 2, .completed: 1])
+        #expect(stats.oldestRunningSaga == (try log.saga(id: 1))?.startedAt)
+        #expect(stats.jobs == ["gpu": [.queued: 1, .failed: 1], "cpu": [.queued: 1]])
+        #expect(stats.databaseBytes > 0 && (stats.walBytes ?? 0) > 0, "the file and its write-ahead log")
+        let json = stats.json
+        #expect(json["jobs"]?["gpu"] == ["queued": 1, "running": 0, "finished": 0, "cancelled": 0, "failed": 1])
+        #expect(json["sagas"]?["failed_compensation"] == 0)
+        #expect(try SagaLog.openInMemory().stats().walBytes == nil)
+    }
+
+    @Test func groupCommitBatchesConcurrentWriters() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        let blocker = await holdWriter(log, untilQueued: 1_000)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for id in 1...1_000 as ClosedRange<UInt64> {
+                group.addTask { try await log.startSaga(id: id, name: "s", inputJSON: "{}") }
+            }
+            try await group.waitForAll()
+        }
+        await blocker.value
+        let counts = log.commitCounts
+        #expect(counts.records == 1_000)
+        #expect(counts.batches == 1, "all thousand records shared one transaction")
+        #expect(try log.maxSagaID() == 1_000)
+    }
+
+    @Test func aFailedRecordDoesNotFailItsNeighbours() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.startSaga(id: 1, name: "existing", inputJSON: "{}")
+        let before = log.commitCounts.batches
+        let blocker = await holdWriter(log, untilQueued: 3)
+        async let a: Void = log.startSaga(id: 2, name: "a", inputJSON: "{}")
+        let dup = Task { try await log.startSaga(id: 1, name: "dup", inputJSON: "{}") }
+        async let b: Void = log.startSaga(id: 3, name: "b", inputJSON: "{}")
+        await blocker.value
+        try await a
+        try await b
+        await #expect(throws: (any Error).self) { try await dup.value }
+        #expect(log.commitCounts.batches - before == 1, "the three shared one transaction")
+        #expect(try log.snapshotRecent(limit: 10).map(\.name).sorted() == ["a", "b", "existing"])
+    }
+
+    /// Small records fill the disk when the batch commits; a 3 MB record spills SQLite's page
+    /// cache, so the disk fills in the middle of an INSERT instead.
+    @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"),
+          arguments: [(kilobytes: 320, recordSize: 60_000), (kilobytes: 6_000, recordSize: 3_000_000)])
+    func aFullDiskFailsTheWholeBatchAndLosesNothingDurable(kilobytes: Int, recordSize: Int) async throws {
+        let fs = try TinyFilesystem(kilobytes: kilobytes)
+        let path = fs.path + "/log.db"
+        let log = try SagaLog.open(path: path, durability: .full)
+        try await log.startSaga(id: 1, name: "before", inputJSON: "{}")
+        let big = String(repeating: "x", count: recordSize)
+        var failure: SagaLaneError?
+        var written: [UInt64] = [1]
+        for round in 0..<20 where failure == nil {
+            let blocker = await holdWriter(log, untilQueued: 4)
+            let results = await withTaskGroup(of: (UInt64, SagaLaneError?).self) { group in
+                for i in 0..<4 {
+                    let id = UInt64(10 + round * 4 + i)
+                    group.addTask {
+                        do throws(SagaLaneError) { try await log.startSaga(id: id, name: "big", inputJSON: "\"\(big)\""); return (id, nil) } catch { return (id, error) }
+                    }
+                }
+                var all: [(UInt64, SagaLaneError?)] = []
+                for await r in group { all.append(r) }
+                return all
+            }
+            await blocker.value
+            written += results.filter { $0.1 == nil }.map(\.0)
+            if let e = results.compactMap(\.1).first {
+                failure = e
+                #expect(results.allSatisfy { $0.1 != nil }, "a batch that cannot commit fails every record in it")
+            }
+        }
+        let error = try #require(failure)
+        #expect(error.code == .full, "\(error)")
+        let present = try log.snapshotRecent(limit: 1000).map(\.id)
+        #expect(Set(present) == Set(written), "exactly the records reported durable are there")
+        #expect(try log.integrityCheck() == "ok")
+        log.close()
+    }
+
+    @Test func badPathsAndFilesAreClearErrorsThatChangeNothing() async throws {
+        let dir = TemporaryDirectory()
+        #expect {
+            try SagaLog.open(path: dir.file("missing/folder/log.db"))
+        } throws: { ($0 as? SagaLaneError)?.code == .cantOpen }
+
+        let garbage = dir.file("garbage.db")
+        let bytes = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        writeFile(garbage, bytes)
+        do {
+            _ = try SagaLog.open(path: garbage)
+            Issue.record("opening a file that is not a database must fail")
+        } catch {
+            #expect(error.code == .corrupt, "\(error)")
+            #expect(error.description.contains("not a database"))
+        }
+        #expect(fileBytes(garbage) == bytes, "the file is left as it was")
+        #expect(access(garbage + "-wal", F_OK) != 0)
+        #expect(throws: SagaLaneError.self) { try SagaLog.openReadOnly(path: garbage) }
+        #expect(throws: SagaLaneError.self) { try SagaLog.openReadOnly(path: dir.file("absent.db")) }
+    }
+
+    @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"))
+    func aReadOnlyFileSystemIsAClearError() async throws {
+        let fs = try TinyFilesystem(kilobytes: 512)
+        let path = fs.path + "/log.db"
+        var log = try SagaLog.open(path: path)
+        try await log.startSaga(id: 1, name: "kept", inputJSON: "{}")
+        log.close()
+        let before = fileBytes(path)
+        try fs.remountReadOnly()
+        #expect { try SagaLog.open(path: path) } throws: { error in
+            let e = error as? SagaLaneError
+            return e?.code == .readOnly || e?.code == .cantOpen
+        }
+        #expect(fileBytes(path) == before)
+        // An operator can still read it.
+        log = try SagaLog.openReadOnly(path: path)
+        #expect(try log.snapshotRecent(limit: 5).map(\.name) == ["kept"])
+        log.close()
+    }
+
+    @Test func aDatabaseLockedPastTheBusyTimeoutIsAClearError() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("log.db")
+        let log = try SagaLog.open(path: path, busyTimeoutMilliseconds: 100)
+        defer { log.close() }
+        let other = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
+        try other.execute("BEGIN EXCLUSIVE")
+        do {
+            try await log.startSaga(id: 1, name: "blocked", inputJSON: "{}")
+            Issue.record("a write must fail while another connection holds the lock")
+        } catch {
+            #expect(error.code == .busy, "\(error)")
+        }
+        try other.execute("ROLLBACK")
+        try await log.startSaga(id: 1, name: "after", inputJSON: "{}")
+        #expect(try log.saga(id: 1)?.name == "after")
+    }
+
+    /// A database some other program holds exclusively (not in WAL mode, so even readers wait):
+    /// the open fails after the busy timeout and the file is untouched.
+    @Test func openingALockedDatabaseFailsAfterTheBusyTimeout() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("foreign.db")
+        let other = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        try other.execute("CREATE TABLE t(x); INSERT INTO t VALUES (1)")
+        try other.execute("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2)")
+        let before = fileBytes(path)
+        #expect { try SagaLog.open(path: path, busyTimeoutMilliseconds: 100) } throws: { ($0 as? SagaLaneError)?.code == .busy }
+        #expect(fileBytes(path) == before)
+        try other.execute("ROLLBACK")
+    }
+
+    @Test func readOnlyOpenReadsWhileTheOwnerWritesAndCannotWrite() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("log.db")
+        let owner = try SagaLog.open(path: path)
+        defer { owner.close() }
+        try await owner.startSaga(id: 1, name: "one", inputJSON: "{}")
+        let operatorView = try SagaLog.openReadOnly(path: path)
+        defer { operatorView.close() }
+        #expect(operatorView.isReadOnly)
+        #expect(try operatorView.maxSagaID() == 1)
+        try await owner.startSaga(id: 2, name: "two", inputJSON: "{}")
+        #expect(try operatorView.maxSagaID() == 2)
+        do {
+            try await operatorView.startSaga(id: 3, name: "nope", inputJSON: "{}")
+            Issue.record("writes through a read-only open must fail")
+        } catch {
+            #expect(error.code == .readOnly)
+            #expect(error.description.contains("read-only"))
+        }
+        #expect(try owner.maxSagaID() == 2)
+    }
+
+    @Test func closedLogsAnswerWithAClearError() async throws {
+        let log = try SagaLog.openInMemory()
+        log.close()
+        log.close()
+        #expect { try log.maxSagaID() } throws: { ($0 as? SagaLaneError)?.code == .closed }
+        await #expect { try await log.startSaga(id: 1, name: "x", inputJSON: "{}") } throws: { ($0 as? SagaLaneError)?.code == .closed }
+    }
+
+    /// A child process appends through the group-commit writer and is killed with SIGKILL
+    /// mid-stream. On reopen every record it was told was durable is there, each saga shows a
+    /// prefix of its records (no half-applied batch), and the database is intact.
+    @Test(arguments: [Durability.full, .normal], [150, 900])
+    func crashMidStreamLosesNothingDurable(durability: Durability, killAfter: Int) async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("crash.db")
+        let child = try ChildProcess(ChildProcess.testChildPath, ["log-append", path, durability.rawValue])
+        var durable: [UInt64: Int] = [:]
+        var lines = 0
+        while lines < killAfter, let line = child.readLine() {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, parts[0] == "durable", let id = UInt64(parts[1]), let n = Int(parts[2]) else { continue }
+            durable[id] = max(durable[id] ?? 0, n)
+            lines += 1
+        }
+        #expect(lines == killAfter, "the child produced output")
+        #expect(child.kill9() == SIGKILL)
+        let log = try SagaLog.open(path: path)
+        defer { log.close() }
+        #expect(try log.integrityCheck() == "ok")
+        for (id, count) in durable {
+            let saga = try #require(try log.saga(id: id), "saga \(id) was reported durable")
+            let applied = 1 + saga.steps.count + saga.steps.filter { $0.state == .succeeded }.count + (saga.state == .completed ? 1 : 0)
+            #expect(applied >= count, "saga \(id): \(count) records reported durable, \(applied) present")
+        }
+        for saga in try log.snapshotRecent(limit: 100_000) {
+            let steps = try log.sagaSteps(sagaID: saga.id)
+            // Each saga's records are written in order, so what is present must be a prefix.
+            if steps.count == 2 { #expect(steps[0].state == .succeeded, "saga \(saga.id): step 1 without step 0 done") }
+            if saga.state == .completed { #expect(steps.count == 2 && steps.allSatisfy { $0.state == .succeeded }) }
+        }
+    }
+}
