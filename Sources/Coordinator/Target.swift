@@ -44,6 +44,16 @@ public struct StepReporter: Sendable {
 /// description; a failure found later is reported with `reporter.fail`.
 public protocol SagaTarget: Sendable {
     func dispatch(_ step: StepDispatch, reporter: StepReporter) throws
+    /// The saga ended (done, failed, deadline, cancel) while `step`, dispatched here, had no
+    /// answer yet. Called on the loop thread the moment the end is decided, before it is
+    /// recorded: drop or cancel whatever of the step has not run yet, so no command runs after
+    /// its saga closed. Must return quickly.
+    func sagaEnded(_ step: StepDispatch)
+}
+
+extension SagaTarget {
+    /// A target with nothing to take back does nothing.
+    public func sagaEnded(_ step: StepDispatch) {}
 }
 
 /// A target that calls a host function with each command.

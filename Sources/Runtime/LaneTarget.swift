@@ -20,9 +20,17 @@ struct LaneTarget: SagaTarget {
     static let failed = "LaneJobFailed"
     static let cancelled = "LaneJobCancelled"
 
+    /// The saga ended first: its job, if still queued, never runs.
+    func sagaEnded(_ step: StepDispatch) {
+        try? lane.cancel(jobID: LaneTarget.jobID(step))
+    }
+
+    /// The job a step becomes: named after the saga and the step, so it can be found again.
+    static func jobID(_ step: StepDispatch) -> String { "saga-\(step.sagaID)-step-\(step.step)" }
+
     func dispatch(_ step: StepDispatch, reporter: StepReporter) throws {
         let command = step.command
-        let jobID = "saga-\(step.sagaID)-step-\(step.step)"
+        let jobID = LaneTarget.jobID(step)
         let handler = self.handler
         let job = LaneJob(
             id: jobID,

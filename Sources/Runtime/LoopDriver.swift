@@ -104,17 +104,38 @@ final class LoopDriver: Sendable {
     /// Blocks until `done` is set. In host mode, on the host thread (outside a callback), it
     /// runs the loop meanwhile; whoever sets `done` wakes the loop.
     func wait<T>(for done: Completion<T>) -> T {
-        guard mode == .host, !loop.inEventLoop, isHostThread else { return done.wait() }
+        wait(for: done, until: nil)!
+    }
+
+    /// As `wait(for:)`, giving up after `milliseconds`: `nil` when `done` was not set in time.
+    func wait<T>(for done: Completion<T>, milliseconds: Int) -> T? {
+        wait(for: done, until: ContinuousClock.now + .milliseconds(max(0, milliseconds)))
+    }
+
+    private func wait<T>(for done: Completion<T>, until deadline: ContinuousClock.Instant?) -> T? {
+        func remaining() -> Int? {
+            deadline.map { max(0, Int(($0 - ContinuousClock.now) / .milliseconds(1)) + 1) }
+        }
+        guard mode == .host, !loop.inEventLoop, isHostThread else {
+            if let milliseconds = remaining() { return done.wait(milliseconds: milliseconds) }
+            return done.wait()
+        }
         let loop = self.loop
         done.notify { loop.execute {} }
+        if let milliseconds = remaining() {
+            // A timer that wakes the loop at the deadline, so a round of it never outlasts it.
+            loop.execute { if loop.inEventLoop, !loop.isShutDown { loop.scheduleTimer(after: .milliseconds(milliseconds)) {} } }
+        }
         while true {
             if let value = done.current { return value }
+            if let deadline, ContinuousClock.now >= deadline { return nil }
+            let slice = min(10, remaining() ?? 10)
             let ran = runLock.withLockIfAvailable {
                 if done.current == nil, isStarted { loop.run(.once) }
             }
             if ran != nil {
-                if !isStarted, let value = done.wait(milliseconds: 10) { return value }
-            } else if let value = done.wait(milliseconds: 10) {
+                if !isStarted, let value = done.wait(milliseconds: slice) { return value }
+            } else if let value = done.wait(milliseconds: slice) {
                 // A closing thread took the loop; it runs it.
                 return value
             }

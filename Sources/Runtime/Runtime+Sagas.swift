@@ -22,27 +22,86 @@ extension Runtime {
         try coordinator.register(target: target, named: name)
     }
 
-    /// Starts a saga of type `name` (see `Coordinator.startSaga(name:input:onStarted:)`).
-    /// - Returns: The saga's id.
+    /// Starts a saga of type `name` and returns its id once its running row is durable: from
+    /// then on the saga exists, in the log, under that id, whatever happens to the process.
+    /// - Parameters:
+    ///   - roomTimeoutMilliseconds: How long to wait for room when the launch queue is full
+    ///     (0: not at all, `.again` at once; negative: as long as it takes).
+    ///   - onEnded: Called once the saga ended, on the loop thread.
+    /// - Throws: `.notFound`, `.refused`, `.again` (no room in time), `.unhealthy`, `.state`
+    ///   (not started, or called on the loop thread, where it cannot wait: use
+    ///   `startSaga(name:input:onStarted:)` there), `.closed`, or the log's error.
     @discardableResult
-    public func startSaga(name: String, input: JSON) throws(SagaLaneError) -> UInt64 {
+    public func startSaga(name: String, input: JSON, roomTimeoutMilliseconds: Int = 0,
+                          onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) -> UInt64 {
         try checkRunning()
-        return try coordinator.startSaga(name: name, input: input)
+        guard !loop.inEventLoop else {
+            throw SagaLaneError(.state, "starting a saga and waiting for its row would block the event loop; start it with a callback instead")
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(max(0, roomTimeoutMilliseconds))
+        while true {
+            let started = Completion<Result<UInt64, SagaLaneError>>()
+            do {
+                try coordinator.startSaga(name: name, input: input, onStarted: { started.set($0) }, onEnded: onEnded)
+                return try driver.wait(for: started).get()
+            } catch where error.code == .again && roomTimeoutMilliseconds != 0 {
+                let remaining = roomTimeoutMilliseconds < 0 ? Duration.seconds(3600) : deadline - clock.now
+                guard remaining > .zero else { throw error }
+                let room = Completion<Void>()
+                coordinator.whenLaunchQueueHasRoom { room.set(()) }
+                _ = driver.wait(for: room, milliseconds: Int(remaining / .milliseconds(1)) + 1)
+            }
+        }
     }
 
-    /// Ends saga `id` as failed with reason `"cancelled: <reason>"`: claimed at once, recorded
-    /// in the background.
+    /// Starts a saga without waiting: `onStarted` gets its id (on the loop thread) once its
+    /// running row is durable, or the error that stopped it. Safe on the loop thread.
+    /// - Throws: what `Coordinator.startSaga` throws; the callbacks are then never called.
+    public func startSaga(name: String, input: JSON, onStarted: @escaping @Sendable (Result<UInt64, SagaLaneError>) -> Void,
+                          onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) {
+        try checkRunning()
+        try coordinator.startSaga(name: name, input: input, onStarted: onStarted, onEnded: onEnded)
+    }
+
+    /// Ends saga `id` as failed with reason `"cancelled: <reason>"`. From a host thread it
+    /// returns once the end is durable: after a crash the saga reads cancelled. From the loop
+    /// thread (a callback), where it cannot wait, the end is claimed at once (no other outcome
+    /// can win) and recorded right after.
+    /// - Throws: `.notFound` (no such saga in flight), `.state`, `.closed`.
     public func cancelSaga(id: UInt64, reason: String) throws(SagaLaneError) {
         try checkRunning()
         let coordinator = self.coordinator
-        let result = driver.onLoop { () -> Result<Void, SagaLaneError> in
-            coordinator.assumeIsolated { coordinator in
+        if loop.inEventLoop {
+            let claimed = coordinator.assumeIsolated { coordinator -> Result<Void, SagaLaneError> in
                 do throws(SagaLaneError) { try coordinator.requestCancel(id: id, reason: reason); return .success(()) } catch {
                     return .failure(error)
                 }
             }
+            return try claimed.get()
+        }
+        let result = driver.waitFor { () async -> Result<Void, SagaLaneError> in
+            do throws(SagaLaneError) { try await coordinator.cancelSaga(id: id, reason: reason); return .success(()) } catch {
+                return .failure(error)
+            }
         }
         try result.get()
+    }
+
+    /// Blocks until saga `id` ends (at once for one that already ended, from the log), or
+    /// `timeoutMilliseconds` passed (negative: no limit).
+    /// - Throws: `.timedOut`, `.notFound` (no such saga), `.state` (unfinished but not in
+    ///   flight here, or called on the loop thread), `.closed`.
+    public func waitForSaga(id: UInt64, timeoutMilliseconds: Int) throws(SagaLaneError) -> SagaEnd {
+        try checkOpen()
+        guard !loop.inEventLoop else {
+            throw SagaLaneError(.state, "waiting for a saga would block the event loop; ask for an end callback instead")
+        }
+        let ended = Completion<Result<SagaEnd, SagaLaneError>>()
+        coordinator.whenEnded(id) { ended.set($0) }
+        let result = timeoutMilliseconds < 0 ? driver.wait(for: ended) : driver.wait(for: ended, milliseconds: timeoutMilliseconds)
+        guard let result else { throw SagaLaneError(.timedOut, "saga \(id) did not end within \(timeoutMilliseconds) ms") }
+        return try result.get()
     }
 
     /// Reports step `step` of saga `sagaID` failed, as a target would.

@@ -30,6 +30,8 @@ private let cCodes: [SagaLaneError.Code: Int] = [
     .loop: SL_ELOOP,
     .cantOpen: SL_ECANTOPEN,
     .thread: SL_ETHREAD,
+    .again: SL_EAGAIN,
+    .timedOut: SL_ETIMEDOUT,
 ]
 
 /// The SL_E* code for `error`.

@@ -50,6 +50,10 @@ public struct SagaLaneError: Error, Sendable, CustomStringConvertible {
         public static let cantOpen = Code("cannot open")
         /// The system refused a thread (a process or user thread limit, or memory).
         public static let thread = Code("thread refused")
+        /// Too much is waiting already (e.g. sagas to launch); try again later.
+        public static let again = Code("try again")
+        /// A wait ended before what it waited for happened.
+        public static let timedOut = Code("timed out")
 
         public var description: String { name }
     }

@@ -77,7 +77,7 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
     var finished = 0
     // Keep `concurrency` sagas in flight, as a busy host would.
     while started < min(concurrency, n) {
-        try rig.coordinator.startSaga(name: "two_step", input: .null, onStarted: nil)
+        try await startWhenThereIsRoom(rig.coordinator, name: "two_step")
         started += 1
     }
     while finished < n {
@@ -85,7 +85,7 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
         if case .event(let e) = delivery, e.type == Event.sagaCompleted || e.type == Event.sagaFailed {
             finished += 1
             if started < n {
-                try rig.coordinator.startSaga(name: "two_step", input: .null, onStarted: nil)
+                try await startWhenThereIsRoom(rig.coordinator, name: "two_step")
                 started += 1
             }
         }
@@ -94,6 +94,28 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
     sub.cancel()
     await rig.shutdown(path: path)
     return Double(n) / elapsed
+}
+
+/// Starts a saga, waiting for room in the launch queue while it is full.
+func startWhenThereIsRoom(_ coordinator: Coordinator, name: String) async throws {
+    while true {
+        let refused: SagaLaneError?
+        do throws(SagaLaneError) {
+            try coordinator.startSaga(name: name, input: .null, onStarted: { _ in })
+            refused = nil
+        } catch {
+            refused = error
+        }
+        guard let refused else { return }
+        guard refused.code == .again else { throw refused }
+        await waitForRoom(coordinator)
+    }
+}
+
+private func waitForRoom(_ coordinator: Coordinator) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        coordinator.whenLaunchQueueHasRoom { continuation.resume() }
+    }
 }
 
 /// Resident memory per saga with `n` sagas in flight.
@@ -106,7 +128,7 @@ func measureMemoryPerSaga(path: String, sagas n: Int) async throws -> (bytesPerS
     }, named: "sink")
     try await rig.coordinator.start()
     let before = residentBytes()
-    for _ in 0..<n { try rig.coordinator.startSaga(name: "idle", input: .null, onStarted: nil) }
+    for _ in 0..<n { try await startWhenThereIsRoom(rig.coordinator, name: "idle") }
     while dispatched.done.load(ordering: .relaxed) < n { usleep(10_000) }
     let after = residentBytes()
     await rig.shutdown(path: path)

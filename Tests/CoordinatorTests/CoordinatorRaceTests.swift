@@ -30,7 +30,7 @@ struct CoordinatorRaceTests {
         var rng = SplitMix(state: seed)
         let n = 40
         var ids: [UInt64] = []
-        for _ in 0..<n { ids.append(try h.coordinator.startSaga(name: "race", input: .null, onStarted: nil)) }
+        for _ in 0..<n { ids.append(try await h.coordinator.startSaga(name: "race", input: .null)) }
         await h.collector.waitFor("all dispatched") { _ in host.count == n }
 
         // Up to three contenders per saga, fired in a random global order with clock moves in
