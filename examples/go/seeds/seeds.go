@@ -15,7 +15,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 // The saga types' names, as the log stores them.

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"sagalane.example/go/sagalane"
-	"sagalane.example/go/seeds"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
+	"github.com/sagalane/sagalane/examples/go/seeds"
 )
 
 // expected is how many sagas the scenario starts: two promotions, two clean closes, one

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 // waitTimeout bounds every wait for something the runtime does on its own threads.

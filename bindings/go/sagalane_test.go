@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 func TestVersion(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 func TestReadOnlyDiagnostics(t *testing.T) {

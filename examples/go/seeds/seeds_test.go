@@ -1,4 +1,4 @@
-package sagalane_test
+package seeds_test
 
 import (
 	"encoding/json"
@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"sagalane.example/go/sagalane"
-	"sagalane.example/go/seeds"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
+	"github.com/sagalane/sagalane/examples/go/seeds"
 )
 
 // TestSeedSagas runs the launcher's scenario: both seed sagas end to end, triggered by what

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 // Persisted lanes across a real crash. A child process (this test binary again, running
