@@ -52,7 +52,8 @@ endif()
 foreach(_line
     "^sagalane [0-9]+\\.[0-9]+\\.[0-9]+\n"
     "\nsaga [0-9]+ completed\n"
-    "\nlog: saga [0-9]+ greet completed, 1 step\\(s\\)\n")
+    "\nlog: saga [0-9]+ greet completed, 1 step\\(s\\)\n"
+    "\nlog: step 0 output [^\n]*\"result\":{\"greeting\":\"hello, world\"}")
   if(NOT _out MATCHES "${_line}")
     message(FATAL_ERROR "the program's output has no line matching ${_line}")
   endif()

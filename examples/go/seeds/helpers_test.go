@@ -1,6 +1,7 @@
 package seeds_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,9 @@ import (
 
 // waitTimeout bounds every wait for something the runtime does on its own threads.
 const waitTimeout = 10 * time.Second
+
+// ctx is the context of the calls a test does not mean to cancel.
+var ctx = context.Background()
 
 // recorder collects what a runtime's subscription delivers.
 type recorder struct {
@@ -54,18 +58,15 @@ func openRuntime(t *testing.T, opts sagalane.Options) (*sagalane.Runtime, *recor
 	rec := &recorder{}
 	rec.cond = sync.NewCond(&rec.mu)
 	opts.OnPanic = func(p *sagalane.PanicError) { t.Errorf("%v\n%s", p, p.Stack) }
-	rt, err := sagalane.Open(opts)
+	rt, err := sagalane.Open(ctx, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := rt.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		select {
-		case <-rt.Closed():
-		case <-time.After(waitTimeout):
-			t.Errorf("Closed() not closed %v after Close returned", waitTimeout)
+		shutdown, cancel := context.WithTimeout(ctx, waitTimeout)
+		defer cancel()
+		if err := rt.Shutdown(shutdown); err != nil {
+			t.Errorf("Shutdown: %v", err)
 		}
 	})
 	if _, err := rt.Subscribe(0, rec.event); err != nil {
@@ -76,7 +77,7 @@ func openRuntime(t *testing.T, opts sagalane.Options) (*sagalane.Runtime, *recor
 
 func mustStart(t *testing.T, rt *sagalane.Runtime) {
 	t.Helper()
-	if err := rt.Start(); err != nil {
+	if err := rt.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 }
