@@ -90,15 +90,16 @@ func (c *jobContext) poll() {
 	}
 }
 
-// end runs once the job's function returned, before the C context goes away: it stops the
-// poller and cancels the context.
+// end runs once the job's function returned, before the C context goes away: it cancels the
+// context, then stops the poller and waits for it. Cancelled first, so that a Done called
+// from now on (by a goroutine the job left behind) starts no poller.
 func (c *jobContext) end() {
-	close(c.stop)
-	c.poller.Wait()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.job = nil
 	if c.err == nil {
 		c.cancelLocked()
 	}
+	c.mu.Unlock()
+	close(c.stop)
+	c.poller.Wait()
 }

@@ -117,7 +117,6 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 			return nil, err
 		}
 	}
-	// On the heap, which it is anyway: a goroutine may go on with the open (see await).
 	c := new(C.sl_runtime_options)
 	C.sl_runtime_options_init(c)
 	c.db_path = path
