@@ -119,7 +119,7 @@ func second[T any](_ T, err error) error { return err }
 func TestOpenFailure(t *testing.T) {
 	_, err := sagalane.Open(ctx, sagalane.Options{Path: filepath.Join(t.TempDir(), "missing", "dir", "log.db")})
 	if !errors.Is(err, sagalane.ErrCannotOpen) {
-		t.Errorf("Open in a missing folder: %v, want ErrCantOpen", err)
+		t.Errorf("Open in a missing folder: %v, want ErrCannotOpen", err)
 	}
 	if n := sagalane.LiveHandles(); n != 0 {
 		t.Errorf("%d handles live after a failed Open", n)
