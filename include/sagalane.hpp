@@ -634,16 +634,19 @@ public:
     /** Throws SL_EUNHEALTHY, with the reason, unless healthy. */
     void check_health() const { detail::check(sl_runtime_health(rt_), rt_, "sl_runtime_health"); }
 
-    /** Publishes an event. Any thread, callbacks included.
-        @param saga_id 0 for an untagged event; else the saga whose command this answers. */
-    void publish(const std::string &type, const std::string &payload_json = "null", std::uint64_t saga_id = 0) {
+    /** Publishes an event, in sl_publish's order of arguments. Any thread, callbacks included.
+        @param saga_id 0 for an untagged event; else the saga whose command this answers.
+        @param payload_json JSON text. */
+    void publish(const std::string &type, std::uint64_t saga_id, const std::string &payload_json = "null") {
         detail::check(sl_publish(rt_, type.c_str(), saga_id, payload_json.c_str()), rt_, "sl_publish");
     }
+    /** Publishes an untagged event: publish(type, 0, payload_json). */
+    void publish(const std::string &type, const std::string &payload_json = "null") { publish(type, 0, payload_json); }
 
     /** Calls `fn` with every event published from now on, one at a time, in publication order,
         on the subscription's own delivery thread. A subscriber more than `buffer` events
         behind (0: 4096) loses the newest and then receives one "sagalane.Lagged" event. */
-    subscription subscribe(std::function<void(const event &)> fn, size_t buffer = 0) {
+    subscription subscribe(size_t buffer, std::function<void(const event &)> fn) {
         subscription s;
         auto owned = std::make_unique<std::function<void(const event &)>>(std::move(fn));
         detail::check(sl_subscribe(rt_, buffer, detail::glue::deliver, owned.get(), &s.sub_), rt_, "sl_subscribe");
@@ -651,6 +654,8 @@ public:
         s.life_ = life_;
         return s;
     }
+    /** subscribe(0, fn): a buffer of 4096 events. */
+    subscription subscribe(std::function<void(const event &)> fn) { return subscribe(0, std::move(fn)); }
 
     /** Registers a saga type built by `factory`. Before or after start. */
     void register_saga_type(const saga_type &type, saga_factory factory) {
@@ -722,8 +727,8 @@ public:
     }
 
     /** Registers the command target `name` (no ':'). `fn` runs on the loop thread and must
-        hand the command off and return quickly; answer later with publish(type, payload,
-        saga_id) or step_fail(). If it throws, the saga fails at once ("target refused"). */
+        hand the command off and return quickly; answer later with publish(type, saga_id,
+        payload) or step_fail(). If it throws, the saga fails at once ("target refused"). */
     void register_target(const std::string &name,
                          std::function<void(std::uint64_t saga_id, std::uint32_t step, std::string_view command_json)> fn) {
         auto owned = std::make_unique<detail::glue::target_fn>(std::move(fn));
@@ -798,10 +803,10 @@ public:
         int rc = sl_log_saga(rt_, saga_id, &json);
         return detail::take(rc, json, rt_, "sl_log_saga");
     }
-    /** Up to `limit` lane jobs, most recent activity first, as a JSON array (see sl_log_jobs).
-        An empty `lane` or `state` means every lane or every state. Throws SL_EINVAL for an
-        unknown state. */
-    std::string log_jobs(int limit, const std::string &lane = {}, const std::string &state = {}) const {
+    /** Up to `limit` lane jobs, most recent activity first, as a JSON array (see sl_log_jobs,
+        whose order of arguments this follows). An empty `lane` or `state` means every lane or
+        every state. Throws SL_EINVAL for an unknown state. */
+    std::string log_jobs(const std::string &lane, const std::string &state, int limit) const {
         char *json = nullptr;
         int rc = sl_log_jobs(rt_, lane.empty() ? nullptr : lane.c_str(), state.empty() ? nullptr : state.c_str(), limit, &json);
         return detail::take(rc, json, rt_, "sl_log_jobs");

@@ -142,16 +142,16 @@ int run(const std::string &database) {
             // Once the window exists, tell the saga that asked for it.
             job.done = [&rt, saga_id, step](const sl::job_outcome &outcome) {
                 if (outcome.state == sl::job_state::finished) {
-                    rt.publish("PoolWindowAdded", std::string(outcome.text), saga_id);
+                    rt.publish("PoolWindowAdded", saga_id, std::string(outcome.text));
                 } else {
                     rt.step_fail(saga_id, step, outcome.state == sl::job_state::failed ? std::string(outcome.text) : "cancelled");
                 }
             };
             windows.submit(std::move(job));
         } else if (contains(command, R"("cmd":"reap_panes")")) {
-            rt.publish("PanesReaped", R"({"panes":3})", saga_id);
+            rt.publish("PanesReaped", saga_id, R"({"panes":3})");
         } else if (contains(command, R"("cmd":"drain_pool_if_last")")) {
-            rt.publish("PoolDrained", "null", saga_id);
+            rt.publish("PoolDrained", saga_id);
         } else {
             throw std::invalid_argument("unknown command " + std::string(command));
         }

@@ -176,6 +176,31 @@ void test_errors() {
     EXPECT_THROWS(SL_ECANTOPEN, sl::runtime broken(bad));
 }
 
+// publish takes C's order of arguments (type, saga_id, payload), with untagged and null
+// payload forms; subscribe takes the buffer first, as sl_subscribe does.
+void test_publish() {
+    recorder events;
+    sl::runtime rt;
+    sl::subscription sub = rt.subscribe(16, [&events](const sl::event &ev) { events(ev); });
+    rt.start();
+    rt.publish("Tagged", 7, R"({"n":1})");
+    rt.publish("TaggedNull", 7);
+    rt.publish("Untagged", R"({"n":2})");
+    rt.publish("UntaggedNull");
+    rt.publish("Zero", 0);  // 0 is saga id 0, untagged, not a null payload pointer
+    std::optional<recorded> tagged = events.wait("Tagged");
+    EXPECT(tagged && tagged->saga_id == 7 && tagged->payload == R"({"n":1})");
+    std::optional<recorded> tagged_null = events.wait("TaggedNull");
+    EXPECT(tagged_null && tagged_null->saga_id == 7 && tagged_null->payload == "null");
+    std::optional<recorded> untagged = events.wait("Untagged");
+    EXPECT(untagged && untagged->saga_id == 0 && untagged->payload == R"({"n":2})");
+    std::optional<recorded> untagged_null = events.wait("UntaggedNull");
+    EXPECT(untagged_null && untagged_null->saga_id == 0 && untagged_null->payload == "null");
+    std::optional<recorded> zero = events.wait("Zero");
+    EXPECT(zero && zero->saga_id == 0 && zero->payload == "null");
+    EXPECT_THROWS(SL_EJSON, rt.publish("Tagged", 7, "{nope"));
+}
+
 void test_jobs() {
     sl::runtime rt;
     sl::lane_options options;
@@ -216,12 +241,12 @@ void test_jobs() {
     EXPECT(text == "failed attempt 3");
     EXPECT(attempts == 3);
     // The log shows the retried job failed, with its attempts and last error.
-    std::string failed = rt.log_jobs(10, "jobs", "failed");
+    std::string failed = rt.log_jobs("jobs", "failed", 10);
     EXPECT(contains(failed, R"("attempts":3,)") && contains(failed, R"("error":"failed attempt 3")") &&
            contains(failed, R"("id":"retried")"));
-    EXPECT(rt.log_jobs(10, "other-lane") == "[]");
+    EXPECT(rt.log_jobs("other-lane", "", 10) == "[]");
     EXPECT(contains(rt.log_stats(), R"("failed":)") && contains(rt.log_stats(), R"("jobs":{"jobs":{)"));
-    EXPECT_THROWS(SL_EINVAL, rt.log_jobs(10, "", "finished-ish"));
+    EXPECT_THROWS(SL_EINVAL, rt.log_jobs("", "finished-ish", 10));
 
     // A done callback that throws is contained.
     auto finished = std::make_shared<std::promise<void>>();
@@ -508,6 +533,7 @@ int main(int argc, char **argv) {
 
     const std::pair<const char *, std::function<void()>> tests[] = {
         {"errors", test_errors},
+        {"publish", test_publish},
         {"jobs", test_jobs},
         {"sagas", test_sagas},
         {"lane target", test_lane_target},

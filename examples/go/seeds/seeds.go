@@ -12,10 +12,12 @@
 package seeds
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 // The saga types' names, as the log stores them.
@@ -92,18 +94,21 @@ func CleanClose(payload json.RawMessage) bool {
 }
 
 // SpawnWindow is the slow part of spawning a window: a lane job, off the loop thread.
-func SpawnWindow(job *sagalane.JobContext) (string, error) {
-	time.Sleep(2 * time.Millisecond)
-	if job.Cancelled() {
-		return "", sagalane.ErrCanceled
+func SpawnWindow(ctx context.Context, _ *sagalane.RunningJob) (string, error) {
+	select {
+	case <-time.After(2 * time.Millisecond):
+		return `{"label":"pool-new"}`, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	return `{"label":"pool-new"}`, nil
 }
 
 // Install registers both saga types, their triggers (with predicate as the WindowClosed
 // filter; nil means CleanClose), the "host" target and the windows lane, and returns the
 // lane.
-func Install(rt *sagalane.Runtime, predicate func(json.RawMessage) bool) (*sagalane.Lane, error) {
+//
+// ctx bounds the lane's creation, which reconciles what a previous process left in the log.
+func Install(ctx context.Context, rt *sagalane.Runtime, predicate func(json.RawMessage) bool) (*sagalane.Lane, error) {
 	if predicate == nil {
 		predicate = CleanClose
 	}
@@ -119,7 +124,7 @@ func Install(rt *sagalane.Runtime, predicate func(json.RawMessage) bool) (*sagal
 	if err := rt.AddTrigger("WindowClosed", WindowCleanupCascade, predicate); err != nil {
 		return nil, err
 	}
-	windows, err := rt.CreateLane(WindowsLane, sagalane.LaneOptions{MaxConcurrent: 2})
+	windows, err := rt.CreateLane(ctx, WindowsLane, sagalane.LaneOptions{MaxConcurrent: 2})
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +151,8 @@ func (h *host) command(cmd sagalane.Command) error {
 	}
 	switch c.Cmd {
 	case "spawn_pool_window":
-		_, err := h.windows.Submit(sagalane.Job{Caller: "launcher", Run: SpawnWindow}, func(o sagalane.JobOutcome) {
+		// On the loop thread, with no caller to give up: nothing bounds the submit but itself.
+		_, err := h.windows.Submit(context.Background(), sagalane.Job{Caller: "launcher", Run: SpawnWindow}, func(o sagalane.JobOutcome) {
 			// Once the window exists, tell the saga that asked for it.
 			if o.State == sagalane.JobFinished {
 				_ = h.rt.Publish("PoolWindowAdded", cmd.SagaID, o.Text)
@@ -160,5 +166,5 @@ func (h *host) command(cmd sagalane.Command) error {
 	case "drain_pool_if_last":
 		return h.rt.Publish("PoolDrained", cmd.SagaID, "")
 	}
-	return sagalane.ErrInval
+	return fmt.Errorf("%w: unknown command %q", sagalane.ErrInvalid, c.Cmd)
 }

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"sagalane.example/go/sagalane"
-	"sagalane.example/go/seeds"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
+	"github.com/sagalane/sagalane/examples/go/seeds"
 )
 
 // expected is how many sagas the scenario starts: two promotions, two clean closes, one
@@ -63,17 +63,22 @@ func main() {
 }
 
 func run() error {
+	// The whole scenario, closing included, has ten seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
 	opts := sagalane.Options{Durability: sagalane.DurabilityNormal}
 	if len(os.Args) > 1 {
 		opts.Path = os.Args[1]
 	}
-	rt, err := sagalane.Open(opts)
+	rt, err := sagalane.Open(ctx, opts)
 	if err != nil {
 		return err
 	}
+	// Closes it on an early return; after the Shutdown below this does nothing.
 	defer rt.Close()
 
-	windows, err := seeds.Install(rt, nil)
+	windows, err := seeds.Install(ctx, rt, nil)
 	if err != nil {
 		return err
 	}
@@ -82,7 +87,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := rt.Start(); err != nil {
+	if err := rt.Start(ctx); err != nil {
 		return err
 	}
 
@@ -104,8 +109,6 @@ func run() error {
 	if _, err := rt.StartSaga(seeds.WindowCleanupCascade, `{"label":"direct"}`); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	result, err := windows.SubmitAndWait(ctx, sagalane.Job{Caller: "launcher", Run: seeds.SpawnWindow})
 	if err != nil {
 		return err
@@ -122,7 +125,7 @@ func run() error {
 	// Anything the crash-flagged close might have started would show by now.
 	time.Sleep(50 * time.Millisecond)
 
-	recent, err := rt.RecentSagasJSON(10)
+	recent, err := rt.RecentSagasJSON(ctx, 10)
 	if err != nil {
 		return err
 	}
@@ -132,7 +135,7 @@ func run() error {
 		return err
 	}
 	sub.Unsubscribe()
-	if err := rt.Close(); err != nil {
+	if err := rt.Shutdown(ctx); err != nil {
 		return err
 	}
 

@@ -4,6 +4,7 @@ package sagalane
 import "C"
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 	"unsafe"
@@ -68,90 +69,109 @@ type JobRow struct {
 	FailedAt     *time.Time      `json:"failed_at"`
 }
 
-// logText runs a sl_log_* call that hands out JSON text.
-func (r *Runtime) logText(f func(out **C.char) C.int) (string, error) {
+// logText runs a sl_log_* call fn that hands out JSON text, waiting for it until ctx is
+// done. The call frees the C strings in args once it returned.
+func (r *Runtime) logText(ctx context.Context, fn string, f func(out **C.char) C.int, args ...*C.char) (string, error) {
+	if err := notBegun(ctx, fn); err != nil {
+		freeAll(args...)
+		return "", err
+	}
 	var out *C.char
-	if err := r.call(func() C.int { return f(&out) }); err != nil {
+	err := r.await(ctx, fn, func() error {
+		defer freeAll(args...)
+		return r.call(fn, func() C.int { return f(&out) })
+	}, func(error) { C.sl_free(unsafe.Pointer(out)) })
+	if err != nil {
 		return "", err
 	}
 	defer C.sl_free(unsafe.Pointer(out))
 	return C.GoString(out), nil
 }
 
-func decode[T any](text string, err error) (T, error) {
+func decode[T any](fn, text string, err error) (T, error) {
 	var v T
 	if err != nil {
 		return v, err
 	}
 	if err := json.Unmarshal([]byte(text), &v); err != nil {
-		return v, errorf(C.SL_EJSON, "decoding the log's answer: %v", err)
+		return v, errorf(C.SL_EJSON, fn, "decoding the log's answer: %v", err)
 	}
 	return v, nil
 }
 
+// The log's reads (the methods below but Vacuum) work on a read-only runtime too. Each one
+// may wait for the database: if ctx is done first it returns an error that is both
+// ErrCanceled and ctx.Err().
+
 // RecentSagasJSON is up to limit sagas, most recent first, as the log's JSON array.
-func (r *Runtime) RecentSagasJSON(limit int) (string, error) {
+func (r *Runtime) RecentSagasJSON(ctx context.Context, limit int) (string, error) {
+	const fn = "sl_log_recent"
 	if limit < 0 || limit > 1<<31-1 {
-		return "", errorf(C.SL_EINVAL, "limit %d is out of range", limit)
+		return "", errorf(C.SL_EINVAL, fn, "limit %d is out of range", limit)
 	}
-	return r.logText(func(out **C.char) C.int { return C.sl_log_recent(r.rt, C.int(limit), out) })
+	return r.logText(ctx, fn, func(out **C.char) C.int { return C.sl_log_recent(r.rt, C.int(limit), out) })
 }
 
 // RecentSagas is up to limit sagas, most recent first.
-func (r *Runtime) RecentSagas(limit int) ([]SagaSummary, error) {
-	return decode[[]SagaSummary](r.RecentSagasJSON(limit))
+func (r *Runtime) RecentSagas(ctx context.Context, limit int) ([]SagaSummary, error) {
+	text, err := r.RecentSagasJSON(ctx, limit)
+	return decode[[]SagaSummary]("sl_log_recent", text, err)
 }
 
 // UnresolvedSagasJSON is the sagas running, compensating or failed, with their steps, as the
 // log's JSON array.
-func (r *Runtime) UnresolvedSagasJSON() (string, error) {
-	return r.logText(func(out **C.char) C.int { return C.sl_log_unresolved(r.rt, out) })
+func (r *Runtime) UnresolvedSagasJSON(ctx context.Context) (string, error) {
+	return r.logText(ctx, "sl_log_unresolved", func(out **C.char) C.int { return C.sl_log_unresolved(r.rt, out) })
 }
 
 // UnresolvedSagas is the sagas running, compensating or failed, with their steps.
-func (r *Runtime) UnresolvedSagas() ([]SagaRecord, error) {
-	return decode[[]SagaRecord](r.UnresolvedSagasJSON())
+func (r *Runtime) UnresolvedSagas(ctx context.Context) ([]SagaRecord, error) {
+	text, err := r.UnresolvedSagasJSON(ctx)
+	return decode[[]SagaRecord]("sl_log_unresolved", text, err)
 }
 
 // LookupSagaJSON is saga id with its steps, as the log's JSON object; ErrNotFound when the
 // log has no such saga.
-func (r *Runtime) LookupSagaJSON(id uint64) (string, error) {
-	return r.logText(func(out **C.char) C.int { return C.sl_log_saga(r.rt, C.uint64_t(id), out) })
+func (r *Runtime) LookupSagaJSON(ctx context.Context, id uint64) (string, error) {
+	return r.logText(ctx, "sl_log_saga", func(out **C.char) C.int { return C.sl_log_saga(r.rt, C.uint64_t(id), out) })
 }
 
 // LookupSaga is saga id with its steps; ErrNotFound when the log has no such saga.
-func (r *Runtime) LookupSaga(id uint64) (SagaRecord, error) {
-	return decode[SagaRecord](r.LookupSagaJSON(id))
+func (r *Runtime) LookupSaga(ctx context.Context, id uint64) (SagaRecord, error) {
+	text, err := r.LookupSagaJSON(ctx, id)
+	return decode[SagaRecord]("sl_log_saga", text, err)
 }
 
 // RecentJobsJSON is up to limit lane jobs, most recent activity first, as the log's JSON
 // array. lane "" lists every lane's jobs (lanes of earlier processes included), state "" jobs
-// in any state; an unknown state is ErrInval. Rows stay until the lane sweeper purges them.
-func (r *Runtime) RecentJobsJSON(lane, state string, limit int) (string, error) {
+// in any state; an unknown state is ErrInvalid. Rows stay until the lane sweeper purges them.
+func (r *Runtime) RecentJobsJSON(ctx context.Context, lane, state string, limit int) (string, error) {
+	const fn = "sl_log_jobs"
 	if limit < 0 || limit > 1<<31-1 {
-		return "", errorf(C.SL_EINVAL, "limit %d is out of range", limit)
+		return "", errorf(C.SL_EINVAL, fn, "limit %d is out of range", limit)
 	}
 	var cLane, cState *C.char
 	var err error
 	if lane != "" {
-		if cLane, err = cString("lane", lane); err != nil {
+		if cLane, err = cString(fn, "lane", lane); err != nil {
 			return "", err
 		}
-		defer freeAll(cLane)
 	}
 	if state != "" {
-		if cState, err = cString("state", state); err != nil {
+		if cState, err = cString(fn, "state", state); err != nil {
+			freeAll(cLane)
 			return "", err
 		}
-		defer freeAll(cState)
 	}
-	return r.logText(func(out **C.char) C.int { return C.sl_log_jobs(r.rt, cLane, cState, C.int(limit), out) })
+	return r.logText(ctx, fn, func(out **C.char) C.int { return C.sl_log_jobs(r.rt, cLane, cState, C.int(limit), out) },
+		cLane, cState)
 }
 
 // RecentJobs is up to limit lane jobs, most recent activity first (see RecentJobsJSON): what
 // an operator sees of the jobs, those a restart marked failed included.
-func (r *Runtime) RecentJobs(lane, state string, limit int) ([]JobRow, error) {
-	return decode[[]JobRow](r.RecentJobsJSON(lane, state, limit))
+func (r *Runtime) RecentJobs(ctx context.Context, lane, state string, limit int) ([]JobRow, error) {
+	text, err := r.RecentJobsJSON(ctx, lane, state, limit)
+	return decode[[]JobRow]("sl_log_jobs", text, err)
 }
 
 // LogStats is what the log holds, counted, as Stats gives it.
@@ -166,22 +186,33 @@ type LogStats struct {
 }
 
 // StatsJSON is what the log holds, counted, as the log's JSON object (see sl_log_stats).
-func (r *Runtime) StatsJSON() (string, error) {
-	return r.logText(func(out **C.char) C.int { return C.sl_log_stats(r.rt, out) })
+func (r *Runtime) StatsJSON(ctx context.Context) (string, error) {
+	return r.logText(ctx, "sl_log_stats", func(out **C.char) C.int { return C.sl_log_stats(r.rt, out) })
 }
 
 // Stats is what the log holds, counted: sagas by state, lane jobs by lane and state, sizes.
-func (r *Runtime) Stats() (LogStats, error) {
-	return decode[LogStats](r.StatsJSON())
+func (r *Runtime) Stats(ctx context.Context) (LogStats, error) {
+	text, err := r.StatsJSON(ctx)
+	return decode[LogStats]("sl_log_stats", text, err)
 }
 
 // Vacuum deletes the sagas that ended more than olderThan ago in a terminal state, steps
-// included, and returns how many it deleted.
-func (r *Runtime) Vacuum(olderThan time.Duration) (uint64, error) {
+// included, and returns how many it deleted. If ctx is done first, it returns an error that
+// is both ErrCanceled and ctx.Err(), and the vacuum goes on.
+func (r *Runtime) Vacuum(ctx context.Context, olderThan time.Duration) (uint64, error) {
+	const fn = "sl_log_vacuum"
+	if err := notBegun(ctx, fn); err != nil {
+		return 0, err
+	}
 	if olderThan < 0 {
-		return 0, errorf(C.SL_EINVAL, "olderThan %v is negative", olderThan)
+		return 0, errorf(C.SL_EINVAL, fn, "olderThan %v is negative", olderThan)
 	}
 	var deleted C.uint64_t
-	err := r.call(func() C.int { return C.sl_log_vacuum(r.rt, C.uint64_t(olderThan/time.Millisecond), &deleted) })
-	return uint64(deleted), err
+	err := r.await(ctx, fn, func() error {
+		return r.call(fn, func() C.int { return C.sl_log_vacuum(r.rt, C.uint64_t(olderThan/time.Millisecond), &deleted) })
+	}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return uint64(deleted), nil
 }

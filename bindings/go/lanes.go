@@ -61,36 +61,49 @@ type JobRecord struct {
 
 // CreateLane creates the lane name in the runtime's pool. For a persisted lane it first
 // reconciles the log's rows for name, rebuilding queued jobs with opts.Reconstruct (see
-// LaneOptions).
-func (r *Runtime) CreateLane(name string, opts LaneOptions) (*Lane, error) {
-	if opts.MaxConcurrent < 0 {
-		return nil, errorf(C.SL_EINVAL, "MaxConcurrent %d is negative", opts.MaxConcurrent)
+// LaneOptions), and waits for that.
+//
+// If ctx is done first, it returns an error that is both ErrCanceled and ctx.Err(); the
+// lane is still created once the reconciliation is done (FindLane finds it then).
+func (r *Runtime) CreateLane(ctx context.Context, name string, opts LaneOptions) (*Lane, error) {
+	const fn = "sl_lane_create"
+	if err := notBegun(ctx, fn); err != nil {
+		return nil, err
 	}
-	c, err := cString("lane name", name)
+	if opts.MaxConcurrent < 0 {
+		return nil, errorf(C.SL_EINVAL, fn, "MaxConcurrent %d is negative", opts.MaxConcurrent)
+	}
+	c, err := cString(fn, "lane name", name)
 	if err != nil {
 		return nil, err
 	}
-	defer freeAll(c)
-	var o C.sl_lane_options
-	C.sl_lane_options_init(&o)
+	o := new(C.sl_lane_options)
+	C.sl_lane_options_init(o)
 	o.max_concurrent = C.int(opts.MaxConcurrent)
 	if opts.Volatile {
 		o.persisted = 0
 	}
-	// The library calls Reconstruct only during sl_lane_create, so its handle (and the C
-	// copies of the rebuilt jobs' fields, which the library reads after each call returns)
-	// are released once the create returned.
 	var h C.uintptr_t
+	var entry *reconstructEntry
 	if opts.Reconstruct != nil && !opts.Volatile {
-		entry := &reconstructEntry{r: r, lane: name, fn: opts.Reconstruct, done: opts.OnRecovered}
+		entry = &reconstructEntry{r: r, lane: name, fn: opts.Reconstruct, done: opts.OnRecovered}
 		h = r.newHandle(entry)
-		defer func() {
-			r.deleteHandle(h)
-			entry.free()
-		}()
 	}
 	l := &Lane{r: r, name: name}
-	if err := r.call(func() C.int { return C.slgo_lane_create(r.rt, c, &o, h, &l.lane) }); err != nil {
+	err = r.await(ctx, fn, func() error {
+		// The library calls Reconstruct only during sl_lane_create, so its handle (and the
+		// C copies of the rebuilt jobs' fields, which the library reads after each call
+		// returns) are released once the create returned.
+		defer func() {
+			freeAll(c)
+			if entry != nil {
+				r.deleteHandle(h)
+				entry.free()
+			}
+		}()
+		return r.call(fn, func() C.int { return C.slgo_lane_create(r.rt, c, o, h, &l.lane) })
+	}, nil)
+	if err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -123,7 +136,7 @@ func (e *reconstructEntry) rebuild(rec JobRecord) (job Job, ok bool) {
 // library marks it failed and calls done, which reports why.
 func (e *reconstructEntry) fill(job Job, c *C.sl_job) {
 	job.ID = "" // the library keeps the record's
-	cmem, err := cJob(job, c)
+	cmem, err := cJob("sl_lane_create", job, c)
 	e.mu.Lock()
 	e.cmem = append(e.cmem, cmem...)
 	e.mu.Unlock()
@@ -146,13 +159,14 @@ func (e *reconstructEntry) free() {
 
 // FindLane finds a lane created earlier by name.
 func (r *Runtime) FindLane(name string) (*Lane, error) {
-	c, err := cString("lane name", name)
+	const fn = "sl_lane_find"
+	c, err := cString(fn, "lane name", name)
 	if err != nil {
 		return nil, err
 	}
 	defer freeAll(c)
 	l := &Lane{r: r, name: name}
-	if err := r.call(func() C.int { return C.sl_lane_find(r.rt, c, &l.lane) }); err != nil {
+	if err := r.call(fn, func() C.int { return C.sl_lane_find(r.rt, c, &l.lane) }); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -160,6 +174,19 @@ func (r *Runtime) FindLane(name string) (*Lane, error) {
 
 // Name is the lane's name.
 func (l *Lane) Name() string { return l.name }
+
+// JobFunc is a job's work: a Job's Run, or a lane's command handler. It runs on one of the
+// lane's worker threads and may block. It returns the job's result text, or an error: one
+// that is ErrCanceled or context.Canceled (ctx.Err() once ctx is done, say) ends the job
+// cancelled, any other fails it with the error's text. A panic fails it too.
+//
+// ctx is done once the job is cancelled: when the lane shuts down (Close), when a
+// SubmitAndWait gives up on it, or on Lane.Interrupt. Stop early then if you can, returning
+// ctx.Err(). ctx.Err() reads the job's cancellation flag itself; a receive from ctx.Done()
+// sees it raised within about 10 ms (the binding polls the flag while someone waits on
+// Done). ctx is also done once the function returned, so work it started and did not wait
+// for sees it as cancelled.
+type JobFunc func(ctx context.Context, job *RunningJob) (string, error)
 
 // Job is work for a lane.
 type Job struct {
@@ -172,31 +199,23 @@ type Job struct {
 	MaxAttempts int
 	// RetryBackoff is the first wait before a retry, doubled each time; 0 means 100 ms.
 	RetryBackoff time.Duration
-	// Run does the work on one of the lane's worker threads; it may block. It returns the
-	// result text, or an error: one that is ErrCanceled (or context.Canceled) ends the job
-	// cancelled, any other fails it with the error's text. A panic fails it too.
-	Run func(job *JobContext) (string, error)
+	// Run does the work, once per attempt (see JobFunc). Required.
+	Run JobFunc
 }
 
-// JobContext is a running job's view of itself, valid only while Run runs.
-type JobContext struct {
+// RunningJob is a running job's view of itself, valid only while its JobFunc runs.
+type RunningJob struct {
 	ctx *C.sl_job_ctx
 }
 
 // ID is the job's id.
-func (j *JobContext) ID() string { return C.GoString(C.sl_job_id(j.ctx)) }
+func (j *RunningJob) ID() string { return C.GoString(C.sl_job_id(j.ctx)) }
 
 // Attempt is 1 for the first run, 2 for the first retry, ...
-func (j *JobContext) Attempt() int { return int(C.sl_job_attempt(j.ctx)) }
-
-// Cancelled is true once the lane shuts down or a waiter gave up on the job: stop early if
-// you can, returning ErrCanceled.
-func (j *JobContext) Cancelled() bool {
-	return C.sl_job_cancelled(j.ctx) != 0
-}
+func (j *RunningJob) Attempt() int { return int(C.sl_job_attempt(j.ctx)) }
 
 // Metadata is a copy of the job's metadata (for a command handler: the command JSON).
-func (j *JobContext) Metadata() []byte {
+func (j *RunningJob) Metadata() []byte {
 	var n C.size_t
 	p := C.sl_job_metadata(j.ctx, &n)
 	if p == nil {
@@ -209,11 +228,16 @@ func (j *JobContext) Metadata() []byte {
 type JobState int
 
 const (
-	JobFinished  JobState = C.SL_JOB_FINISHED
-	JobFailed    JobState = C.SL_JOB_FAILED
+	// JobFinished: Run returned a result.
+	JobFinished JobState = C.SL_JOB_FINISHED
+	// JobFailed: Run failed (its last attempt did), panicked, or the job could not run.
+	JobFailed JobState = C.SL_JOB_FAILED
+	// JobCancelled: the job was cancelled before it ran, or Run stopped for a
+	// cancellation.
 	JobCancelled JobState = C.SL_JOB_CANCELLED
 )
 
+// String is "finished", "failed" or "cancelled".
 func (s JobState) String() string {
 	switch s {
 	case JobFinished:
@@ -245,7 +269,7 @@ type Submission struct {
 // Reconstruct) to done.
 type jobEntry struct {
 	r    *Runtime
-	run  func(*JobContext) (string, error)
+	run  JobFunc
 	done func(JobOutcome)
 	// Why a rebuilt job was not valid ("" when it was): the library failed it without
 	// running it, and its outcome carries this instead of the library's text.
@@ -255,15 +279,23 @@ type jobEntry struct {
 // Submit submits a job. For a persisted lane it returns once the queued row is durable.
 // On success done (which may be nil) is called exactly once when the job ended, on a
 // sagalane thread, and must return quickly; on failure never.
-func (l *Lane) Submit(job Job, done func(JobOutcome)) (Submission, error) {
-	sub, err := l.submit(job, done)
-	return sub, err
+//
+// ctx is checked before the job is submitted: a done ctx submits nothing and returns an
+// error that is both ErrCanceled and ctx.Err(). The wait for the row to be durable (one
+// group commit) is not cut short, as a job accepted must be reported to done. ctx is not the
+// job's: the job runs after Submit returned, with a context of its own (see JobFunc).
+func (l *Lane) Submit(ctx context.Context, job Job, done func(JobOutcome)) (Submission, error) {
+	if err := notBegun(ctx, "sl_lane_submit"); err != nil {
+		return Submission{}, err
+	}
+	return l.submit(job, done)
 }
 
 func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
+	const fn = "sl_lane_submit"
 	var c C.sl_job
 	C.sl_job_init(&c)
-	cmem, err := cJob(job, &c)
+	cmem, err := cJob(fn, job, &c)
 	if err != nil {
 		return Submission{}, err
 	}
@@ -276,7 +308,7 @@ func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
 	h := l.r.newHandle(entry)
 	var out C.sl_submission
 	out.size = C.size_t(unsafe.Sizeof(out))
-	if err := l.r.call(func() C.int { return C.slgo_lane_submit(l.lane, &c, h, &out) }); err != nil {
+	if err := l.r.call(fn, func() C.int { return C.slgo_lane_submit(l.lane, &c, h, &out) }); err != nil {
 		l.r.deleteHandle(h)
 		return Submission{}, err
 	}
@@ -289,17 +321,18 @@ func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
 	return sub, nil
 }
 
-// cJob checks job and fills c (initialized with sl_job_init) with its fields, all but Run.
-// It returns the C memory it allocated, for the caller to free once the library has copied
-// the job; on an error it allocated nothing and c is as sl_job_init left it.
-func cJob(job Job, c *C.sl_job) (cmem []unsafe.Pointer, err error) {
+// cJob checks job and fills c (initialized with sl_job_init) with its fields, all but Run,
+// for the C function fn. It returns the C memory it allocated, for the caller to free once
+// the library has copied the job; on an error it allocated nothing and c is as sl_job_init
+// left it.
+func cJob(fn string, job Job, c *C.sl_job) (cmem []unsafe.Pointer, err error) {
 	switch {
 	case job.Run == nil:
-		return nil, errorf(C.SL_EINVAL, "the job has no Run function")
+		return nil, errorf(C.SL_EINVAL, fn, "the job has no Run function")
 	case job.MaxAttempts < 0:
-		return nil, errorf(C.SL_EINVAL, "MaxAttempts %d is negative", job.MaxAttempts)
+		return nil, errorf(C.SL_EINVAL, fn, "MaxAttempts %d is negative", job.MaxAttempts)
 	case job.RetryBackoff < 0 || job.RetryBackoff/time.Millisecond > 1<<32-1:
-		return nil, errorf(C.SL_EINVAL, "RetryBackoff %v is out of range", job.RetryBackoff)
+		return nil, errorf(C.SL_EINVAL, fn, "RetryBackoff %v is out of range", job.RetryBackoff)
 	}
 	defer func() {
 		if err != nil {
@@ -311,13 +344,13 @@ func cJob(job Job, c *C.sl_job) (cmem []unsafe.Pointer, err error) {
 		}
 	}()
 	if job.ID != "" {
-		if c.id, err = cString("job id", job.ID); err != nil {
+		if c.id, err = cString(fn, "job id", job.ID); err != nil {
 			return cmem, err
 		}
 		cmem = append(cmem, unsafe.Pointer(c.id))
 	}
 	if job.Caller != "" {
-		if c.caller, err = cString("caller", job.Caller); err != nil {
+		if c.caller, err = cString(fn, "caller", job.Caller); err != nil {
 			return cmem, err
 		}
 		cmem = append(cmem, unsafe.Pointer(c.caller))
@@ -338,13 +371,12 @@ func cJob(job Job, c *C.sl_job) (cmem []unsafe.Pointer, err error) {
 //
 // When ctx is done first, it gives up on the job and returns an error that is both
 // ErrCanceled and ctx.Err(): a job still queued is cancelled and never runs; a job already
-// running sees JobContext.Cancelled() turn true and may still be finishing when
-// SubmitAndWait returns.
+// running sees its own context done and may still be finishing when SubmitAndWait returns.
 //
 // It blocks: never call it from a loop-thread callback (saga, trigger, target).
 func (l *Lane) SubmitAndWait(ctx context.Context, job Job) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", gaveUp("", err)
+	if err := notBegun(ctx, "sl_lane_submit"); err != nil {
+		return "", err
 	}
 	outcome := make(chan JobOutcome, 1)
 	sub, err := l.submit(job, func(o JobOutcome) { outcome <- o })
@@ -356,13 +388,9 @@ func (l *Lane) SubmitAndWait(ctx context.Context, job Job) (string, error) {
 		return o.result()
 	case <-ctx.Done():
 	}
-	id, err := cString("job id", sub.JobID)
-	if err == nil {
-		// A queued job ends cancelled at once; a running one sees Cancelled(). ENOTFOUND
-		// means it just ended.
-		_ = l.r.call(func() C.int { return C.sl_lane_interrupt(l.lane, id) })
-		freeAll(id)
-	}
+	// A queued job ends cancelled at once; a running one sees its context done.
+	// ErrNotFound means it just ended.
+	_ = l.Interrupt(sub.JobID)
 	select {
 	case o := <-outcome:
 		if o.State == JobFinished {
@@ -370,16 +398,9 @@ func (l *Lane) SubmitAndWait(ctx context.Context, job Job) (string, error) {
 		}
 	default:
 	}
-	return "", gaveUp(sub.JobID, ctx.Err())
-}
-
-func gaveUp(jobID string, cause error) error {
-	e := newError(C.SL_ECANCELED, "gave up on job '"+jobID+"': "+cause.Error())
-	if jobID == "" {
-		e.Message = "not submitted: " + cause.Error()
-	}
-	e.cause = cause
-	return e
+	e := newError(C.SL_ECANCELED, "sl_lane_submit", "gave up on job '"+sub.JobID+"': "+ctx.Err().Error())
+	e.cause = ctx.Err()
+	return "", e
 }
 
 func (o JobOutcome) result() (string, error) {
@@ -387,29 +408,41 @@ func (o JobOutcome) result() (string, error) {
 	case JobFinished:
 		return o.Text, nil
 	case JobFailed:
-		return "", errorf(C.SL_EJOBFAILED, "job '%s' failed after %d attempt(s): %s", o.JobID, o.Attempts, o.Text)
+		return "", errorf(C.SL_EJOBFAILED, "sl_lane_submit", "job '%s' failed after %d attempt(s): %s", o.JobID, o.Attempts, o.Text)
 	default:
-		return "", errorf(C.SL_ECANCELED, "job '%s' was cancelled", o.JobID)
+		return "", errorf(C.SL_ECANCELED, "sl_lane_submit", "job '%s' was cancelled", o.JobID)
 	}
 }
 
 // Cancel cancels a queued job: it never runs and ends cancelled. ErrNotQueued when it is
 // running (or between retries), ErrNotFound when there is no such job.
 func (l *Lane) Cancel(jobID string) error {
-	c, err := cString("job id", jobID)
+	return l.byID("sl_lane_cancel", jobID, func(id *C.char) C.int { return C.sl_lane_cancel(l.lane, id) })
+}
+
+// Interrupt gives up on a job: a queued job, or one waiting out a retry back-off, ends
+// cancelled at once; a running one sees its context done. ErrNotFound when the lane has no
+// such job (it ended, say).
+func (l *Lane) Interrupt(jobID string) error {
+	return l.byID("sl_lane_interrupt", jobID, func(id *C.char) C.int { return C.sl_lane_interrupt(l.lane, id) })
+}
+
+func (l *Lane) byID(fn, jobID string, f func(id *C.char) C.int) error {
+	c, err := cString(fn, "job id", jobID)
 	if err != nil {
 		return err
 	}
 	defer freeAll(c)
-	return l.r.call(func() C.int { return C.sl_lane_cancel(l.lane, c) })
+	return l.r.call(fn, func() C.int { return f(c) })
 }
 
 // SetMaxConcurrent changes how many jobs may run at once (at least 1).
 func (l *Lane) SetMaxConcurrent(n int) error {
+	const fn = "sl_lane_set_max_concurrent"
 	if n < 1 || n > 1<<31-1 {
-		return errorf(C.SL_EINVAL, "max concurrent %d is out of range", n)
+		return errorf(C.SL_EINVAL, fn, "max concurrent %d is out of range", n)
 	}
-	return l.r.call(func() C.int { return C.sl_lane_set_max_concurrent(l.lane, C.int(n)) })
+	return l.r.call(fn, func() C.int { return C.sl_lane_set_max_concurrent(l.lane, C.int(n)) })
 }
 
 // LaneStats are a lane's counters.
@@ -423,7 +456,7 @@ type LaneStats struct {
 func (l *Lane) Stats() (LaneStats, error) {
 	var s C.sl_lane_stats
 	s.size = C.size_t(unsafe.Sizeof(s))
-	if err := l.r.call(func() C.int { return C.sl_lane_get_stats(l.lane, &s) }); err != nil {
+	if err := l.r.call("sl_lane_get_stats", func() C.int { return C.sl_lane_get_stats(l.lane, &s) }); err != nil {
 		return LaneStats{}, err
 	}
 	return LaneStats{
@@ -441,23 +474,25 @@ func (l *Lane) Stats() (LaneStats, error) {
 type commandEntry struct {
 	r    *Runtime
 	lane string
-	fn   func(*JobContext) (string, error)
+	fn   JobFunc
 	h    C.uintptr_t
 }
 
 func (e *commandEntry) releaseHandle() { e.r.deleteHandle(e.h) }
 
 // SetCommandHandler lets sagas send commands to "lane:<name>": each command becomes a job on
-// this lane run by fn (on a worker thread), whose Metadata() is the command JSON and whose
-// outcome is published as EventLaneJobFinished/Failed/Cancelled tagged with the saga. A later
-// call replaces the handler.
-func (l *Lane) SetCommandHandler(fn func(job *JobContext) (string, error)) error {
-	if fn == nil {
-		return errorf(C.SL_EINVAL, "SetCommandHandler needs a function")
+// this lane, with the id "saga-<saga id>-step-<step>", run by handler (on a worker thread,
+// see JobFunc), whose Metadata() is the command JSON and whose outcome is published as
+// EventLaneJobFinished/Failed/Cancelled tagged with the saga. A later call replaces the
+// handler.
+func (l *Lane) SetCommandHandler(handler JobFunc) error {
+	const fn = "sl_lane_set_command_handler"
+	if handler == nil {
+		return errorf(C.SL_EINVAL, fn, "SetCommandHandler needs a function")
 	}
-	entry := &commandEntry{r: l.r, lane: l.name, fn: fn}
+	entry := &commandEntry{r: l.r, lane: l.name, fn: handler}
 	entry.h = l.r.newHandle(entry)
-	err := l.r.call(func() C.int { return C.slgo_lane_set_command_handler(l.lane, entry.h) })
+	err := l.r.call(fn, func() C.int { return C.slgo_lane_set_command_handler(l.lane, entry.h) })
 	if err != nil {
 		l.r.deleteHandle(entry.h)
 	}

@@ -8,18 +8,34 @@ import (
 	"sync"
 )
 
-// Event types the runtime publishes. The three lifecycle events are never fed to sagas nor
-// matched by triggers; their payload is {"name": saga type, "reason": text (failures)}.
+// Event types the runtime publishes.
 const (
-	EventSagaStarted      = C.SL_EVENT_SAGA_STARTED
-	EventSagaCompleted    = C.SL_EVENT_SAGA_COMPLETED
-	EventSagaFailed       = C.SL_EVENT_SAGA_FAILED
+	// EventSagaStarted is published once a saga's running row is durable, tagged with the
+	// saga; payload {"name": saga type}. Lifecycle events (this one, EventSagaCompleted and
+	// EventSagaFailed) are never fed to sagas nor matched by triggers.
+	EventSagaStarted = C.SL_EVENT_SAGA_STARTED
+	// EventSagaCompleted is published once a saga ended with Done, tagged with the saga;
+	// payload {"name": saga type}.
+	EventSagaCompleted = C.SL_EVENT_SAGA_COMPLETED
+	// EventSagaFailed is published once a saga failed (Fail, a timeout, a cancellation, a
+	// refused command, a failed step), tagged with the saga; payload {"name": saga type,
+	// "reason": text}, with "durable": false when its terminal row could not be written.
+	EventSagaFailed = C.SL_EVENT_SAGA_FAILED
+	// EventSagaActionFailed is published by StepFail, tagged with the saga; payload
+	// {"reason", "step"}.
 	EventSagaActionFailed = C.SL_EVENT_SAGA_ACTION_FAILED
-	EventLaneJobFinished  = C.SL_EVENT_LANE_JOB_FINISHED
-	EventLaneJobFailed    = C.SL_EVENT_LANE_JOB_FAILED
+	// EventLaneJobFinished answers a command sent to "lane:<name>" whose job finished,
+	// tagged with the saga; payload {"lane", "job_id", "step", "result"} ("result" parsed
+	// when it is JSON).
+	EventLaneJobFinished = C.SL_EVENT_LANE_JOB_FINISHED
+	// EventLaneJobFailed answers a command sent to "lane:<name>" whose job failed, tagged
+	// with the saga; payload {"lane", "job_id", "step", "error", "attempts"}.
+	EventLaneJobFailed = C.SL_EVENT_LANE_JOB_FAILED
+	// EventLaneJobCancelled answers a command sent to "lane:<name>" whose job was
+	// cancelled, tagged with the saga; payload {"lane", "job_id", "step"}.
 	EventLaneJobCancelled = C.SL_EVENT_LANE_JOB_CANCELLED
 	// EventLagged is delivered to a subscriber that fell too far behind, where the events
-	// went missing: payload {"missed": N}.
+	// went missing: payload {"missed": N}, SagaID 0, Version 0. It is never published.
 	EventLagged = C.SL_EVENT_LAGGED
 )
 
@@ -43,17 +59,18 @@ func goEvent(e *C.sl_event) Event {
 // Publish publishes an event. sagaID 0 publishes it untagged; else it answers that saga's
 // command. payloadJSON "" publishes null. Safe from any goroutine and any callback.
 func (r *Runtime) Publish(eventType string, sagaID uint64, payloadJSON string) error {
-	t, err := cString("event type", eventType)
+	const fn = "sl_publish"
+	t, err := cString(fn, "event type", eventType)
 	if err != nil {
 		return err
 	}
-	p, err := cJSON("payload", payloadJSON)
+	p, err := cJSON(fn, "payload", payloadJSON)
 	if err != nil {
 		freeAll(t)
 		return err
 	}
 	defer freeAll(t, p)
-	return r.call(func() C.int { return C.sl_publish(r.rt, t, C.uint64_t(sagaID), p) })
+	return r.call(fn, func() C.int { return C.sl_publish(r.rt, t, C.uint64_t(sagaID), p) })
 }
 
 // Subscription is a subscriber's place on the bus.
@@ -78,7 +95,7 @@ type Subscription struct {
 // means 4096) loses the newest ones and then receives one EventLagged event.
 func (r *Runtime) Subscribe(buffer int, fn func(Event)) (*Subscription, error) {
 	if fn == nil {
-		return nil, errorf(C.SL_EINVAL, "Subscribe needs a function")
+		return nil, errorf(C.SL_EINVAL, "sl_subscribe", "Subscribe needs a function")
 	}
 	return r.subscribe(buffer, fn, nil)
 }
@@ -98,7 +115,7 @@ func (r *Runtime) SubscribeChan(buffer int) (*Subscription, <-chan Event, error)
 
 func (r *Runtime) subscribe(buffer int, fn func(Event), ch chan Event) (*Subscription, error) {
 	if buffer < 0 {
-		return nil, errorf(C.SL_EINVAL, "buffer %d is negative", buffer)
+		return nil, errorf(C.SL_EINVAL, "sl_subscribe", "buffer %d is negative", buffer)
 	}
 	s := &Subscription{r: r, fn: fn, ch: ch, stop: make(chan struct{})}
 	if ch != nil {
@@ -115,11 +132,11 @@ func (r *Runtime) subscribe(buffer int, fn func(Event), ch chan Event) (*Subscri
 	if r.closing {
 		r.mu.Unlock()
 		r.deleteHandle(s.h)
-		return nil, errClosed()
+		return nil, errClosed("sl_subscribe")
 	}
 	r.subs[s] = struct{}{}
 	r.mu.Unlock()
-	err := r.call(func() C.int { return C.slgo_subscribe(r.rt, C.size_t(buffer), s.h, &s.sub) })
+	err := r.call("sl_subscribe", func() C.int { return C.slgo_subscribe(r.rt, C.size_t(buffer), s.h, &s.sub) })
 	if err != nil {
 		r.mu.Lock()
 		_, listed := r.subs[s]

@@ -1,16 +1,21 @@
 package sagalane_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 // waitTimeout bounds every wait for something the runtime does on its own threads.
 const waitTimeout = 10 * time.Second
+
+// ctx is the context of the calls a test does not mean to cancel.
+var ctx = context.Background()
 
 // recorder collects what a runtime's subscription delivers and the panics it reports.
 type recorder struct {
@@ -90,7 +95,7 @@ func openRuntime(t *testing.T, opts sagalane.Options) (*sagalane.Runtime, *recor
 	t.Helper()
 	rec := newRecorder()
 	opts.OnPanic = rec.panicked
-	rt, err := sagalane.Open(opts)
+	rt, err := sagalane.Open(ctx, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -111,9 +116,18 @@ func closeAndCheck(t *testing.T, rt *sagalane.Runtime) {
 	}
 }
 
-// closeRuntime closes rt and waits until it released every handle it gave the library.
+// closeRuntime closes rt and waits until it released every handle it gave the library. A
+// runtime the test closed already must say so.
 func closeRuntime(t *testing.T, rt *sagalane.Runtime) {
 	t.Helper()
+	select {
+	case <-rt.Closed():
+		if err := rt.Close(); !errors.Is(err, sagalane.ErrClosed) {
+			t.Errorf("Close of a closed runtime: %v, want ErrClosed", err)
+		}
+		return
+	default:
+	}
 	if err := rt.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -126,7 +140,7 @@ func closeRuntime(t *testing.T, rt *sagalane.Runtime) {
 
 func mustStart(t *testing.T, rt *sagalane.Runtime) {
 	t.Helper()
-	if err := rt.Start(); err != nil {
+	if err := rt.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package sagalane_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 // Persisted lanes across a real crash. A child process (this test binary again, running
@@ -53,11 +54,11 @@ func TestLaneRecoveryCrashChild(t *testing.T) {
 		t.Skip("the child process of TestLaneRecoveryAfterCrash")
 	}
 	// DurabilityNormal survives the crash of a process, which is all this test does.
-	rt, err := sagalane.Open(sagalane.Options{Path: path, Durability: sagalane.DurabilityNormal})
+	rt, err := sagalane.Open(ctx, sagalane.Options{Path: path, Durability: sagalane.DurabilityNormal})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lane, err := rt.CreateLane(crashLane, sagalane.LaneOptions{MaxConcurrent: 1})
+	lane, err := rt.CreateLane(ctx, crashLane, sagalane.LaneOptions{MaxConcurrent: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +67,11 @@ func TestLaneRecoveryCrashChild(t *testing.T) {
 	// Its running row is durable before Run is called: once Run started, the row the
 	// parent finds is "running".
 	started := make(chan struct{})
-	forever := func(*sagalane.JobContext) (string, error) {
+	forever := func(context.Context, *sagalane.RunningJob) (string, error) {
 		close(started)
 		select {}
 	}
-	if _, err := lane.Submit(sagalane.Job{ID: "runs-forever", Caller: "the child", Priority: 9, Run: forever}, nil); err != nil {
+	if _, err := lane.Submit(ctx, sagalane.Job{ID: "runs-forever", Caller: "the child", Priority: 9, Run: forever}, nil); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -78,13 +79,13 @@ func TestLaneRecoveryCrashChild(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("the first job did not start")
 	}
-	notRun := func(job *sagalane.JobContext) (string, error) {
+	notRun := func(_ context.Context, job *sagalane.RunningJob) (string, error) {
 		return "", fmt.Errorf("job %s ran in the child", job.ID())
 	}
 	for _, q := range crashQueued {
 		// Submit returns once the queued row is durable.
 		job := sagalane.Job{ID: q.id, Caller: "the child", Priority: q.priority, Metadata: []byte(q.metadata), Run: notRun}
-		if _, err := lane.Submit(job, nil); err != nil {
+		if _, err := lane.Submit(ctx, job, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,7 +176,7 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 			return sagalane.Job{Metadata: r.Metadata}, true
 		}
 		return sagalane.Job{Caller: r.Caller, Priority: r.Priority, Metadata: r.Metadata,
-			Run: func(job *sagalane.JobContext) (string, error) {
+			Run: func(_ context.Context, job *sagalane.RunningJob) (string, error) {
 				mu.Lock()
 				runs[job.ID()] = append(runs[job.ID()], string(job.Metadata()))
 				mu.Unlock()
@@ -183,7 +184,7 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 				return fmt.Sprintf("ran with %q", job.Metadata()), nil
 			}}, true
 	}
-	_, err := rt.CreateLane(crashLane, sagalane.LaneOptions{
+	_, err := rt.CreateLane(ctx, crashLane, sagalane.LaneOptions{
 		MaxConcurrent: 1,
 		Reconstruct:   reconstruct,
 		OnRecovered:   func(o sagalane.JobOutcome) { outcomes <- o },
@@ -259,7 +260,7 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 	mu.Unlock()
 
 	// What the log says of each row: the outcomes are durable once reported.
-	rows, err := rt.RecentJobs(crashLane, "", 100)
+	rows, err := rt.RecentJobs(ctx, crashLane, "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,7 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 		t.Errorf("%d rows in lane %q, want %d: %v", len(rows), crashLane, len(wantRows), gotRows)
 	}
 	// The same rows, counted.
-	stats, err := rt.Stats()
+	stats, err := rt.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +309,7 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 
 	// Nothing is left to rebuild at the next start.
 	rt2, _ := openRuntime(t, sagalane.Options{Path: path})
-	_, err = rt2.CreateLane(crashLane, sagalane.LaneOptions{
+	_, err = rt2.CreateLane(ctx, crashLane, sagalane.LaneOptions{
 		Reconstruct: func(r sagalane.JobRecord) (sagalane.Job, bool) {
 			t.Errorf("Reconstruct called again, for %+v", r)
 			return sagalane.Job{}, false
@@ -317,4 +318,65 @@ func TestLaneRecoveryAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A CreateLane that gives up waiting for its reconciliation leaves it to finish: the lane is
+// created, and every job rebuilt meanwhile runs and reports once.
+func TestCreateLaneGivesUpWaiting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lanes.db")
+	crashChild(t, path)
+
+	rt, _ := openRuntime(t, sagalane.Options{Path: path})
+	mustStart(t, rt)
+	reconstructing, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	outcomes := make(chan sagalane.JobOutcome, len(crashQueued))
+	reconstruct := func(r sagalane.JobRecord) (sagalane.Job, bool) {
+		once.Do(func() { close(reconstructing) })
+		<-release
+		if !strings.HasPrefix(string(r.Metadata), "work:") {
+			return sagalane.Job{}, false
+		}
+		return sagalane.Job{Metadata: r.Metadata, Run: func(_ context.Context, job *sagalane.RunningJob) (string, error) {
+			return "rebuilt " + job.ID(), nil
+		}}, true
+	}
+	short, cancel := context.WithCancel(context.Background())
+	created := make(chan error, 1)
+	go func() {
+		_, err := rt.CreateLane(short, crashLane, sagalane.LaneOptions{
+			Reconstruct: reconstruct,
+			OnRecovered: func(o sagalane.JobOutcome) { outcomes <- o },
+		})
+		created <- err
+	}()
+	<-reconstructing
+	cancel()
+	select {
+	case err := <-created:
+		wantGaveUp(t, "CreateLane cancelled during its reconciliation", err, context.Canceled)
+	case <-time.After(waitTimeout):
+		t.Fatal("CreateLane did not give up when its context was cancelled")
+	}
+	close(release)
+
+	ended := map[string]sagalane.JobOutcome{}
+	for len(ended) < 3 {
+		select {
+		case o := <-outcomes:
+			ended[o.JobID] = o
+		case <-time.After(waitTimeout):
+			t.Fatalf("rebuilt jobs did not end; outcomes so far: %+v", ended)
+		}
+	}
+	for _, id := range []string{"q-one", "q-two", "q-three"} {
+		if o := ended[id]; o.State != sagalane.JobFinished || o.Text != "rebuilt "+id {
+			t.Errorf("outcome of %s = %+v", id, o)
+		}
+	}
+	if lane, err := rt.FindLane(crashLane); err != nil || lane.Name() != crashLane {
+		t.Errorf("FindLane after the abandoned CreateLane: %v, %v", lane, err)
+	}
+	// openRuntime's cleanup checks that the reconstruct callback's handle, and every rebuilt
+	// job's, was released.
 }

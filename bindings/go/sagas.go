@@ -4,6 +4,7 @@ package sagalane
 import "C"
 
 import (
+	"context"
 	"encoding/json"
 	"runtime"
 	"time"
@@ -74,6 +75,8 @@ func Fail(reason string) Action { return Action{kind: actionFail, reason: reason
 // Wait does nothing until the next event.
 func Wait() Action { return Action{} }
 
+// String describes the action, for logs and test failures: "issue COMMAND to TARGET",
+// "done", "fail: REASON" or "wait".
 func (a Action) String() string {
 	switch a.kind {
 	case actionIssue:
@@ -91,12 +94,12 @@ func (a Action) String() string {
 func (a Action) apply(action *C.sl_action) {
 	switch a.kind {
 	case actionIssue:
-		target, err := cString("target", a.target)
+		target, err := cString("sl_action_issue", "target", a.target)
 		if err != nil {
 			failAction(action, err.Error())
 			return
 		}
-		command, err := cString("command", a.command)
+		command, err := cString("sl_action_issue", "command", a.command)
 		if err != nil {
 			freeAll(target)
 			failAction(action, err.Error())
@@ -107,7 +110,7 @@ func (a Action) apply(action *C.sl_action) {
 	case actionDone:
 		C.sl_action_done(action)
 	case actionFail:
-		reason, err := cString("reason", a.reason)
+		reason, err := cString("sl_action_fail", "reason", a.reason)
 		if err != nil {
 			failAction(action, err.Error())
 			return
@@ -140,13 +143,14 @@ type sagaEntry struct {
 
 // RegisterSagaType registers a saga type, before or after Start.
 func (r *Runtime) RegisterSagaType(t SagaType) error {
+	const fn = "sl_saga_type_register"
 	if t.New == nil {
-		return errorf(C.SL_EINVAL, "saga type %q has no New function", t.Name)
+		return errorf(C.SL_EINVAL, fn, "saga type %q has no New function", t.Name)
 	}
 	if t.Timeout < 0 || t.Timeout/time.Millisecond > 1<<32-1 {
-		return errorf(C.SL_EINVAL, "saga type %q: timeout %v is out of range", t.Name, t.Timeout)
+		return errorf(C.SL_EINVAL, fn, "saga type %q: timeout %v is out of range", t.Name, t.Timeout)
 	}
-	name, err := cString("saga type name", t.Name)
+	name, err := cString(fn, "saga type name", t.Name)
 	if err != nil {
 		return err
 	}
@@ -159,7 +163,7 @@ func (r *Runtime) RegisterSagaType(t SagaType) error {
 			C.free(unsafe.Pointer(&list[0]))
 		}()
 		for i, interest := range t.Interests {
-			if list[i], err = cString("interest", interest); err != nil {
+			if list[i], err = cString(fn, "interest", interest); err != nil {
 				return err
 			}
 		}
@@ -167,7 +171,7 @@ func (r *Runtime) RegisterSagaType(t SagaType) error {
 	}
 	entry := &sagaTypeEntry{r: r, t: t}
 	entry.h = r.newHandle(entry)
-	err = r.call(func() C.int {
+	err = r.call(fn, func() C.int {
 		return C.slgo_saga_type_register(r.rt, name, interests, C.size_t(len(t.Interests)),
 			C.uint32_t(t.Timeout/time.Millisecond), entry.h)
 	})
@@ -191,11 +195,12 @@ func (e *triggerEntry) releaseHandle() { e.r.deleteHandle(e.h) }
 // published event of type eventType that predicate accepts (nil: every one). The predicate
 // runs on the loop thread; a panic in it counts as false.
 func (r *Runtime) AddTrigger(eventType, sagaType string, predicate func(payload json.RawMessage) bool) error {
-	et, err := cString("event type", eventType)
+	const fn = "sl_trigger_add"
+	et, err := cString(fn, "event type", eventType)
 	if err != nil {
 		return err
 	}
-	st, err := cString("saga type", sagaType)
+	st, err := cString(fn, "saga type", sagaType)
 	if err != nil {
 		freeAll(et)
 		return err
@@ -207,7 +212,7 @@ func (r *Runtime) AddTrigger(eventType, sagaType string, predicate func(payload 
 		entry.h = r.newHandle(entry)
 		h = entry.h
 	}
-	err = r.call(func() C.int { return C.slgo_trigger_add(r.rt, et, st, h) })
+	err = r.call(fn, func() C.int { return C.slgo_trigger_add(r.rt, et, st, h) })
 	if err != nil && h != 0 {
 		r.deleteHandle(h)
 	}
@@ -218,11 +223,12 @@ func (r *Runtime) AddTrigger(eventType, sagaType string, predicate func(payload 
 // allocates the id and returns it; the running row, SagaStarted and Start follow on the
 // loop. inputJSON "" is null.
 func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
-	name, err := cString("saga type", typeName)
+	const fn = "sl_saga_start"
+	name, err := cString(fn, "saga type", typeName)
 	if err != nil {
 		return 0, err
 	}
-	input, err := cJSON("input", inputJSON)
+	input, err := cJSON(fn, "input", inputJSON)
 	if err != nil {
 		freeAll(name)
 		return 0, err
@@ -236,7 +242,7 @@ func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
 	r.mu.Lock()
 	delete(r.refusals, tid)
 	r.mu.Unlock()
-	err = r.call(func() C.int { return C.sl_saga_start(r.rt, name, input, &id) })
+	err = r.call(fn, func() C.int { return C.sl_saga_start(r.rt, name, input, &id) })
 	r.mu.Lock()
 	refusal := r.refusals[tid]
 	delete(r.refusals, tid)
@@ -251,14 +257,25 @@ func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
 	return uint64(id), nil
 }
 
-// CancelSaga ends saga id as failed with reason "cancelled: <reason>".
-func (r *Runtime) CancelSaga(id uint64, reason string) error {
-	c, err := cString("reason", reason)
+// CancelSaga ends saga id as failed with reason "cancelled: <reason>". It waits for the
+// loop to take the cancellation; once it returned nil no other outcome can win. ErrNotFound
+// when the saga is not in flight (it ended, or was cancelled already).
+//
+// If ctx is done first, it returns an error that is both ErrCanceled and ctx.Err(), and the
+// cancellation may still take effect.
+func (r *Runtime) CancelSaga(ctx context.Context, id uint64, reason string) error {
+	const fn = "sl_saga_cancel"
+	if err := notBegun(ctx, fn); err != nil {
+		return err
+	}
+	c, err := cString(fn, "reason", reason)
 	if err != nil {
 		return err
 	}
-	defer freeAll(c)
-	return r.call(func() C.int { return C.sl_saga_cancel(r.rt, C.uint64_t(id), c) })
+	return r.await(ctx, fn, func() error {
+		defer freeAll(c)
+		return r.call(fn, func() C.int { return C.sl_saga_cancel(r.rt, C.uint64_t(id), c) })
+	}, nil)
 }
 
 // Command is a command a saga sent to a target registered with RegisterTarget.
@@ -284,7 +301,7 @@ func (e *targetEntry) releaseHandle() { e.r.deleteHandle(e.h) }
 // a panic) fails the saga at once ("target refused").
 func (r *Runtime) RegisterTarget(name string, fn func(Command) error) error {
 	if fn == nil {
-		return errorf(C.SL_EINVAL, "target %q has no function", name)
+		return errorf(C.SL_EINVAL, "sl_target_register", "target %q has no function", name)
 	}
 	return r.registerTarget(name, &targetEntry{r: r, name: name, fn: fn})
 }
@@ -292,7 +309,8 @@ func (r *Runtime) RegisterTarget(name string, fn func(Command) error) error {
 // registerTarget registers a target whose userdata is v: a *targetEntry, or the runtime
 // itself for the close sentinel.
 func (r *Runtime) registerTarget(name string, v any) error {
-	c, err := cString("target name", name)
+	const fn = "sl_target_register"
+	c, err := cString(fn, "target name", name)
 	if err != nil {
 		return err
 	}
@@ -303,7 +321,7 @@ func (r *Runtime) registerTarget(name string, v any) error {
 	} else {
 		r.sentinel = h
 	}
-	err = r.call(func() C.int { return C.slgo_target_register(r.rt, c, h) })
+	err = r.call(fn, func() C.int { return C.slgo_target_register(r.rt, c, h) })
 	if err != nil {
 		r.deleteHandle(h)
 	}
@@ -313,12 +331,13 @@ func (r *Runtime) registerTarget(name string, v any) error {
 // StepFail reports that step of saga sagaID failed: the saga ends failed with
 // "action failed: <reason>". Safe from any goroutine.
 func (r *Runtime) StepFail(sagaID uint64, step uint32, reason string) error {
-	c, err := cString("reason", reason)
+	const fn = "sl_step_fail"
+	c, err := cString(fn, "reason", reason)
 	if err != nil {
 		return err
 	}
 	defer freeAll(c)
-	return r.call(func() C.int { return C.sl_step_fail(r.rt, C.uint64_t(sagaID), C.uint32_t(step), c) })
+	return r.call(fn, func() C.int { return C.sl_step_fail(r.rt, C.uint64_t(sagaID), C.uint32_t(step), c) })
 }
 
 // refuse keeps why New refused, for the StartSaga running on this thread.

@@ -1,4 +1,4 @@
-package sagalane_test
+package seeds_test
 
 import (
 	"encoding/json"
@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"sagalane.example/go/sagalane"
-	"sagalane.example/go/seeds"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
+	"github.com/sagalane/sagalane/examples/go/seeds"
 )
 
 // TestSeedSagas runs the launcher's scenario: both seed sagas end to end, triggered by what
@@ -17,7 +17,7 @@ func TestSeedSagas(t *testing.T) {
 	rt, rec := openRuntime(t, sagalane.Options{})
 	var mu sync.Mutex
 	decisions := map[string]bool{} // WindowClosed label -> whether it started a saga
-	windows, err := seeds.Install(rt, func(payload json.RawMessage) bool {
+	windows, err := seeds.Install(ctx, rt, func(payload json.RawMessage) bool {
 		clean := seeds.CleanClose(payload)
 		var p struct{ Label string }
 		_ = json.Unmarshal(payload, &p)
@@ -104,7 +104,7 @@ func TestSeedSagas(t *testing.T) {
 
 	// The log tells the same story: two respawns of one step, three cleanups of two, and no
 	// saga for the crash-flagged close.
-	recent, err := rt.RecentSagas(10)
+	recent, err := rt.RecentSagas(ctx, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestSeedSagas(t *testing.T) {
 	if got := strings.Join(labels, " "); got != "direct main pool-1 pool-2 side" {
 		t.Errorf("sagas in the log for %s", got)
 	}
-	record, err := rt.LookupSaga(direct)
+	record, err := rt.LookupSaga(ctx, direct)
 	if err != nil {
 		t.Fatal(err)
 	}

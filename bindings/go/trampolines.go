@@ -51,7 +51,7 @@ func goslSagaCreate(h C.uintptr_t, input *C.char, state *C.uintptr_t) (rc C.int)
 	t = handleValue(h).(*sagaTypeEntry)
 	saga, err := t.t.New(json.RawMessage(C.GoString(input)))
 	if err == nil && saga == nil {
-		err = errorf(C.SL_EINVAL, "saga type %q: New returned no saga and no error", t.t.Name)
+		err = errorf(C.SL_EINVAL, "sl_saga_start", "saga type %q: New returned no saga and no error", t.t.Name)
 	}
 	if err != nil {
 		t.r.refuse(err)
@@ -93,6 +93,7 @@ func decide(state C.uintptr_t, ctx *C.sl_saga_ctx, action *C.sl_action, method s
 			}
 		}()
 		s = handleValue(state).(*sagaEntry)
+		s.typ.r.sawLoopThread()
 		next = f(s.saga, SagaContext{
 			ID:       uint64(ctx.saga_id),
 			Type:     C.GoString(ctx.type_name),
@@ -117,6 +118,7 @@ func goslPredicate(h C.uintptr_t, payload *C.char) (accept C.int) {
 		}
 	}()
 	t = handleValue(h).(*triggerEntry)
+	t.r.sawLoopThread()
 	if t.predicate(json.RawMessage(C.GoString(payload))) {
 		return 1
 	}
@@ -141,6 +143,7 @@ func goslTarget(h C.uintptr_t, sagaID C.uint64_t, step C.uint32_t, command *C.ch
 		// The close sentinel takes no commands.
 		return C.SL_EREFUSED
 	}
+	t.r.sawLoopThread()
 	err := t.fn(Command{SagaID: uint64(sagaID), Step: uint32(step), JSON: json.RawMessage(C.GoString(command))})
 	if err != nil {
 		return codeOf(err, C.SL_EREFUSED)
@@ -150,17 +153,20 @@ func goslTarget(h C.uintptr_t, sagaID C.uint64_t, step C.uint32_t, command *C.ch
 
 //export goslJobRun
 func goslJobRun(h C.uintptr_t, ctx *C.sl_job_ctx) (rc C.int) {
-	job := &JobContext{ctx: ctx}
+	job := &RunningJob{ctx: ctx}
+	jobCtx := newJobContext(ctx)
 	var r *Runtime
 	callback := "job"
 	defer func() {
+		// Before anything else: the C context is valid only until this returns.
+		jobCtx.end()
 		job.ctx = nil
 		if v := recover(); v != nil {
 			setResult(ctx, r.reportPanic(callback, v).Error())
 			rc = C.SL_EJOBFAILED
 		}
 	}()
-	var run func(*JobContext) (string, error)
+	var run JobFunc
 	switch v := handleValue(h).(type) {
 	case *jobEntry:
 		r, run = v.r, v.run
@@ -169,7 +175,7 @@ func goslJobRun(h C.uintptr_t, ctx *C.sl_job_ctx) (rc C.int) {
 	default:
 		panic(fmt.Sprintf("a job's userdata is a %T", v))
 	}
-	result, err := run(job)
+	result, err := run(jobCtx, job)
 	if err != nil {
 		setResult(ctx, err.Error())
 		if isCancellation(err) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 func TestVersion(t *testing.T) {
@@ -30,7 +30,7 @@ func TestErrorsAreValues(t *testing.T) {
 	if err := rt.RegisterSagaType(refusing); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rt.StartSaga("refusing", ""); !errors.Is(err, sagalane.ErrState) {
+	if _, err := rt.StartSaga("refusing", ""); !errors.Is(err, sagalane.ErrInvalidState) {
 		t.Errorf("StartSaga before Start: %v, want ErrState", err)
 	}
 	mustStart(t, rt)
@@ -54,14 +54,14 @@ func TestErrorsAreValues(t *testing.T) {
 	}{
 		{"unknown saga type", second(rt.StartSaga("no_such_saga", "")), sagalane.ErrNotFound},
 		{"malformed input", second(rt.StartSaga("refusing", "{nope}")), sagalane.ErrJSON},
-		{"empty event type", rt.Publish("", 0, ""), sagalane.ErrInval},
-		{"NUL in event type", rt.Publish("a\x00b", 0, ""), sagalane.ErrInval},
+		{"empty event type", rt.Publish("", 0, ""), sagalane.ErrInvalid},
+		{"NUL in event type", rt.Publish("a\x00b", 0, ""), sagalane.ErrInvalid},
 		{"trigger for an unknown type", rt.AddTrigger("X", "no_such_saga", nil), sagalane.ErrNotFound},
 		{"saga type twice", rt.RegisterSagaType(refusing), sagalane.ErrExist},
-		{"cancel of no saga", rt.CancelSaga(12345, "test"), sagalane.ErrNotFound},
-		{"no such saga in the log", second(rt.LookupSaga(12345)), sagalane.ErrNotFound},
+		{"cancel of no saga", rt.CancelSaga(ctx, 12345, "test"), sagalane.ErrNotFound},
+		{"no such saga in the log", second(rt.LookupSaga(ctx, 12345)), sagalane.ErrNotFound},
 		{"no such lane", second(rt.FindLane("nowhere")), sagalane.ErrNotFound},
-		{"second Start", rt.Start(), sagalane.ErrState},
+		{"second Start", rt.Start(ctx), sagalane.ErrInvalidState},
 	}
 	for _, c := range cases {
 		if !errors.Is(c.err, c.want) {
@@ -80,18 +80,18 @@ func TestErrorsAreValues(t *testing.T) {
 	if err := rt.RegisterTarget("host", func(sagalane.Command) error { return nil }); !errors.Is(err, sagalane.ErrExist) {
 		t.Errorf("target registered twice: %v, want ErrExist", err)
 	}
-	lane, err := rt.CreateLane("work", sagalane.LaneOptions{})
+	lane, err := rt.CreateLane(ctx, "work", sagalane.LaneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rt.CreateLane("work", sagalane.LaneOptions{}); !errors.Is(err, sagalane.ErrExist) {
+	if _, err := rt.CreateLane(ctx, "work", sagalane.LaneOptions{}); !errors.Is(err, sagalane.ErrExist) {
 		t.Errorf("lane created twice: %v, want ErrExist", err)
 	}
 	if err := lane.Cancel("no-such-job"); !errors.Is(err, sagalane.ErrNotFound) {
 		t.Errorf("Cancel of no job: %v, want ErrNotFound", err)
 	}
-	if err := lane.SetMaxConcurrent(0); !errors.Is(err, sagalane.ErrInval) {
-		t.Errorf("SetMaxConcurrent(0): %v, want ErrInval", err)
+	if err := lane.SetMaxConcurrent(0); !errors.Is(err, sagalane.ErrInvalid) {
+		t.Errorf("SetMaxConcurrent(0): %v, want ErrInvalid", err)
 	}
 
 	closeAndCheck(t, rt)
@@ -101,10 +101,10 @@ func TestErrorsAreValues(t *testing.T) {
 	}{
 		{"Publish", rt.Publish("X", 0, "")},
 		{"StartSaga", second(rt.StartSaga("refusing", ""))},
-		{"CreateLane", second(rt.CreateLane("more", sagalane.LaneOptions{}))},
-		{"Submit", second(lane.Submit(sagalane.Job{Run: func(*sagalane.JobContext) (string, error) { return "", nil }}, nil))},
+		{"CreateLane", second(rt.CreateLane(ctx, "more", sagalane.LaneOptions{}))},
+		{"Submit", second(lane.Submit(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "", nil }}, nil))},
 		{"Subscribe", second(rt.Subscribe(0, func(sagalane.Event) {}))},
-		{"RecentSagas", second(rt.RecentSagas(1))},
+		{"RecentSagas", second(rt.RecentSagas(ctx, 1))},
 		{"Stats", second(lane.Stats())},
 	}
 	for _, c := range closed {
@@ -117,9 +117,9 @@ func TestErrorsAreValues(t *testing.T) {
 func second[T any](_ T, err error) error { return err }
 
 func TestOpenFailure(t *testing.T) {
-	_, err := sagalane.Open(sagalane.Options{Path: filepath.Join(t.TempDir(), "missing", "dir", "log.db")})
-	if !errors.Is(err, sagalane.ErrCantOpen) {
-		t.Errorf("Open in a missing folder: %v, want ErrCantOpen", err)
+	_, err := sagalane.Open(ctx, sagalane.Options{Path: filepath.Join(t.TempDir(), "missing", "dir", "log.db")})
+	if !errors.Is(err, sagalane.ErrCannotOpen) {
+		t.Errorf("Open in a missing folder: %v, want ErrCannotOpen", err)
 	}
 	if n := sagalane.LiveHandles(); n != 0 {
 		t.Errorf("%d handles live after a failed Open", n)
@@ -174,7 +174,7 @@ func TestSagaIssuesToTargetAndCompletes(t *testing.T) {
 	}
 	mu.Unlock()
 
-	record, err := rt.LookupSaga(id)
+	record, err := rt.LookupSaga(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,14 +203,14 @@ func TestCancelSaga(t *testing.T) {
 		}
 		return false
 	})
-	if err := rt.CancelSaga(id, "operator said so"); err != nil {
+	if err := rt.CancelSaga(ctx, id, "operator said so"); err != nil {
 		t.Fatal(err)
 	}
 	ev := rec.terminal(t, id)
 	if ev.Type != sagalane.EventSagaFailed || reason(t, ev) != "cancelled: operator said so" {
 		t.Errorf("saga ended with %s %s", ev.Type, ev.Payload)
 	}
-	if err := rt.CancelSaga(id, "again"); !errors.Is(err, sagalane.ErrNotFound) {
+	if err := rt.CancelSaga(ctx, id, "again"); !errors.Is(err, sagalane.ErrNotFound) {
 		t.Errorf("second cancel: %v, want ErrNotFound", err)
 	}
 }
@@ -228,10 +228,10 @@ func TestSagaTimeoutOnManualClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, "SagaStarted", func(events []sagalane.Event) bool { return len(events) > 0 })
-	if err := rt.AdvanceTime(999 * time.Millisecond); err != nil {
+	if err := rt.AdvanceTime(ctx, 999*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.AdvanceTime(time.Millisecond); err != nil {
+	if err := rt.AdvanceTime(ctx, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if ev := rec.terminal(t, id); ev.Type != sagalane.EventSagaFailed || reason(t, ev) != "saga timeout" {
@@ -241,11 +241,11 @@ func TestSagaTimeoutOnManualClock(t *testing.T) {
 
 func TestLaneCommandHandler(t *testing.T) {
 	rt, rec := openRuntime(t, sagalane.Options{})
-	lane, err := rt.CreateLane("render", sagalane.LaneOptions{Volatile: true})
+	lane, err := rt.CreateLane(ctx, "render", sagalane.LaneOptions{Volatile: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = lane.SetCommandHandler(func(job *sagalane.JobContext) (string, error) {
+	err = lane.SetCommandHandler(func(_ context.Context, job *sagalane.RunningJob) (string, error) {
 		var cmd struct {
 			Frames int `json:"frames"`
 		}
@@ -304,7 +304,7 @@ func TestLaneCommandHandler(t *testing.T) {
 		t.Errorf("renderbad ended with %s %s", ev.Type, ev.Payload)
 	}
 	// Replacing the handler releases the first one's handle.
-	if err := lane.SetCommandHandler(func(*sagalane.JobContext) (string, error) { return "", nil }); err != nil {
+	if err := lane.SetCommandHandler(func(context.Context, *sagalane.RunningJob) (string, error) { return "", nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -317,7 +317,7 @@ func jsonInt(n int) string {
 func TestSubmitAndDone(t *testing.T) {
 	rt, _ := openRuntime(t, sagalane.Options{})
 	mustStart(t, rt)
-	lane, err := rt.CreateLane("jobs", sagalane.LaneOptions{MaxConcurrent: 2})
+	lane, err := rt.CreateLane(ctx, "jobs", sagalane.LaneOptions{MaxConcurrent: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,14 +325,14 @@ func TestSubmitAndDone(t *testing.T) {
 	done := func(o sagalane.JobOutcome) { outcomes <- o }
 	var attempts atomic.Int32
 	jobs := []sagalane.Job{
-		{ID: "ok", Metadata: []byte("meta"), Run: func(job *sagalane.JobContext) (string, error) {
+		{ID: "ok", Metadata: []byte("meta"), Run: func(_ context.Context, job *sagalane.RunningJob) (string, error) {
 			if job.ID() != "ok" || string(job.Metadata()) != "meta" || job.Attempt() != 1 {
 				return "", errors.New("bad job context")
 			}
 			return "fine", nil
 		}},
-		{ID: "fails", Run: func(*sagalane.JobContext) (string, error) { return "", errors.New("disk on fire") }},
-		{ID: "retried", MaxAttempts: 3, RetryBackoff: time.Millisecond, Run: func(job *sagalane.JobContext) (string, error) {
+		{ID: "fails", Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "", errors.New("disk on fire") }},
+		{ID: "retried", MaxAttempts: 3, RetryBackoff: time.Millisecond, Run: func(_ context.Context, job *sagalane.RunningJob) (string, error) {
 			attempts.Add(1)
 			if job.Attempt() < 3 {
 				return "", errors.New("not yet")
@@ -341,7 +341,7 @@ func TestSubmitAndDone(t *testing.T) {
 		}},
 	}
 	for _, job := range jobs {
-		sub, err := lane.Submit(job, done)
+		sub, err := lane.Submit(ctx, job, done)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -373,7 +373,7 @@ func TestSubmitAndDone(t *testing.T) {
 	if attempts.Load() != 3 {
 		t.Errorf("retried job ran %d times, want 3", attempts.Load())
 	}
-	if _, err := lane.Submit(sagalane.Job{ID: "ok", Run: jobs[0].Run}, nil); !errors.Is(err, sagalane.ErrExist) {
+	if _, err := lane.Submit(ctx, sagalane.Job{ID: "ok", Run: jobs[0].Run}, nil); !errors.Is(err, sagalane.ErrExist) {
 		t.Errorf("duplicate job id: %v, want ErrExist", err)
 	}
 	stats, err := lane.Stats()
@@ -398,24 +398,24 @@ func TestSubmitAndDone(t *testing.T) {
 func TestSubmitAndWait(t *testing.T) {
 	rt, rec := openRuntime(t, sagalane.Options{})
 	mustStart(t, rt)
-	lane, err := rt.CreateLane("wait", sagalane.LaneOptions{})
+	lane, err := rt.CreateLane(ctx, "wait", sagalane.LaneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	result, err := lane.SubmitAndWait(ctx, sagalane.Job{Run: func(*sagalane.JobContext) (string, error) { return "42", nil }})
+	result, err := lane.SubmitAndWait(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "42", nil }})
 	if err != nil || result != "42" {
 		t.Errorf("SubmitAndWait = %q, %v", result, err)
 	}
-	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(*sagalane.JobContext) (string, error) { return "", errors.New("boom") }})
+	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "", errors.New("boom") }})
 	if !errors.Is(err, sagalane.ErrJobFailed) || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("failing job: %v, want ErrJobFailed with its text", err)
 	}
-	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(*sagalane.JobContext) (string, error) { return "", sagalane.ErrCanceled }})
+	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "", sagalane.ErrCanceled }})
 	if !errors.Is(err, sagalane.ErrCanceled) {
 		t.Errorf("job that stopped itself: %v, want ErrCanceled", err)
 	}
-	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(*sagalane.JobContext) (string, error) { panic("job exploded") }})
+	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { panic("job exploded") }})
 	if !errors.Is(err, sagalane.ErrJobFailed) || !strings.Contains(err.Error(), "job exploded") {
 		t.Errorf("panicking job: %v, want ErrJobFailed naming the panic", err)
 	}
@@ -425,7 +425,7 @@ func TestSubmitAndWait(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	ran := false
-	_, err = lane.SubmitAndWait(cancelled, sagalane.Job{Run: func(*sagalane.JobContext) (string, error) { ran = true; return "", nil }})
+	_, err = lane.SubmitAndWait(cancelled, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { ran = true; return "", nil }})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, sagalane.ErrCanceled) || ran {
 		t.Errorf("SubmitAndWait with a done context: %v (ran: %v)", err, ran)
 	}
@@ -434,14 +434,14 @@ func TestSubmitAndWait(t *testing.T) {
 func TestSubmitAndWaitCancelledWhileQueued(t *testing.T) {
 	rt, _ := openRuntime(t, sagalane.Options{})
 	mustStart(t, rt)
-	lane, err := rt.CreateLane("one-at-a-time", sagalane.LaneOptions{MaxConcurrent: 1})
+	lane, err := rt.CreateLane(ctx, "one-at-a-time", sagalane.LaneOptions{MaxConcurrent: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A job that holds the only slot until released, so the next one stays queued.
 	running, release := make(chan struct{}), make(chan struct{})
 	blockerDone := make(chan sagalane.JobOutcome, 1)
-	_, err = lane.Submit(sagalane.Job{ID: "blocker", Run: func(*sagalane.JobContext) (string, error) {
+	_, err = lane.Submit(ctx, sagalane.Job{ID: "blocker", Run: func(context.Context, *sagalane.RunningJob) (string, error) {
 		close(running)
 		<-release
 		return "released", nil
@@ -455,7 +455,7 @@ func TestSubmitAndWaitCancelledWhileQueued(t *testing.T) {
 	var ran atomic.Bool
 	waited := make(chan error, 1)
 	go func() {
-		_, err := lane.SubmitAndWait(ctx, sagalane.Job{ID: "queued", Run: func(*sagalane.JobContext) (string, error) {
+		_, err := lane.SubmitAndWait(ctx, sagalane.Job{ID: "queued", Run: func(context.Context, *sagalane.RunningJob) (string, error) {
 			ran.Store(true)
 			return "", nil
 		}})
@@ -486,7 +486,7 @@ func TestSubmitAndWaitCancelledWhileQueued(t *testing.T) {
 func TestSubmitAndWaitCancelledWhileRunning(t *testing.T) {
 	rt, _ := openRuntime(t, sagalane.Options{})
 	mustStart(t, rt)
-	lane, err := rt.CreateLane("long", sagalane.LaneOptions{})
+	lane, err := rt.CreateLane(ctx, "long", sagalane.LaneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,12 +496,10 @@ func TestSubmitAndWaitCancelledWhileRunning(t *testing.T) {
 		<-time.After(20 * time.Millisecond)
 		cancel()
 	}()
-	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(job *sagalane.JobContext) (string, error) {
+	_, err = lane.SubmitAndWait(ctx, sagalane.Job{Run: func(ctx context.Context, _ *sagalane.RunningJob) (string, error) {
 		defer close(stopped)
-		for !job.Cancelled() {
-			time.Sleep(time.Millisecond)
-		}
-		return "", sagalane.ErrCanceled
+		<-ctx.Done()
+		return "", ctx.Err()
 	}})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, sagalane.ErrCanceled) {
 		t.Errorf("SubmitAndWait cancelled while running: %v", err)
@@ -509,7 +507,7 @@ func TestSubmitAndWaitCancelledWhileRunning(t *testing.T) {
 	select {
 	case <-stopped:
 	case <-time.After(waitTimeout):
-		t.Fatal("the running job never saw Cancelled()")
+		t.Fatal("the running job never saw its context done")
 	}
 }
 
@@ -720,7 +718,7 @@ func TestSubscriptions(t *testing.T) {
 }
 
 func TestCloseReleasesEverything(t *testing.T) {
-	rt, err := sagalane.Open(sagalane.Options{})
+	rt, err := sagalane.Open(ctx, sagalane.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -734,11 +732,11 @@ func TestCloseReleasesEverything(t *testing.T) {
 	if err := rt.RegisterTarget("host", func(sagalane.Command) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	lane, err := rt.CreateLane("busy", sagalane.LaneOptions{})
+	lane, err := rt.CreateLane(ctx, "busy", sagalane.LaneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lane.SetCommandHandler(func(*sagalane.JobContext) (string, error) { return "", nil }); err != nil {
+	if err := lane.SetCommandHandler(func(context.Context, *sagalane.RunningJob) (string, error) { return "", nil }); err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{}, 1)
@@ -771,9 +769,9 @@ func TestCloseReleasesEverything(t *testing.T) {
 	var sawCancel atomic.Bool
 	outcomes := make(chan sagalane.JobOutcome, 4)
 	done := func(o sagalane.JobOutcome) { outcomes <- o }
-	_, err = lane.Submit(sagalane.Job{ID: "running", Run: func(job *sagalane.JobContext) (string, error) {
+	_, err = lane.Submit(ctx, sagalane.Job{ID: "running", Run: func(ctx context.Context, _ *sagalane.RunningJob) (string, error) {
 		close(running)
-		for !job.Cancelled() {
+		for ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
 		}
 		sawCancel.Store(true)
@@ -784,7 +782,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	}
 	<-running
 	for _, id := range []string{"q1", "q2"} {
-		if _, err := lane.Submit(sagalane.Job{ID: id, Run: func(*sagalane.JobContext) (string, error) {
+		if _, err := lane.Submit(ctx, sagalane.Job{ID: id, Run: func(context.Context, *sagalane.RunningJob) (string, error) {
 			t.Error("a queued job ran during Close")
 			return "", nil
 		}}, done); err != nil {
@@ -806,12 +804,12 @@ func TestCloseReleasesEverything(t *testing.T) {
 		t.Errorf("job outcomes at close: %v, want all three cancelled", states)
 	}
 	if !sawCancel.Load() {
-		t.Error("the running job never saw Cancelled()")
+		t.Error("the running job never saw ctx.Err() set")
 	}
 }
 
 func TestCloseFromCallback(t *testing.T) {
-	rt, err := sagalane.Open(sagalane.Options{})
+	rt, err := sagalane.Open(ctx, sagalane.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -881,7 +879,7 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		}
 		return false
 	})
-	recent, err := rt.RecentSagas(10)
+	recent, err := rt.RecentSagas(ctx, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -890,7 +888,7 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		recent[1].StartedAt.IsZero() {
 		t.Errorf("RecentSagas = %+v", recent)
 	}
-	raw, err := rt.RecentSagasJSON(1)
+	raw, err := rt.RecentSagasJSON(ctx, 1)
 	if err != nil || !strings.HasPrefix(raw, "[{") {
 		t.Errorf("RecentSagasJSON = %s, %v", raw, err)
 	}
@@ -902,7 +900,7 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt2)
-	record, err := rt2.LookupSaga(inFlight)
+	record, err := rt2.LookupSaga(ctx, inFlight)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -912,14 +910,14 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 	// The log's timestamps are wall-clock milliseconds and the cut-off is strict: let the
 	// recovered saga's end fall at least a millisecond behind.
 	time.Sleep(5 * time.Millisecond)
-	deleted, err := rt2.Vacuum(0)
+	deleted, err := rt2.Vacuum(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if deleted != 2 {
 		t.Errorf("Vacuum(0) deleted %d sagas, want 2", deleted)
 	}
-	if _, err := rt2.LookupSaga(done); !errors.Is(err, sagalane.ErrNotFound) {
+	if _, err := rt2.LookupSaga(ctx, done); !errors.Is(err, sagalane.ErrNotFound) {
 		t.Errorf("vacuumed saga: %v, want ErrNotFound", err)
 	}
 
@@ -929,11 +927,11 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec2.waitFor(t, "the stuck saga's start", func(events []sagalane.Event) bool { return len(events) > 0 })
-	if err := rt2.CancelSaga(failed, "test"); err != nil {
+	if err := rt2.CancelSaga(ctx, failed, "test"); err != nil {
 		t.Fatal(err)
 	}
 	rec2.terminal(t, failed)
-	unresolved, err := rt2.UnresolvedSagas()
+	unresolved, err := rt2.UnresolvedSagas(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

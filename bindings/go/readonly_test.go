@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sagalane.example/go/sagalane"
+	sagalane "github.com/sagalane/sagalane/bindings/go"
 )
 
 func TestReadOnlyDiagnostics(t *testing.T) {
@@ -23,7 +23,7 @@ func TestReadOnlyDiagnostics(t *testing.T) {
 	rec.terminal(t, id)
 
 	// A second, read-only connection while the first still owns the database.
-	ro, err := sagalane.Open(sagalane.Options{Path: path, ReadOnly: true})
+	ro, err := sagalane.Open(ctx, sagalane.Options{Path: path, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,16 +31,16 @@ func TestReadOnlyDiagnostics(t *testing.T) {
 	if _, err := ro.Subscribe(0, func(sagalane.Event) {}); err != nil {
 		t.Fatalf("Subscribe on a read-only runtime: %v", err)
 	}
-	recent, err := ro.RecentSagas(5)
+	recent, err := ro.RecentSagas(ctx, 5)
 	if err != nil || len(recent) != 1 || recent[0].ID != id || recent[0].State != "completed" {
 		t.Errorf("RecentSagas read-only = %+v, %v", recent, err)
 	}
 	// sagalane.h documents SL_ESTATE here; the library answers SL_EREADONLY. Either tells
 	// the caller it cannot start.
-	if err := ro.Start(); !errors.Is(err, sagalane.ErrState) && !errors.Is(err, sagalane.ErrReadOnly) {
+	if err := ro.Start(ctx); !errors.Is(err, sagalane.ErrInvalidState) && !errors.Is(err, sagalane.ErrReadOnly) {
 		t.Errorf("Start of a read-only runtime: %v, want ErrState", err)
 	}
-	if _, err := ro.CreateLane("x", sagalane.LaneOptions{}); !errors.Is(err, sagalane.ErrReadOnly) {
+	if _, err := ro.CreateLane(ctx, "x", sagalane.LaneOptions{}); !errors.Is(err, sagalane.ErrReadOnly) {
 		t.Errorf("CreateLane on a read-only runtime: %v, want ErrReadOnly", err)
 	}
 }

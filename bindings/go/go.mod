@@ -1,0 +1,3 @@
+module github.com/sagalane/sagalane/bindings/go
+
+go 1.19
