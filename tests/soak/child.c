@@ -1,8 +1,9 @@
 /*
  * The child: a host that uses sagalane the way a real one does, on a file log with
  * SL_DURABILITY_FULL, and writes down every acknowledgement the API gives it (soak.h lists
- * the lines). It is killed with SIGKILL at a random moment; the parent then holds the log to
- * those acknowledgements.
+ * the lines). It is killed with SIGKILL at a random moment or right after one of its
+ * acknowledgements; the parent then holds the log to them. Two threads drive it at once, one
+ * sagas and one jobs.
  *
  * Sagas of type "soak": step 0 goes to the host target "host", which hands the command to a
  * host thread; that thread answers after a short random delay with sl_publish, or fails the
@@ -306,13 +307,23 @@ static int rebuild(void *userdata, const sl_job_record *record, sl_job *job) {
     return 0;
 }
 
-/* ---- The driver ----------------------------------------------------------------------------- */
+/* ---- The drivers ---------------------------------------------------------------------------- */
 
-static soak_rng main_rng;
+/* Two threads drive the runtime at once, one sagas and one jobs, as a host's threads would;
+   each owns the state below its name. Concurrent calls also keep the log writer busy, and an
+   answer given while a commit is in progress waits for the next one: that is when a promise
+   the API made early is exposed longest. */
+
+/* The saga driver's. */
+static soak_rng saga_rng;
 static uint64_t recent_sagas[RECENT], recent_saga_count;
+static uint64_t saga_counter;
+
+/* The job driver's. */
+static soak_rng job_rng;
 static char recent_jobs[RECENT][48];
 static uint64_t recent_job_count;
-static uint64_t saga_counter, job_counter;
+static uint64_t job_counter;
 
 static void start_saga(void) {
     pthread_mutex_lock(&counts_mutex);
@@ -321,7 +332,7 @@ static void start_saga(void) {
     if (busy) return;
     char nonce[64], input[128];
     snprintf(nonce, sizeof nonce, "%d-%llu-%08llx", args->cycle, (unsigned long long)++saga_counter,
-             (unsigned long long)(rng_next(&main_rng) & 0xffffffffu));
+             (unsigned long long)(rng_next(&saga_rng) & 0xffffffffu));
     snprintf(input, sizeof input, "{\"nonce\":\"%s\"}", nonce);
     uint64_t id = 0;
     int rc = sl_saga_start(rt, "soak", input, &id);
@@ -331,7 +342,7 @@ static void start_saga(void) {
     recent_sagas[recent_saga_count++ % RECENT] = id;
     /* Sometimes at once, while its running row may not be durable yet: the header promises
        that such a saga ends cancelled as soon as the row is. */
-    if (rng_below(&main_rng, 8) == 0) {
+    if (rng_below(&saga_rng, 8) == 0) {
         rc = sl_saga_cancel(rt, id, "the soak cancelled it");
         if (rc == 0)
             ack("saga-cancel-ok %llu", (unsigned long long)id);
@@ -342,7 +353,7 @@ static void start_saga(void) {
 
 static void cancel_saga(void) {
     if (recent_saga_count == 0) return;
-    uint64_t id = recent_sagas[rng_below(&main_rng, recent_saga_count < RECENT ? recent_saga_count : RECENT)];
+    uint64_t id = recent_sagas[rng_below(&saga_rng, recent_saga_count < RECENT ? recent_saga_count : RECENT)];
     int rc = sl_saga_cancel(rt, id, "the soak cancelled it");
     if (rc == 0)
         ack("saga-cancel-ok %llu", (unsigned long long)id);
@@ -352,7 +363,7 @@ static void cancel_saga(void) {
 
 static void cancel_job(void) {
     if (recent_job_count == 0) return;
-    const char *id = recent_jobs[rng_below(&main_rng, recent_job_count < RECENT ? recent_job_count : RECENT)];
+    const char *id = recent_jobs[rng_below(&job_rng, recent_job_count < RECENT ? recent_job_count : RECENT)];
     int rc = sl_lane_cancel(work_lane, id);
     if (rc == 0)
         ack("job-cancel-ok %s", id);
@@ -366,13 +377,13 @@ static void submit_jobs(void) {
     int rc = sl_lane_get_stats(work_lane, &stats);
     if (rc != 0) fail_call("sl_lane_get_stats", rc);
     if (stats.queued >= MAX_JOBS_QUEUED) return;
-    int burst = 1 + (int)rng_below(&main_rng, 6);
+    int burst = 2 + (int)rng_below(&job_rng, 6);
     for (int i = 0; i < burst; i++) {
         job_plan plan = {0};
-        plan.idempotent = rng_below(&main_rng, 10) < 4;
-        plan.fail_first = plan.idempotent && rng_below(&main_rng, 2);
-        plan.fail = !plan.idempotent && rng_below(&main_rng, 10) == 0;
-        plan.ms = 3 + (int)rng_below(&main_rng, 25);
+        plan.idempotent = rng_below(&job_rng, 10) < 4;
+        plan.fail_first = plan.idempotent && rng_below(&job_rng, 2);
+        plan.fail = !plan.idempotent && rng_below(&job_rng, 10) == 0;
+        plan.ms = 5 + (int)rng_below(&job_rng, 40); /* long enough for a backlog to build */
         char id[48], metadata[96];
         snprintf(id, sizeof id, "c%d-j%llu", args->cycle, (unsigned long long)++job_counter);
         snprintf(metadata, sizeof metadata, "idem=%d fail_first=%d fail=%d ms=%d", plan.idempotent, plan.fail_first,
@@ -381,7 +392,7 @@ static void submit_jobs(void) {
         sl_job_init(&job);
         job.id = id;
         job.caller = "soak";
-        job.priority = (int)rng_below(&main_rng, 4);
+        job.priority = (int)rng_below(&job_rng, 4);
         job.metadata = metadata;
         job.metadata_length = strlen(metadata);
         job_fill(&job, &plan);
@@ -392,7 +403,7 @@ static void submit_jobs(void) {
         snprintf(recent_jobs[recent_job_count++ % RECENT], sizeof recent_jobs[0], "%s", id);
     }
     /* Right after a burst its last jobs are likely still queued behind the first ones. */
-    if (rng_below(&main_rng, 2) == 0) cancel_job();
+    if (rng_below(&job_rng, 10) < 7) cancel_job();
 }
 
 /* Saga counts in the log before the start: what recovery is about to act on. */
@@ -431,9 +442,42 @@ static void wait_for_everything(void) {
     pthread_mutex_unlock(&counts_mutex);
 }
 
+static void *drive_sagas(void *unused) {
+    (void)unused;
+    int clean = args->mode == CHILD_CLEAN;
+    while (!clean || saga_counter < CLEAN_SAGAS) {
+        uint64_t op = rng_below(&saga_rng, 100);
+        if (op < 60)
+            start_saga();
+        else if (op < 90)
+            cancel_saga();
+        soak_sleep_ms((int64_t)rng_below(&saga_rng, 4));
+    }
+    return NULL;
+}
+
+static void *drive_jobs(void *unused) {
+    (void)unused;
+    int clean = args->mode == CHILD_CLEAN;
+    while (!clean || job_counter < CLEAN_JOBS) {
+        uint64_t op = rng_below(&job_rng, 100);
+        if (op < 45) {
+            submit_jobs();
+        } else if (op < 85) {
+            cancel_job();
+        } else if (op < 90) {
+            int rc = sl_lane_set_max_concurrent(work_lane, 2 + (int)rng_below(&job_rng, 3));
+            if (rc != 0) fail_call("sl_lane_set_max_concurrent", rc);
+        }
+        soak_sleep_ms((int64_t)rng_below(&job_rng, 4));
+    }
+    return NULL;
+}
+
 int child_main(const child_args *child) {
     args = child;
-    main_rng.state = seed_mix(args->seed, 1);
+    saga_rng.state = seed_mix(args->seed, 1);
+    job_rng.state = seed_mix(args->seed, 3);
     target_rng.state = seed_mix(args->seed, 2);
     ack_fd = open(args->ack_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (ack_fd < 0) soak_die("cannot open %s: %s", args->ack_path, strerror(errno));
@@ -475,7 +519,7 @@ int child_main(const child_args *child) {
     sl_lane *steps = NULL;
     if ((rc = sl_lane_create(rt, "steps", &lane_options, &steps)) != 0) fail_call("sl_lane_create(steps)", rc);
     if ((rc = sl_lane_set_command_handler(steps, step_job, NULL, NULL)) != 0) fail_call("sl_lane_set_command_handler", rc);
-    lane_options.max_concurrent = 2 + (int)rng_below(&main_rng, 3);
+    lane_options.max_concurrent = 2 + (int)rng_below(&job_rng, 3);
     lane_options.reconstruct = rebuild;
     if ((rc = sl_lane_create(rt, "work", &lane_options, &work_lane)) != 0) fail_call("sl_lane_create(work)", rc);
     pthread_mutex_lock(&counts_mutex);
@@ -483,26 +527,13 @@ int child_main(const child_args *child) {
     pthread_mutex_unlock(&counts_mutex);
     ack("lane-ok %llu", (unsigned long long)rebuilt);
 
-    pthread_t answerer;
+    pthread_t answerer, sagas_thread, jobs_thread;
     if (pthread_create(&answerer, NULL, answer_thread, NULL) != 0) soak_die("cannot start the answer thread");
-
-    for (;;) {
-        if (args->mode == CHILD_CLEAN && saga_counter >= CLEAN_SAGAS && job_counter >= CLEAN_JOBS) break;
-        uint64_t op = rng_below(&main_rng, 100);
-        if (op < 30) {
-            if (args->mode != CHILD_CLEAN || saga_counter < CLEAN_SAGAS) start_saga();
-        } else if (op < 42) {
-            cancel_saga();
-        } else if (op < 68) {
-            if (args->mode != CHILD_CLEAN || job_counter < CLEAN_JOBS) submit_jobs();
-        } else if (op < 90) {
-            cancel_job();
-        } else if (op < 93) {
-            rc = sl_lane_set_max_concurrent(work_lane, 2 + (int)rng_below(&main_rng, 3));
-            if (rc != 0) fail_call("sl_lane_set_max_concurrent", rc);
-        }
-        soak_sleep_ms((int64_t)rng_below(&main_rng, 3));
-    }
+    if (pthread_create(&sagas_thread, NULL, drive_sagas, NULL) != 0) soak_die("cannot start the saga driver");
+    if (pthread_create(&jobs_thread, NULL, drive_jobs, NULL) != 0) soak_die("cannot start the job driver");
+    /* Until killed, or in the clean run until both drivers have done their share. */
+    pthread_join(sagas_thread, NULL);
+    pthread_join(jobs_thread, NULL);
 
     /* The clean run: everything ends, then the answer thread stops (it calls into the
        runtime, so before the close) and the runtime closes. */

@@ -5,8 +5,8 @@
  *       N times: start the child, kill it with SIGKILL, check the log against every
  *       acknowledgement so far. One kill in three comes after a random time (from 0 ms, so
  *       some land during open, start-up recovery and lane creation), the others right after
- *       the child wrote its n-th acknowledgement of a chosen kind (the parent polls the ack
- *       file). Then one clean run (the child closes and exits
+ *       the child wrote its n-th acknowledgement of a chosen kind (inotify wakes the parent
+ *       at every line). Then one clean run (the child closes and exits
  *       0) and the same checks, with everything required to have ended. Prints the figures
  *       and each violation (the ack lines and log rows behind the first three of each kind;
  *       of all with --verbose); exits 1 if there was one.
@@ -35,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -118,7 +120,7 @@ static void print_file(const char *path, const char *indent) {
 
 /* ---- Starting and ending children ----------------------------------------------------------- */
 
-static char self_exe[PATH_MAX];
+static char self_exe[PATH_MAX]; /* the child's argv[0] */
 
 static const char *const mode_names[] = {"run", "clean", "exit", "abort"};
 
@@ -143,7 +145,8 @@ static pid_t spawn_child(const paths *p, int cycle, uint64_t seed, int mode) {
         if (null >= 0) dup2(null, 1), dup2(null, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
-        execv(self_exe, argv);
+        /* This very program, even if a build replaced the file meanwhile. */
+        execv("/proc/self/exe", argv);
         _exit(127);
     }
     return pid;
@@ -173,39 +176,46 @@ static int64_t file_size(const char *path) {
     return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
 }
 
-/* Polls the ack file from `offset` every 100 microseconds until the plan's line appears or
-   its time is up. Returns whether the line appeared. */
+/* Reads the ack file from `offset` each time it grows (inotify wakes this at every write)
+   until the plan's line appears or its time is up. Returns whether the line appeared. */
 static int wait_for_trigger(const char *acks, int64_t offset, const kill_plan *plan, int64_t started) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "%s ", plan->trigger);
     size_t prefix_length = strlen(prefix);
-    int seen = 0;
+    int seen = 0, found = 0;
     char partial[4096];
     size_t partial_length = 0;
-    int fd = -1;
-    while (soak_now_ms() - started < plan->delay_ms) {
-        if (fd < 0) fd = open(acks, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && file_size(acks) > offset) {
-            char buffer[65536];
-            ssize_t n = pread(fd, buffer, sizeof buffer, offset);
-            for (ssize_t i = 0; i < n; i++) {
+    int watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (watch < 0 || inotify_add_watch(watch, acks, IN_MODIFY) < 0) soak_die("inotify on %s: %s", acks, strerror(errno));
+    int fd = open(acks, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) soak_die("cannot read %s: %s", acks, strerror(errno));
+    for (;;) {
+        /* Read first, then wait: a write between the two still wakes the poll. */
+        char buffer[65536];
+        ssize_t n;
+        while (!found && (n = pread(fd, buffer, sizeof buffer, offset)) > 0) {
+            offset += n;
+            for (ssize_t i = 0; i < n && !found; i++) {
                 if (buffer[i] != '\n') {
                     if (partial_length < sizeof partial) partial[partial_length++] = buffer[i];
                     continue;
                 }
-                if (partial_length >= prefix_length && memcmp(partial, prefix, prefix_length) == 0 && ++seen == plan->nth) {
-                    close(fd);
-                    return 1;
-                }
+                found = partial_length >= prefix_length && memcmp(partial, prefix, prefix_length) == 0 && ++seen == plan->nth;
                 partial_length = 0;
             }
-            if (n > 0) offset += n;
         }
-        struct timespec pause = {0, 100000};
-        nanosleep(&pause, NULL);
+        int64_t left = plan->delay_ms - (soak_now_ms() - started);
+        if (found || left <= 0) break;
+        struct pollfd ready = {watch, POLLIN, 0};
+        if (poll(&ready, 1, (int)left) > 0) {
+            char events[4096];
+            while (read(watch, events, sizeof events) > 0) {
+            }
+        }
     }
-    if (fd >= 0) close(fd);
-    return 0;
+    close(fd);
+    close(watch);
+    return found;
 }
 
 /* Kills the child as `plan` says and checks it died of that SIGKILL and nothing else: a
@@ -282,47 +292,41 @@ static void clean_cycle(const paths *p, ack_model *model, int cycle, uint64_t se
 /* The violations reported so far, by kind and subject, so each is printed once: a broken
    promise stays broken in every later check. */
 typedef struct seen_set {
-    char **keys;
-    size_t count, capacity;
+    strmap keys;
     size_t by_kind[V_COUNT];
 } seen_set;
 
 static int seen_add(seen_set *seen, const violation *v) {
     char key[512];
     snprintf(key, sizeof key, "%d|%s", (int)v->kind, v->subject);
-    for (size_t i = 0; i < seen->count; i++)
-        if (strcmp(seen->keys[i], key) == 0) return 0;
-    if (seen->count == seen->capacity) {
-        seen->capacity = seen->capacity ? seen->capacity * 2 : 64;
-        seen->keys = realloc(seen->keys, seen->capacity * sizeof *seen->keys);
-        if (!seen->keys) soak_die("out of memory");
-    }
-    seen->keys[seen->count++] = strdup(key);
+    if (strmap_get(&seen->keys, key, &(size_t){0})) return 0;
+    strmap_slot(&seen->keys, key, 1);
     seen->by_kind[v->kind]++;
     return 1;
 }
 
 /* Prints the violations not seen before: the first few of each kind with the ack lines and
-   rows behind them, later ones (unless `verbose`) with their first line only. */
+   rows behind them, the next ones with their first line, then (unless `verbose`) only the
+   counts in the summary. */
 #define DETAILS_PER_KIND 3
+#define LINES_PER_KIND 20
 static int verbose;
 
-static size_t report_new(seen_set *seen, const violation_list *list, const char *when) {
-    size_t fresh = 0;
+static void report_new(seen_set *seen, const violation_list *list, const char *when) {
     for (size_t i = 0; i < list->count; i++) {
         const violation *v = &list->items[i];
         if (!seen_add(seen, v)) continue;
-        fresh++;
-        if (verbose || seen->by_kind[v->kind] <= DETAILS_PER_KIND) {
+        size_t nth = seen->by_kind[v->kind];
+        if (verbose || nth <= DETAILS_PER_KIND) {
             printf("VIOLATION %s (%s, found %s): %s\n", violation_name(v->kind), v->subject, when, v->detail);
-        } else {
+        } else if (nth <= LINES_PER_KIND) {
             const char *newline = strchr(v->detail, '\n');
             int length = newline ? (int)(newline - v->detail) : (int)strlen(v->detail);
             printf("VIOLATION %s (%s, found %s): %.*s\n", violation_name(v->kind), v->subject, when, length, v->detail);
+            if (nth == LINES_PER_KIND) printf("  (more %s violations are counted, not printed: --verbose prints them)\n", violation_name(v->kind));
         }
     }
     fflush(stdout);
-    return fresh;
 }
 
 /* ---- run ------------------------------------------------------------------------------------ */
@@ -342,22 +346,20 @@ static int64_t pick_delay(soak_rng *rng, int max_kill_ms) {
     return (int64_t)rng_below(rng, (uint64_t)max_kill_ms + 1);
 }
 
-/* The acknowledgements a kill may follow, each a promise that must already be on disk; the
-   answers that return before the work is done (a start, a cancel) twice as often. */
+/* The acknowledgements a kill may follow, each a promise that must already be on disk. The
+   answers that return before their work is done (a start, a cancel) come up twice as often:
+   the kinds take turns in this order, from a random start, so even a short run kills after
+   each of them. */
 static const char *const triggers[] = {"saga-start", "saga-cancel-ok", "job-cancel-ok", "job-submit", "saga-end", "job-end"};
-static const int trigger_weights[] = {2, 2, 2, 1, 1, 1};
 #define TRIGGER_COUNT (sizeof triggers / sizeof *triggers)
+static const int trigger_turns[] = {0, 1, 2, 3, 4, 5, 0, 1, 2};
+#define TURN_COUNT (sizeof trigger_turns / sizeof *trigger_turns)
 
 /* One cycle in three is killed at a random time, the others right after an ack. */
-static kill_plan pick_plan(soak_rng *rng, int max_kill_ms) {
+static kill_plan pick_plan(soak_rng *rng, int max_kill_ms, uint64_t *turn) {
     kill_plan plan = {pick_delay(rng, max_kill_ms), NULL, 0};
     if (rng_below(rng, 3) != 0) {
-        int total = 0;
-        for (size_t k = 0; k < TRIGGER_COUNT; k++) total += trigger_weights[k];
-        int pick = (int)rng_below(rng, (uint64_t)total);
-        size_t k = 0;
-        while (pick >= trigger_weights[k]) pick -= trigger_weights[k++];
-        plan.trigger = triggers[k];
+        plan.trigger = triggers[trigger_turns[(*turn)++ % TURN_COUNT]];
         plan.nth = 1 + (int)rng_below(rng, 12);
         plan.delay_ms = 2000; /* at the latest */
     }
@@ -376,9 +378,10 @@ static int run(const options *o) {
     seen_set seen = {0};
     size_t by_phase[4] = {0}, by_trigger[TRIGGER_COUNT] = {0}, trigger_missed = 0;
     int64_t started = soak_now_ms(), child_ms = 0, check_ms = 0;
+    uint64_t turn = rng_next(&rng);
 
     for (int cycle = 1; cycle <= o->cycles; cycle++) {
-        kill_plan plan = pick_plan(&rng, o->max_kill_ms);
+        kill_plan plan = pick_plan(&rng, o->max_kill_ms, &turn);
         int64_t t0 = soak_now_ms();
         int hit = 0;
         by_phase[kill_cycle(&p, model, cycle, seed_mix(o->seed, (uint64_t)cycle), CHILD_RUN, &plan, &hit, &found)]++;
@@ -393,7 +396,7 @@ static int run(const options *o) {
         report_new(&seen, &found, when);
         violations_clear(&found);
         if (cycle % 50 == 0) {
-            printf("soak: %d cycles, %zu violations so far\n", cycle, seen.count);
+            printf("soak: %d cycles, %zu violations so far\n", cycle, seen.keys.count);
             fflush(stdout);
         }
     }
@@ -421,12 +424,14 @@ static int run(const options *o) {
            totals.job_submits, totals.job_cancels, totals.job_starts, totals.job_ends, totals.job_rebuilt);
     if (totals.lagged) printf("  the subscription lagged %zu times (saga-end acks missing)\n", totals.lagged);
     if (model_torn_tail(model)) printf("  the ack file ends in a torn line (a write(2) was not whole)\n");
-    printf("  violations: %zu\n", seen.count);
+    printf("  violations: %zu\n", seen.keys.count);
     for (int k = 0; k < V_COUNT; k++)
         if (seen.by_kind[k]) printf("    %-24s %zu\n", violation_name((violation_kind)k), seen.by_kind[k]);
     printf("  files: %s, %s\n", p.db, p.acks);
     model_free(model);
-    return seen.count ? 1 : 0;
+    size_t total = seen.keys.count;
+    strmap_free(&seen.keys);
+    return total ? 1 : 0;
 }
 
 /* ---- selftest ------------------------------------------------------------------------------- */

@@ -60,6 +60,18 @@ void soak_sleep_ms(int64_t ms);
    could not go on (as opposed to a violation it found). */
 void soak_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
+/* A map from strings to indexes (open addressing), for the checks and the parent. */
+typedef struct strmap {
+    char **keys;
+    size_t *values;
+    size_t capacity, count;
+} strmap;
+
+/* The value slot of `key`, or NULL when it is absent and `create` is 0 (a new slot holds 0). */
+size_t *strmap_slot(strmap *map, const char *key, int create);
+int strmap_get(const strmap *map, const char *key, size_t *value);
+void strmap_free(strmap *map);
+
 /* ---- The child ------------------------------------------------------------------------------ */
 
 enum {
