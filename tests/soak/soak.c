@@ -13,8 +13,9 @@
  *   sagalane-soak selftest [--seed S] [--dir D]
  *       Shows that each check fires: a clean run must give no violation; forged lines that
  *       contradict it, appended to a copy of its ack file, must each be reported; so must a
- *       copy of its log with a zeroed index page, and one where an ended saga was rewritten
- *       as recovery would; and a child that exits or aborts instead of being killed.
+ *       copy of its log with a zeroed index page, one where an ended saga was rewritten as
+ *       recovery would, and one left with a saga running and a job queued; and a child that
+ *       exits or aborts instead of being killed, and a clean child that aborts.
  *   sagalane-soak child --db P --acks P --cycle N --seed S [--mode run|clean|exit|abort]
  *       The child (child.c). The parent starts it with fork and exec, never fork alone: a
  *       forked copy of a process must not call sagalane before it execs.
@@ -259,10 +260,11 @@ static int kill_cycle(const paths *p, ack_model *model, int cycle, uint64_t seed
     return phase;
 }
 
-/* The clean run: the child must finish its work, close and exit 0 within the guard. */
-static void clean_cycle(const paths *p, ack_model *model, int cycle, uint64_t seed, violation_list *found) {
+/* The clean run: the child (`mode` CHILD_CLEAN, or another for the self-test) must finish
+   its work, close and exit 0 within the guard. */
+static void clean_cycle(const paths *p, ack_model *model, int cycle, uint64_t seed, int mode, violation_list *found) {
     parent_ack(p->acks, "cycle %d clean %llu", cycle, (unsigned long long)seed);
-    pid_t pid = spawn_child(p, cycle, seed, CHILD_CLEAN);
+    pid_t pid = spawn_child(p, cycle, seed, mode);
     int64_t until = soak_now_ms() + 90000;
     int status = 0;
     pid_t done;
@@ -401,7 +403,7 @@ static int run(const options *o) {
         }
     }
     int64_t t1 = soak_now_ms();
-    clean_cycle(&p, model, o->cycles + 1, seed_mix(o->seed, (uint64_t)o->cycles + 1), &found);
+    clean_cycle(&p, model, o->cycles + 1, seed_mix(o->seed, (uint64_t)o->cycles + 1), CHILD_CLEAN, &found);
     int64_t clean_ms = soak_now_ms() - t1;
     check_log(model, p.db, 1, &found);
     report_new(&seen, &found, "after the clean run");
@@ -496,6 +498,12 @@ static int reported(const violation_list *list, violation_kind kind, size_t line
     return 0;
 }
 
+static int reported_subject(const violation_list *list, violation_kind kind, const char *subject) {
+    for (size_t i = 0; i < list->count; i++)
+        if (list->items[i].kind == kind && strcmp(list->items[i].subject, subject) == 0) return 1;
+    return 0;
+}
+
 static int selftest(const options *o) {
     printf("soak selftest: seed %llu\n", (unsigned long long)o->seed);
 
@@ -505,7 +513,7 @@ static int selftest(const options *o) {
     paths_make(&p, o->dir, "selftest");
     ack_model *model = model_new();
     violation_list found = {0};
-    clean_cycle(&p, model, 1, seed_mix(o->seed, 1), &found);
+    clean_cycle(&p, model, 1, seed_mix(o->seed, 1), CHILD_CLEAN, &found);
     check_log(model, p.db, 1, &found);
     for (size_t i = 0; i < found.count; i++)
         printf("  unexpected: %s (%s): %s\n", violation_name(found.items[i].kind), found.items[i].subject, found.items[i].detail);
@@ -516,17 +524,17 @@ static int selftest(const options *o) {
 
     /* 2. Forged acknowledgements that contradict the run, each of which must be reported. */
     model_picks picks = model_pick(model);
-    selftest_expect(picks.saga_count >= 3 && picks.first_saga_line[0] && picks.started_job[0] && picks.started_job2[0] &&
+    selftest_expect(picks.saga_count >= 4 && picks.first_saga_line[0] && picks.started_job[0] && picks.started_job2[0] &&
                         picks.finished_job[0],
                     "the clean run gave ids to forge from (%d completed sagas, jobs '%s' '%s' '%s')", picks.saga_count,
                     picks.started_job, picks.started_job2, picks.finished_job);
-    if (picks.saga_count < 3) picks.saga_count = 0;
-    forgery forged[16];
+    if (picks.saga_count < 4) picks.saga_count = 0;
+    forgery forged[24];
     int n = 0;
     /* the same saga-start again: one id acknowledged twice */
     snprintf(forged[n].line, sizeof forged[n].line, "%s", picks.first_saga_line);
     forged[n++].kind = V_SAGA_ID_REUSED;
-    if (picks.saga_count >= 3) {
+    if (picks.saga_count >= 4) {
         /* an id handed out for a saga whose nonce is not in the row */
         snprintf(forged[n].line, sizeof forged[n].line, "saga-start %llu forged-nonce", (unsigned long long)picks.saga_ids[0]);
         forged[n++].kind = V_SAGA_FOREIGN;
@@ -534,6 +542,10 @@ static int selftest(const options *o) {
         snprintf(forged[n].line, sizeof forged[n].line, "saga-end %llu failed {\"name\":\"soak\",\"reason\":\"forged\"}",
                  (unsigned long long)picks.saga_ids[1]);
         forged[n++].kind = V_SAGA_END_MISMATCH;
+        /* a second terminal event that agrees with the log */
+        snprintf(forged[n].line, sizeof forged[n].line, "saga-end %llu completed {\"name\":\"soak\"}",
+                 (unsigned long long)picks.saga_ids[3]);
+        forged[n++].kind = V_SAGA_END_TWICE;
         /* a cancel that "returned 0" for a saga that completed */
         snprintf(forged[n].line, sizeof forged[n].line, "saga-cancel-ok %llu", (unsigned long long)picks.saga_ids[2]);
         forged[n++].kind = V_SAGA_CANCEL_LOST;
@@ -555,11 +567,16 @@ static int selftest(const options *o) {
         /* a second run of a job that may run once */
         snprintf(forged[n].line, sizeof forged[n].line, "job-start %s 1", picks.started_job);
         forged[n++].kind = V_JOB_RAN_TWICE;
+        /* a second acceptance of one id */
+        snprintf(forged[n].line, sizeof forged[n].line, "job-submit %s 0", picks.started_job);
+        forged[n++].kind = V_JOB_SUBMIT_TWICE;
     }
     if (picks.finished_job[0]) {
         /* a done callback the row contradicts */
         snprintf(forged[n].line, sizeof forged[n].line, "job-end %s cancelled 0", picks.finished_job);
         forged[n++].kind = V_JOB_END_MISMATCH;
+        snprintf(forged[n].line, sizeof forged[n].line, "job-end %s cancelled 0", picks.finished_job);
+        forged[n++].kind = V_JOB_END_TWICE;
     }
 
     char forged_acks[PATH_MAX + 16];
@@ -632,9 +649,32 @@ static int selftest(const options *o) {
                     "saga-end-rewritten reports saga %llu, whose end (line %zu) the forged log rewrote",
                     (unsigned long long)picks.failed_saga, picks.failed_saga_end_line);
     violations_clear(&found);
+
+    /* 5. A log left with unfinished rows after the clean run: a saga still running, a job
+          still queued. */
+    char unfinished[PATH_MAX + 16];
+    snprintf(unfinished, sizeof unfinished, "%s.unfinished", p.db);
+    db = checkpointed_copy(p.db, unfinished);
+    int changed = db && picks.saga_count > 0 && picks.finished_job[0];
+    if (changed) {
+        snprintf(sql, sizeof sql, "UPDATE saga SET state = 'running', ended_at = NULL WHERE id = %llu",
+                 (unsigned long long)picks.saga_ids[0]);
+        changed = sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK && sqlite3_changes(db) == 1;
+        snprintf(sql, sizeof sql, "UPDATE lane_job SET state = 'queued' WHERE id = '%s'", picks.finished_job);
+        changed = changed && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK && sqlite3_changes(db) == 1;
+    }
+    sqlite3_close(db);
+    check_log(model, unfinished, 1, &found);
+    char saga_subject[32];
+    snprintf(saga_subject, sizeof saga_subject, "%llu", (unsigned long long)picks.saga_ids[0]);
+    selftest_expect(changed && reported_subject(&found, V_SAGA_NEVER_ENDED, saga_subject),
+                    "saga-never-ended reports saga %s, left running in the forged log", saga_subject);
+    selftest_expect(changed && reported_subject(&found, V_JOB_NEVER_ENDED, picks.finished_job),
+                    "job-never-ended reports job %s, left queued in the forged log", picks.finished_job);
+    violations_clear(&found);
     model_free(model);
 
-    /* 5. Children that end before the kill, by exit and by abort. */
+    /* 6. Children that end before the kill, by exit and by abort. */
     static const int modes[] = {CHILD_EXIT, CHILD_ABORT};
     for (size_t i = 0; i < 2; i++) {
         paths q;
@@ -649,6 +689,16 @@ static int selftest(const options *o) {
         violations_clear(&found);
         model_free(m);
     }
+
+    /* 7. A clean run whose child does not exit 0. */
+    paths q;
+    paths_make(&q, o->dir, "clean-abort");
+    ack_model *m = model_new();
+    clean_cycle(&q, m, 1, seed_mix(o->seed, 200), CHILD_ABORT, &found);
+    selftest_expect(found.count == 1 && found.items[0].kind == V_CLEAN_RUN_FAILED,
+                    "clean-run-failed reports a clean child that aborts (%s)", found.count ? found.items[0].detail : "nothing");
+    violations_clear(&found);
+    model_free(m);
 
     printf("soak selftest: %s\n", selftest_failures ? "FAILED" : "passed");
     return selftest_failures ? 1 : 0;
