@@ -6,13 +6,15 @@
  *   check.c   reads the ack file and the log (with SQLite, not with sagalane) and lists every
  *             acknowledgement the log contradicts;
  *   soak.c    the parent: starts the child (fork + exec), kills it with SIGKILL at a random
- *             moment, checks, again and again; and the self-test of the checks.
+ *             moment or right after an acknowledgement, checks, again and again; and the
+ *             self-test of the checks.
  *
  * The ack file is plain text, one event per line, each line one write(2) on an O_APPEND
  * descriptor followed by fdatasync, so a line is either there whole or not at all:
  *
  *   cycle <n> <mode> <seed>          (parent) a child of cycle n starts
- *   kill <n> <ms> <phase>            (parent) it was killed after ms milliseconds in phase
+ *   kill <n> <ms> <phase> [after-<kind>-<k>]   (parent) it was killed after ms milliseconds,
+ *                                    in phase, right after its k-th line of that kind
  *   open-ok | start-ok <recovered> | lane-ok <rebuilt> | clean-done | closed
  *   saga-start <id> <nonce>          sl_saga_start returned 0 with this id
  *   saga-cancel-ok <id>              sl_saga_cancel returned 0
