@@ -11,7 +11,8 @@ struct SagaRecovery {
     /// - Returns: How many unfinished sagas there were.
     func run() async throws(SagaLaneError) -> Int {
         let unfinished: [SagaRecord]
-        do { unfinished = try log.unresolvedSagas() } catch {
+        // Only sagas that had not ended: a `failed` saga ended, and there is nothing to recover.
+        do { unfinished = try log.unresolvedSagas().filter { !$0.state.isTerminal } } catch {
             throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
         }
         for record in unfinished {

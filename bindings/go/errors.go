@@ -108,6 +108,11 @@ var (
 	// ErrThreadLimit is SL_ETHREAD: a thread could not be started, for a process or user
 	// thread limit.
 	ErrThreadLimit = sentinel(C.SL_ETHREAD)
+	// ErrAgain is SL_EAGAIN: too much is waiting already (e.g. sagas waiting to launch);
+	// try again later.
+	ErrAgain = sentinel(C.SL_EAGAIN)
+	// ErrTimedOut is SL_ETIMEDOUT: a wait ended before what it waited for happened.
+	ErrTimedOut = sentinel(C.SL_ETIMEDOUT)
 )
 
 func sentinel(code C.int) *Error {

@@ -31,6 +31,8 @@ func TestEveryCodeHasASentinel(t *testing.T) {
 		sagalane.ErrEventLoop:    "SL_ELOOP",
 		sagalane.ErrCannotOpen:   "SL_ECANTOPEN",
 		sagalane.ErrThreadLimit:  "SL_ETHREAD",
+		sagalane.ErrAgain:        "SL_EAGAIN",
+		sagalane.ErrTimedOut:     "SL_ETIMEDOUT",
 	}
 	byCode := map[int]*sagalane.Error{}
 	for e, name := range sentinels {
