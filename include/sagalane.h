@@ -392,22 +392,104 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
                              sl_trigger_predicate predicate, void *userdata, void (*release)(void *userdata));
 
 /**
- * Starts a saga now: runs the type's `create` on the calling thread, allocates the id, and
- * returns; the running row, SagaStarted and `start` follow on the loop. If the running row
- * cannot be written the saga ends with SagaFailed ("durable": false).
- * @param input_json JSON text, or NULL for null.
+ * Starts a saga: runs the type's `create` on the calling thread, writes the saga's running
+ * row, and returns once that row is durable, with the saga's id. When it returns 0 the saga
+ * exists in the log under that id, also after a crash at the next instruction: no id is ever
+ * handed out twice (a vacuum included). SagaStarted and the saga's `start` follow on the loop.
+ *
+ * At most a bounded number of sagas wait for their running row at once (1024); past that it
+ * fails at once with SL_EAGAIN rather than let a burst pile up (sl_saga_start_ex can wait for
+ * room). A saga's deadline counts from when its running row is durable.
+ *
+ * Host threads only: on the loop thread (in a callback) it cannot wait, and answers
+ * SL_ESTATE; use sl_saga_start_ex with a `started` callback there. SL_LOOP_HOST: on the
+ * thread that runs the loop it runs the loop while it waits.
+ * @param input_json JSON text, or NULL for null. The log stores it as given.
  * @param saga_id receives the new saga's id (may be NULL).
  * @return 0, SL_ENOTFOUND (no such type), SL_EREFUSED (create refused the input), SL_EJSON,
- * SL_EUTF8, SL_ESTATE (not started), SL_EUNHEALTHY, SL_ECLOSED.
+ * SL_EUTF8, SL_EAGAIN (too many sagas waiting to launch), SL_ESTATE (not started, or on the
+ * loop thread), SL_EUNHEALTHY, SL_ECLOSED, or the log's error (the saga then never started).
  */
 SL_EXPORT int sl_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, uint64_t *saga_id);
 
+/* A saga's state, as sl_saga_wait() and end callbacks report it. The states, once:
+ *   SL_SAGA_RUNNING, SL_SAGA_COMPENSATING   unfinished (start-up recovery acts on these);
+ *   SL_SAGA_COMPLETED, SL_SAGA_COMPENSATED  final, succeeded or undone;
+ *   SL_SAGA_FAILED                          final: failed with nothing left to compensate;
+ *   SL_SAGA_FAILED_COMPENSATION             final, but needs an operator: a compensation
+ *                                           failed, or the saga was interrupted under the
+ *                                           mark-failed recovery policy. */
+enum {
+    SL_SAGA_RUNNING = 0,
+    SL_SAGA_COMPENSATING = 1,
+    SL_SAGA_COMPLETED = 2,
+    SL_SAGA_FAILED = 3,
+    SL_SAGA_FAILED_COMPENSATION = 4,
+    SL_SAGA_COMPENSATED = 5
+};
+
+/** How a saga ended. Borrowed for the callback that receives it. */
+typedef struct sl_saga_end {
+    uint64_t saga_id;
+    int state;           /* SL_SAGA_*: a final state */
+    const char *reason;  /* why it failed; NULL for a saga that completed */
+    int durable;         /* 0 when its terminal row could not be written (sl_runtime_health) */
+} sl_saga_end;
+
+/** A saga's running row is durable (rc 0, with its id), or it never started (rc < 0). */
+typedef void (*sl_saga_started_fn)(void *userdata, int rc, uint64_t saga_id);
+/** A saga ended; called once, after its terminal event was published. */
+typedef void (*sl_saga_ended_fn)(void *userdata, const sl_saga_end *end);
+
+typedef struct sl_saga_start_options {
+    size_t size;               /* sizeof(sl_saga_start_options) */
+    /** How long to wait for room when too many sagas wait to launch: 0 (the default) fails
+        at once with SL_EAGAIN, -1 waits as long as it takes. Not on the loop thread. */
+    int room_timeout_ms;
+    /** Non-NULL: return as soon as the saga is accepted, without waiting for its running row;
+        `started` then gets the id, or the error, on the loop thread. Allowed on the loop
+        thread. `*saga_id` is not set. */
+    sl_saga_started_fn started;
+    /** Non-NULL: called once when the saga ended, on the loop thread (never for a saga that
+        did not start). */
+    sl_saga_ended_fn ended;
+    void *userdata;            /* given to started, ended and release */
+    /** Called once after the last of `started` and `ended` (may be NULL); never when the
+        call fails. On a sagalane thread, or the closing thread. */
+    void (*release)(void *userdata);
+} sl_saga_start_options;
+
+/** Fills `options` with the defaults (no callbacks, no wait for room), `size` included. */
+SL_EXPORT void sl_saga_start_options_init(sl_saga_start_options *options);
+
+/**
+ * sl_saga_start with options: wait for room in the launch queue, don't wait for the running
+ * row (`started`), be told when the saga ends (`ended`). NULL options: sl_saga_start.
+ * @return as sl_saga_start; SL_EAGAIN once `room_timeout_ms` passed without room. On failure
+ * no callback is called, `release` included.
+ */
+SL_EXPORT int sl_saga_start_ex(sl_runtime *rt, const char *type_name, const char *input_json,
+                               const sl_saga_start_options *options, uint64_t *saga_id);
+
+/**
+ * Blocks until saga `saga_id` ends, or `timeout_ms` passed (-1: no limit), and says how it
+ * ended: from memory for a saga in flight, from the log for one that already ended (so it
+ * works for any saga of the log, and never misses an end that happened before the call).
+ * Host threads only (SL_ESTATE on the loop thread).
+ * @param state receives SL_SAGA_* (may be NULL).
+ * @param reason receives why it failed, or NULL when it completed (may be NULL); sl_free().
+ * @return 0, SL_ETIMEDOUT, SL_ENOTFOUND (the log has no such saga), SL_ESTATE (unfinished
+ * but not running here: it waits for the next start-up's recovery), SL_ECLOSED.
+ */
+SL_EXPORT int sl_saga_wait(sl_runtime *rt, uint64_t saga_id, int timeout_ms, int *state, char **reason);
+
 /**
  * Ends saga `saga_id` as failed with reason "cancelled: <reason>" (NULL: "no reason given").
- * From the loop thread it takes effect at once; from another thread it waits for the loop to
- * take it. Once this returns no other outcome can win. A saga still starting (its running row
- * not yet durable) ends as soon as that row is, without running.
- * @return 0, SL_ENOTFOUND (no such saga in flight, or already cancelled), SL_ESTATE,
+ * From a host thread it returns once that end is durable: after a crash the saga reads
+ * failed, cancelled. From the loop thread (a callback), where it cannot wait, the end is
+ * claimed at once (no other outcome can win once it returns) and written right after the
+ * callback; a crash in between leaves the saga to start-up recovery.
+ * @return 0, SL_ENOTFOUND (no such saga in flight, or it already ended), SL_ESTATE,
  * SL_ECLOSED.
  */
 SL_EXPORT int sl_saga_cancel(sl_runtime *rt, uint64_t saga_id, const char *reason);

@@ -330,15 +330,20 @@ public actor Coordinator {
     /// - `.notFound`: the log has no saga `id`; `.state`: the saga is unfinished but not in
     ///   flight here (it waits for the next start-up's recovery); `.closed`: the coordinator
     ///   closed before the saga ended.
-    public nonisolated func whenEnded(_ id: UInt64, _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
+    /// - Parameter inFlight: Called (on the loop thread) when the saga is in flight, so
+    ///   `done` comes later, once it ends.
+    public nonisolated func whenEnded(_ id: UInt64, inFlight: (@Sendable () -> Void)? = nil,
+                                      _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
         loop.execute { [self] in
-            assumeIsolated { $0.addEndWaiter(id, done) }
+            assumeIsolated { $0.addEndWaiter(id, inFlight: inFlight, done) }
         }
     }
 
-    private func addEndWaiter(_ id: UInt64, _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
+    private func addEndWaiter(_ id: UInt64, inFlight: (@Sendable () -> Void)?,
+                              _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
         if sagas[id] != nil || launching[id] != nil || ending.contains(id) {
             endWaiters[id, default: []].append(done)
+            inFlight?()
             return
         }
         if status.withLock({ $0.phase }) == .closed {

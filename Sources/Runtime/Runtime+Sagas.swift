@@ -34,17 +34,32 @@ extension Runtime {
     @discardableResult
     public func startSaga(name: String, input: JSON, roomTimeoutMilliseconds: Int = 0,
                           onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) -> UInt64 {
-        try checkRunning()
         guard !loop.inEventLoop else {
             throw SagaLaneError(.state, "starting a saga and waiting for its row would block the event loop; start it with a callback instead")
+        }
+        let started = Completion<Result<UInt64, SagaLaneError>>()
+        try startSaga(name: name, input: input, roomTimeoutMilliseconds: roomTimeoutMilliseconds,
+                      onStarted: { started.set($0) }, onEnded: onEnded)
+        return try driver.wait(for: started).get()
+    }
+
+    /// Starts a saga without waiting for its row: `onStarted` gets its id (on the loop thread)
+    /// once the running row is durable, or the error that stopped it.
+    /// - Parameter roomTimeoutMilliseconds: As for the waiting form; when it is not 0 the call
+    ///   may block for room, so only 0 is allowed on the loop thread.
+    /// - Throws: what `Coordinator.startSaga` throws; the callbacks are then never called.
+    public func startSaga(name: String, input: JSON, roomTimeoutMilliseconds: Int = 0,
+                          onStarted: @escaping @Sendable (Result<UInt64, SagaLaneError>) -> Void,
+                          onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) {
+        try checkRunning()
+        if roomTimeoutMilliseconds != 0 && loop.inEventLoop {
+            throw SagaLaneError(.state, "waiting for room to start a saga would block the event loop")
         }
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(max(0, roomTimeoutMilliseconds))
         while true {
-            let started = Completion<Result<UInt64, SagaLaneError>>()
-            do {
-                try coordinator.startSaga(name: name, input: input, onStarted: { started.set($0) }, onEnded: onEnded)
-                return try driver.wait(for: started).get()
+            do throws(SagaLaneError) {
+                return try coordinator.startSaga(name: name, input: input, onStarted: onStarted, onEnded: onEnded)
             } catch where error.code == .again && roomTimeoutMilliseconds != 0 {
                 let remaining = roomTimeoutMilliseconds < 0 ? Duration.seconds(3600) : deadline - clock.now
                 guard remaining > .zero else { throw error }
@@ -53,15 +68,6 @@ extension Runtime {
                 _ = driver.wait(for: room, milliseconds: Int(remaining / .milliseconds(1)) + 1)
             }
         }
-    }
-
-    /// Starts a saga without waiting: `onStarted` gets its id (on the loop thread) once its
-    /// running row is durable, or the error that stopped it. Safe on the loop thread.
-    /// - Throws: what `Coordinator.startSaga` throws; the callbacks are then never called.
-    public func startSaga(name: String, input: JSON, onStarted: @escaping @Sendable (Result<UInt64, SagaLaneError>) -> Void,
-                          onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) {
-        try checkRunning()
-        try coordinator.startSaga(name: name, input: input, onStarted: onStarted, onEnded: onEnded)
     }
 
     /// Ends saga `id` as failed with reason `"cancelled: <reason>"`. From a host thread it
@@ -97,8 +103,12 @@ extension Runtime {
         guard !loop.inEventLoop else {
             throw SagaLaneError(.state, "waiting for a saga would block the event loop; ask for an end callback instead")
         }
+        // The answer for a saga that already ended comes from the log at once, whatever the
+        // timeout; the timeout is for the end of a saga in flight.
         let ended = Completion<Result<SagaEnd, SagaLaneError>>()
-        coordinator.whenEnded(id) { ended.set($0) }
+        let looked = Completion<Void>()
+        coordinator.whenEnded(id, inFlight: { looked.set(()) }) { ended.set($0); looked.set(()) }
+        driver.wait(for: looked)
         let result = timeoutMilliseconds < 0 ? driver.wait(for: ended) : driver.wait(for: ended, milliseconds: timeoutMilliseconds)
         guard let result else { throw SagaLaneError(.timedOut, "saga \(id) did not end within \(timeoutMilliseconds) ms") }
         return try result.get()

@@ -211,10 +211,101 @@ public func sl_trigger_add(
 @implementation @_cdecl("sl_saga_start")
 public func sl_saga_start(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>?, _ input: UnsafePointer<CChar>?,
                           _ sagaID: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    sl_saga_start_ex(rt, typeName, input, nil, sagaID)
+}
+
+@implementation @_cdecl("sl_saga_start_options_init")
+public func sl_saga_start_options_init(_ options: UnsafeMutablePointer<sl_saga_start_options>?) {
+    guard let options else { return }
+    options.pointee = sl_saga_start_options()
+    options.pointee.size = MemoryLayout<sl_saga_start_options>.size
+}
+
+/// SL_SAGA_* for a saga state.
+private func cState(_ state: SagaState) -> Int32 {
+    switch state {
+    case .running: Int32(SL_SAGA_RUNNING)
+    case .compensating: Int32(SL_SAGA_COMPENSATING)
+    case .completed: Int32(SL_SAGA_COMPLETED)
+    case .failed: Int32(SL_SAGA_FAILED)
+    case .failedCompensation: Int32(SL_SAGA_FAILED_COMPENSATION)
+    case .compensated: Int32(SL_SAGA_COMPENSATED)
+    }
+}
+
+/// A host's start callbacks: `release` runs once, after the last of them.
+private final class StartCallbacks: @unchecked Sendable {
+    let options: sl_saga_start_options
+    private let pending: Atomic<Int>
+
+    init(_ options: sl_saga_start_options) {
+        self.options = options
+        pending = Atomic((options.started == nil ? 0 : 1) + (options.ended == nil ? 0 : 1))
+    }
+
+    func started(_ result: Result<UInt64, SagaLaneError>) {
+        switch result {
+        case .success(let id): options.started?(options.userdata, 0, id)
+        case .failure(let error):
+            options.started?(options.userdata, errorCode(error), 0)
+            // It never started, so it never ends.
+            if options.ended != nil { done() }
+        }
+        done()
+    }
+
+    func ended(_ end: SagaEnd) {
+        var c = sl_saga_end(saga_id: end.sagaID, state: cState(end.state), reason: nil, durable: end.durable ? 1 : 0)
+        if let reason = end.reason {
+            reason.withCString { c.reason = $0; options.ended?(options.userdata, &c) }
+        } else {
+            options.ended?(options.userdata, &c)
+        }
+        done()
+    }
+
+    private func done() {
+        if pending.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 { options.release?(options.userdata) }
+    }
+}
+
+@implementation @_cdecl("sl_saga_start_ex")
+public func sl_saga_start_ex(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>?, _ input: UnsafePointer<CChar>?,
+                             _ options: UnsafePointer<sl_saga_start_options>?, _ sagaID: UnsafeMutablePointer<UInt64>?) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
-        let runtime = try handle.open()
-        let id = try runtime.startSaga(name: try string(typeName, "type_name"), input: try json(input, "input_json"))
-        sagaID?.pointee = id
+        let id = try startSaga(try handle.open(), try string(typeName, "type_name"), try json(input, "input_json"), options)
+        if let id { sagaID?.pointee = id }
+    }
+}
+
+/// Starts a saga as `options` say; the id when the call waited for the running row.
+private func startSaga(_ runtime: Runtime, _ name: String, _ input: JSON,
+                       _ options: UnsafePointer<sl_saga_start_options>?) throws(SagaLaneError) -> UInt64? {
+    var c = sl_saga_start_options()
+    sl_saga_start_options_init(&c)
+    if let options { c = try versioned(options, "sl_saga_start_options", defaults: c) }
+    let room = Int(c.room_timeout_ms)
+    guard c.started != nil || c.ended != nil else {
+        return try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room)
+    }
+    let callbacks = StartCallbacks(c)
+    let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil ? nil : { @Sendable in callbacks.ended($0) }
+    guard c.started != nil else {
+        return try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room, onEnded: onEnded)
+    }
+    try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room,
+                          onStarted: { callbacks.started($0) }, onEnded: onEnded)
+    return nil
+}
+
+@implementation @_cdecl("sl_saga_wait")
+public func sl_saga_wait(_ rt: OpaquePointer?, _ sagaID: UInt64, _ timeoutMs: Int32, _ state: UnsafeMutablePointer<Int32>?,
+                         _ reason: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let end = try handle.open().waitForSaga(id: sagaID, timeoutMilliseconds: Int(timeoutMs))
+        state?.pointee = cState(end.state)
+        reason?.pointee = nil
+        if let text = end.reason { try handOut(text, to: reason) }
     }
 }
 

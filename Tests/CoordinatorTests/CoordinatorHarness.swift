@@ -126,12 +126,13 @@ final class CoordinatorHarness: @unchecked Sendable {
     let coordinator: Coordinator
     let collector: EventCollector
 
-    init(clock: EventLoopClock = .manual, databaseName: String = "sagas.db", durability: Durability = .normal) throws {
+    init(clock: EventLoopClock = .manual, databaseName: String = "sagas.db", durability: Durability = .normal,
+         launchQueueLimit: Int = Coordinator.defaultLaunchQueueLimit) throws {
         directory = TemporaryDirectory()
         loop = try EventLoop(clock: clock)
         try loop.startThread()
         log = try SagaLog.open(path: directory.file(databaseName), durability: durability)
-        coordinator = Coordinator(loop: loop, log: log, bus: bus)
+        coordinator = Coordinator(loop: loop, log: log, bus: bus, launchQueueLimit: launchQueueLimit)
         collector = EventCollector(bus: bus)
     }
 
@@ -143,6 +144,18 @@ final class CoordinatorHarness: @unchecked Sendable {
         log = try SagaLog.open(path: previous.directory.file("sagas.db"))
         coordinator = Coordinator(loop: loop, log: log, bus: bus)
         collector = EventCollector(bus: bus)
+    }
+
+    /// Holds the log's writer thread (between batches) until the returned closure is called,
+    /// so records submitted meanwhile cannot become durable; returns once it is held. Nothing
+    /// here blocks a thread of Swift's pool.
+    func holdWriter() async -> @Sendable () -> Void {
+        let release = Completion<Void>()
+        let log = self.log
+        await withCheckedContinuation { (held: CheckedContinuation<Void, Never>) in
+            Task(executorPreference: loop) { await log.holdWriterForTesting { held.resume(); release.wait() } }
+        }
+        return { release.set(()) }
     }
 
     func shutdown() async {

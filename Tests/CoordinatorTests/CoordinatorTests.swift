@@ -28,18 +28,30 @@ private func echoingHost() -> HostRecorder {
     }
 }
 
+/// Completes on the first event it is fed.
+private final class EndsOnAnyEvent: Saga {
+    func start(_ context: SagaContext) -> SagaAction { .wait }
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { .done }
+}
+
 @Suite(.timeLimit(.minutes(2)))
 struct CoordinatorTests {
     @Test func unrelatedEventsDrainWithNothingInFlight() async throws {
         let h = try CoordinatorHarness()
         try registerSeedSagas(h, host: HostRecorder())
+        // A saga type that takes any input, triggered by an event never published here: an
+        // event that wrongly fired it would start a saga (the seed types refuse these payloads).
+        try h.coordinator.register(SagaType(name: "takes_anything") { _ in EndsOnAnyEvent() })
+        try h.coordinator.addTrigger(Trigger(on: "NeverPublished", start: "takes_anything"))
         try await h.coordinator.start()
         for v in 1...5 { h.bus.publish(type: "LifecyclePhaseChanged", payload: ["to": "running", "n": .int(Int64(v))]) }
         h.bus.publish(type: "ProcessSpawned", payload: ["pid": 42])
         let marker = h.bus.publish(type: "Marker")
         await h.collector.waitFor("the marker") { $0.contains { $0.version == marker.version } }
         // The coordinator handles events in order, so by the time a saga-less round trip
-        // through the loop completes, the earlier events have been handled.
+        // through the loop completes, the earlier events have been handled: a saga they
+        // started would be launching (its row not yet durable) or in flight.
+        #expect(await h.coordinator.launchingCount == 0)
         #expect(await h.coordinator.inFlightCount == 0)
         #expect(h.startedIDs().isEmpty)
         #expect(try h.log.snapshotRecent(limit: 10).isEmpty)
@@ -94,13 +106,21 @@ struct CoordinatorTests {
         let looping = Trigger(on: Event.sagaStarted, start: "pool_respawn_on_promote", input: { _ in ["label": "loop"] })
         #expect { try h.coordinator.addTrigger(looping) } throws: { ($0 as? SagaLaneError)?.code == .invalidArgument }
         #expect(!looping.matches(Event(type: Event.sagaStarted, sagaID: 1, payload: ["name": "x"])))
+        // A saga that ends on the first event it is fed, interested in every lifecycle type.
+        try h.coordinator.register(SagaType(name: "listener", interests: [Event.sagaStarted, Event.sagaCompleted, Event.sagaFailed]) { _ in
+            EndsOnAnyEvent()
+        })
         try await h.coordinator.start()
+        let listener = try await h.coordinator.startSaga(name: "listener")
         h.bus.publish(type: Event.sagaStarted, sagaID: 999, payload: ["name": "foreign_saga"])
         h.bus.publish(type: Event.sagaCompleted, sagaID: 999)
+        h.bus.publish(type: Event.sagaStarted, sagaID: listener, payload: ["name": "listener"])
+        h.bus.publish(type: Event.sagaFailed, payload: ["name": "untagged"])
         let marker = h.bus.publish(type: "Marker")
         await h.collector.waitFor("marker") { $0.contains { $0.version == marker.version } }
-        #expect(await h.coordinator.inFlightCount == 0)
-        #expect(try h.log.maxSagaID() == 0)
+        #expect(await h.coordinator.launchingCount == 0)
+        #expect(await h.coordinator.inFlightIDs == [listener], "fed no lifecycle event, it still runs")
+        #expect(try h.log.maxSagaID() == listener)
         await h.shutdown()
     }
 
@@ -224,6 +244,41 @@ struct CoordinatorTests {
         await h.shutdown()
     }
 
+    /// At most `launchQueueLimit` sagas wait for their running rows: the next start is refused
+    /// with `.again` and starts nothing; once rows are durable there is room again. A saga's
+    /// deadline counts from its running row, not from its start call.
+    @Test func aFullLaunchQueueRefusesWithAgainAndDeadlinesCountFromTheRow() async throws {
+        let h = try CoordinatorHarness(launchQueueLimit: 3)
+        final class Idle: Saga {
+            func start(_ context: SagaContext) -> SagaAction { .wait }
+            func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { .wait }
+        }
+        try h.coordinator.register(SagaType(name: "idle", timeout: .seconds(10)) { _ in Idle() })
+        try await h.coordinator.start()
+        let release = await h.holdWriter()
+        let started = Mutex<[UInt64]>([])
+        for _ in 0..<3 {
+            try h.coordinator.startSaga(name: "idle", input: .null, onStarted: { if case .success(let id) = $0 { started.withLock { $0.append(id) } } })
+        }
+        #expect { try h.coordinator.startSaga(name: "idle", input: .null, onStarted: { _ in Issue.record("a refused saga started") }) } throws: {
+            ($0 as? SagaLaneError)?.code == .again
+        }
+        let room = Completion<Void>()
+        h.coordinator.whenLaunchQueueHasRoom { room.set(()) }
+        #expect(room.current == nil, "no room while the rows wait")
+        // Loop time passes while the sagas wait to launch: it is not theirs.
+        await h.loop.advance(by: .seconds(9))
+        release()
+        await h.collector.waitFor("room") { _ in room.current != nil }
+        await h.collector.waitFor("3 starts") { _ in started.withLock { $0.count } == 3 }
+        await h.loop.advance(by: .seconds(9))
+        #expect(h.collector.of(type: Event.sagaFailed).isEmpty, "9 s after their rows, a 10 s deadline has not passed")
+        await h.loop.advance(by: .seconds(2))
+        await h.collector.waitFor("3 timeouts") { $0.filter { $0.type == Event.sagaFailed }.count == 3 }
+        #expect(h.collector.of(type: Event.sagaFailed).allSatisfy { $0.payload["reason"] == "saga timeout" })
+        await h.shutdown()
+    }
+
     /// An untagged event of a type a saga declared interest in, published right after the
     /// trigger that starts it (before its running row is durable), reaches it.
     @Test func interestEventsPublishedWhileASagaLaunchesReachIt() async throws {
@@ -236,10 +291,7 @@ struct CoordinatorTests {
         try h.coordinator.addTrigger(Trigger(on: "Watch", start: "watcher"))
         try await h.coordinator.start()
         // Hold the writer so the running rows cannot be durable before the ticks are handled.
-        let held = Completion<Void>()
-        let release = Completion<Void>()
-        Task { await h.log.holdWriterForTesting { held.set(()); release.wait() } }
-        held.wait()
+        let release = await h.holdWriter()
         for _ in 0..<20 {
             h.bus.publish(type: "Watch")
             h.bus.publish(type: "Tick")
@@ -247,7 +299,7 @@ struct CoordinatorTests {
         // A round trip through the loop after the events: the coordinator has handled them all,
         // with all twenty sagas still waiting for their rows.
         #expect(await h.coordinator.launchingCount == 20)
-        release.set(())
+        release()
         await h.collector.waitFor("20 completions", limit: .seconds(20)) { $0.filter { $0.type == Event.sagaCompleted }.count == 20 }
         #expect(h.collector.of(type: Event.sagaCompleted).count == 20)
         await h.shutdown()
@@ -311,8 +363,8 @@ struct CoordinatorTests {
         await #expect(throws: SagaLaneError.self) { try await h.coordinator.cancelSaga(id: id, reason: "again") }
         await h.collector.waitFor("failure") { $0.contains { $0.type == Event.sagaFailed } }
         #expect(try h.log.saga(id: id)?.failureReason == "cancelled: operator asked")
-        #expect(throws: SagaLaneError.self) { try h.coordinator.startSaga(name: "no_such_saga", input: .null) }
-        #expect(throws: SagaLaneError.self) { try h.coordinator.startSaga(name: "pool_respawn_on_promote", input: ["no label": 1]) }
+        await #expect(throws: SagaLaneError.self) { try await h.coordinator.startSaga(name: "no_such_saga", input: .null) }
+        await #expect(throws: SagaLaneError.self) { try await h.coordinator.startSaga(name: "pool_respawn_on_promote", input: ["no label": 1]) }
         await h.shutdown()
     }
 
@@ -353,7 +405,7 @@ struct CoordinatorTests {
         let failed = try #require(h.collector.of(type: Event.sagaFailed).first)
         #expect(failed.payload["durable"] == false)
         #expect(h.coordinator.unhealthyReason != nil)
-        #expect(throws: SagaLaneError.self) { try h.coordinator.startSaga(name: "pool_respawn_on_promote", input: ["label": "x"]) }
+        await #expect(throws: SagaLaneError.self) { try await h.coordinator.startSaga(name: "pool_respawn_on_promote", input: ["label": "x"]) }
         await h.shutdown()
     }
 

@@ -29,7 +29,7 @@ private final class BadLaneSaga: Saga {
 /// The runtime wires `lane:` targets: a saga's commands become jobs on the runtime's lanes.
 @Suite(.timeLimit(.minutes(1)))
 struct LaneTargetTests {
-    @Test func aSagaOrchestratesTwoLaneJobs() async throws {
+    @Test func aSagaOrchestratesTwoLaneJobs() async throws { try await onHostThread {
         let directory = TemporaryDirectory()
         let runtime = try Runtime(options: RuntimeOptions(databasePath: directory.file("lanes.db"), durability: .normal))
         defer { runtime.close() }
@@ -50,7 +50,7 @@ struct LaneTargetTests {
         let ends = { events.withLock { $0.filter { $0.type == Event.sagaCompleted || $0.type == Event.sagaFailed } } }
         let clock = ContinuousClock()
         let giveUp = clock.now + .seconds(30)
-        while ends().count < 2 && clock.now < giveUp { try await Task.sleep(for: .milliseconds(1)) }
+        while ends().count < 2 && clock.now < giveUp { usleep(1_000) }
         #expect(ends().filter { $0.type == Event.sagaCompleted }.map(\.sagaID) == [id])
         let finished = events.withLock { $0.filter { $0.type == "LaneJobFinished" } }
         #expect(finished.map { $0.payload["result"]?["rendered"] } == [1, 2])
@@ -60,5 +60,5 @@ struct LaneTargetTests {
         #expect(row.steps.map(\.target) == ["lane:render", "lane:render"])
         #expect(try runtime.log.job(id: "saga-\(id)-step-1")?.state == .finished)
         #expect(try runtime.log.saga(id: bad)?.failureReason?.contains("no lane named 'nowhere'") == true)
-    }
+    } }
 }

@@ -18,7 +18,7 @@ private func echoTarget() -> CallbackTarget {
 /// Runs `body` on an OS thread of its own and waits for it. The runtime's blocking calls are
 /// for host threads: on Swift's cooperative pool they would hold threads the runtime's own
 /// tasks need.
-private func onHostThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+func onHostThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
         do {
             try OSThread(name: "test-host") { continuation.resume(returning: Result { try body() }) }.detach()
