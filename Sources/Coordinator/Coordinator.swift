@@ -52,10 +52,10 @@ public actor Coordinator {
     }
 
     nonisolated let registry = SagaRegistry()
-    nonisolated let status = Mutex(Status())
+    nonisolated let status = ConditionLock(Status())
     nonisolated let nextID = Atomic<UInt64>(1)
-    nonisolated let inbox = Mutex(Inbox())
-    nonisolated let launchQueue = Mutex(LaunchQueue())
+    nonisolated let inbox = ConditionLock(Inbox())
+    nonisolated let launchQueue = ConditionLock(LaunchQueue())
     /// The bus sink's id, set once in `init`.
     private nonisolated let sink = Atomic<Int>(0)
 

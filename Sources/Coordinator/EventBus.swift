@@ -25,7 +25,7 @@ public final class EventBus: Sendable {
         var nextID = 0
     }
 
-    private let state = Mutex(State())
+    private let state = ConditionLock(State())
 
     /// How many undelivered events a subscription holds, by default, before it starts dropping
     /// the newest.

@@ -12,7 +12,7 @@ final class SagaRegistry: Sendable {
         var targetFamilies: [String: @Sendable (String) throws(SagaLaneError) -> any SagaTarget] = [:]
     }
 
-    private let entries = Mutex(Entries())
+    private let entries = ConditionLock(Entries())
 
     /// Registers a saga type. Its name must be new.
     func register(_ type: SagaType) throws(SagaLaneError) {

@@ -59,17 +59,22 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     private struct Queue {
         var items: [Work] = []
+        /// `shutdown` asked the loop to close, after the batch it is running.
+        var closeRequested = false
+        /// The loop closed: work runs on the thread that submits it, one at a time.
         var closed = false
     }
 
     private let uvLoop: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
     private let timer: UnsafeMutablePointer<uv_timer_t>
-    private let queue = Mutex(Queue())
+    private let queue = ConditionLock(Queue())
     private let loopThread = Atomic<UInt>(0)
     private let isShutDownFlag = Atomic<Bool>(false)
     private var thread: OSThread?
-    /// Serializes work that arrives after shutdown, which then runs on the caller's thread.
+    /// Held by whoever runs loop work once closing began (the loop thread for what was
+    /// queued, a submitting thread for what comes late), so that work never runs on two
+    /// threads at once.
     private let lateWorkLock = RecursiveLock()
 
     // Loop-thread state.
@@ -176,7 +181,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         guard !isShutDownFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
         precondition(!inEventLoop || thread == nil, "EventLoop.shutdown() called on its own loop thread")
         if let thread {
-            enqueueWork(.closure { [self] in closeHandles() })
+            // The loop closes at the end of the batch it runs, so no work of that batch runs
+            // after the close began.
+            queue.withLock { $0.closeRequested = true }
+            uv_async_send(wakeup)
             thread.join()
         } else {
             loopThread.store(currentThread(), ordering: .releasing)
@@ -188,16 +196,19 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     }
 
     /// On the loop thread: drains the queue for the last time and closes the handles, after
-    /// which `uv_run` returns.
+    /// which `uv_run` returns. From here on the lock decides who runs loop work: this thread
+    /// for what was queued, then each late submitter in turn.
     private func closeHandles() {
-        let remaining = queue.withLock { queue -> [Work] in
-            queue.closed = true
-            defer { queue.items = [] }
-            return queue.items
+        lateWorkLock.withLock {
+            let remaining = queue.withLock { queue -> [Work] in
+                queue.closed = true
+                defer { queue.items = [] }
+                return queue.items
+            }
+            for work in remaining { run(work) }
+            callbacks.removeAll()
+            heap = TimerHeap()
         }
-        for work in remaining { run(work) }
-        callbacks.removeAll()
-        heap = TimerHeap()
         uv_timer_stop(timer)
         uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self), nil)
         uv_close(UnsafeMutableRawPointer(timer).assumingMemoryBound(to: uv_handle_t.self), nil)
@@ -267,6 +278,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         }
         items.removeAll(keepingCapacity: true)
         spareItems = items
+        if queue.withLock({ $0.closeRequested && !$0.closed }) { closeHandles() }
     }
 
     private func run(_ work: Work) {
@@ -415,7 +427,7 @@ private final class Sleeper: Sendable {
         var done = false
         var cancelledEarly = false
     }
-    private let state = Mutex(State())
+    private let state = ConditionLock(State())
 
     /// Stores the continuation; `false` if cancellation already won (it is then resumed).
     func begin(_ continuation: CheckedContinuation<Void, Error>) -> Bool {

@@ -79,7 +79,7 @@ extension LaneTarget {
 
 /// The functions that run saga commands on each lane, by lane name.
 public final class LaneCommandHandlers: Sendable {
-    private let handlers = Mutex<[String: @Sendable (JSON, LaneJobContext) throws -> String]>([:])
+    private let handlers = ConditionLock<[String: @Sendable (JSON, LaneJobContext) throws -> String]>([:])
 
     public init() {}
 

@@ -21,7 +21,7 @@ final class LoopDriver: Sendable {
         var hostThread: pthread_t?
     }
 
-    private let state = Mutex(State())
+    private let state = ConditionLock(State())
     /// Host mode: held by whichever thread runs the loop.
     private let runLock = RecursiveLock()
 

@@ -80,9 +80,9 @@ public final class Runtime: Sendable {
         var whenClosed: [@Sendable () -> Void] = []
     }
 
-    let state = Mutex(State())
+    let state = ConditionLock(State())
     /// Serializes lane creation, so two creators of one name cannot both recover its rows.
-    let laneCreation = Mutex(())
+    let laneCreation = ConditionLock(())
 
     /// Opens the log (creating and migrating it) and creates the loop, not yet running.
     /// - Throws: `SagaLaneError`; nothing is left open.

@@ -46,7 +46,7 @@ func coreCode(_ code: Int32) -> SagaLaneError.Code? {
 
 /// The last error message of each thread, kept until that thread's next failure.
 final class ErrorMessages: Sendable {
-    private let messages = Mutex<[UInt: UnsafeMutablePointer<CChar>]>([:])
+    private let messages = ConditionLock<[UInt: UnsafeMutablePointer<CChar>]>([:])
 
     private static var thread: UInt { UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))) }
 
@@ -99,7 +99,7 @@ protocol CHandle: AnyObject, Sendable {
 /// the call, so a handle closed meanwhile stays valid until the call returns, and a dead or
 /// foreign pointer is an error instead of a crash.
 enum Handles {
-    private static let live = Mutex<[UInt: any CHandle]>([:])
+    private static let live = ConditionLock<[UInt: any CHandle]>([:])
 
     /// Registers `handle` under `identity`'s address (the handle's own by default), which is
     /// the pointer C gets.

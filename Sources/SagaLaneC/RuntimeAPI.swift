@@ -16,7 +16,7 @@ final class RuntimeHandle: CHandle {
         var children: [UInt] = []
         var sagaTypes: [CSagaType] = []
     }
-    private let owned = Mutex(Owned())
+    private let owned = ConditionLock(Owned())
 
     var owner: RuntimeHandle? { self }
 

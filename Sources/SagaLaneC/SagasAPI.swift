@@ -25,7 +25,7 @@ final class CSagaType: @unchecked Sendable {
     private let nameC: UnsafeMutablePointer<CChar>
     private let release: Release
     /// Sagas alive, and whether the runtime closed: `release` waits for both.
-    private let live = Mutex<(count: Int, closed: Bool)>((0, false))
+    private let live = ConditionLock<(count: Int, closed: Bool)>((0, false))
 
     init(name: String, table: sl_saga_type, userdata: UnsafeMutableRawPointer?, messages: ErrorMessages) {
         self.name = name

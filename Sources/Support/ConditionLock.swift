@@ -1,6 +1,11 @@
 import Glibc
 
-/// A value guarded by a mutex, with condition variables to wait for it to change.
+/// A value guarded by a mutex, with condition variables to wait for it to change: the one
+/// lock of the code base.
+///
+/// It is a pthread mutex, which ThreadSanitizer understands; the standard library's `Mutex`
+/// waits on a futex of its own that TSan cannot see, so every access it guards would be
+/// reported as a race.
 ///
 /// Every access is scoped to a closure, so no code path can forget to unlock: `withLock` runs
 /// a closure with the state locked; `withLock(waitingOn:until:_:)` first waits, with the lock
@@ -60,7 +65,7 @@ public final class ConditionLock<State>: @unchecked Sendable {
 
     /// Runs `body` with the state locked.
     @inlinable
-    public func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+    public func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&state.pointee)
@@ -69,8 +74,8 @@ public final class ConditionLock<State>: @unchecked Sendable {
     /// Waits on `condition` (the lock's own when `nil`) until `ready` holds, then runs `body`,
     /// all with the state locked except while waiting.
     @inlinable
-    public func withLock<R>(waitingOn condition: Condition? = nil, until ready: (inout State) -> Bool,
-                            _ body: (inout State) throws -> R) rethrows -> R {
+    public func withLock<R, E: Error>(waitingOn condition: Condition? = nil, until ready: (inout State) -> Bool,
+                                      _ body: (inout State) throws(E) -> R) throws(E) -> R {
         let cond = (condition ?? self.condition).cond
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
@@ -81,8 +86,8 @@ public final class ConditionLock<State>: @unchecked Sendable {
     /// As `withLock(waitingOn:until:_:)`, giving up after `milliseconds`.
     /// - Returns: What `body` returned, or `nil` when `ready` still did not hold in time (then
     ///   `body` did not run).
-    public func withLock<R>(waitingOn condition: Condition? = nil, until ready: (inout State) -> Bool,
-                            timeoutMilliseconds milliseconds: Int, _ body: (inout State) throws -> R) rethrows -> R? {
+    public func withLock<R, E: Error>(waitingOn condition: Condition? = nil, until ready: (inout State) -> Bool,
+                                      timeoutMilliseconds milliseconds: Int, _ body: (inout State) throws(E) -> R) throws(E) -> R? {
         let cond = (condition ?? self.condition).cond
         var deadline = timespec()
         clock_gettime(CLOCK_MONOTONIC, &deadline)

@@ -163,6 +163,47 @@ struct EventLoopTests {
         #expect(loop.lastCloseResult == 0)
     }
 
+    /// Work that arrives from other threads while the loop closes runs after the work queued
+    /// before it, one piece at a time: never on two threads at once (which would break every
+    /// actor that lives on the loop).
+    @Test func workArrivingDuringCloseNeverRunsOnTwoThreadsAtOnce() async throws {
+        final class Probe: Sendable {
+            let busy = Atomic<Bool>(false)
+            let overlaps = Atomic<Int>(0)
+            let ran = Atomic<Int>(0)
+            func work() {
+                if busy.exchange(true, ordering: .acquiringAndReleasing) { overlaps.add(1, ordering: .relaxed) }
+                var spin = 0
+                for i in 0..<2_000 { spin &+= i }
+                _ = spin
+                busy.store(false, ordering: .releasing)
+                ran.add(1, ordering: .relaxed)
+            }
+        }
+        for _ in 0..<20 {
+            let loop = try EventLoop()
+            try loop.startThread()
+            let probe = Probe()
+            let stop = Atomic<Bool>(false)
+            for _ in 0..<200 { loop.execute { probe.work() } }
+            // A trickle from other threads across the close (a flood would only queue up).
+            let submitters = try (0..<3).map { _ in
+                try OSThread(name: "submitter") {
+                    for _ in 0..<300 where !stop.load(ordering: .relaxed) {
+                        loop.execute { probe.work() }
+                        usleep(20)
+                    }
+                }
+            }
+            usleep(500)
+            loop.shutdown()
+            stop.store(true, ordering: .relaxed)
+            for thread in submitters { thread.join() }
+            #expect(probe.overlaps.load(ordering: .relaxed) == 0)
+            #expect(probe.ran.load(ordering: .relaxed) >= 200)
+        }
+    }
+
     @Test func shutdownClosesEveryHandleAndIsIdempotent() async throws {
         let loop = try EventLoop()
         try loop.startThread()
