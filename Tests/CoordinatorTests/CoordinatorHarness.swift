@@ -58,7 +58,7 @@ final class WindowCleanupSaga: Saga {
 
 /// Commands the host target received, in order.
 final class HostRecorder: Sendable {
-    let dispatched = Mutex<[StepDispatch]>([])
+    let dispatched = ConditionLock<[StepDispatch]>([])
     /// What the host does with each command (on the loop thread).
     let behaviour: @Sendable (StepDispatch, StepReporter) -> Void
 

@@ -230,7 +230,7 @@ struct CoordinatorTests {
         try h.coordinator.register(SagaType(name: "idle") { _ in Idle() })
         try await h.coordinator.start()
         let log = h.log
-        let checked = Mutex<[(UInt64, Bool)]>([])
+        let checked = ConditionLock<[(UInt64, Bool)]>([])
         for i in 0..<50 {
             try h.coordinator.startSaga(name: "idle", input: ["n": .int(Int64(i))], onStarted: { result in
                 guard case .success(let id) = result else { return }
@@ -256,7 +256,7 @@ struct CoordinatorTests {
         try h.coordinator.register(SagaType(name: "idle", timeout: .seconds(10)) { _ in Idle() })
         try await h.coordinator.start()
         let release = await h.holdWriter()
-        let started = Mutex<[UInt64]>([])
+        let started = ConditionLock<[UInt64]>([])
         for _ in 0..<3 {
             try h.coordinator.startSaga(name: "idle", input: .null, onStarted: { if case .success(let id) = $0 { started.withLock { $0.append(id) } } })
         }

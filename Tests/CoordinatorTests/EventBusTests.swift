@@ -66,7 +66,7 @@ struct EventBusTests {
             return got
         }
         let asyncReader = Task { await values { await async.next() } }
-        let blockedGot = Mutex<[Int64]>([])
+        let blockedGot = ConditionLock<[Int64]>([])
         let blockedReader = try OSThread(name: "reader") {
             var got: [Int64] = []
             while case .event(let e)? = blocking.nextBlocking() {
@@ -129,7 +129,7 @@ struct EventBusTests {
     @Test func blockingReaderOnAHostThread() throws {
         let bus = EventBus()
         let sub = bus.subscribe()
-        let got = Mutex<[String]>([])
+        let got = ConditionLock<[String]>([])
         let reader = try OSThread(name: "reader") {
             while case .event(let e)? = sub.nextBlocking() { got.withLock { $0.append(e.type) } }
         }

@@ -33,7 +33,7 @@ struct LaneTargetTests {
         let directory = TemporaryDirectory()
         let runtime = try Runtime(options: RuntimeOptions(databasePath: directory.file("lanes.db"), durability: .normal))
         defer { runtime.close() }
-        let events = Mutex<[Event]>([])
+        let events = ConditionLock<[Event]>([])
         let delivery = try runtime.subscribe(bufferSize: 1 << 16) { delivery in
             if case .event(let event) = delivery { events.withLock { $0.append(event) } }
         }

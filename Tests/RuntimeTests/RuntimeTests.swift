@@ -100,7 +100,7 @@ struct RuntimeTests {
     /// What sagalane would write to standard error goes to the host's handler instead, with
     /// its level: here, a trigger whose saga refused its input.
     @Test func messagesGoToTheHostsDiagnosticsHandler() async throws { try await onHostThread {
-        let messages = Mutex<[(DiagnosticLevel, String)]>([])
+        let messages = ConditionLock<[(DiagnosticLevel, String)]>([])
         let diagnostics = Diagnostics { level, message in messages.withLock { $0.append((level, message)) } }
         let runtime = try Runtime(options: RuntimeOptions(diagnostics: diagnostics))
         defer { runtime.close() }

@@ -24,7 +24,7 @@ import Testing
 
 /// What `top -H`, gdb and perf show for a thread: its /proc comm.
 private func systemName(of name: String) throws -> String {
-    let seen = Mutex("")
+    let seen = ConditionLock("")
     let t = try OSThread(name: name) {
         let fd = open("/proc/thread-self/comm", O_RDONLY)
         guard fd >= 0 else { return }
