@@ -15,7 +15,7 @@ public final class LaneSweeper: Sendable {
         var timer: TimerID?
         var stopped = false
     }
-    private let settings: Mutex<Settings>
+    private let settings: ConditionLock<Settings>
     private let startupDelay: Duration
     private let wallClock: @Sendable () -> Timestamp
     private let diagnostics: Diagnostics
@@ -31,7 +31,7 @@ public final class LaneSweeper: Sendable {
         self.loop = loop
         self.startupDelay = startupDelay
         self.wallClock = wallClock
-        settings = Mutex(Settings(retention: retention, interval: interval))
+        settings = ConditionLock(Settings(retention: retention, interval: interval))
     }
 
     public var retention: Duration {

@@ -244,7 +244,7 @@ public func sl_lane_submit_wait(_ lanePointer: OpaquePointer?, _ job: UnsafePoin
 
 @implementation @_cdecl("sl_lane_cancel")
 public func sl_lane_cancel(_ lanePointer: OpaquePointer?, _ jobID: UnsafePointer<CChar>?) -> Int32 {
-    call(lanePointer, as: LaneHandle.self) { handle in try handle.lane.cancel(jobID: try string(jobID, "job_id")) }
+    call(lanePointer, as: LaneHandle.self) { handle in try handle.lane.cancelBlocking(jobID: try string(jobID, "job_id")) }
 }
 
 @implementation @_cdecl("sl_lane_interrupt")
@@ -255,8 +255,7 @@ public func sl_lane_interrupt(_ lanePointer: OpaquePointer?, _ jobID: UnsafePoin
 @implementation @_cdecl("sl_lane_set_max_concurrent")
 public func sl_lane_set_max_concurrent(_ lanePointer: OpaquePointer?, _ maxConcurrent: Int32) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard maxConcurrent >= 1 else { throw SagaLaneError(.invalidArgument, "max_concurrent must be at least 1 (got \(maxConcurrent))") }
-        handle.lane.setMaxConcurrent(Int(maxConcurrent))
+        try handle.lane.setMaxConcurrent(Int(maxConcurrent))
     }
 }
 

@@ -14,7 +14,11 @@ func runLaneRun(_ arguments: [String]) -> Never {
         writeStandardError("open failed: \(error)\n")
         exit(1)
     }
-    let lane = Lane(name: "work", maxConcurrent: 2, store: log)
+    let lane: Lane
+    do { lane = try Lane(name: "work", maxConcurrent: 2, store: log) } catch {
+        writeStandardError("lane failed: \(error)\n")
+        exit(1)
+    }
     for i in 0..<20 {
         let job = LaneJob(id: "job-\(i)", caller: "child", priority: 0, metadata: Array("job-\(i)".utf8)) { context in
             while !context.isCancelled { usleep(10_000) }
