@@ -78,3 +78,9 @@ func pendingTimers(_ loop: EventLoop) async -> Int {
         loop.execute { continuation.resume(returning: loop.pendingTimerCount) }
     }
 }
+
+/// `spin` for async tests: sleeps between looks, so the tasks it waits for get a thread (the
+/// cooperative pool has one per core).
+func poll(until condition: () -> Bool) async {
+    while !condition() { try? await Task.sleep(for: .milliseconds(1)) }
+}
