@@ -100,6 +100,8 @@ private struct HostJob {
         let c = try versioned(pointer, "sl_job", defaults: sl_job())
         guard let run = c.run else { throw SagaLaneError(.invalidArgument, "job->run is NULL") }
         guard c.max_attempts >= 0 else { throw SagaLaneError(.invalidArgument, "job->max_attempts is negative") }
+        // size_t arrives as Int: a length past Int.max (a negative size, cast) reads negative.
+        guard c.metadata_length >= 0 else { throw SagaLaneError(.invalidArgument, "job->metadata_length is out of range") }
         var metadata: [UInt8] = []
         if c.metadata_length > 0 {
             guard let bytes = c.metadata else { throw SagaLaneError(.invalidArgument, "job->metadata is NULL but metadata_length is \(c.metadata_length)") }
