@@ -120,6 +120,40 @@ struct LaneTests {
         #expect(lane.stats.completed == 1, "the lane still runs jobs")
     }
 
+    /// A bound of a thousand threads or more is refused, not started thread by thread until
+    /// the process limit; the lane keeps the bound it had.
+    @Test func concurrencyBoundsOutsideTheLimitAreRefused() throws {
+        for bad in [0, -1, Int.min, Lane.concurrencyLimit + 1, Int(Int32.max), Int.max] {
+            #expect { try Lane(name: "wide", maxConcurrent: bad) } throws: {
+                let error = $0 as? SagaLaneError
+                return error?.code == .invalidArgument && error?.message.contains("\(Lane.concurrencyLimit)") == true
+            }
+        }
+        let lane = try Lane(name: "bounded", maxConcurrent: 2)
+        defer { lane.shutdown() }
+        for bad in [0, Int.min, Lane.concurrencyLimit + 1, Int.max] {
+            #expect { try lane.setMaxConcurrent(bad) } throws: { ($0 as? SagaLaneError)?.code == .invalidArgument }
+        }
+        #expect(lane.stats.maxConcurrent == 2 && lane.workerThreads == 2)
+    }
+
+    @Test func extremePrioritiesRunInOrder() throws {
+        let lane = try Lane(name: "extremes", maxConcurrent: 1)
+        defer { lane.shutdown() }
+        let gate = Gate()
+        let order = ConditionLock<[String]>([])
+        let outcomes = Outcomes()
+        try lane.submitBlocking(LaneJob(id: "blocker") { _ in gate.wait(); return "" }, onComplete: outcomes.record("blocker"))
+        spin { lane.stats.running == 1 }
+        for (id, priority) in [("min", Int.min), ("max", Int.max), ("zero", 0), ("max-2", Int.max), ("min-2", Int.min)] {
+            try lane.submitBlocking(LaneJob(id: id, priority: priority) { _ in order.withLock { $0.append(id) }; return "" },
+                                    onComplete: outcomes.record(id))
+        }
+        gate.release()
+        outcomes.waitFor(6)
+        #expect(order.withLock { $0 } == ["max", "max-2", "zero", "min", "min-2"])
+    }
+
     @Test func cancelQueuedRunningAndUnknownJobs() throws {
         let lane = try Lane(name: "cancel", maxConcurrent: 1)
         defer { lane.shutdown() }

@@ -38,6 +38,28 @@ struct SweeperAndPoolTests {
         sweeper.stop()
     }
 
+    /// Durations no clock can hold are clamped: the sweeper sweeps, purging nothing recent.
+    @Test func sweeperTakesAbsurdDurationsWithoutTrapping() async throws {
+        let loop = try EventLoop(clock: .manual)
+        try loop.startThread()
+        defer { loop.shutdown() }
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.enqueueJob(id: "done", lane: "l", caller: "c", priority: 0, metadata: [])
+        try await log.updateJobState(id: "done", state: .finished)
+        let sweeper = LaneSweeper(log: log, loop: loop, retention: .seconds(Int64.max), interval: .seconds(Int64.max),
+                                  startupDelay: .seconds(-5))
+        #expect(sweeper.retention == LaneSweeper.longestDuration && sweeper.interval == LaneSweeper.longestDuration)
+        sweeper.start()
+        await loop.advance(by: .zero)
+        spin { sweeper.sweeps.load(ordering: .relaxed) == 1 }
+        #expect(try log.job(id: "done") != nil, "kept for a century")
+        sweeper.retention = .seconds(-Int64.max)
+        sweeper.interval = .zero
+        #expect(sweeper.retention == .zero && sweeper.interval == .milliseconds(1))
+        sweeper.stop()
+    }
+
     @Test func poolsFindLanesByName() throws {
         let pool = LanePool()
         defer { pool.shutdown() }
