@@ -258,23 +258,25 @@ final class LaneCore: Sendable {
 
     /// Writes the terminal row (persisted lanes, unless written already), then reports.
     func deliver(_ ending: Ending) {
+        let entry = ending.entry
+        let completion = LaneJobCompletion(jobID: entry.id, attempts: entry.runs, outcome: ending.outcome)
         guard !ending.rowWritten, persisted else {
-            ending.onComplete(ending.completion)
-            for waiter in ending.waiters { waiter(.success(())) }
+            entry.onComplete(completion)
+            for waiter in entry.cancelWaiters { waiter(.success(())) }
             return
         }
-        journal.writeEnd(ending.completion) { result in
+        journal.writeEnd(completion) { result in
             switch result {
             case .success:
-                ending.onComplete(ending.completion)
-                for waiter in ending.waiters { waiter(.success(())) }
+                entry.onComplete(completion)
+                for waiter in entry.cancelWaiters { waiter(.success(())) }
             case .failure(let error):
-                var failed = ending.completion
-                failed.outcome = .failed(error: "the job ended (\(ending.completion.outcome)) but its row could not be written: \(error)")
-                ending.onComplete(failed)
-                let refusal = SagaLaneError(error.code, "job '\(ending.completion.jobID)' will not run here, but its cancelled row could not be written: \(error.message)",
+                var failed = completion
+                failed.outcome = .failed(error: "the job ended (\(completion.outcome)) but its row could not be written: \(error)")
+                entry.onComplete(failed)
+                let refusal = SagaLaneError(error.code, "job '\(completion.jobID)' will not run here, but its cancelled row could not be written: \(error.message)",
                                             underlying: error)
-                for waiter in ending.waiters { waiter(.failure(refusal)) }
+                for waiter in entry.cancelWaiters { waiter(.failure(refusal)) }
             }
         }
     }

@@ -66,11 +66,11 @@ extension LaneCore {
     typealias CancelWaiter = @Sendable (Result<Void, SagaLaneError>) -> Void
 
     /// A job that ended, to be told once the lock is released: its terminal row is written
-    /// (unless it already was), then its completion runs, then any cancel waiting for it.
+    /// (unless it already was), then its completion runs, then any cancel waiting for it. The
+    /// entry is out of the lane's books by then, so nothing changes its fields any more.
     struct Ending {
-        let completion: LaneJobCompletion
-        let onComplete: @Sendable (LaneJobCompletion) -> Void
-        let waiters: [CancelWaiter]
+        let entry: Entry
+        let outcome: LaneJobOutcome
         let rowWritten: Bool
     }
 
@@ -122,10 +122,7 @@ struct LaneState {
         case .failed: failed += 1
         case .cancelled: cancelled += 1
         }
-        let waiters = entry.cancelWaiters
-        entry.cancelWaiters = []
-        return LaneCore.Ending(completion: LaneJobCompletion(jobID: entry.id, attempts: entry.runs, outcome: outcome),
-                               onComplete: entry.onComplete, waiters: waiters, rowWritten: rowWritten)
+        return LaneCore.Ending(entry: entry, outcome: outcome, rowWritten: rowWritten)
     }
 
     /// Whether a worker would find something to do.
