@@ -521,6 +521,9 @@ SL_EXPORT int sl_step_fail(sl_runtime *rt, uint64_t saga_id, uint32_t step, cons
 
 typedef struct sl_lane sl_lane;
 
+/** The most jobs a lane may run at once (each runs on a worker thread of its own). */
+#define SL_LANE_MAX_CONCURRENT 1024
+
 /** A running job's view of itself. Valid only while the job function runs. */
 typedef struct sl_job_ctx sl_job_ctx;
 
@@ -601,7 +604,7 @@ typedef int (*sl_job_reconstruct_fn)(void *userdata, const sl_job_record *record
 
 typedef struct sl_lane_options {
     size_t size;              /* sizeof(sl_lane_options) */
-    int max_concurrent;       /* jobs running at once; 0 means 1 */
+    int max_concurrent;       /* jobs running at once, up to SL_LANE_MAX_CONCURRENT; 0 means 1 */
     /** Non-zero (the default): every job's rows go to the log, the queued row durable before
         the job can run; a job whose row cannot be written is refused. */
     int persisted;
@@ -620,7 +623,8 @@ SL_EXPORT void sl_lane_options_init(sl_lane_options *options);
  * @param options NULL for the defaults.
  * If the system refuses some worker threads (a thread limit), the lane runs with those it
  * got, says so on standard error, and tries again whenever a job is queued.
- * @return 0, SL_EINVAL, SL_EXIST, SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED,
+ * @return 0, SL_EINVAL (also max_concurrent above SL_LANE_MAX_CONCURRENT), SL_EXIST,
+ *         SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED,
  *         SL_ETHREAD (not even one worker thread could start).
  */
 SL_EXPORT int sl_lane_create(sl_runtime *rt, const char *name, const sl_lane_options *options, sl_lane **out);
@@ -648,23 +652,36 @@ SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *ou
 /**
  * Submits a job and blocks the calling thread until it ends (`job->done` is not used): it
  * returns only once the job will not run again, so its userdata is then the caller's.
- * Another thread can give up on it with sl_lane_interrupt(lane, job id).
+ * Another thread can give up on it with sl_lane_interrupt(lane, job id): if the job has not
+ * started (even while its queued row is being written) it never runs and this returns
+ * SL_ECANCELED.
  * @param text receives the result (0) or the error (SL_EJOBFAILED); may be NULL; sl_free().
  * @return 0, SL_EJOBFAILED, SL_ECANCELED, SL_ESTATE (called from a callback on the loop
  * thread, or from a job: either could wait forever), or a submit error.
  */
 SL_EXPORT int sl_lane_submit_wait(sl_lane *lane, const sl_job *job, char **text);
 
-/** Cancels a queued job: it never runs and ends cancelled.
-    @return 0, SL_ENOTQUEUED (running, or between retries), SL_ENOTFOUND. */
+/**
+ * Cancels a job that has not started (queued, or its queued row still being written): it
+ * never runs and ends cancelled. Blocks until that is durable: when it returns 0 on a
+ * persisted lane, the job's cancelled row is on disk, so the job does not run after a crash
+ * and restart either; its `done` has been called (or is queued on the callback thread) with
+ * SL_JOB_CANCELLED. Any thread.
+ * @return 0, SL_ENOTQUEUED (running, or between retries: it may still run), SL_ENOTFOUND
+ *         (no such job in the lane, or it already ended), SL_ELOG / SL_EREADONLY / SL_EFULL /
+ *         ... (the cancelled row could not be written: the job stays queued, in its place).
+ */
 SL_EXPORT int sl_lane_cancel(sl_lane *lane, const char *job_id);
 
-/** Gives up on a job: a queued job, or one waiting out a retry back-off, ends cancelled at
-    once; a running one sees its sl_job_cancelled() flag. @return 0, SL_ENOTFOUND. */
+/** Gives up on a job and returns at once: one that has not started (queued, its queued row
+    being written, or waiting out a retry back-off) never runs and ends cancelled (its `done`
+    is called once the cancelled row is durable); a running one sees its sl_job_cancelled()
+    flag. Any thread. @return 0, SL_ENOTFOUND. */
 SL_EXPORT int sl_lane_interrupt(sl_lane *lane, const char *job_id);
 
-/** Changes how many jobs may run at once (at least 1). Raising it starts queued jobs at
-    once; lowering it lets running jobs finish. @return 0, SL_EINVAL (below 1). */
+/** Changes how many jobs may run at once (1 to SL_LANE_MAX_CONCURRENT). Raising it starts
+    queued jobs at once; lowering it lets running jobs finish. @return 0, SL_EINVAL (out of
+    range; nothing changes). */
 SL_EXPORT int sl_lane_set_max_concurrent(sl_lane *lane, int max_concurrent);
 
 typedef struct sl_lane_stats {

@@ -1,4 +1,3 @@
-import Glibc
 import SagaLaneSupport
 
 /// Runs many work items on worker threads with a global concurrency bound and a per-key bound
@@ -28,6 +27,10 @@ public enum FanOut {
     }
 
     /// Runs `items` and returns their outcomes in input order.
+    /// - Parameters:
+    ///   - maxConcurrent: Items running at once; each runs on a thread of its own, so at most
+    ///     `Lane.concurrencyLimit` threads are started whatever this says (below 1: 1).
+    ///   - maxPerKey: Items of one key running at once (below 1: 1).
     public static func run<Result: Sendable>(
         _ items: [Item<Result>],
         maxConcurrent: Int,
@@ -36,12 +39,13 @@ public enum FanOut {
     ) async -> [Outcome<Result>] {
         guard !items.isEmpty else { return [] }
         let state = FanOutState(items: items, maxPerKey: max(1, maxPerKey), policy: policy)
+        let workers = min(max(1, maxConcurrent), items.count, Lane.concurrencyLimit)
         let outcomes = await withCheckedContinuation { continuation in
-            state.onDone = { continuation.resume(returning: $0) }
+            state.books.withLock { $0.onDone = { continuation.resume(returning: $0) } }
             // A thread the system refuses only means fewer workers; with none at all, every
             // item fails with the reason.
             var threads: [OSThread] = []
-            for _ in 0..<min(max(1, maxConcurrent), items.count) {
+            for _ in 0..<workers {
                 do {
                     threads.append(try OSThread(name: "sagalane-fanout", role: .laneWorker) { state.work() })
                 } catch {
@@ -49,86 +53,96 @@ public enum FanOut {
                     break
                 }
             }
-            state.threads = threads
+            state.books.withLock { $0.threads = threads }
         }
         // Every item is done, so the workers are on their way out.
-        for thread in state.threads { thread.join() }
+        for thread in state.books.withLock({ $0.threads }) { thread.join() }
         return outcomes
     }
 }
 
-/// Shared state of one fan-out, guarded by its mutex.
-private final class FanOutState<R: Sendable>: @unchecked Sendable {
+/// One fan-out's items and, under its lock, their progress.
+private final class FanOutState<R: Sendable>: Sendable {
+    struct Books {
+        var outcomes: [FanOut.Outcome<R>?]
+        /// Items not started yet, in input order.
+        var next: [Int]
+        var perKey: [String: Int] = [:]
+        var contexts: [Int: LaneJobContext] = [:]
+        var remaining: Int
+        var stopNew = false
+        var onDone: (@Sendable ([FanOut.Outcome<R>]) -> Void)?
+        var threads: [OSThread] = []
+    }
+
     let items: [FanOut.Item<R>]
     let maxPerKey: Int
     let policy: FanOut.ErrorPolicy
-    var outcomes: [FanOut.Outcome<R>?]
-    var next: [Int]
-    var perKey: [String: Int] = [:]
-    var contexts: [Int: LaneJobContext] = [:]
-    var remaining: Int
-    var stopNew = false
-    var onDone: (([FanOut.Outcome<R>]) -> Void)?
-    var threads: [OSThread] = []
-    var mutex = pthread_mutex_t()
-    var wake = pthread_cond_t()
+    /// Its condition is broadcast whenever a key gets room or the work runs out.
+    let books: ConditionLock<Books>
 
     init(items: [FanOut.Item<R>], maxPerKey: Int, policy: FanOut.ErrorPolicy) {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&wake, nil)
         self.items = items
         self.maxPerKey = maxPerKey
         self.policy = policy
-        outcomes = Array(repeating: nil, count: items.count)
-        next = Array(items.indices)
-        remaining = items.count
+        books = ConditionLock(Books(outcomes: Array(repeating: nil, count: items.count), next: Array(items.indices), remaining: items.count))
     }
 
-    deinit {
-        pthread_cond_destroy(&wake)
-        pthread_mutex_destroy(&mutex)
+    /// The first waiting item whose key has room: input order, as far as the bounds allow.
+    private func firstRunnable(_ books: Books) -> Int? {
+        books.next.firstIndex { (books.perKey[items[$0].key] ?? 0) < maxPerKey }
     }
 
     func work() {
-        pthread_mutex_lock(&mutex)
+        var finished: (index: Int, outcome: FanOut.Outcome<R>)?
         while true {
-            if stopNew {
-                for i in next { outcomes[i] = .cancelled }
-                remaining -= next.count
-                next.removeAll()
+            if let (index, outcome) = finished {
+                record(index, outcome)
+                finished = nil
             }
-            if next.isEmpty {
-                pthread_cond_broadcast(&wake)
-                break
+            let taken = books.withLock(until: { $0.stopNew || $0.next.isEmpty || firstRunnable($0) != nil }) { books -> (Int, LaneJobContext)? in
+                if books.stopNew {
+                    for i in books.next { books.outcomes[i] = .cancelled }
+                    books.remaining -= books.next.count
+                    books.next.removeAll()
+                }
+                guard let slot = firstRunnable(books) else { return nil }
+                let index = books.next.remove(at: slot)
+                books.perKey[items[index].key, default: 0] += 1
+                let context = LaneJobContext(jobID: "fanout-\(index)", attempt: 1)
+                books.contexts[index] = context
+                return (index, context)
             }
-            // The first waiting item whose key has room keeps input order as far as bounds allow.
-            guard let slot = next.firstIndex(where: { (perKey[items[$0].key] ?? 0) < maxPerKey }) else {
-                pthread_cond_wait(&wake, &mutex)
-                continue
+            guard let (index, context) = taken else { break }
+            do {
+                finished = (index, .success(try items[index].work(context)))
+            } catch is LaneJobCancelled {
+                finished = (index, .cancelled)
+            } catch {
+                finished = (index, .failure("\(error)"))
             }
-            let i = next.remove(at: slot)
-            let item = items[i]
-            perKey[item.key, default: 0] += 1
-            let context = LaneJobContext(jobID: "fanout-\(i)", attempt: 1)
-            contexts[i] = context
-            pthread_mutex_unlock(&mutex)
-            let outcome: FanOut.Outcome<R>
-            do { outcome = .success(try item.work(context)) } catch is LaneJobCancelled { outcome = .cancelled } catch { outcome = .failure("\(error)") }
-            pthread_mutex_lock(&mutex)
-            contexts[i] = nil
-            perKey[item.key]! -= 1
-            outcomes[i] = outcome
-            remaining -= 1
-            if case .failure = outcome, policy == .cancelRest, !stopNew {
-                stopNew = true
-                for c in contexts.values { c.cancel() }
-            }
-            pthread_cond_broadcast(&wake)
         }
-        let finished = remaining == 0 && onDone != nil
-        let done = finished ? onDone : nil
-        if finished { onDone = nil }
-        pthread_mutex_unlock(&mutex)
-        done?(outcomes.map { $0! })
+        let done = books.withLock { books -> (([FanOut.Outcome<R>]) -> Void, [FanOut.Outcome<R>])? in
+            guard books.remaining == 0, let onDone = books.onDone else { return nil }
+            books.onDone = nil
+            return (onDone, books.outcomes.map { $0 ?? .cancelled })
+        }
+        // The other workers look again: nothing is left for them.
+        books.condition.broadcast()
+        if let (onDone, outcomes) = done { onDone(outcomes) }
+    }
+
+    private func record(_ index: Int, _ outcome: FanOut.Outcome<R>) {
+        books.withLock { books in
+            books.contexts[index] = nil
+            books.perKey[items[index].key, default: 1] -= 1
+            books.outcomes[index] = outcome
+            books.remaining -= 1
+            if case .failure = outcome, policy == .cancelRest, !books.stopNew {
+                books.stopNew = true
+                for context in books.contexts.values { context.cancel() }
+            }
+        }
+        books.condition.broadcast()
     }
 }

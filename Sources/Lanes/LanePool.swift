@@ -1,18 +1,18 @@
 import SagaLaneSupport
-import Synchronization
 
 /// Named lanes in one place: how the runtime, the C API and the `lane:` saga target find them.
 public final class LanePool: Sendable {
-    private let lanes = Mutex<[String: Lane]>([:])
+    private let lanes = ConditionLock<[String: Lane]>([:])
 
     public init() {}
 
     /// Adds `lane` under its name.
     public func add(_ lane: Lane) throws(SagaLaneError) {
-        try lanes.withLock { (lanes) throws(SagaLaneError) in
-            guard lanes[lane.name] == nil else { throw SagaLaneError(.exists, "a lane named '\(lane.name)' already exists") }
+        try lanes.withLock { lanes -> Result<Void, SagaLaneError> in
+            guard lanes[lane.name] == nil else { return .failure(SagaLaneError(.exists, "a lane named '\(lane.name)' already exists")) }
             lanes[lane.name] = lane
-        }
+            return .success(())
+        }.get()
     }
 
     /// The lane named `name`.

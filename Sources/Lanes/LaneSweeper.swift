@@ -15,7 +15,7 @@ public final class LaneSweeper: Sendable {
         var timer: TimerID?
         var stopped = false
     }
-    private let settings: Mutex<Settings>
+    private let settings: ConditionLock<Settings>
     private let startupDelay: Duration
     private let wallClock: @Sendable () -> Timestamp
     private let diagnostics: Diagnostics
@@ -23,25 +23,37 @@ public final class LaneSweeper: Sendable {
     public let sweeps = Atomic<Int>(0)
     public let purged = Atomic<Int>(0)
 
+    /// The longest retention, interval or delay the sweeper uses, whatever it is given: a
+    /// century. (Longer ones would overflow the timestamps and timers they end up in.)
+    public static let longestDuration = Duration.seconds(100 * 365 * 24 * 3600)
+
+    /// - Parameters:
+    ///   - retention: How long a terminal row is kept (negative: 0; at most `longestDuration`).
+    ///   - interval: Between sweeps (at least 1 ms, at most `longestDuration`).
+    ///   - startupDelay: Before the first sweep (0 to `longestDuration`).
     public init(log: SagaLog, loop: EventLoop, retention: Duration = .seconds(24 * 3600), interval: Duration = .seconds(3600),
                 startupDelay: Duration = .seconds(90), wallClock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
                 diagnostics: Diagnostics = .standardError) {
         self.diagnostics = diagnostics
         self.log = log
         self.loop = loop
-        self.startupDelay = startupDelay
+        self.startupDelay = Self.clamp(startupDelay, from: .zero)
         self.wallClock = wallClock
-        settings = Mutex(Settings(retention: retention, interval: interval))
+        settings = ConditionLock(Settings(retention: Self.clamp(retention, from: .zero), interval: Self.clamp(interval, from: .milliseconds(1))))
+    }
+
+    private static func clamp(_ duration: Duration, from shortest: Duration) -> Duration {
+        min(max(duration, shortest), longestDuration)
     }
 
     public var retention: Duration {
         get { settings.withLock { $0.retention } }
-        set { settings.withLock { $0.retention = newValue } }
+        set { settings.withLock { $0.retention = Self.clamp(newValue, from: .zero) } }
     }
 
     public var interval: Duration {
         get { settings.withLock { $0.interval } }
-        set { settings.withLock { $0.interval = max(.milliseconds(1), newValue) } }
+        set { settings.withLock { $0.interval = Self.clamp(newValue, from: .milliseconds(1)) } }
     }
 
     /// Arms the first sweep after the start-up delay. Safe from any thread.

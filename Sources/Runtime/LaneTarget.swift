@@ -20,17 +20,12 @@ struct LaneTarget: SagaTarget {
     static let failed = "LaneJobFailed"
     static let cancelled = "LaneJobCancelled"
 
-    /// The saga ended first: its job, if still queued, never runs.
-    func sagaEnded(_ step: StepDispatch) {
-        try? lane.cancel(jobID: LaneTarget.jobID(step))
-    }
-
-    /// The job a step becomes: named after the saga and the step, so it can be found again.
-    static func jobID(_ step: StepDispatch) -> String { "saga-\(step.sagaID)-step-\(step.step)" }
+    /// The id of the job that step `step` of saga `sagaID` becomes.
+    static func jobID(sagaID: UInt64, step: UInt32) -> String { "saga-\(sagaID)-step-\(step)" }
 
     func dispatch(_ step: StepDispatch, reporter: StepReporter) throws {
         let command = step.command
-        let jobID = LaneTarget.jobID(step)
+        let jobID = LaneTarget.jobID(sagaID: step.sagaID, step: step.step)
         let handler = self.handler
         let job = LaneJob(
             id: jobID,
@@ -60,6 +55,22 @@ struct LaneTarget: SagaTarget {
 }
 
 extension LaneTarget {
+    /// The saga that issued step `step` to this lane ended: its job is cancelled if it has not
+    /// started (queued, or its queued row still being written), so no side effect runs for a
+    /// saga that is over. `completion` gets `.success` once the job's cancelled row is durable
+    /// (its `LaneJobCancelled` event, published to a saga that ended, goes nowhere);
+    /// `.notQueued` when the job is running or between retries (it finishes, and its outcome
+    /// event goes nowhere either); `.notFound` when it already ended or was never queued.
+    /// Safe from any thread, and it never blocks: the coordinator calls it on the loop.
+    func sagaEnded(sagaID: UInt64, step: UInt32, completion: @escaping @Sendable (Result<Void, SagaLaneError>) -> Void = { _ in }) {
+        lane.cancel(jobID: LaneTarget.jobID(sagaID: sagaID, step: step), completion: completion)
+    }
+
+    /// The coordinator's word that the saga ended with this step unanswered.
+    func sagaEnded(_ step: StepDispatch) {
+        sagaEnded(sagaID: step.sagaID, step: step.step)
+    }
+
     /// Lets `coordinator`'s sagas issue commands to `lane:<name>` for the lanes in `pool`. Each
     /// lane used that way needs a handler registered with `setCommandHandler`.
     static func wire(_ coordinator: Coordinator, to pool: LanePool, handlers: LaneCommandHandlers) {

@@ -9,7 +9,8 @@ extension Runtime {
     /// process left (see `Lane.recover`): `reconstruct` rebuilds each queued job, and each
     /// rebuilt job's completion runs on the callback thread, as every completion given to
     /// `submit(_:to:onComplete:)` does.
-    /// - Throws: `.invalidArgument`, `.exists`, `.readOnly` (a persisted lane on a read-only
+    /// - Throws: `.invalidArgument` (no name, or `maxConcurrent` outside 1 to
+    ///   `Lane.concurrencyLimit`), `.exists`, `.readOnly` (a persisted lane on a read-only
     ///   log), `.thread` (not one worker thread), `.closed`, or recovery's log error.
     public func createLane(
         name: String,
@@ -24,8 +25,8 @@ extension Runtime {
             if persisted && log.isReadOnly {
                 throw SagaLaneError(.readOnly, "the log was opened read-only: lane '\(name)' cannot persist its jobs")
             }
-            let lane = Lane(name: name, maxConcurrent: maxConcurrent, store: persisted ? log : nil, loop: loop,
-                            diagnostics: options.diagnostics)
+            let lane = try Lane(name: name, maxConcurrent: maxConcurrent, store: persisted ? log : nil, loop: loop,
+                                diagnostics: options.diagnostics)
             if lane.workerThreads == 0 {
                 // Without a single worker its jobs could only wait; say so now instead.
                 lane.shutdown()

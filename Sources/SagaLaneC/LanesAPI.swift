@@ -100,6 +100,8 @@ private struct HostJob {
         let c = try versioned(pointer, "sl_job", defaults: sl_job())
         guard let run = c.run else { throw SagaLaneError(.invalidArgument, "job->run is NULL") }
         guard c.max_attempts >= 0 else { throw SagaLaneError(.invalidArgument, "job->max_attempts is negative") }
+        // size_t arrives as Int: a length past Int.max (a negative size, cast) reads negative.
+        guard c.metadata_length >= 0 else { throw SagaLaneError(.invalidArgument, "job->metadata_length is out of range") }
         var metadata: [UInt8] = []
         if c.metadata_length > 0 {
             guard let bytes = c.metadata else { throw SagaLaneError(.invalidArgument, "job->metadata is NULL but metadata_length is \(c.metadata_length)") }
@@ -244,7 +246,7 @@ public func sl_lane_submit_wait(_ lanePointer: OpaquePointer?, _ job: UnsafePoin
 
 @implementation @_cdecl("sl_lane_cancel")
 public func sl_lane_cancel(_ lanePointer: OpaquePointer?, _ jobID: UnsafePointer<CChar>?) -> Int32 {
-    call(lanePointer, as: LaneHandle.self) { handle in try handle.lane.cancel(jobID: try string(jobID, "job_id")) }
+    call(lanePointer, as: LaneHandle.self) { handle in try handle.lane.cancelBlocking(jobID: try string(jobID, "job_id")) }
 }
 
 @implementation @_cdecl("sl_lane_interrupt")
@@ -255,8 +257,7 @@ public func sl_lane_interrupt(_ lanePointer: OpaquePointer?, _ jobID: UnsafePoin
 @implementation @_cdecl("sl_lane_set_max_concurrent")
 public func sl_lane_set_max_concurrent(_ lanePointer: OpaquePointer?, _ maxConcurrent: Int32) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard maxConcurrent >= 1 else { throw SagaLaneError(.invalidArgument, "max_concurrent must be at least 1 (got \(maxConcurrent))") }
-        handle.lane.setMaxConcurrent(Int(maxConcurrent))
+        try handle.lane.setMaxConcurrent(Int(maxConcurrent))
     }
 }
 

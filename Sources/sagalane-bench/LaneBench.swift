@@ -51,7 +51,7 @@ private func measurePlainQueue(jobs: Int, workers: Int) throws -> Double {
 }
 
 private func measureLane(jobs: Int, workers: Int, store: SagaLog?) throws -> Double {
-    let lane = Lane(name: "bench", maxConcurrent: workers, store: store)
+    let lane = try Lane(name: "bench", maxConcurrent: workers, store: store)
     defer { lane.shutdown() }
     let done = Countdown()
     let start = monotonicSeconds()

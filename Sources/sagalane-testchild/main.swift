@@ -11,6 +11,8 @@ guard let scenario = arguments.first else {
 switch scenario {
 case "lane-run":
     runLaneRun(Array(arguments.dropFirst()))
+case "lane-cancel":
+    runLaneCancel(Array(arguments.dropFirst()))
 case "log-append":
     runLogAppend(Array(arguments.dropFirst()))
 default:

@@ -7,89 +7,13 @@ import Testing
 @testable import SagaLaneEventLoop
 @testable import SagaLaneSupport
 
-/// A gate jobs wait at until the test opens it.
-final class Gate: @unchecked Sendable {
-    private var open = false
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-    func wait() {
-        pthread_mutex_lock(&mutex)
-        while !open { pthread_cond_wait(&cond, &mutex) }
-        pthread_mutex_unlock(&mutex)
-    }
-    func release() {
-        pthread_mutex_lock(&mutex)
-        open = true
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
-    }
-}
-
-/// Collects job outcomes reported on other threads.
-final class Outcomes: Sendable {
-    let all = Mutex<[String: LaneJobOutcome]>([:])
-    /// Runs each job made, by id.
-    let runs = Mutex<[String: Int]>([:])
-    var attempts: [String: Int] { runs.withLock { $0 } }
-    func record(_ id: String) -> @Sendable (LaneJobCompletion) -> Void {
-        { end in
-            self.runs.withLock { $0[id] = end.attempts }
-            self.all.withLock { $0[id] = end.outcome }
-        }
-    }
-    var count: Int { all.withLock { $0.count } }
-    subscript(id: String) -> LaneJobOutcome? { all.withLock { $0[id] } }
-    func waitFor(_ n: Int) { while count < n { usleep(1_000) } }
-}
-
-/// How many thread stacks of sagalane's size (1 MiB) the process has mapped: a thread that
-/// exited keeps its stack until it is joined (glibc also caches a few joined ones).
-private func mappedThreadStacks() -> Int {
-    guard let file = fopen("/proc/self/maps", "r") else { return 0 }
-    defer { fclose(file) }
-    var count = 0
-    var line = [CChar](repeating: 0, count: 512)
-    while fgets(&line, Int32(line.count), file) != nil {
-        let fields = String(cString: line).split(separator: " ", maxSplits: 2)
-        guard fields.count >= 2, fields[1] == "rw-p" else { continue }
-        let range = fields[0].split(separator: "-")
-        guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16) else { continue }
-        if end - start >= (1 << 20) - (64 << 10) && end - start <= (1 << 20) + (64 << 10) { count += 1 }
-    }
-    return count
-}
-
-private func spin(until condition: () -> Bool) {
-    while !condition() { usleep(500) }
-}
-
-/// Like `spin`, but gives up after `seconds`; returns whether the condition held.
-private func wait(upTo seconds: Double, for condition: () -> Bool) -> Bool {
-    for _ in 0..<Int(seconds * 2_000) {
-        if condition() { return true }
-        usleep(500)
-    }
-    return condition()
-}
-
-/// Timers armed on `loop` and not yet fired.
-private func pendingTimers(_ loop: EventLoop) async -> Int {
-    await withCheckedContinuation { continuation in
-        loop.execute { continuation.resume(returning: loop.pendingTimerCount) }
-    }
-}
-
 @Suite(.timeLimit(.minutes(2)))
 struct LaneTests {
     @Test func higherPriorityFirstAndFIFOWithinAPriority() throws {
-        let lane = Lane(name: "order", maxConcurrent: 1)
+        let lane = try Lane(name: "order", maxConcurrent: 1)
         defer { lane.shutdown() }
         let gate = Gate()
-        let order = Mutex<[String]>([])
+        let order = ConditionLock<[String]>([])
         let outcomes = Outcomes()
         try lane.submitBlocking(LaneJob(id: "blocker") { _ in gate.wait(); return "" }, onComplete: outcomes.record("blocker"))
         spin { lane.stats.running == 1 }
@@ -118,7 +42,7 @@ struct LaneTests {
             rng = rng &* 6364136223846793005 &+ 1442695040888963407
             return Int((rng >> 33) % UInt64(bound))
         }
-        let lane = Lane(name: "bound", maxConcurrent: 3)
+        let lane = try Lane(name: "bound", maxConcurrent: 3)
         defer { lane.shutdown() }
         let bound = Atomic<Int>(3)
         let runningNow = Atomic<Int>(0)
@@ -140,9 +64,9 @@ struct LaneTests {
                 // once); lower it only after the running jobs drained below it.
                 if newBound > bound.load(ordering: .sequentiallyConsistent) {
                     bound.store(newBound, ordering: .sequentiallyConsistent)
-                    lane.setMaxConcurrent(newBound)
+                    try lane.setMaxConcurrent(newBound)
                 } else {
-                    lane.setMaxConcurrent(newBound)
+                    try lane.setMaxConcurrent(newBound)
                     spin { lane.stats.running <= newBound }
                     bound.store(newBound, ordering: .sequentiallyConsistent)
                 }
@@ -153,17 +77,17 @@ struct LaneTests {
     }
 
     @Test func raisingTheBoundStartsQueuedJobsAndLoweringLetsRunningOnesFinish() throws {
-        let lane = Lane(name: "resize", maxConcurrent: 1)
+        let lane = try Lane(name: "resize", maxConcurrent: 1)
         defer { lane.shutdown() }
         let gate = Gate()
         let outcomes = Outcomes()
         for i in 0..<4 { try lane.submitBlocking(LaneJob(id: "g\(i)") { _ in gate.wait(); return "" }, onComplete: outcomes.record("g\(i)")) }
         spin { lane.stats.running == 1 }
         #expect(lane.stats.queued == 3)
-        lane.setMaxConcurrent(3)
+        try lane.setMaxConcurrent(3)
         spin { lane.stats.running == 3 }
         #expect(lane.stats.queued == 1)
-        lane.setMaxConcurrent(1)
+        try lane.setMaxConcurrent(1)
         let stats = lane.stats
         #expect(stats.running == 3, "running jobs are not interrupted")
         #expect(stats.maxConcurrent == 1)
@@ -173,21 +97,21 @@ struct LaneTests {
     }
 
     @Test func workersRetiredByALowerBoundAreReleased() throws {
-        let lane = Lane(name: "churn", maxConcurrent: 1)
+        let lane = try Lane(name: "churn", maxConcurrent: 1)
         defer { lane.shutdown() }
-        func churn(_ rounds: Int) {
+        func churn(_ rounds: Int) throws {
             for _ in 0..<rounds {
-                lane.setMaxConcurrent(8)
-                lane.setMaxConcurrent(1)
+                try lane.setMaxConcurrent(8)
+                try lane.setMaxConcurrent(1)
                 spin { lane.workerThreads == 1 }
             }
-            lane.setMaxConcurrent(2)
+            try lane.setMaxConcurrent(2)
         }
         // Each round retires 7 threads: 4,200 stacks stay mapped if exited threads are never
         // joined. Other tests running meanwhile map a few dozen.
-        churn(100)
+        try churn(100)
         let before = mappedThreadStacks()
-        churn(600)
+        try churn(600)
         let grown = mappedThreadStacks() - before
         #expect(grown < 400, "\(grown) more thread stacks mapped")
         let outcomes = Outcomes()
@@ -196,8 +120,42 @@ struct LaneTests {
         #expect(lane.stats.completed == 1, "the lane still runs jobs")
     }
 
+    /// A bound of a thousand threads or more is refused, not started thread by thread until
+    /// the process limit; the lane keeps the bound it had.
+    @Test func concurrencyBoundsOutsideTheLimitAreRefused() throws {
+        for bad in [0, -1, Int.min, Lane.concurrencyLimit + 1, Int(Int32.max), Int.max] {
+            #expect { try Lane(name: "wide", maxConcurrent: bad) } throws: {
+                let error = $0 as? SagaLaneError
+                return error?.code == .invalidArgument && error?.message.contains("\(Lane.concurrencyLimit)") == true
+            }
+        }
+        let lane = try Lane(name: "bounded", maxConcurrent: 2)
+        defer { lane.shutdown() }
+        for bad in [0, Int.min, Lane.concurrencyLimit + 1, Int.max] {
+            #expect { try lane.setMaxConcurrent(bad) } throws: { ($0 as? SagaLaneError)?.code == .invalidArgument }
+        }
+        #expect(lane.stats.maxConcurrent == 2 && lane.workerThreads == 2)
+    }
+
+    @Test func extremePrioritiesRunInOrder() throws {
+        let lane = try Lane(name: "extremes", maxConcurrent: 1)
+        defer { lane.shutdown() }
+        let gate = Gate()
+        let order = ConditionLock<[String]>([])
+        let outcomes = Outcomes()
+        try lane.submitBlocking(LaneJob(id: "blocker") { _ in gate.wait(); return "" }, onComplete: outcomes.record("blocker"))
+        spin { lane.stats.running == 1 }
+        for (id, priority) in [("min", Int.min), ("max", Int.max), ("zero", 0), ("max-2", Int.max), ("min-2", Int.min)] {
+            try lane.submitBlocking(LaneJob(id: id, priority: priority) { _ in order.withLock { $0.append(id) }; return "" },
+                                    onComplete: outcomes.record(id))
+        }
+        gate.release()
+        outcomes.waitFor(6)
+        #expect(order.withLock { $0 } == ["max", "max-2", "zero", "min", "min-2"])
+    }
+
     @Test func cancelQueuedRunningAndUnknownJobs() throws {
-        let lane = Lane(name: "cancel", maxConcurrent: 1)
+        let lane = try Lane(name: "cancel", maxConcurrent: 1)
         defer { lane.shutdown() }
         let gate = Gate()
         let ran = Atomic<Int>(0)
@@ -205,11 +163,11 @@ struct LaneTests {
         try lane.submitBlocking(LaneJob(id: "running") { _ in gate.wait(); return "" }, onComplete: outcomes.record("running"))
         try lane.submitBlocking(LaneJob(id: "queued") { _ in ran.add(1, ordering: .relaxed); return "" }, onComplete: outcomes.record("queued"))
         spin { lane.stats.running == 1 }
-        try lane.cancel(jobID: "queued")
+        try lane.cancelBlocking(jobID: "queued")
         #expect(outcomes["queued"] == .cancelled)
-        #expect { try lane.cancel(jobID: "running") } throws: { ($0 as? SagaLaneError)?.code == .notQueued }
-        #expect { try lane.cancel(jobID: "nobody") } throws: { ($0 as? SagaLaneError)?.code == .notFound }
-        #expect { try lane.cancel(jobID: "queued") } throws: { ($0 as? SagaLaneError)?.code == .notFound }
+        #expect { try lane.cancelBlocking(jobID: "running") } throws: { ($0 as? SagaLaneError)?.code == .notQueued }
+        #expect { try lane.cancelBlocking(jobID: "nobody") } throws: { ($0 as? SagaLaneError)?.code == .notFound }
+        #expect { try lane.cancelBlocking(jobID: "queued") } throws: { ($0 as? SagaLaneError)?.code == .notFound }
         gate.release()
         outcomes.waitFor(2)
         #expect(ran.load(ordering: .relaxed) == 0)
@@ -221,7 +179,7 @@ struct LaneTests {
     @Test func droppingALaneShutsItDown() throws {
         let outcomes = Outcomes()
         for round in 0..<50 {
-            var lane: Lane? = Lane(name: "dropped-\(round)", maxConcurrent: 2)
+            var lane: Lane? = try Lane(name: "dropped-\(round)", maxConcurrent: 2)
             if round % 2 == 0 {
                 try lane!.submitBlocking(LaneJob(id: "long") { context in
                     while !context.isCancelled { usleep(100) }
@@ -236,7 +194,7 @@ struct LaneTests {
     }
 
     @Test func submitAndWaitReturnsResultsErrorsAndHonoursCancellation() async throws {
-        let lane = Lane(name: "wait", maxConcurrent: 1)
+        let lane = try Lane(name: "wait", maxConcurrent: 1)
         defer { lane.shutdown() }
         #expect(try await lane.submitAndWait(LaneJob { _ in "forty-two" }) == "forty-two")
         struct Boom: Error, CustomStringConvertible { var description: String { "boom" } }
@@ -264,7 +222,7 @@ struct LaneTests {
         let dir = TemporaryDirectory()
         let log = try SagaLog.open(path: dir.file("lanes.db"), durability: .normal)
         defer { log.close() }
-        let lane = Lane(name: "p", maxConcurrent: 1, store: log)
+        let lane = try Lane(name: "p", maxConcurrent: 1, store: log)
         defer { lane.shutdown() }
         let gate = Gate()
         let outcomes = Outcomes()
@@ -276,7 +234,7 @@ struct LaneTests {
         spin { (try? log.job(id: "blocker"))?.state == .running }
         #expect(try log.listRunningJobs(lane: "p").map(\.id) == ["blocker"])
         #expect(try log.listQueuedJobs(lane: "p").map(\.id) == ["doomed", "dropped"])
-        try lane.cancel(jobID: "dropped")
+        try await lane.cancel(jobID: "dropped")
         gate.release()
         outcomes.waitFor(3)
         let blocker = try #require(try log.job(id: "blocker"))
@@ -290,7 +248,7 @@ struct LaneTests {
 
     @Test func aJobWhoseRowCannotBeWrittenIsRefusedAndNeverRuns() async throws {
         let log = try SagaLog.openInMemory()
-        let lane = Lane(name: "refuse", maxConcurrent: 1, store: log)
+        let lane = try Lane(name: "refuse", maxConcurrent: 1, store: log)
         defer { lane.shutdown() }
         try await log.setReadOnlyForTesting(true)
         let ran = Atomic<Bool>(false)
@@ -322,9 +280,9 @@ struct LaneTests {
         let runningBefore = Set(try log.listRunningJobs(lane: "work").map(\.id))
         #expect(runningBefore.count == 2)
         #expect(try log.listQueuedJobs(lane: "work").count == 18)
-        let lane = Lane(name: "work", maxConcurrent: 4, store: log)
+        let lane = try Lane(name: "work", maxConcurrent: 4, store: log)
         defer { lane.shutdown() }
-        let runs = Mutex<[String: Int]>([:])
+        let runs = ConditionLock<[String: Int]>([:])
         let outcomes = Outcomes()
         let result = try await lane.recover(reconstruct: { row in
             let label = String(decoding: row.metadata, as: UTF8.self)
@@ -355,7 +313,7 @@ struct LaneTests {
         defer { loop.shutdown() }
         let log = try SagaLog.openInMemory()
         defer { log.close() }
-        let lane = Lane(name: "retry", maxConcurrent: 1, store: log, loop: loop)
+        let lane = try Lane(name: "retry", maxConcurrent: 1, store: log, loop: loop)
         defer { lane.shutdown() }
         let attempts = Atomic<Int>(0)
         let outcomes = Outcomes()
@@ -409,10 +367,10 @@ struct LaneTests {
         defer { loop.shutdown() }
         let log = try SagaLog.openInMemory()
         defer { log.close() }
-        let lane = Lane(name: "backoff", maxConcurrent: 1, store: persisted ? log : nil, loop: loop)
+        let lane = try Lane(name: "backoff", maxConcurrent: 1, store: persisted ? log : nil, loop: loop)
         defer { lane.shutdown() }
         let attempts = Atomic<Int>(0)
-        let reports = Mutex<[LaneJobOutcome]>([])
+        let reports = ConditionLock<[LaneJobOutcome]>([])
         let policy = RetryPolicy(maxAttempts: 3, initialBackoff: .seconds(1), jitter: 0)
         try await lane.submit(LaneJob(id: "flaky", retry: policy) { _ in
             attempts.add(1, ordering: .relaxed)
@@ -421,7 +379,7 @@ struct LaneTests {
         spin { attempts.load(ordering: .relaxed) == 1 }
         if persisted { spin { (try? log.job(id: "flaky"))?.state == .queued } }
         while await pendingTimers(loop) == 0 { usleep(500) }
-        #expect { try lane.cancel(jobID: "flaky") } throws: { ($0 as? SagaLaneError)?.code == .notQueued }
+        #expect { try lane.cancelBlocking(jobID: "flaky") } throws: { ($0 as? SagaLaneError)?.code == .notQueued }
         #expect(lane.stats.queued == 0 && lane.stats.running == 0)
 
         lane.shutdown()
@@ -445,7 +403,7 @@ struct LaneTests {
         let loop = try EventLoop(clock: .manual)
         try loop.startThread()
         defer { loop.shutdown() }
-        let lane = Lane(name: "interrupt", maxConcurrent: 1, loop: loop)
+        let lane = try Lane(name: "interrupt", maxConcurrent: 1, loop: loop)
         defer { lane.shutdown() }
         let outcomes = Outcomes()
         let flakyRuns = Atomic<Int>(0)
@@ -476,99 +434,4 @@ struct LaneTests {
         #expect(outcomes.count == 3 && lane.stats.cancelled == 3)
     }
 
-    @Test func sweeperPurgesOldTerminalRowsAndLeavesTheRest() async throws {
-        let loop = try EventLoop(clock: .manual)
-        try loop.startThread()
-        defer { loop.shutdown() }
-        let log = try SagaLog.openInMemory()
-        defer { log.close() }
-        for (id, state) in [("done", JobState.finished), ("gone", .cancelled), ("broke", .failed), ("waiting", .queued), ("busy", .running)] {
-            try await log.enqueueJob(id: id, lane: "l", caller: "c", priority: 0, metadata: [])
-            if state != .queued { try await log.updateJobState(id: id, state: state) }
-        }
-        // Two hours from now, with a one-hour retention: every terminal row is old enough.
-        let sweeper = LaneSweeper(log: log, loop: loop, retention: .seconds(3600), interval: .seconds(600), startupDelay: .seconds(90),
-                                  wallClock: { Timestamp.now().advanced(by: .seconds(7200)) })
-        sweeper.start()
-        await loop.advance(by: .seconds(89))
-        #expect(sweeper.sweeps.load(ordering: .relaxed) == 0, "nothing before the start-up delay")
-        await loop.advance(by: .seconds(1))
-        spin { sweeper.sweeps.load(ordering: .relaxed) == 1 }
-        #expect(sweeper.purged.load(ordering: .relaxed) == 3)
-        #expect(try log.job(id: "waiting")?.state == .queued)
-        #expect(try log.job(id: "busy")?.state == .running)
-        #expect(try log.job(id: "done") == nil)
-        sweeper.retention = .seconds(100 * 3600)
-        try await log.enqueueJob(id: "recent", lane: "l", caller: "c", priority: 0, metadata: [])
-        try await log.updateJobState(id: "recent", state: .finished)
-        await loop.advance(by: .seconds(600))
-        spin { sweeper.sweeps.load(ordering: .relaxed) == 2 }
-        #expect(try log.job(id: "recent") != nil, "the new retention applies on the next tick")
-        sweeper.stop()
-    }
-
-    @Test func fanOutRespectsGlobalAndPerKeyBounds() async throws {
-        let running = Atomic<Int>(0), maxRunning = Atomic<Int>(0)
-        let perKey = Mutex<[String: Int]>([:]), maxPerKey = Atomic<Int>(0)
-        var items: [FanOut.Item<String>] = []
-        for doc in 0..<10 {
-            for model in ["a", "b", "c"] {
-                items.append(FanOut.Item(key: model) { _ in
-                    let now = running.add(1, ordering: .sequentiallyConsistent).newValue
-                    _ = maxRunning.max(now, ordering: .sequentiallyConsistent)
-                    let k = perKey.withLock { $0[model, default: 0] += 1; return $0[model]! }
-                    _ = maxPerKey.max(k, ordering: .sequentiallyConsistent)
-                    usleep(2_000)
-                    perKey.withLock { $0[model]! -= 1 }
-                    running.subtract(1, ordering: .sequentiallyConsistent)
-                    return "\(doc)\(model)"
-                })
-            }
-        }
-        let results = await FanOut.run(items, maxConcurrent: 4, maxPerKey: 1)
-        #expect(results.count == 30)
-        #expect(maxRunning.load(ordering: .relaxed) <= 3, "at most one per key, three keys")
-        #expect(maxPerKey.load(ordering: .relaxed) == 1)
-        for (i, r) in results.enumerated() {
-            guard case .success(let text) = r else { Issue.record("item \(i) failed"); continue }
-            #expect(text == "\(i / 3)\(["a", "b", "c"][i % 3])", "results come back in input order")
-        }
-        let wide = await FanOut.run((0..<20).map { i in FanOut.Item(key: "k\(i % 10)") { _ -> Int in
-            let now = running.add(1, ordering: .sequentiallyConsistent).newValue
-            _ = maxRunning.max(now, ordering: .sequentiallyConsistent)
-            usleep(1_000)
-            running.subtract(1, ordering: .sequentiallyConsistent)
-            return i
-        } }, maxConcurrent: 5, maxPerKey: 2)
-        #expect(maxRunning.load(ordering: .relaxed) <= 5)
-        #expect(wide.count == 20)
-    }
-
-    @Test func fanOutErrorPolicies() async throws {
-        struct Bad: Error {}
-        func items() -> [FanOut.Item<Int>] {
-            (0..<20).map { i in FanOut.Item(key: "k") { context -> Int in
-                if i == 2 { throw Bad() }
-                usleep(1_000)
-                if context.isCancelled { throw LaneJobCancelled() }
-                return i
-            } }
-        }
-        let all = await FanOut.run(items(), maxConcurrent: 1, maxPerKey: 1, onError: .continueAll)
-        #expect(all.filter { if case .success = $0 { return true }; return false }.count == 19)
-        if case .failure = all[2] {} else { Issue.record("item 2 reports its failure") }
-        let stopped = await FanOut.run(items(), maxConcurrent: 1, maxPerKey: 1, onError: .cancelRest)
-        if case .failure = stopped[2] {} else { Issue.record("item 2 reports its failure") }
-        #expect(stopped[0...1].allSatisfy { if case .success = $0 { return true }; return false })
-        #expect(stopped[3...].allSatisfy { if case .cancelled = $0 { return true }; return false }, "the rest never started")
-    }
-
-    @Test func poolsFindLanesByName() throws {
-        let pool = LanePool()
-        defer { pool.shutdown() }
-        try pool.add(Lane(name: "gpu", maxConcurrent: 1))
-        #expect { try pool.add(Lane(name: "gpu", maxConcurrent: 1)) } throws: { ($0 as? SagaLaneError)?.code == .exists }
-        #expect(try pool.lane(named: "gpu").name == "gpu")
-        #expect { try pool.lane(named: "tpu") } throws: { ($0 as? SagaLaneError)?.code == .notFound }
-    }
 }
