@@ -81,7 +81,7 @@ SL_EXPORT unsigned int sl_version_hex(void);
     XX(CORRUPT, -13, "not a sagalane database, or corrupt")                                \
     XX(FULL, -14, "disk full")                                                             \
     XX(UNHEALTHY, -15, "the log could not record a saga's end: new sagas are refused")     \
-    XX(NOTQUEUED, -16, "the job is not queued (it is running or being recorded)")          \
+    XX(NOTQUEUED, -16, "the job is not queued (it is running or waits out a retry)")      \
     XX(CANCELED, -17, "cancelled")                                                         \
     XX(JOBFAILED, -18, "the job failed")                                                   \
     XX(LOOP, -19, "event loop (libuv) error")                                              \

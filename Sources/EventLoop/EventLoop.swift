@@ -368,7 +368,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         armedDeadline = deadline
         let remaining = deadline - now
         let (seconds, attoseconds) = remaining.components
-        let nanos = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        // A deadline a century away or more fires (and re-arms) once a century: the
+        // arithmetic in milliseconds stays far from overflowing.
+        let cappedSeconds = min(max(seconds, 0), 100 * 365 * 86_400)
+        let nanos = max(0, cappedSeconds * 1_000_000_000 + (seconds == cappedSeconds ? attoseconds / 1_000_000_000 : 0))
         let millis = UInt64((nanos + 999_999) / 1_000_000)
         uv_timer_start(timer, { handle in
             let loop = EventLoop.owner(of: UnsafeMutableRawPointer(handle!))

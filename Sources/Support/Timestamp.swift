@@ -24,9 +24,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     /// This instant moved by `duration` (negative durations move it back).
+    /// This instant moved by `duration`, saturating at the range a Timestamp can hold rather
+    /// than trapping on a huge duration.
     public func advanced(by duration: Duration) -> Timestamp {
         let (seconds, attoseconds) = duration.components
-        return Timestamp(millisecondsSinceEpoch: millisecondsSinceEpoch + seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        let (scaled, overflowed) = seconds.multipliedReportingOverflow(by: 1000)
+        let offset = overflowed ? (seconds < 0 ? Int64.min : Int64.max) : scaled.addingSaturating(attoseconds / 1_000_000_000_000_000)
+        return Timestamp(millisecondsSinceEpoch: millisecondsSinceEpoch.addingSaturating(offset))
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -92,4 +96,12 @@ private func pad(_ value: Int, _ width: Int) -> String {
 extension Int64 {
     fileprivate func floorDiv(_ d: Int64) -> Int64 { (self >= 0 ? self : self - (d - 1)) / d }
     fileprivate func floorMod(_ d: Int64) -> Int64 { self - floorDiv(d) * d }
+}
+
+extension Int64 {
+    /// `self + other`, held at the bounds instead of overflowing.
+    func addingSaturating(_ other: Int64) -> Int64 {
+        let (sum, overflowed) = addingReportingOverflow(other)
+        return overflowed ? (other < 0 ? .min : .max) : sum
+    }
 }

@@ -204,6 +204,26 @@ struct EventLoopTests {
         }
     }
 
+    /// A timer a thousand years away arms (and cancels) without trapping.
+    @Test func aTimerFarInTheFutureArmsWithoutTrapping() async throws {
+        let loop = try EventLoop()
+        try loop.startThread()
+        defer { loop.shutdown() }
+        let fired = Atomic<Bool>(false)
+        let pending = await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            loop.execute {
+                let id = loop.scheduleTimer(after: .seconds(1000 * 365 * 86_400)) { fired.store(true, ordering: .relaxed) }
+                _ = loop.scheduleTimer(after: .seconds(Int64.max)) { fired.store(true, ordering: .relaxed) }
+                let count = loop.pendingTimerCount
+                loop.cancelTimer(id)
+                continuation.resume(returning: count)
+            }
+        }
+        #expect(pending == 2)
+        let didFire = fired.load(ordering: .relaxed)
+        #expect(!didFire)
+    }
+
     @Test func shutdownClosesEveryHandleAndIsIdempotent() async throws {
         let loop = try EventLoop()
         try loop.startThread()

@@ -15,6 +15,16 @@ import Testing
     #expect(t.advanced(by: .seconds(-1)).millisecondsSinceEpoch == t.millisecondsSinceEpoch - 1000)
 }
 
+/// Huge durations saturate instead of trapping: they come from callers (retention windows,
+/// deadlines) and from the log.
+@Test func timestampsSaturateOnHugeDurations() {
+    let t = Timestamp(millisecondsSinceEpoch: 1_795_000_123_456)
+    #expect(t.advanced(by: .seconds(Int64.max)).millisecondsSinceEpoch == Int64.max)
+    #expect(Timestamp(millisecondsSinceEpoch: -1).advanced(by: .seconds(Int64.min)).millisecondsSinceEpoch == Int64.min)
+    #expect(Timestamp(millisecondsSinceEpoch: Int64.max).advanced(by: .milliseconds(1)).millisecondsSinceEpoch == Int64.max)
+    _ = Timestamp(millisecondsSinceEpoch: Int64.max).iso8601
+}
+
 @Test func osThreadRunsAndJoins() throws {
     let ran = Atomic<Int>(0)
     let t = try OSThread(name: "sagalane-test") { ran.store(1, ordering: .sequentiallyConsistent) }
