@@ -26,6 +26,12 @@
  *   - JSON handed to callbacks (payloads, commands, inputs) is compact, with object keys
  *     sorted, so equal values always read the same.
  *   - Close and free functions accept NULL.
+ *   - Forks: a child process forked from a process that loaded sagalane may call nothing of it
+ *     before exec (the parent's threads are gone, and the locks they held stay held). Every
+ *     call in such a child fails at once with SL_EFORKED (close and unsubscribe do nothing,
+ *     sl_runtime_errmsg() returns a static text), but for the plain-C sl_strerror,
+ *     sl_err_name and sl_free and for sl_version and sl_version_hex, which only read
+ *     constants. Use posix_spawn, or fork and exec.
  *
  * Versioning: the same SL_VERSION_MAJOR means the same ABI.
  */
@@ -88,7 +94,8 @@ SL_EXPORT unsigned int sl_version_hex(void);
     XX(CANTOPEN, -20, "cannot open the database file")                                     \
     XX(THREAD, -21, "cannot start a thread (a process or user thread limit)")                \
     XX(AGAIN, -22, "too much is waiting already: try again later")                         \
-    XX(TIMEDOUT, -23, "timed out")
+    XX(TIMEDOUT, -23, "timed out")                                                         \
+    XX(FORKED, -24, "called in a child forked without exec: exec first")
 
 enum {
 #define SL_ERRNO_ENUM_(name, value, text) SL_E##name = value,

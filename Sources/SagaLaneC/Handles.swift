@@ -122,6 +122,8 @@ enum Handles {
 /// Runs a call on handle `pointer`: looks it up, runs `body`, and turns a thrown error into
 /// its code, with the message kept for `sl_runtime_errmsg`.
 func call<T: CHandle>(_ pointer: OpaquePointer?, as type: T.Type, _ body: (T) throws -> Void) -> Int32 {
+    // First, before any lock: in a forked child one may be held forever (see fork_guard.h).
+    if sl_in_forked_child() != 0 { return Int32(SL_EFORKED) }
     guard let handle = Handles.lookup(pointer, as: type) else {
         let what = pointer == nil ? "a NULL handle was passed" : "the handle is closed or was never opened"
         orphanMessages.set(what)

@@ -131,6 +131,10 @@ private func runtimeOptions(_ pointer: UnsafePointer<sl_runtime_options>?) throw
 
 @implementation @_cdecl("sl_runtime_open")
 public func sl_runtime_open(_ options: UnsafePointer<sl_runtime_options>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    if sl_in_forked_child() != 0 {
+        out?.pointee = nil
+        return Int32(SL_EFORKED)
+    }
     guard let out else {
         orphanMessages.set("sl_runtime_open: out is NULL")
         return Int32(SL_EINVAL)
@@ -216,11 +220,13 @@ public func sl_runtime_health(_ rt: OpaquePointer?) -> Int32 {
 
 @implementation @_cdecl("sl_runtime_close")
 public func sl_runtime_close(_ rt: OpaquePointer?) {
+    if sl_in_forked_child() != 0 { return }
     Handles.lookup(rt, as: RuntimeHandle.self)?.close()
 }
 
 @implementation @_cdecl("sl_runtime_errmsg")
 public func sl_runtime_errmsg(_ rt: OpaquePointer?) -> UnsafePointer<CChar>? {
+    if sl_in_forked_child() != 0 { return sl_strerror(Int32(SL_EFORKED)) }
     guard rt != nil else { return orphanMessages.current }
     return Handles.lookup(rt, as: RuntimeHandle.self)?.messages.current ?? StaticCString.closed
 }

@@ -402,6 +402,7 @@ public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?
 
 @implementation @_cdecl("sl_unsubscribe")
 public func sl_unsubscribe(_ sub: OpaquePointer?) {
+    if sl_in_forked_child() != 0 { return }
     guard let sub, let handle = Handles.lookup(sub, as: SubscriptionHandle.self) else { return }
     if let owner = handle.owner { owner.forget(sub) } else { Handles.remove(sub) }
     handle.runtime.unsubscribe(handle.delivery)
