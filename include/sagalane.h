@@ -86,7 +86,8 @@ SL_EXPORT unsigned int sl_version_hex(void);
     XX(JOBFAILED, -18, "the job failed")                                                   \
     XX(LOOP, -19, "event loop (libuv) error")                                              \
     XX(CANTOPEN, -20, "cannot open the database file")                                     \
-    XX(THREAD, -21, "cannot start a thread (a process or user thread limit)")
+    XX(THREAD, -21, "cannot start a thread (a process or user thread limit)")              \
+    XX(LOCKED, -22, "the log is open for writing by another runtime")
 
 enum {
 #define SL_ERRNO_ENUM_(name, value, text) SL_E##name = value,

@@ -30,6 +30,7 @@ private let cCodes: [SagaLaneError.Code: Int] = [
     .loop: SL_ELOOP,
     .cantOpen: SL_ECANTOPEN,
     .thread: SL_ETHREAD,
+    .locked: SL_ELOCKED,
 ]
 
 /// The SL_E* code for `error`.

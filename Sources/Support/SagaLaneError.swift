@@ -50,6 +50,9 @@ public struct SagaLaneError: Error, Sendable, CustomStringConvertible {
         public static let cantOpen = Code("cannot open")
         /// The system refused a thread (a process or user thread limit, or memory).
         public static let thread = Code("thread refused")
+        /// The log is open for writing by another runtime (in another process, or this one):
+        /// one log has one writer.
+        public static let locked = Code("log locked by another writer")
 
         public var description: String { name }
     }
