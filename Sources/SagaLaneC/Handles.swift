@@ -32,6 +32,7 @@ private let cCodes: [SagaLaneError.Code: Int] = [
     .thread: SL_ETHREAD,
     .again: SL_EAGAIN,
     .timedOut: SL_ETIMEDOUT,
+    .locked: SL_ELOCKED,
 ]
 
 /// The SL_E* code for `error`.

@@ -10,12 +10,19 @@ public func sl_log_recent(_ rt: OpaquePointer?, _ limit: Int32, _ out: UnsafeMut
     }
 }
 
+@implementation @_cdecl("sl_log_unresolved_limit")
+public func sl_log_unresolved_limit(_ rt: OpaquePointer?, _ limit: Int32, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        guard limit >= 0 else { throw SagaLaneError(.invalidArgument, "limit is negative") }
+        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
+        let sagas = try handle.open().log.unresolvedSagas(limit: Int(limit))
+        try handOut(JSON.array(sagas.map(\.json)).serialized, to: out)
+    }
+}
+
 @implementation @_cdecl("sl_log_unresolved")
 public func sl_log_unresolved(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
-        try handOut(try handle.open().unresolvedSagas().serialized, to: out)
-    }
+    sl_log_unresolved_limit(rt, Int32(SL_LOG_UNRESOLVED_DEFAULT_LIMIT), out)
 }
 
 @implementation @_cdecl("sl_log_saga")
