@@ -72,15 +72,15 @@ extension Coordinator {
     }
 
     private func startTriggered(type: SagaType, input: JSON, by event: Event) {
-        let saga: Saga
+        let saga: Saga, id: UInt64
         do {
             try checkAcceptingSagas()
             saga = try make(type, input)
+            id = try allocateID()
         } catch {
             diagnostics.warning("event \(event.type) (version \(event.version)) did not start a \(type.name) saga: \(error.message)")
             return
         }
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         launch(Launch(id: id, type: type, saga: saga, inputJSON: input.serialized, onStarted: nil, onEnded: nil, admitted: false))
     }
 

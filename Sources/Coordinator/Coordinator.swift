@@ -224,7 +224,11 @@ public actor Coordinator {
         }
         let saga = try make(type, input)
         try joinLaunchQueue()
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let id: UInt64
+        do { id = try allocateID() } catch {
+            leaveLaunchQueue(Launch(id: 0, type: type, saga: saga, inputJSON: "", onStarted: nil, onEnded: nil, admitted: true))
+            throw error
+        }
         enqueue(.launch(Launch(id: id, type: type, saga: saga, inputJSON: input.serialized,
                                onStarted: onStarted, onEnded: onEnded, admitted: true)))
     }
@@ -251,6 +255,15 @@ public actor Coordinator {
             return false
         }
         if now { wake() }
+    }
+
+    /// The next saga id. Ids are stored as SQLite integers, so they end at `Int64.max`.
+    nonisolated func allocateID() throws(SagaLaneError) -> UInt64 {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        guard id <= UInt64(Int64.max) else {
+            throw SagaLaneError(.corrupt, "saga ids are used up: the next would be past \(Int64.max)")
+        }
+        return id
     }
 
     /// A saga of `type` made from `input` by the type's factory.

@@ -161,6 +161,8 @@ func optionalString(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(Sag
 func json(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> JSON {
     guard let pointer else { return .null }
     let length = strlen(pointer)
+    // Before anything is parsed or copied: the log would refuse it anyway.
+    try SagaLog.checkValueSize(length, of: name)
     do {
         return try pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
             try JSON(parsing: UnsafeBufferPointer(start: $0, count: length))

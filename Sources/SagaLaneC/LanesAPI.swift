@@ -103,6 +103,7 @@ private struct HostJob {
         // size_t arrives as Int: a length past Int.max (a negative size, cast) reads negative.
         guard c.metadata_length >= 0 else { throw SagaLaneError(.invalidArgument, "job->metadata_length is out of range") }
         var metadata: [UInt8] = []
+        try SagaLog.checkValueSize(c.metadata_length, of: "job->metadata")
         if c.metadata_length > 0 {
             guard let bytes = c.metadata else { throw SagaLaneError(.invalidArgument, "job->metadata is NULL but metadata_length is \(c.metadata_length)") }
             metadata = Array(UnsafeRawBufferPointer(start: bytes, count: c.metadata_length))

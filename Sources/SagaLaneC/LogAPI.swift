@@ -15,8 +15,7 @@ public func sl_log_unresolved_limit(_ rt: OpaquePointer?, _ limit: Int32, _ out:
     call(rt, as: RuntimeHandle.self) { handle in
         guard limit >= 0 else { throw SagaLaneError(.invalidArgument, "limit is negative") }
         guard out != nil else { throw SagaLaneError(.invalidArgument, "json is NULL") }
-        let sagas = try handle.open().log.unresolvedSagas(limit: Int(limit))
-        try handOut(JSON.array(sagas.map(\.json)).serialized, to: out)
+        try handOut(try handle.open().unresolvedSagas(limit: Int(limit)).serialized, to: out)
     }
 }
 

@@ -95,6 +95,7 @@ static void holder(const char *path, int ready_fd) {
 }
 
 int main(int argc, char **argv) {
+    RUN_READY_CHILD(argc, argv, holder);
     if (spawned_as(argc, argv, "writer")) racer(argv[3], atoi(argv[4]), 0);
     if (spawned_as(argc, argv, "reader")) racer(argv[3], atoi(argv[4]), 1);
     char paths[ROUNDS][512];
@@ -111,7 +112,7 @@ int main(int argc, char **argv) {
     scratch_path(held, sizeof held, "held.db");
     char ready;
     setenv("SL_TEST_HOLD_MS", "300", 1);
-    pid_t pid = fork_ready_child(holder, held, &ready, 1);
+    pid_t pid = spawn_ready_child(held, &ready, 1);
     EXPECT_EQ_INT(file_size(held), 0);
     sl_runtime *rt = NULL;
     CHECK(open_rt(held, 0, 5000, &rt));
@@ -123,7 +124,7 @@ int main(int argc, char **argv) {
     char busy[512];
     scratch_path(busy, sizeof busy, "busy.db");
     setenv("SL_TEST_HOLD_MS", "3000", 1);
-    pid = fork_ready_child(holder, busy, &ready, 1);
+    pid = spawn_ready_child(busy, &ready, 1);
     EXPECT_RC(open_rt(busy, 0, 50, &rt), SL_EBUSY);
     sl_runtime_close(rt);
     EXPECT_EQ_INT(file_size(busy), 0);
