@@ -139,12 +139,14 @@ private struct JSONParser {
     mutating func parseObject() throws(JSONError) -> JSON {
         try enter()
         position += 1
-        var members: [String: JSON] = [:]
+        // Members in the order written; `JSONObject(unsorted:)` sorts them by name and keeps the
+        // last of a repeated name.
+        var members: [JSONObject.Element] = []
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
             depth -= 1
-            return .object(members)
+            return .object(JSONObject())
         }
         while true {
             skipWhitespace()
@@ -158,7 +160,7 @@ private struct JSONParser {
             }
             position += 1
             skipWhitespace()
-            members[key] = try parseValue()
+            members.append((key: key, value: try parseValue()))
             skipWhitespace()
             guard position < bytes.count else { throw error("unterminated object: expected ',' or '}'") }
             switch bytes[position] {
@@ -166,7 +168,7 @@ private struct JSONParser {
             case UInt8(ascii: "}"):
                 position += 1
                 depth -= 1
-                return .object(members)
+                return .object(JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }
         }
@@ -263,9 +265,29 @@ private struct JSONParser {
             } else if (0xDC00...0xDFFF).contains(scalar) {
                 throw error("lone low surrogate escape")
             }
-            out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+            // Surrogates were paired above or refused, so `scalar` is a Unicode scalar value.
+            JSONParser.appendUTF8(scalar, to: &out)
         default:
             throw error("invalid escape '\\\(describe(position - 1))'", at: position - 2)
+        }
+    }
+
+    static func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
+        switch scalar {
+        case 0..<0x80:
+            out.append(UInt8(truncatingIfNeeded: scalar))
+        case 0x80..<0x800:
+            out.append(0xC0 | UInt8(truncatingIfNeeded: scalar >> 6))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        case 0x800..<0x10000:
+            out.append(0xE0 | UInt8(truncatingIfNeeded: scalar >> 12))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        default:
+            out.append(0xF0 | UInt8(truncatingIfNeeded: scalar >> 18))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 12) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
         }
     }
 
@@ -311,6 +333,16 @@ private struct JSONParser {
             if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) { position += 1 }
             guard isDigit(position) else { throw error("a number needs digits in its exponent") }
             while isDigit(position) { position += 1 }
+        }
+        if integral {
+            // Up to 18 digits cannot overflow an Int64: no need to go through text.
+            let negative = bytes[start] == UInt8(ascii: "-")
+            let digitsStart = negative ? start + 1 : start
+            if position - digitsStart <= 18 {
+                var magnitude: Int64 = 0
+                for i in digitsStart..<position { magnitude = magnitude &* 10 &+ Int64(bytes[i] &- 0x30) }
+                return .int(negative ? -magnitude : magnitude)
+            }
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
         if integral, let i = Int64(text) { return .int(i) }

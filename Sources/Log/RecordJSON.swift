@@ -72,11 +72,11 @@ extension LogStats {
     /// `{"schema_version", "sagas": {state: count}, "oldest_running_saga", "jobs": {lane:
     /// {state: count}}, "database_bytes", "wal_bytes"}`, every state present (0 when none).
     public var json: JSON {
-        var sagaCounts: [String: JSON] = [:]
+        var sagaCounts: JSONObject = [:]
         for state in SagaState.allCases { sagaCounts[state.rawValue] = .int(Int64(sagas[state] ?? 0)) }
-        var laneCounts: [String: JSON] = [:]
+        var laneCounts: JSONObject = [:]
         for (lane, counts) in jobs {
-            var byState: [String: JSON] = [:]
+            var byState: JSONObject = [:]
             for state in JobState.allCases { byState[state.rawValue] = .int(Int64(counts[state] ?? 0)) }
             laneCounts[lane] = .object(byState)
         }

@@ -1,0 +1,217 @@
+import Glibc
+
+/// The members of a JSON object: names mapped to values, each name at most once.
+///
+/// Names are compared and ordered by their UTF-8 bytes, which is the same as comparing their
+/// Unicode scalars one by one. This is not how `String` compares: Swift's `==` and `<` treat
+/// canonically equivalent strings as equal, so "\u{E9}" (é) and "e\u{301}" (e and a combining
+/// acute) would be one key in a `[String: JSON]`, while RFC 8259 (§8.3) makes them two
+/// different names. Here they are two members.
+///
+/// The members are kept sorted by name, so iteration, equality, hashing and serialization all
+/// see them in the same order whatever order they were inserted in: equal objects serialize
+/// to the same text in every process.
+///
+/// Setting a name that is already present replaces its value: the last one wins, in a
+/// dictionary literal, in `init(_:)` and when parsing text with a name given twice (RFC 8259
+/// allows this choice; JavaScript's `JSON.parse`, Go's `encoding/json` and Python's `json`
+/// make the same one).
+public struct JSONObject: Sendable {
+    public typealias Element = (key: String, value: JSON)
+
+    /// Sorted by `key` (UTF-8 bytes), keys unique.
+    private var members: [Element]
+
+    /// An empty object.
+    public init() { members = [] }
+
+    /// An object from `pairs`, in any order; for a name given more than once the last value wins.
+    public init<S: Sequence>(_ pairs: S) where S.Element == (String, JSON) {
+        self.init(unsorted: pairs.map { (key: $0.0, value: $0.1) })
+    }
+
+    /// An object with the members of `dictionary`. (Its keys have already been merged by
+    /// `String`'s canonical equivalence; build a `JSONObject` directly to keep both of two
+    /// equivalent names.)
+    public init(_ dictionary: [String: JSON]) {
+        self.init(unsorted: dictionary.map { (key: $0.key, value: $0.value) })
+    }
+
+    /// Takes members in any order, possibly with repeated keys: sorts them and keeps the last
+    /// value of each key. Text from our own serializer is already sorted, which costs one pass.
+    init(unsorted pairs: [Element]) {
+        var sortedAndUnique = true
+        if pairs.count > 1 {
+            for i in 1..<pairs.count where JSONKey.compare(pairs[i - 1].key, pairs[i].key) >= 0 {
+                sortedAndUnique = false
+                break
+            }
+        }
+        if sortedAndUnique {
+            members = pairs
+            return
+        }
+        // Sort positions by (key, position), so that among equal keys the last one given is the
+        // last of its run, whatever the sort's stability.
+        let order = pairs.indices.sorted { a, b in
+            let c = JSONKey.compare(pairs[a].key, pairs[b].key)
+            return c < 0 || (c == 0 && a < b)
+        }
+        var result: [Element] = []
+        result.reserveCapacity(pairs.count)
+        for (n, i) in order.enumerated() {
+            if n + 1 < order.count && JSONKey.equal(pairs[order[n + 1]].key, pairs[i].key) { continue }
+            result.append(pairs[i])
+        }
+        members = result
+    }
+
+    /// Where `key` is, or where it would be inserted.
+    private func search(_ key: String) -> (index: Int, found: Bool) {
+        var low = 0
+        var high = members.count
+        while low < high {
+            let mid = (low + high) >> 1
+            let c = JSONKey.compare(members[mid].key, key)
+            if c == 0 { return (mid, true) }
+            if c < 0 { low = mid + 1 } else { high = mid }
+        }
+        return (low, false)
+    }
+
+    /// The value of member `key` (compared by UTF-8 bytes); setting `nil` removes the member.
+    public subscript(key: String) -> JSON? {
+        get {
+            let (index, found) = search(key)
+            // Not a ternary: `nil` there would be typed as `JSON` (it is nil-literal
+            // expressible) and come back as `.some(.null)`.
+            guard found else { return nil }
+            return members[index].value
+        }
+        set {
+            if let newValue { updateValue(newValue, forKey: key) } else { removeValue(forKey: key) }
+        }
+    }
+
+    /// The value of member `key`, or `defaultValue` when there is none.
+    public subscript(key: String, default defaultValue: @autoclosure () -> JSON) -> JSON {
+        get { self[key] ?? defaultValue() }
+        set { updateValue(newValue, forKey: key) }
+    }
+
+    /// Sets member `key` to `value`.
+    /// - Returns: the value it replaced, or `nil` when the member is new.
+    @discardableResult
+    public mutating func updateValue(_ value: JSON, forKey key: String) -> JSON? {
+        let (index, found) = search(key)
+        if found {
+            let old = members[index].value
+            members[index].value = value
+            return old
+        }
+        members.insert((key: key, value: value), at: index)
+        return nil
+    }
+
+    /// Removes member `key`.
+    /// - Returns: its value, or `nil` when there was no such member.
+    @discardableResult
+    public mutating func removeValue(forKey key: String) -> JSON? {
+        let (index, found) = search(key)
+        guard found else { return nil }
+        return members.remove(at: index).value
+    }
+
+    /// The position of member `key`, or `nil`.
+    public func index(forKey key: String) -> Int? {
+        let (index, found) = search(key)
+        return found ? index : nil
+    }
+
+    /// The names, in order.
+    public var keys: LazyMapCollection<[Element], String> { members.lazy.map { $0.key } }
+
+    /// The values, in the order of their names.
+    public var values: LazyMapCollection<[Element], JSON> { members.lazy.map { $0.value } }
+
+    /// The same names, each value transformed.
+    public func mapValues(_ transform: (JSON) throws -> JSON) rethrows -> JSONObject {
+        var copy = self
+        for i in copy.members.indices { copy.members[i].value = try transform(copy.members[i].value) }
+        return copy
+    }
+}
+
+extension JSONObject: RandomAccessCollection {
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { members.count }
+    public subscript(position: Int) -> Element { members[position] }
+    public var count: Int { members.count }
+    public var isEmpty: Bool { members.isEmpty }
+}
+
+extension JSONObject: ExpressibleByDictionaryLiteral {
+    /// For a name written twice the last value wins (a `Dictionary` literal would trap).
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        self.init(unsorted: elements.map { (key: $0.0, value: $0.1) })
+    }
+}
+
+extension JSONObject: Hashable {
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.members.count == rhs.members.count else { return false }
+        for (l, r) in zip(lhs.members, rhs.members) where !(JSONKey.equal(l.key, r.key) && l.value == r.value) {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(members.count)
+        for member in members {
+            JSONKey.hash(member.key, into: &hasher)
+            hasher.combine(member.value)
+        }
+    }
+}
+
+extension JSONObject: CustomStringConvertible {
+    /// The object as compact JSON text.
+    public var description: String { JSON.object(self).serialized }
+}
+
+/// Comparisons of strings by their UTF-8 bytes (equivalently, their Unicode scalars), which
+/// is what names in JSON mean; `String`'s own operators compare by canonical equivalence.
+enum JSONKey {
+    /// Negative, zero or positive as `a`'s UTF-8 bytes sort before, equal or after `b`'s.
+    @inline(__always)
+    static func compare(_ a: String, _ b: String) -> Int {
+        let fast = a.utf8.withContiguousStorageIfAvailable { pa in
+            b.utf8.withContiguousStorageIfAvailable { pb -> Int in
+                let common = min(pa.count, pb.count)
+                if common > 0 {
+                    let c = memcmp(pa.baseAddress!, pb.baseAddress!, common)
+                    if c != 0 { return Int(c) }
+                }
+                return pa.count - pb.count
+            }
+        }
+        if let result = fast ?? nil { return result }
+        if a.utf8.elementsEqual(b.utf8) { return 0 }
+        return a.utf8.lexicographicallyPrecedes(b.utf8) ? -1 : 1
+    }
+
+    @inline(__always)
+    static func equal(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && compare(a, b) == 0
+    }
+
+    static func hash(_ s: String, into hasher: inout Hasher) {
+        let utf8 = s.utf8
+        hasher.combine(utf8.count)
+        let done: Void? = utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if done == nil {
+            for byte in utf8 { hasher.combine(byte) }
+        }
+    }
+}
