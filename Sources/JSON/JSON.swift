@@ -89,7 +89,7 @@ extension JSON: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expressibl
     public init(arrayLiteral elements: JSON...) { self = .array(elements) }
     /// For a name written twice the last value wins.
     public init(dictionaryLiteral elements: (String, JSON)...) {
-        self = .object(JSONObject(unsorted: elements.map { (key: $0.0, value: $0.1) }))
+        self = .object(JSONObject(unsorted: elements.map { JSONObject.Member(key: $0.0, value: $0.1) }))
     }
 }
 

@@ -19,51 +19,71 @@ import Glibc
 public struct JSONObject: Sendable {
     public typealias Element = (key: String, value: JSON)
 
+    /// A struct rather than `Element`: arrays of tuples copy and destroy through generic code.
+    struct Member {
+        var key: String
+        var value: JSON
+    }
+
     /// Sorted by `key` (UTF-8 bytes), keys unique.
-    private var members: [Element]
+    private var members: [Member]
 
     /// An empty object.
     public init() { members = [] }
 
     /// An object from `pairs`, in any order; for a name given more than once the last value wins.
     public init<S: Sequence>(_ pairs: S) where S.Element == (String, JSON) {
-        self.init(unsorted: pairs.map { (key: $0.0, value: $0.1) })
+        self.init(unsorted: pairs.map { Member(key: $0.0, value: $0.1) })
     }
 
     /// An object with the members of `dictionary`. (Its keys have already been merged by
     /// `String`'s canonical equivalence; build a `JSONObject` directly to keep both of two
     /// equivalent names.)
     public init(_ dictionary: [String: JSON]) {
-        self.init(unsorted: dictionary.map { (key: $0.key, value: $0.value) })
+        self.init(unsorted: dictionary.map { Member(key: $0.key, value: $0.value) })
     }
 
     /// Takes members in any order, possibly with repeated keys: sorts them and keeps the last
     /// value of each key. Text from our own serializer is already sorted, which costs one pass.
-    init(unsorted pairs: [Element]) {
+    init(unsorted members: [Member]) {
+        self.members = members
         var sortedAndUnique = true
-        if pairs.count > 1 {
-            for i in 1..<pairs.count where JSONKey.compare(pairs[i - 1].key, pairs[i].key) >= 0 {
+        if members.count > 1 {
+            for i in 1..<members.count where JSONKey.compare(members[i - 1].key, members[i].key) >= 0 {
                 sortedAndUnique = false
                 break
             }
         }
-        if sortedAndUnique {
-            members = pairs
-            return
+        if !sortedAndUnique { sortKeepingTheLast() }
+    }
+
+    private mutating func sortKeepingTheLast() {
+        if members.count <= 16 {
+            // Insertion sort, stable: of equal keys the last given stays last of its run. Few
+            // members (the usual object) move less this way than through a general sort.
+            for i in 1..<members.count {
+                var j = i
+                while j > 0 && JSONKey.compare(members[j - 1].key, members[j].key) > 0 {
+                    members.swapAt(j - 1, j)
+                    j -= 1
+                }
+            }
+        } else {
+            // Sort positions by (key, position), so that of equal keys the last given ends its
+            // run, whatever the sort's stability.
+            let order = members.indices.sorted { a, b in
+                let c = JSONKey.compare(members[a].key, members[b].key)
+                return c < 0 || (c == 0 && a < b)
+            }
+            members = order.map { members[$0] }
         }
-        // Sort positions by (key, position), so that among equal keys the last one given is the
-        // last of its run, whatever the sort's stability.
-        let order = pairs.indices.sorted { a, b in
-            let c = JSONKey.compare(pairs[a].key, pairs[b].key)
-            return c < 0 || (c == 0 && a < b)
+        var kept = 0
+        for i in members.indices {
+            if i + 1 < members.count && JSONKey.equal(members[i].key, members[i + 1].key) { continue }
+            if kept != i { members.swapAt(kept, i) }
+            kept += 1
         }
-        var result: [Element] = []
-        result.reserveCapacity(pairs.count)
-        for (n, i) in order.enumerated() {
-            if n + 1 < order.count && JSONKey.equal(pairs[order[n + 1]].key, pairs[i].key) { continue }
-            result.append(pairs[i])
-        }
-        members = result
+        members.removeLast(members.count - kept)
     }
 
     /// Where `key` is, or where it would be inserted.
@@ -109,7 +129,7 @@ public struct JSONObject: Sendable {
             members[index].value = value
             return old
         }
-        members.insert((key: key, value: value), at: index)
+        members.insert(Member(key: key, value: value), at: index)
         return nil
     }
 
@@ -129,10 +149,10 @@ public struct JSONObject: Sendable {
     }
 
     /// The names, in order.
-    public var keys: LazyMapCollection<[Element], String> { members.lazy.map { $0.key } }
+    public var keys: LazyMapCollection<JSONObject, String> { lazy.map { $0.key } }
 
     /// The values, in the order of their names.
-    public var values: LazyMapCollection<[Element], JSON> { members.lazy.map { $0.value } }
+    public var values: LazyMapCollection<JSONObject, JSON> { lazy.map { $0.value } }
 
     /// The same names, each value transformed.
     public func mapValues(_ transform: (JSON) throws -> JSON) rethrows -> JSONObject {
@@ -145,7 +165,10 @@ public struct JSONObject: Sendable {
 extension JSONObject: RandomAccessCollection {
     public var startIndex: Int { 0 }
     public var endIndex: Int { members.count }
-    public subscript(position: Int) -> Element { members[position] }
+    public subscript(position: Int) -> Element {
+        let member = members[position]
+        return (key: member.key, value: member.value)
+    }
     public var count: Int { members.count }
     public var isEmpty: Bool { members.isEmpty }
 }
@@ -153,7 +176,7 @@ extension JSONObject: RandomAccessCollection {
 extension JSONObject: ExpressibleByDictionaryLiteral {
     /// For a name written twice the last value wins (a `Dictionary` literal would trap).
     public init(dictionaryLiteral elements: (String, JSON)...) {
-        self.init(unsorted: elements.map { (key: $0.0, value: $0.1) })
+        self.init(unsorted: elements.map { Member(key: $0.0, value: $0.1) })
     }
 }
 

@@ -141,7 +141,7 @@ private struct JSONParser {
         position += 1
         // Members in the order written; `JSONObject(unsorted:)` sorts them by name and keeps the
         // last of a repeated name.
-        var members: [JSONObject.Element] = []
+        var members: [JSONObject.Member] = []
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -160,7 +160,7 @@ private struct JSONParser {
             }
             position += 1
             skipWhitespace()
-            members.append((key: key, value: try parseValue()))
+            members.append(JSONObject.Member(key: key, value: try parseValue()))
             skipWhitespace()
             guard position < bytes.count else { throw error("unterminated object: expected ',' or '}'") }
             switch bytes[position] {
@@ -177,20 +177,19 @@ private struct JSONParser {
     mutating func parseString() throws(JSONError) -> String {
         let start = position
         position += 1
-        // Fast path: no escapes, so the bytes can be validated and copied in one go.
-        var scan = position
-        while scan < bytes.count {
-            let b = bytes[scan]
-            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
-            scan += 1
+        // Fast path: up to the closing quote with no escape, the bytes (once validated) are
+        // the string's UTF-8 and are copied in one go.
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), as: UTF8.self)
+                position += 1
+                return s
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 { break }
+            position += b < 0x80 ? 1 : try utf8SequenceLength()
         }
-        if scan < bytes.count && bytes[scan] == UInt8(ascii: "\"") {
-            let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[position..<scan]), as: UTF8.self)
-            position = scan + 1
-            return s
-        }
-        var out: [UInt8] = Array(bytes[position..<scan])
-        position = scan
+        var out: [UInt8] = Array(bytes[start + 1..<position])
         while true {
             guard position < bytes.count else { throw error("unterminated string", at: start) }
             let b = bytes[position]
@@ -203,7 +202,9 @@ private struct JSONParser {
             case 0..<0x20:
                 throw error("unescaped control character 0x\(String(b, radix: 16)) in a string")
             case 0x80...:
-                try copyUTF8Sequence(into: &out)
+                let count = try utf8SequenceLength()
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[position..<position + count]))
+                position += count
             default:
                 out.append(b)
                 position += 1
@@ -211,9 +212,9 @@ private struct JSONParser {
         }
     }
 
-    /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing
-    /// above U+10FFFF) and appends it.
-    mutating func copyUTF8Sequence(into out: inout [UInt8]) throws(JSONError) {
+    /// The length of the multi-byte UTF-8 sequence at `position`, once it is checked to be
+    /// valid (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
+    func utf8SequenceLength() throws(JSONError) -> Int {
         let lead = bytes[position]
         let count: Int
         var low: UInt8 = 0x80
@@ -234,8 +235,7 @@ private struct JSONParser {
             let (lo, hi) = i == 1 ? (low, high) : (UInt8(0x80), UInt8(0xBF))
             guard c >= lo && c <= hi else { throw error("invalid UTF-8 sequence in a string", at: position + i) }
         }
-        out.append(contentsOf: bytes[position..<position + count])
-        position += count
+        return count
     }
 
     mutating func parseEscape(into out: inout [UInt8]) throws(JSONError) {

@@ -6,14 +6,12 @@ extension JSON {
     ///
     /// Equal values (see `==`) give equal text, in any process.
     public var serialized: String {
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
+        var out = JSONWriter()
         serialize(into: &out)
-        return String(decoding: out, as: UTF8.self)
+        return out.finish()
     }
 
-    /// Appends the text `serialized` gives, as UTF-8, to `out`.
-    public func serialize(into out: inout [UInt8]) {
+    private func serialize(into out: inout JSONWriter) {
         switch self {
         case .null:
             JSON.append("null", to: &out)
@@ -23,7 +21,8 @@ extension JSON {
             JSON.writeInteger(i, to: &out)
         case .double(let d):
             if d.isFinite {
-                out.append(contentsOf: d.description.utf8)
+                var text = d.description
+                text.withUTF8 { out.append($0) }
             } else {
                 JSON.append("null", to: &out)
             }
@@ -53,41 +52,42 @@ extension JSON {
     }
 
     @inline(__always)
-    private static func append(_ literal: StaticString, to out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    private static func append(_ literal: StaticString, to out: inout JSONWriter) {
+        out.append(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 
-    private static func writeInteger(_ value: Int64, to out: inout [UInt8]) {
+    private static func writeInteger(_ value: Int64, to out: inout JSONWriter) {
         if value >= 0 && value < 10 {
             out.append(0x30 &+ UInt8(truncatingIfNeeded: value))
             return
         }
         if value < 0 { out.append(UInt8(ascii: "-")) }
         // Digits least significant first, then reversed in place: no intermediate String.
+        out.reserve(20)
         let start = out.count
         var magnitude = value.magnitude
         repeat {
-            out.append(0x30 &+ UInt8(truncatingIfNeeded: magnitude % 10))
+            out.appendReserved(0x30 &+ UInt8(truncatingIfNeeded: magnitude % 10))
             magnitude /= 10
         } while magnitude > 0
-        out[start...].reverse()
+        out.reverseTail(from: start)
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    private static func writeString(_ s: String, to out: inout [UInt8]) {
+    private static func writeString(_ s: String, to out: inout JSONWriter) {
         out.append(UInt8(ascii: "\""))
         let done: Void? = s.utf8.withContiguousStorageIfAvailable { writeEscaped($0, to: &out) }
         if done == nil { writeEscaped(Array(s.utf8), to: &out) }
         out.append(UInt8(ascii: "\""))
     }
 
-    private static func writeEscaped(_ bytes: [UInt8], to out: inout [UInt8]) {
+    private static func writeEscaped(_ bytes: [UInt8], to out: inout JSONWriter) {
         bytes.withUnsafeBufferPointer { writeEscaped($0, to: &out) }
     }
 
     /// Copies runs of bytes that need no escape in one go; only '"', '\' and C0 controls do.
-    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout JSONWriter) {
         var runStart = 0
         var i = 0
         while i < bytes.count {
@@ -96,7 +96,7 @@ extension JSON {
                 i += 1
                 continue
             }
-            if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+            if runStart < i { out.append(UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
             out.append(UInt8(ascii: "\\"))
             switch byte {
             case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
@@ -116,6 +116,70 @@ extension JSON {
             i += 1
             runStart = i
         }
-        if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count])) }
+        if runStart < bytes.count { out.append(UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count])) }
+    }
+}
+
+/// A growable byte buffer without the uniqueness check `Array.append` makes on every byte.
+private struct JSONWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init() {
+        capacity = 256
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always)
+    mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    @inline(never)
+    private mutating func grow(_ needed: Int) {
+        let newCapacity = max(capacity * 2, needed)
+        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        newBase.update(from: base, count: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    mutating func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
+    }
+
+    /// After `reserve`.
+    @inline(__always)
+    mutating func appendReserved(_ byte: UInt8) {
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (base + count).update(from: source, count: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func reverseTail(from start: Int) {
+        var tail = UnsafeMutableBufferPointer(start: base + start, count: count - start)
+        tail.reverse()
+    }
+
+    consuming func finish() -> String {
+        if count == 0 { return "" }
+        return String(unsafeUninitializedCapacity: count) { target in
+            target.baseAddress!.update(from: base, count: count)
+            return count
+        }
     }
 }
