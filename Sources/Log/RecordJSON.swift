@@ -105,6 +105,12 @@ private func sagaJSON(id: UInt64, name: String, state: SagaState, inputJSON: Str
     ]
 }
 
+/// Stored text is what the runtime wrote: values it accepted from outside (at most
+/// `JSON.defaultMaxDepth` levels) inside a few levels of its own, such as an event around a
+/// payload around a lane job's result. Reading it back allows for those levels, so a payload
+/// accepted at the bound is shown as JSON, not as a string.
+private let storedTextMaxDepth = JSON.defaultMaxDepth + 8
+
 private func embedded(_ text: String) -> JSON {
-    (try? JSON(parsing: text)) ?? .string(text)
+    (try? JSON(parsing: text, maxDepth: storedTextMaxDepth)) ?? .string(text)
 }
