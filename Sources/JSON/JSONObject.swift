@@ -16,6 +16,12 @@ import Glibc
 /// dictionary literal, in `init(_:)` and when parsing text with a name given twice (RFC 8259
 /// allows this choice; JavaScript's `JSON.parse`, Go's `encoding/json` and Python's `json`
 /// make the same one).
+///
+/// Storage is one sorted array, which suits the small objects payloads and commands are made
+/// of: finding a name is a binary search, serializing a walk. Setting a new name shifts the
+/// members after it, so building a large object one member at a time in random order is
+/// quadratic; build it from a sequence of pairs instead (`init(_:)` sorts once), or in
+/// increasing order of names (each one then goes at the end).
 public struct JSONObject: Sendable {
     public typealias Element = (key: String, value: JSON)
 
@@ -149,10 +155,26 @@ public struct JSONObject: Sendable {
     }
 
     /// The names, in order.
-    public var keys: LazyMapCollection<JSONObject, String> { lazy.map { $0.key } }
+    public var keys: Keys { Keys(object: self) }
 
     /// The values, in the order of their names.
-    public var values: LazyMapCollection<JSONObject, JSON> { lazy.map { $0.value } }
+    public var values: Values { Values(object: self) }
+
+    /// The names of an object, in order (a view, as `Dictionary.Keys` is).
+    public struct Keys: RandomAccessCollection, Sendable {
+        let object: JSONObject
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { object.members.count }
+        public subscript(position: Int) -> String { object.members[position].key }
+    }
+
+    /// The values of an object, in the order of their names.
+    public struct Values: RandomAccessCollection, Sendable {
+        let object: JSONObject
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { object.members.count }
+        public subscript(position: Int) -> JSON { object.members[position].value }
+    }
 
     /// The same names, each value transformed.
     public func mapValues(_ transform: (JSON) throws -> JSON) rethrows -> JSONObject {

@@ -68,7 +68,7 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         var rng = SplitMix(state: 0x0BDE7)
         let reference: JSON = .object(JSONObject(trickyKeys.enumerated().map { ($0.element, JSON.int(Int64($0.offset))) }))
         let text = reference.serialized
-        let names = try #require(reference.objectValue).keys.map { $0 }
+        let names = Array(try #require(reference.objectValue).keys)
         #expect(names.count == trickyKeys.count)
         for (a, b) in zip(names, names.dropFirst()) { #expect(utf8Precedes(a, b), "\(Array(a.unicodeScalars)) before \(Array(b.unicodeScalars))") }
         for _ in 0..<200 {
@@ -101,10 +101,31 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(JSONObject([("k", 1), ("k", 2)]) == ["k": 2])
     }
 
+    /// Many members, names repeated, in random order: the same result as a map keyed by the
+    /// names' bytes where later values replace earlier ones.
+    @Test func largeObjectsWithRepeatsKeepTheLastOfEachName() throws {
+        var rng = SplitMix(state: 0x1A4E)
+        var pairs: [(String, JSON)] = []
+        var expected: [[UInt8]: Int64] = [:]
+        for i in 0..<3_000 {
+            let name = rng.next(3) == 0 ? trickyKeys[rng.next(trickyKeys.count)] : "k\(rng.next(800))"
+            pairs.append((name, .int(Int64(i))))
+            expected[Array(name.utf8)] = Int64(i)
+        }
+        let text = "{" + pairs.map { "\(JSON.string($0.0).serialized):\($0.1.serialized)" }.joined(separator: ",") + "}"
+        for object in [JSONObject(pairs), try #require(try JSON(parsing: text).objectValue)] {
+            #expect(object.count == expected.count)
+            for (name, value) in object { #expect(value == .int(expected[Array(name.utf8)] ?? -1)) }
+            let names = object.keys.map { Array($0.utf8) }
+            #expect(names == names.sorted { $0.lexicographicallyPrecedes($1) })
+        }
+    }
+
     @Test func dictionaryLikeAccess() {
         var object: JSONObject = ["b": 2, "a": 1]
-        #expect(object.keys.map { $0 } == ["a", "b"])
-        #expect(object.values.map { $0 } == [1, 2])
+        #expect(Array(object.keys) == ["a", "b"])
+        #expect(Array(object.values) == [1, 2])
+        #expect(object.keys.map { $0.uppercased() } == ["A", "B"])
         #expect(object.map { $0.key } == ["a", "b"])
         #expect(object.updateValue(10, forKey: "a") == 1)
         #expect(object.updateValue(3, forKey: "c") == nil)
