@@ -1,11 +1,13 @@
 extension JSON {
     /// The nesting depth `init(parsing:)` accepts by default. Parsing recurses once per level,
-    /// so the bound is what keeps a hostile `[[[[…` from overflowing a thread's stack.
+    /// so the bound is what keeps a hostile `[[[[…` from overflowing a thread's stack. It
+    /// counts the text's nesting (`[]` is one level), including members a repeated name drops.
     public static let defaultMaxDepth = 256
 
     /// Parses UTF-8 bytes strictly per RFC 8259: one value, optional surrounding whitespace,
     /// nothing else. Rejects invalid UTF-8, a byte-order mark, unescaped control characters,
     /// lone surrogate escapes, and numbers JSON does not allow or that overflow a `Double`.
+    /// Of a name repeated in one object the last member wins (see `JSONObject`).
     /// - Throws: `JSONError` with the position and the reason.
     public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
         let result: Result<JSON, JSONError>? = bytes.withContiguousStorageIfAvailable { buffer in

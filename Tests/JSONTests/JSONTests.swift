@@ -133,6 +133,10 @@ private func readBytes(_ path: String) -> [UInt8] {
         #expect(throws: JSONError.self) { try JSON(parsing: ok, maxDepth: 255) }
         let objects = String(repeating: "{\"a\":", count: 300) + "1" + String(repeating: "}", count: 300)
         #expect(throws: JSONError.self) { try JSON(parsing: objects) }
+        // The bound is on the text: a member dropped for a repeated name was nested all the same.
+        let dropped = #"{"c":[1,2,{"b":null}],"c":-0.5e3}"#
+        #expect(try JSON(parsing: dropped, maxDepth: 3) == ["c": -500.0])
+        #expect(throws: JSONError.self) { try JSON(parsing: dropped, maxDepth: 2) }
     }
 
     @Test func accessorsAndSetting() throws {

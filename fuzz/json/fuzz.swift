@@ -5,8 +5,9 @@
 //   - the value reaches a fixed point at once: parse(serialize(v)) == v, and serializing that
 //     gives the same bytes again;
 //   - the text is no longer than the bound below (no blow-up from short input);
-//   - its nesting is within the depth bound, and the bound is exact: one level less refuses it
-//     with the nesting error, its own depth accepts it;
+//   - the text's nesting is within the depth bound, and the bound is exact: one level less
+//     refuses it with the nesting error, its own depth accepts it (the value may nest less:
+//     a repeated name drops the earlier member);
 //   - every object lists its names in strictly increasing UTF-8 order, finds each of them,
 //     and rebuilding it in the reverse order gives the same object and the same text;
 //   - when the input is UTF-8, parsing it as a String gives the same value as the bytes.
@@ -24,7 +25,28 @@ private func fail(_ what: String, _ input: UnsafeBufferPointer<UInt8>) -> Never 
 
 private func sameBytes(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 
-/// Nesting depth as the parser counts it: 1 for `[]` or `{}`, 0 for a scalar.
+/// Nesting depth of accepted text, as the parser counts it: 1 for `[]` or `{}`, 0 for a
+/// scalar. This is the text's, not the value's: a member whose name comes again later is
+/// dropped from the value but was nested all the same.
+private func textDepth(_ input: UnsafeBufferPointer<UInt8>) -> Int {
+    var depth = 0, deepest = 0
+    var inString = false, escaped = false
+    for byte in input {
+        if inString {
+            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            continue
+        }
+        switch byte {
+        case UInt8(ascii: "\""): inString = true
+        case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
+        case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+        default: break
+        }
+    }
+    return deepest
+}
+
+/// Nesting depth of a value, counted as `textDepth` counts text.
 private func depth(_ value: JSON) -> Int {
     switch value {
     case .array(let elements): return 1 + (elements.map(depth).max() ?? 0)
@@ -80,7 +102,9 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     if !sameBytes(again.serialized, text) { fail("serializing twice gives different text: \(text)", input) }
     if again.hashValue != value.hashValue { fail("equal values hash differently", input) }
 
-    let levels = depth(value)
+    let levels = textDepth(input)
+    if depth(value) > levels { fail("the value nests deeper (\(depth(value))) than its text (\(levels))", input) }
+    if depth(again) != depth(value) { fail("the value's depth changed through its text", input) }
     if levels > JSON.defaultMaxDepth { fail("depth \(levels) accepted beyond the bound \(JSON.defaultMaxDepth)", input) }
     if levels > 0 {
         do {
