@@ -170,7 +170,7 @@ extension Coordinator {
             // Best effort: the saga's terminal row below is what recovery and operators rely on.
             try? await log.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed")
         }
-        var payload: [String: JSON] = ["name": .string(instance.type.name)]
+        var payload: JSONObject = ["name": .string(instance.type.name)]
         if let reason { payload["reason"] = .string(reason) }
         var end = SagaEnd(sagaID: instance.id, state: state, reason: reason)
         do {

@@ -34,7 +34,7 @@ struct LaneTarget: SagaTarget {
             metadata: Array(command.serialized.utf8),
             body: { context in try handler(command, context) })
         let lane = self.lane
-        let base: [String: JSON] = ["lane": .string(lane.name), "job_id": .string(jobID), "step": .int(Int64(step.step))]
+        let base: JSONObject = ["lane": .string(lane.name), "job_id": .string(jobID), "step": .int(Int64(step.step))]
         lane.submit(job, onQueued: { result in
             if case .failure(let error) = result { reporter.fail("lane '\(lane.name)' refused the job: \(error)") }
         }, onComplete: { completion in

@@ -105,7 +105,10 @@ enum Handles {
     /// Registers `handle` under `identity`'s address (the handle's own by default), which is
     /// the pointer C gets.
     static func register(_ handle: any CHandle, as identity: AnyObject? = nil) -> OpaquePointer {
-        let pointer = Unmanaged<AnyObject>.passUnretained(identity ?? handle).toOpaque()
+        // A named local, not `identity ?? handle` inline: Swift 6.3's optimizer fails its own
+        // ownership verification on the inline form when a sanitizer is on (the fuzz build).
+        let object: AnyObject = identity ?? handle
+        let pointer = Unmanaged<AnyObject>.passUnretained(object).toOpaque()
         live.withLock { $0[UInt(bitPattern: pointer)] = handle }
         return OpaquePointer(pointer)
     }
