@@ -24,7 +24,10 @@
  *     stays the caller's.
  *   - Functions are safe to call from any thread unless their documentation says otherwise.
  *   - JSON handed to callbacks (payloads, commands, inputs) is compact, with object keys
- *     sorted, so equal values always read the same.
+ *     sorted by their UTF-8 bytes, so equal values always read the same. Of a name repeated
+ *     in one object, the last wins.
+ *   - Names (saga types, targets, lanes, event types, job ids) compare byte for byte, never
+ *     by Unicode equivalence: "caf\u00e9" and "cafe\u0301" are two names.
  *   - Close and free functions accept NULL.
  *   - Forks: a child process forked from a process that loaded sagalane may call nothing of it
  *     before exec (the parent's threads are gone, and the locks they held stay held). Every

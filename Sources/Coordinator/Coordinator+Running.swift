@@ -8,7 +8,7 @@ extension Coordinator {
         launching[launch.id] = []
         // Interested from now on: events published after the start (or the trigger) wait in
         // `launching` until the saga runs.
-        for interest in launch.type.interests { interested[interest, default: []].insert(launch.id) }
+        for interest in launch.type.interests { interested[ExactName(interest), default: []].insert(launch.id) }
         onLoop { await self.run(launch) }
     }
 
@@ -57,7 +57,7 @@ extension Coordinator {
     }
 
     private func removeInterests(of type: SagaType, id: UInt64) {
-        for interest in type.interests {
+        for interest in type.interests.map({ ExactName($0) }) {
             interested[interest]?.remove(id)
             if interested[interest]?.isEmpty == true { interested.removeValue(forKey: interest) }
         }

@@ -75,7 +75,7 @@ public actor Coordinator {
     // Loop-thread state.
     var sagas: [UInt64: SagaInstance] = [:]
     /// Untagged event types, and the sagas (in flight or launching) that want them.
-    var interested: [String: Set<UInt64>] = [:]
+    var interested: [ExactName: Set<UInt64>] = [:]
     /// Events for sagas whose running row is not yet durable: delivered after their `start`.
     var launching: [UInt64: [Event]] = [:]
     /// Sagas whose end was claimed but whose terminal row is not yet written.

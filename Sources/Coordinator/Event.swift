@@ -65,6 +65,6 @@ extension Event {
     /// Lifecycle events are the coordinator's own output: they are never fed back into sagas
     /// nor matched against triggers, so a saga can never trigger itself in a loop.
     public var isLifecycle: Bool {
-        type == Event.sagaStarted || type == Event.sagaCompleted || type == Event.sagaFailed
+        type.isExactly(Event.sagaStarted) || type.isExactly(Event.sagaCompleted) || type.isExactly(Event.sagaFailed)
     }
 }

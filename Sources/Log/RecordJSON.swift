@@ -78,7 +78,7 @@ extension LogStats {
         for (lane, counts) in jobs {
             var byState: JSONObject = [:]
             for state in JobState.allCases { byState[state.rawValue] = .int(Int64(counts[state] ?? 0)) }
-            laneCounts[lane] = .object(byState)
+            laneCounts[lane.string] = .object(byState)
         }
         return [
             "schema_version": .int(Int64(schemaVersion)),

@@ -161,7 +161,7 @@ public struct LogStats: Sendable, Equatable {
     /// When the longest-running saga still `running` started.
     public var oldestRunningSaga: Timestamp?
     /// Lane jobs by lane, then by state; states with none are absent.
-    public var jobs: [String: [JobState: Int]] = [:]
+    public var jobs: [ExactName: [JobState: Int]] = [:]
     /// The database's size (pages in use and free).
     public var databaseBytes = 0
     /// The write-ahead log's file size; `nil` for a log in memory.

@@ -90,7 +90,7 @@ extension LaneTarget {
 
 /// The functions that run saga commands on each lane, by lane name.
 public final class LaneCommandHandlers: Sendable {
-    private let handlers = ConditionLock<[String: @Sendable (JSON, LaneJobContext) throws -> String]>([:])
+    private let handlers = ConditionLock<[ExactName: @Sendable (JSON, LaneJobContext) throws -> String]>([:])
 
     public init() {}
 
@@ -98,14 +98,14 @@ public final class LaneCommandHandlers: Sendable {
     /// threads and returns the result text (JSON, if the saga should see it parsed).
     public func setCommandHandler(lane: String, _ handler: @escaping @Sendable (JSON, LaneJobContext) throws -> String) {
         let replaced = handlers.withLock { handlers in
-            defer { handlers[lane] = handler }
-            return handlers[lane]
+            defer { handlers[ExactName(lane)] = handler }
+            return handlers[ExactName(lane)]
         }
         _ = replaced  // released here, outside the lock: a handler's deinit may call the host
     }
 
     public func handler(for lane: String) -> (@Sendable (JSON, LaneJobContext) throws -> String)? {
-        handlers.withLock { $0[lane] }
+        handlers.withLock { $0[ExactName(lane)] }
     }
 
     /// Drops every handler; jobs already holding one keep it until they end.

@@ -142,7 +142,7 @@ extension SQLiteStorage {
             for (lane, state, count) in try c.query("SELECT lane, state, COUNT(*) FROM lane_job GROUP BY lane, state", [], {
                 ($0.text(0), $0.text(1), Int($0.int(2)))
             }) {
-                if let state = JobState(rawValue: state) { stats.jobs[lane, default: [:]][state] = count }
+                if let state = JobState(rawValue: state) { stats.jobs[ExactName(lane), default: [:]][state] = count }
             }
             let pages = try c.query("PRAGMA page_count") { $0.int(0) }.first ?? 0
             let pageSize = try c.query("PRAGMA page_size") { $0.int(0) }.first ?? 0
