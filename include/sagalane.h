@@ -429,7 +429,8 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
  *
  * Host threads only: on the loop thread (in a callback) it cannot wait, and answers
  * SL_ESTATE; use sl_saga_start_ex with a `started` callback there. SL_LOOP_HOST: on the
- * thread that runs the loop it runs the loop while it waits.
+ * thread that runs the loop it runs the loop while it waits; on any other thread it waits for
+ * that thread to run the loop.
  * @param input_json JSON text, or NULL for null. The log stores it as given.
  * @param saga_id receives the new saga's id (may be NULL).
  * @return 0, SL_ENOTFOUND (no such type), SL_EREFUSED (create refused the input), SL_EJSON,
@@ -480,7 +481,8 @@ typedef struct sl_saga_start_options {
         did not start). */
     sl_saga_ended_fn ended;
     void *userdata;            /* given to started, ended and release */
-    /** Called once after the last of `started` and `ended` (may be NULL); never when the
+    /** Called once after the last of `started` and `ended` (may be NULL), also for a saga
+        still in flight when the runtime closes (its `ended` then never comes); never when the
         call fails. On a sagalane thread, or the closing thread. */
     void (*release)(void *userdata);
 } sl_saga_start_options;

@@ -175,9 +175,8 @@ public:
     /** The next action after `ev`: the echoes of its commands (events tagged with its id) and
         untagged events whose type is in the type's interests. Loop thread. */
     virtual action on_event(const saga_context &ctx, const event &ev) = 0;
-    /** The input as the log should store it (JSON); nullopt stores the input as given. Called
-        on the thread that created the saga, right after its constructor. */
-    virtual std::optional<std::string> input_snapshot() { return std::nullopt; }
+    // The log stores every saga's input as given (recovery rebuilds sagas from it): keep
+    // secrets out of inputs.
 };
 
 /** Builds a saga from its input JSON ("null" when none); throw, or return null, to refuse
@@ -349,7 +348,6 @@ namespace detail {
 struct glue {
     struct saga_box {
         std::unique_ptr<saga> instance;
-        std::string snapshot;  // what input_snapshot handed out, kept until the next call
     };
     using reconstruct_fn = std::function<std::optional<job>(const job_record &)>;
 
@@ -398,17 +396,6 @@ struct glue {
             apply(static_cast<saga_box *>(state)->instance->on_event(context(ctx), to_event(e)), out);
         } catch (...) {
             sl_action_fail(out, current_message());
-        }
-    }
-    static const char *snapshot(void *, void *state) noexcept {
-        auto *box = static_cast<saga_box *>(state);
-        try {
-            std::optional<std::string> text = box->instance->input_snapshot();
-            if (!text) return nullptr;
-            box->snapshot = std::move(*text);
-            return box->snapshot.c_str();
-        } catch (...) {
-            return nullptr;
         }
     }
 
@@ -907,7 +894,6 @@ public:
         c.destroy = detail::glue::destroy;
         c.start = detail::glue::start;
         c.on_event = detail::glue::on_event;
-        c.input_snapshot = detail::glue::snapshot;
         c.interests = interests.data();
         c.interest_count = interests.size();
         c.timeout_ms = static_cast<uint32_t>(std::clamp<std::chrono::milliseconds::rep>(type.timeout.count(), 0, UINT32_MAX));
@@ -1073,11 +1059,12 @@ public:
         int rc = sl_log_recent(rt_, limit, &json);
         return detail::take(rc, json, rt_, "sl_log_recent");
     }
-    /** Sagas running, compensating or failed, each with its steps, as a JSON array. */
-    std::string log_unresolved() const {
+    /** Up to `limit` sagas an operator should look at (running, compensating,
+        failed_compensation), each with its steps, as a JSON array. */
+    std::string log_unresolved(int limit = SL_LOG_UNRESOLVED_DEFAULT_LIMIT) const {
         char *json = nullptr;
-        int rc = sl_log_unresolved(rt_, &json);
-        return detail::take(rc, json, rt_, "sl_log_unresolved");
+        int rc = sl_log_unresolved_limit(rt_, limit, &json);
+        return detail::take(rc, json, rt_, "sl_log_unresolved_limit");
     }
     /** Saga `saga_id` with its steps, as a JSON object. Throws SL_ENOTFOUND. */
     std::string log_saga(std::uint64_t saga_id) const {

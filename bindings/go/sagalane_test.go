@@ -921,7 +921,8 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Errorf("vacuumed saga: %v, want ErrNotFound", err)
 	}
 
-	// A failed saga is unresolved, with its steps.
+	// A failed saga is final: only unfinished sagas (and those in failed_compensation) are
+	// unresolved, with their steps.
 	failed, err := rt2.StartSaga(ctx, "stuck", "")
 	if err != nil {
 		t.Fatal(err)
@@ -931,13 +932,19 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec2.terminal(t, failed)
+	running, err := rt2.StartSaga(ctx, "stuck", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	unresolved, err := rt2.UnresolvedSagas(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(unresolved) != 1 || unresolved[0].ID != failed || unresolved[0].State != "failed" ||
-		unresolved[0].Steps == nil || *unresolved[0].FailureReason != "cancelled: test" {
-		t.Errorf("UnresolvedSagas = %+v", unresolved)
+	if len(unresolved) != 1 || unresolved[0].ID != running || unresolved[0].State != "running" || unresolved[0].Steps == nil {
+		t.Errorf("UnresolvedSagas = %+v, want only the running saga %d", unresolved, running)
+	}
+	if record, err := rt2.LookupSaga(ctx, failed); err != nil || record.State != "failed" || *record.FailureReason != "cancelled: test" {
+		t.Errorf("the cancelled saga: %+v, %v", record, err)
 	}
 }
 
