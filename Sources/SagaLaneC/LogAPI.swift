@@ -54,6 +54,8 @@ public func sl_log_stats(_ rt: OpaquePointer?, _ out: UnsafeMutablePointer<Unsaf
 public func sl_log_vacuum(_ rt: OpaquePointer?, _ olderThanMs: UInt64, _ deleted: UnsafeMutablePointer<UInt64>?) -> Int32 {
     callRuntime(rt) { runtime in
         guard olderThanMs <= UInt64(Int64.max / 1_000_000) else { throw SagaLaneError(.invalidArgument, "older_than_ms is too large") }
-        deleted?.pointee = UInt64(try runtime.vacuum(olderThan: .milliseconds(Int64(olderThanMs))))
+        // Not `deleted?.pointee = try …`: optional chaining would skip the vacuum for NULL.
+        let count = try runtime.vacuum(olderThan: .milliseconds(Int64(olderThanMs)))
+        deleted?.pointee = UInt64(count)
     }
 }
