@@ -38,6 +38,13 @@ let package = Package(
         // Priority job queues: the queue, the workers, the journal, retries, recovery, sweeper.
         .target(name: "SagaLaneLanes", dependencies: ["SagaLaneSupport", "SagaLaneEventLoop", "SagaLaneLog"],
                 path: "Sources/Lanes"),
+        // Frames over Unix-domain sockets: the newline-delimited codec (alone, for fuzzing), the
+        // libuv connection with write back-pressure, the listener with peer checks, the dialer
+        // that reconnects. Knows nothing of sagas.
+        .target(name: "SagaLanePipes", dependencies: ["CUV", "SagaLaneSupport", "SagaLaneEventLoop"], path: "Sources/Pipes"),
+        // The agent's protocol: every message both ways, parsed strictly and serialized, with
+        // the versioned handshake. Shared by dialled pipe targets and the agent.
+        .target(name: "SagaLaneWire", dependencies: ["SagaLaneSupport", "SagaLaneJSON"], path: "Sources/Wire"),
         // Sagas: the bus, triggers, routing, deadlines, targets, recovery.
         .target(name: "SagaLaneCoordinator",
                 dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog"],
