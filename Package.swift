@@ -53,8 +53,12 @@ let package = Package(
         // thread can make and wait for. `import SagaLane` brings every module above.
         .target(name: "SagaLane",
                 dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog",
-                               "SagaLaneLanes", "SagaLaneCoordinator"],
+                               "SagaLaneLanes", "SagaLaneCoordinator", "SagaLanePipes", "SagaLaneWire"],
                 path: "Sources/Runtime"),
+
+        // The agent: a runtime served over a Unix socket to hosts, clients and lane workers in
+        // other processes (docs/protocol.md); `sagalane agent` runs it.
+        .target(name: "SagaLaneAgent", dependencies: ["SagaLane", "CUV"], path: "Sources/Agent"),
 
         // The public C header (include/sagalane.h, linked into this target) and the parts of the
         // C API written in C: the error table and sl_free.
@@ -62,7 +66,7 @@ let package = Package(
         // @_cdecl shims implementing sagalane.h; the header's prototypes check their types.
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
 
-        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog"]),
+        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent"]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
         .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane"]),

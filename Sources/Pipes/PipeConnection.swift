@@ -72,7 +72,8 @@ public final class PipeConnection: @unchecked Sendable {
 
     /// Each frame read, in order; the buffer is valid during the call only.
     public var onFrame: ((UnsafeRawBufferPointer) -> Void)?
-    /// The write queue drained to half its bound after a `send` was refused.
+    /// The write queue drained to half its bound after it went past the bound (a `send` was
+    /// refused, or forced past it).
     public var onWritable: (() -> Void)?
     /// Called once, after the handle closed (unsent frames' completions were called first).
     public var onClose: ((PipeCloseReason) -> Void)?
@@ -162,8 +163,9 @@ public final class PipeConnection: @unchecked Sendable {
         reading = true
     }
 
-    /// Stops reading until `startReading()`: the peer's frames wait in the kernel, and once
-    /// its buffer fills, the peer's writes block. For read back-pressure.
+    /// Stops reading until `startReading()` (after the frames of the chunk being handled, if
+    /// called from `onFrame`): the peer's frames wait in the kernel, and once its buffer fills,
+    /// the peer's writes block. For read back-pressure.
     public func pauseReading() {
         loop.preconditionInEventLoop()
         readPaused = true
@@ -195,7 +197,9 @@ public final class PipeConnection: @unchecked Sendable {
             try decoder.decode(UnsafeRawBufferPointer(start: readBuffer, count: nread)) { frame in
                 framesRead += 1
                 onFrame?(frame)
-                return state == .open && !readPaused
+                // A pause takes effect after this chunk: its frames were read already, and
+                // dropping them would lose them.
+                return state == .open
             }
         } catch {
             corked -= 1
@@ -220,9 +224,12 @@ public final class PipeConnection: @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard state == .open else { throw SagaLaneError(.closed, "the connection is closed") }
         try FrameEncoder.check(frame, maxFrameSize: options.maxFrameSize)
-        if !force && !canSend(frame.count) {
+        if !canSend(frame.count) {
+            // Past the bound, forced or not, `onWritable` is owed once the queue drains.
             refused = true
-            throw SagaLaneError(.again, "\(queuedBytes) bytes are queued for the peer already (the bound is \(options.maxQueuedBytes))")
+            if !force {
+                throw SagaLaneError(.again, "\(queuedBytes) bytes are queued for the peer already (the bound is \(options.maxQueuedBytes))")
+            }
         }
         pending.append(frame)
         pending.append(byte: 10)
