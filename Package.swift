@@ -69,8 +69,11 @@ let package = Package(
         .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent"]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
-        .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane"]),
+        .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga"]),
 
+        // A saga type that runs the steps its input lists: for the agent's tests, the test child
+        // and the benchmarks. Not installed.
+        .target(name: "SagaLaneScriptSaga", dependencies: ["SagaLane"], path: "Tests/ScriptSaga"),
         // What the tests share: temporary folders, child processes, a seeded generator.
         .target(name: "SagaLaneTestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SupportTests", dependencies: ["SagaLaneSupport", "SagaLaneTestSupport"], path: "Tests/SupportTests"),
@@ -82,6 +85,9 @@ let package = Package(
         .testTarget(name: "CoordinatorTests", dependencies: ["SagaLaneCoordinator", "SagaLaneTestSupport"],
                     path: "Tests/CoordinatorTests"),
         .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
+        .testTarget(name: "PipesTests", dependencies: ["SagaLanePipes", "SagaLaneWire", "SagaLaneTestSupport"], path: "Tests/PipesTests"),
+        .testTarget(name: "AgentTests", dependencies: ["SagaLaneAgent", "SagaLaneScriptSaga", "SagaLaneTestSupport"],
+                    path: "Tests/AgentTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -34,6 +34,8 @@ public struct AgentOptions: Sendable {
     public var prepare: (@Sendable (Runtime) throws -> Int)?
     /// How long connections get to take what was queued for them when the agent stops.
     public var stopGrace: Duration
+    /// Called once the agent listens (after its ready line), from `runAgent`'s thread.
+    public var onReady: (@Sendable () -> Void)?
 
     public init(dataDirectory: String, socketPath: String? = nil, allowedUIDs: Set<UInt32> = [],
                 maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,

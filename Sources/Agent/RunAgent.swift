@@ -116,6 +116,7 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
     writeStandardError("sagalane: agent \(SagaLaneVersion.string) ready: data dir \(options.dataDirectory), socket \(options.resolvedSocketPath), "
                        + "\(sagaTypes) saga type\(sagaTypes == 1 ? "" : "s") loaded, \(recovered) unfinished saga\(recovered == 1 ? "" : "s") recovered, "
                        + "lanes: \(lanes.isEmpty ? "none" : lanes.joined(separator: ", ")), protocol \(WireVersion.current)\n")
+    options.onReady?()
     if exitWhenReady { agent.stop { stopped.set(AgentExit.ok) } }
     let status = stopped.wait()
     agent.onLoop { for watcher in signalWatchers { watcher.close() } }
