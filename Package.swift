@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "LanesTests", dependencies: ["SagaLaneLanes", "SagaLaneTestSupport"], path: "Tests/LanesTests"),
         .testTarget(name: "CoordinatorTests", dependencies: ["SagaLaneCoordinator", "SagaLaneTestSupport"],
                     path: "Tests/CoordinatorTests"),
-        .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
+        .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneScriptSaga", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
         .testTarget(name: "PipesTests", dependencies: ["SagaLanePipes", "SagaLaneWire", "SagaLaneTestSupport"], path: "Tests/PipesTests"),
         .testTarget(name: "AgentTests", dependencies: ["SagaLaneAgent", "SagaLaneScriptSaga", "SagaLaneTestSupport"],
                     path: "Tests/AgentTests"),

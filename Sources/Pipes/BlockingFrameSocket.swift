@@ -34,6 +34,12 @@ public final class BlockingFrameSocket {
         decoder = FrameDecoder(maxFrameSize: maxFrameSize)
     }
 
+    /// Takes over a connected socket (e.g. one a test's listening socket accepted).
+    public init(fd: Int32, maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize) {
+        self.fd = fd
+        decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+    }
+
     deinit { close() }
 
     public func close() {
@@ -117,5 +123,52 @@ public final class BlockingFrameSocket {
     /// The next frame as text.
     public func readLine(timeoutMilliseconds: Int = -1) throws(SagaLaneError) -> String? {
         try readFrame(timeoutMilliseconds: timeoutMilliseconds).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// A plain blocking listening Unix socket, for tests and tools that play a host a runtime
+/// dials. One thread at a time.
+public final class BlockingListener {
+    public let path: String
+    private var fd: Int32
+
+    public init(path: String) throws(SagaLaneError) {
+        try checkSocketPath(path)
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SagaLaneError(.loop, "socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            _ = path.utf8CString.withUnsafeBytes { memcpy(raw.baseAddress!, $0.baseAddress!, min($0.count, raw.count - 1)) }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw SagaLaneError(.loop, "cannot listen on \(path): \(reason)")
+        }
+    }
+
+    deinit { close() }
+
+    /// Stops listening and removes the socket file.
+    public func close() {
+        guard fd >= 0 else { return }
+        Glibc.close(fd)
+        fd = -1
+        unlink(path)
+    }
+
+    /// The next connection, waiting at most `timeoutMilliseconds`; `nil` on timeout.
+    public func accept(timeoutMilliseconds: Int32 = 10_000) throws(SagaLaneError) -> BlockingFrameSocket? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, timeoutMilliseconds) > 0 else { return nil }
+        let client = Glibc.accept(fd, nil, nil)
+        guard client >= 0 else { throw SagaLaneError(.loop, "accept: \(String(cString: strerror(errno)))") }
+        return BlockingFrameSocket(fd: client)
     }
 }
