@@ -63,6 +63,16 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
     let say = options.diagnostics
     // A peer that goes away must never kill the agent with SIGPIPE.
     signal(SIGPIPE, SIG_IGN)
+    // A parent may have started the agent with SIGTERM and SIGINT blocked (the mask is
+    // inherited across exec): unblock them here, before any thread starts (threads inherit
+    // this thread's mask), or the stop signals would never arrive.
+    var stopSignals = sigset_t()
+    sigemptyset(&stopSignals)
+    sigaddset(&stopSignals, SIGTERM)
+    sigaddset(&stopSignals, SIGINT)
+    pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+    signal(SIGTERM, SIG_DFL)
+    signal(SIGINT, SIG_DFL)
     let lock: DataDirectoryLock
     do { lock = try DataDirectoryLock(directory: options.dataDirectory) } catch {
         say.error("agent: \(error.message)")
