@@ -24,8 +24,17 @@
  *     stays the caller's.
  *   - Functions are safe to call from any thread unless their documentation says otherwise.
  *   - JSON handed to callbacks (payloads, commands, inputs) is compact, with object keys
- *     sorted, so equal values always read the same.
+ *     sorted by their UTF-8 bytes, so equal values always read the same. Of a name repeated
+ *     in one object, the last wins.
+ *   - Names (saga types, targets, lanes, event types, job ids) compare byte for byte, never
+ *     by Unicode equivalence: "caf\u00e9" and "cafe\u0301" are two names.
  *   - Close and free functions accept NULL.
+ *   - Forks: a child process forked from a process that loaded sagalane may call nothing of it
+ *     before exec (the parent's threads are gone, and the locks they held stay held). Every
+ *     call in such a child fails at once with SL_EFORKED (close and unsubscribe do nothing,
+ *     sl_runtime_errmsg() returns a static text), but for the plain-C sl_strerror,
+ *     sl_err_name and sl_free and for sl_version and sl_version_hex, which only read
+ *     constants. Use posix_spawn, or fork and exec.
  *
  * Versioning: the same SL_VERSION_MAJOR means the same ABI.
  */
@@ -88,7 +97,9 @@ SL_EXPORT unsigned int sl_version_hex(void);
     XX(CANTOPEN, -20, "cannot open the database file")                                     \
     XX(THREAD, -21, "cannot start a thread (a process or user thread limit)")                \
     XX(AGAIN, -22, "too much is waiting already: try again later")                         \
-    XX(TIMEDOUT, -23, "timed out")
+    XX(TIMEDOUT, -23, "timed out")                                                         \
+    XX(FORKED, -24, "called in a child forked without exec: exec first")                   \
+    XX(LOCKED, -25, "the log is open for writing by another runtime")
 
 enum {
 #define SL_ERRNO_ENUM_(name, value, text) SL_E##name = value,
@@ -135,14 +146,17 @@ enum {
 
 typedef struct sl_runtime_options {
     size_t size;             /* sizeof(sl_runtime_options) */
-    /** The log's SQLite file, created if missing. NULL or "" keeps the log in memory. */
+    /** The log's SQLite file, created if missing or empty. NULL or "" keeps the log in memory.
+        A file that is not a sagalane log (another application's database) is refused, never
+        adopted. The writing runtime keeps a lock file beside it, "<db_path>-lock". */
     const char *db_path;
     int durability;          /* SL_DURABILITY_*; default FULL */
     int busy_timeout_ms;     /* how long to wait for a locked database; 0 means 5000 */
     int loop_mode;           /* SL_LOOP_*; default THREAD */
     int clock;               /* SL_CLOCK_*; default SYSTEM */
     /** Non-zero: open the log read-only for diagnostics (sl_log_* reads only). No migration,
-        no write; works while another process owns the database. */
+        no write, no lock, no file created beside the log; works while another process owns
+        the database, and in a folder this user cannot write. */
     int read_only;
 } sl_runtime_options;
 
@@ -155,15 +169,25 @@ SL_EXPORT void sl_runtime_options_init(sl_runtime_options *options);
  *
  * `*out` receives a handle even when the open fails (unless `out` is NULL or memory ran out),
  * so that sl_runtime_errmsg() can say why; close it with sl_runtime_close() either way.
+ *
+ * A log has one writing runtime: a read-write open takes the log's writer lock, and a second
+ * one (from any process, this one included) fails with SL_ELOCKED, naming the holder's pid,
+ * until the holder closes or dies. A refused open leaves the file as it was.
  * @param options NULL for the defaults (an in-memory log).
- * @return 0, or SL_EINVAL, SL_ECANTOPEN, SL_ECORRUPT, SL_EREADONLY, SL_EBUSY, SL_ELOG, SL_ELOOP,
+ * @return 0, or SL_EINVAL, SL_ECANTOPEN (missing folder; read-only: missing file),
+ *         SL_ECORRUPT (not a sagalane log, a newer one, or one that cannot be migrated),
+ *         SL_EREADONLY (read-write open of a file or folder this user cannot write),
+ *         SL_ELOCKED (another runtime has the log open for writing), SL_EBUSY (another
+ *         connection kept the database locked past busy_timeout_ms), SL_ELOG, SL_ELOOP,
  *         SL_ETHREAD (no thread could be started: a process or user thread limit).
  */
 SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **out);
 
 /**
- * Starts the runtime: seeds saga ids from the log, runs start-up recovery (every saga the log
- * shows unfinished is marked failed_compensation, reason appended), then takes events.
+ * Starts the runtime: seeds saga ids from the log (after every id it ever held, deleted ones
+ * included), runs start-up recovery (every saga the log shows unfinished, running or
+ * compensating, is marked failed_compensation, reason appended; final sagas are left as they
+ * are), then takes events.
  * Events published before the start are handled, in order, once recovery is done.
  *
  * SL_LOOP_THREAD: starts the loop thread and returns once recovery is done.
@@ -223,7 +247,9 @@ SL_EXPORT int sl_runtime_health(sl_runtime *rt);
  * (queued jobs end cancelled, running jobs see sl_job_cancelled() and are waited for), closes
  * the loop and the log, calls every `release` callback given with registrations, and frees
  * the handle. Sagas in flight stay `running` in the log: the next start's recovery handles
- * them. Lane, subscription and runtime handles are invalid afterwards: calls on them give
+ * them. A closed log is one self-contained file: the close moves the write-ahead log into the
+ * database file (waiting up to busy_timeout_ms for other processes' readers), so db_path
+ * alone, copied without its -wal, holds the whole log; it also releases the writer lock. Lane, subscription and runtime handles are invalid afterwards: calls on them give
  * SL_ECLOSED. Once it returns (called from a host thread), no callback runs again. NULL is a
  * no-op.
  *
@@ -403,7 +429,8 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
  *
  * Host threads only: on the loop thread (in a callback) it cannot wait, and answers
  * SL_ESTATE; use sl_saga_start_ex with a `started` callback there. SL_LOOP_HOST: on the
- * thread that runs the loop it runs the loop while it waits.
+ * thread that runs the loop it runs the loop while it waits; on any other thread it waits for
+ * that thread to run the loop.
  * @param input_json JSON text, or NULL for null. The log stores it as given.
  * @param saga_id receives the new saga's id (may be NULL).
  * @return 0, SL_ENOTFOUND (no such type), SL_EREFUSED (create refused the input), SL_EJSON,
@@ -454,7 +481,8 @@ typedef struct sl_saga_start_options {
         did not start). */
     sl_saga_ended_fn ended;
     void *userdata;            /* given to started, ended and release */
-    /** Called once after the last of `started` and `ended` (may be NULL); never when the
+    /** Called once after the last of `started` and `ended` (may be NULL), also for a saga
+        still in flight when the runtime closes (its `ended` then never comes); never when the
         call fails. On a sagalane thread, or the closing thread. */
     void (*release)(void *userdata);
 } sl_saga_start_options;
@@ -719,17 +747,33 @@ SL_EXPORT int sl_lane_set_command_handler(sl_lane *lane, sl_job_fn fn, void *use
  * where "steps" is a count (sl_log_recent) or an array of
  *   {"index", "name", "target", "command", "state", "output", "failure_reason",
  *    "started_at", "ended_at"}.
- * States: running, compensating, completed, failed, failed_compensation, compensated; steps:
- * pending, succeeded, failed, compensated. Times are UTC, ISO 8601 with milliseconds.
+ * Steps: pending, succeeded, failed, compensated. Times are UTC, ISO 8601 with milliseconds.
+ *
+ * Saga states, each with one meaning:
+ *   running, compensating   unfinished: in flight (its steps, or undoing them). Start-up
+ *                           recovery acts on the sagas a stopped runtime left so.
+ *   completed, compensated  final.
+ *   failed                  final: failed with nothing left to compensate.
+ *   failed_compensation     final, but needs an operator: a compensation failed, the saga was
+ *                           interrupted (recovery's markFailed), or it failed leaving side
+ *                           effects that nothing compensates.
+ * "Unresolved" (sl_log_unresolved) is what an operator should look at: the unfinished sagas
+ * and those in failed_compensation. Vacuum deletes final sagas only.
  */
 
 /** Up to `limit` sagas, most recent first, as a JSON array. `*json`: sl_free().
     The sl_log_* calls return 0, SL_EINVAL, SL_ENOTFOUND (sl_log_saga), or the log's error. */
 SL_EXPORT int sl_log_recent(sl_runtime *rt, int limit, char **json);
 
-/** Sagas running, compensating or failed, each with its steps, as a JSON array: what start-up
-    recovery acts on. Sagas recovery already marked failed_compensation wait for an operator
-    and show in sl_log_recent(). */
+/** How many sagas sl_log_unresolved() lists. */
+#define SL_LOG_UNRESOLVED_DEFAULT_LIMIT 1000
+
+/** Up to `limit` unresolved sagas (running, compensating, failed_compensation), oldest id
+    first, each with its steps, as a JSON array. `*json`: sl_free(). A negative limit is
+    SL_EINVAL. */
+SL_EXPORT int sl_log_unresolved_limit(sl_runtime *rt, int limit, char **json);
+
+/** sl_log_unresolved_limit() with SL_LOG_UNRESOLVED_DEFAULT_LIMIT. */
 SL_EXPORT int sl_log_unresolved(sl_runtime *rt, char **json);
 
 /** Saga `saga_id` with its steps, as a JSON object. @return 0, SL_ENOTFOUND, ... */
@@ -757,11 +801,20 @@ SL_EXPORT int sl_log_jobs(sl_runtime *rt, const char *lane, const char *state, i
 SL_EXPORT int sl_log_stats(sl_runtime *rt, char **json);
 
 /**
- * Deletes sagas that ended more than `older_than_ms` ago in a terminal state (never running
- * or compensating), steps included, in short batches, and waits for it.
+ * Deletes sagas that ended more than `older_than_ms` ago in a final state (never running
+ * or compensating), steps included, in short batches, and waits for it. Their ids stay used:
+ * no later saga gets one, even after a restart.
  * @param deleted receives how many sagas were deleted (may be NULL).
  */
 SL_EXPORT int sl_log_vacuum(sl_runtime *rt, uint64_t older_than_ms, uint64_t *deleted);
+
+/**
+ * The largest value the log stores, in bytes (16 MiB): a saga's input, an event payload that
+ * answers a step, a step's command, a lane job's metadata, a name or a reason. A call given a
+ * larger one fails (SL_EINVAL, or the saga or job fails with that reason) with a message
+ * naming the limit, and nothing of it is stored.
+ */
+#define SL_MAX_VALUE_BYTES (16 * 1024 * 1024)
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,7 @@ struct AgentCounters {
         for code in WireErrorCode.all { byCode[code.name] = .int(Int64(errors[code] ?? 0)) }
         return ["connections_accepted": .int(Int64(connectionsAccepted)), "connections_refused": .int(Int64(connectionsRefused)),
                 "connections_closed_on_error": .int(Int64(connectionsClosedOnError)), "frames_read": .int(Int64(framesRead)),
-                "errors": .object(byCode), "errors_total": .int(Int64(errors.values.reduce(0, +)))]
+                "errors": .object(JSONObject(byCode)), "errors_total": .int(Int64(errors.values.reduce(0, +)))]
     }
 }
 
@@ -174,7 +174,7 @@ public final class Agent: @unchecked Sendable {
                                   "awaiting": .int(Int64(status.awaiting)), "sent": .int(Int64(status.sent)),
                                   "expired": .int(Int64(status.expired)), "purged": .int(Int64(status.purged))]
         }
-        object["targets"] = .object(targetStates)
+        object["targets"] = .object(JSONObject(targetStates))
         object["lanes"] = lanes.statsJSON
         object["version"] = .string(SagaLaneVersion.string)
         object["protocol_version"] = .int(Int64(WireVersion.current))

@@ -178,7 +178,7 @@ final class RemoteLanes: @unchecked Sendable {
             object[name] = ["queued": .int(Int64(stats.queued)), "running": .int(Int64(stats.running)),
                             "workers": .int(Int64(remote.workers.count)), "capacity": .int(Int64(remote.capacity))]
         }
-        return .object(object)
+        return .object(JSONObject(object))
     }
 
     private func unknownLane(_ name: String, _ id: JSON?, _ about: String) -> WireError {
@@ -193,7 +193,7 @@ final class RemoteLanes: @unchecked Sendable {
         var remote: [String: JSON] = ["payload": payload]
         if let retry { remote["retry"] = ["max_attempts": .int(Int64(retry.maxAttempts)), "backoff_ms": .int(Int64(retry.backoffMilliseconds))] }
         if let reservation { remote["reservation_ms"] = .int(Int64(reservation)) }
-        return Array(JSON.object(["remote": .object(remote)]).serialized.utf8)
+        return Array(JSON.object(["remote": .object(JSONObject(remote))]).serialized.utf8)
     }
 
     /// A lane job from its parts (a submit, or a row being recovered).

@@ -1,8 +1,20 @@
 /* The parts of the C API that are plain C: the error table, written once in SL_ERRNO_MAP and
- * expanded here into both lookups (as libuv does with UV_ERRNO_MAP), and sl_free. */
+ * expanded here into both lookups (as libuv does with UV_ERRNO_MAP), sl_free, and the flag
+ * that tells the shims they run in a forked child. */
 #include "sagalane.h"
+#include "fork_guard.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+
+volatile int sagalane_forked_child;
+
+static void sagalane_mark_forked_child(void) { sagalane_forked_child = 1; }
+
+/* Runs when the library is loaded (or a static host starts), before any thread of sagalane. */
+__attribute__((constructor)) static void sagalane_install_fork_handler(void) {
+    pthread_atfork(NULL, NULL, sagalane_mark_forked_child);
+}
 
 const char *sl_strerror(int code) {
     switch (code) {

@@ -45,7 +45,7 @@ extension Coordinator {
     /// before the next event.
     func handle(_ event: Event) {
         if event.isLifecycle { return }
-        if event.type == Event.sagaActionFailed, let id = event.sagaID {
+        if event.type.isExactly(Event.sagaActionFailed), let id = event.sagaID {
             if let instance = sagas[id] {
                 let reason = event.payload["reason"]?.stringValue ?? event.payload.serialized
                 onLoop { await self.finish(instance, as: .failed, reason: "action failed: \(reason)") }
@@ -55,7 +55,7 @@ extension Coordinator {
         // Existing sagas first: a saga never receives the event that triggered it.
         if let id = event.sagaID {
             route(event, to: id)
-        } else if let ids = interested[event.type] {
+        } else if let ids = interested[ExactName(event.type)] {
             for id in ids { route(event, to: id) }
         }
         for (trigger, type) in registry.triggers(firedBy: event) {
@@ -72,15 +72,15 @@ extension Coordinator {
     }
 
     private func startTriggered(type: SagaType, input: JSON, by event: Event) {
-        let saga: Saga
+        let saga: Saga, id: UInt64
         do {
             try checkAcceptingSagas()
             saga = try make(type, input)
+            id = try allocateID()
         } catch {
             diagnostics.warning("event \(event.type) (version \(event.version)) did not start a \(type.name) saga: \(error.message)")
             return
         }
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         launch(Launch(id: id, type: type, saga: saga, inputJSON: input.serialized, onStarted: nil, onEnded: nil, admitted: false))
     }
 

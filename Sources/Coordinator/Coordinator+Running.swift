@@ -8,7 +8,7 @@ extension Coordinator {
         launching[launch.id] = []
         // Interested from now on: events published after the start (or the trigger) wait in
         // `launching` until the saga runs.
-        for interest in launch.type.interests { interested[interest, default: []].insert(launch.id) }
+        for interest in launch.type.interests { interested[ExactName(interest), default: []].insert(launch.id) }
         onLoop { await self.run(launch) }
     }
 
@@ -53,11 +53,11 @@ extension Coordinator {
         launching.removeValue(forKey: launch.id)
         removeInterests(of: launch.type, id: launch.id)
         let waiters = endWaiters.removeValue(forKey: launch.id) ?? []
-        for waiter in waiters { waiter(.failure(SagaLaneError(.notFound, "saga \(launch.id) never started"))) }
+        for waiter in waiters { waiter.done(.failure(SagaLaneError(.notFound, "saga \(launch.id) never started"))) }
     }
 
     private func removeInterests(of type: SagaType, id: UInt64) {
-        for interest in type.interests {
+        for interest in type.interests.map({ ExactName($0) }) {
             interested[interest]?.remove(id)
             if interested[interest]?.isEmpty == true { interested.removeValue(forKey: interest) }
         }
@@ -170,7 +170,7 @@ extension Coordinator {
             // Best effort: the saga's terminal row below is what recovery and operators rely on.
             try? await log.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed")
         }
-        var payload: [String: JSON] = ["name": .string(instance.type.name)]
+        var payload: JSONObject = ["name": .string(instance.type.name)]
         if let reason { payload["reason"] = .string(reason) }
         var end = SagaEnd(sagaID: instance.id, state: state, reason: reason)
         do {
@@ -191,7 +191,7 @@ extension Coordinator {
         }
         ending.remove(instance.id)
         instance.onEnded?(end)
-        for waiter in endWaiters.removeValue(forKey: instance.id) ?? [] { waiter(.success(end)) }
+        for waiter in endWaiters.removeValue(forKey: instance.id) ?? [] { waiter.done(.success(end)) }
     }
 
     /// Starts a task that runs on the loop from start to end: its log writes resume there

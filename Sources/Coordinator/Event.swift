@@ -27,7 +27,7 @@ public struct Event: Sendable, Hashable, CustomStringConvertible {
     /// The event as one JSON object: `{"type", "saga_id" (when tagged), "payload", "version"}`.
     /// This is what a consumed step stores as its output in the log.
     public var json: JSON {
-        var object: [String: JSON] = ["type": .string(type), "payload": payload, "version": .int(Int64(bitPattern: version))]
+        var object: JSONObject = ["type": .string(type), "payload": payload, "version": .int(Int64(bitPattern: version))]
         if let sagaID { object["saga_id"] = .int(Int64(bitPattern: sagaID)) }
         return .object(object)
     }
@@ -65,6 +65,6 @@ extension Event {
     /// Lifecycle events are the coordinator's own output: they are never fed back into sagas
     /// nor matched against triggers, so a saga can never trigger itself in a loop.
     public var isLifecycle: Bool {
-        type == Event.sagaStarted || type == Event.sagaCompleted || type == Event.sagaFailed
+        type.isExactly(Event.sagaStarted) || type.isExactly(Event.sagaCompleted) || type.isExactly(Event.sagaFailed)
     }
 }

@@ -108,6 +108,6 @@ public struct Trigger: Sendable {
 
     /// Whether this trigger fires for `event`.
     public func matches(_ event: Event) -> Bool {
-        event.type == eventType && !event.isLifecycle && (predicate?(event.payload) ?? true)
+        event.type.isExactly(eventType) && !event.isLifecycle && (predicate?(event.payload) ?? true)
     }
 }

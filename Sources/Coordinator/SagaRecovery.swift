@@ -10,19 +10,26 @@ struct SagaRecovery {
     /// Applies each unfinished saga's policy.
     /// - Returns: How many unfinished sagas there were.
     func run() async throws(SagaLaneError) -> Int {
-        let unfinished: [SagaRecord]
-        // Only sagas that had not ended: a `failed` saga ended, and there is nothing to recover.
-        do { unfinished = try log.unresolvedSagas().filter { !$0.state.isTerminal } } catch {
-            throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
-        }
-        for record in unfinished {
-            switch registry.type(named: record.name)?.recovery ?? .markFailed {
-            case .markFailed:
-                try await markFailed(record)
+        var count = 0, last: UInt64 = 0
+        while true {
+            let page: [SagaRecord]
+            do { page = try log.unfinishedSagas(after: last, limit: Self.pageSize) } catch {
+                throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
             }
+            for record in page {
+                switch registry.type(named: record.name)?.recovery ?? .markFailed {
+                case .markFailed:
+                    try await markFailed(record)
+                }
+            }
+            count += page.count
+            guard page.count == Self.pageSize, let next = page.last?.id else { return count }
+            last = next
         }
-        return unfinished.count
     }
+
+    /// Sagas read at a time, so recovering a big log never holds it all in memory.
+    static let pageSize = 500
 
     /// The saga is left for an operator: `failed_compensation`, with what was interrupted.
     private func markFailed(_ record: SagaRecord) async throws(SagaLaneError) {

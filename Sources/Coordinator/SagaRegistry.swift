@@ -6,10 +6,10 @@ import Synchronization
 /// thread; registration may happen while sagas run.
 final class SagaRegistry: Sendable {
     private struct Entries {
-        var types: [String: SagaType] = [:]
+        var types: [ExactName: SagaType] = [:]
         var triggers: [Trigger] = []
-        var targets: [String: any SagaTarget] = ["self": SelfTarget()]
-        var targetFamilies: [String: @Sendable (String) throws(SagaLaneError) -> any SagaTarget] = [:]
+        var targets: [ExactName: any SagaTarget] = ["self": SelfTarget()]
+        var targetFamilies: [ExactName: @Sendable (String) throws(SagaLaneError) -> any SagaTarget] = [:]
     }
 
     private let entries = ConditionLock(Entries())
@@ -18,10 +18,10 @@ final class SagaRegistry: Sendable {
     func register(_ type: SagaType) throws(SagaLaneError) {
         guard !type.name.isEmpty else { throw SagaLaneError(.invalidArgument, "a saga type needs a name") }
         try entries.withLock { (entries) throws(SagaLaneError) in
-            guard entries.types[type.name] == nil else {
+            guard entries.types[ExactName(type.name)] == nil else {
                 throw SagaLaneError(.exists, "a saga type named '\(type.name)' is already registered")
             }
-            entries.types[type.name] = type
+            entries.types[ExactName(type.name)] = type
         }
     }
 
@@ -32,7 +32,7 @@ final class SagaRegistry: Sendable {
             throw SagaLaneError(.invalidArgument, "a trigger on \(trigger.eventType) would never fire: lifecycle events start no saga")
         }
         try entries.withLock { (entries) throws(SagaLaneError) in
-            guard entries.types[trigger.sagaType] != nil else {
+            guard entries.types[ExactName(trigger.sagaType)] != nil else {
                 throw SagaLaneError(.notFound, "a trigger names saga type '\(trigger.sagaType)', which is not registered")
             }
             entries.triggers.append(trigger)
@@ -45,28 +45,28 @@ final class SagaRegistry: Sendable {
             throw SagaLaneError(.invalidArgument, "a target name must be non-empty and contain no ':' (got '\(name)')")
         }
         try entries.withLock { (entries) throws(SagaLaneError) in
-            guard entries.targets[name] == nil else {
+            guard entries.targets[ExactName(name)] == nil else {
                 throw SagaLaneError(.exists, "a target named '\(name)' is already registered")
             }
-            entries.targets[name] = target
+            entries.targets[ExactName(name)] = target
         }
     }
 
     /// Registers a family of targets named `<prefix>:<rest>`, resolved by `resolve(rest)` at
     /// dispatch; it throws for names it does not know.
     func registerTargetFamily(prefix: String, resolve: @escaping @Sendable (String) throws(SagaLaneError) -> any SagaTarget) {
-        entries.withLock { $0.targetFamilies[prefix] = resolve }
+        entries.withLock { $0.targetFamilies[ExactName(prefix)] = resolve }
     }
 
     /// The saga type named `name`.
     func type(named name: String) -> SagaType? {
-        entries.withLock { $0.types[name] }
+        entries.withLock { $0.types[ExactName(name)] }
     }
 
     /// The target a step names.
     func target(named name: String) throws(SagaLaneError) -> any SagaTarget {
         let (target, family) = entries.withLock { entries in
-            (entries.targets[name], name.firstIndex(of: ":").flatMap { entries.targetFamilies[String(name[..<$0])] })
+            (entries.targets[ExactName(name)], name.firstIndex(of: ":").flatMap { entries.targetFamilies[ExactName(String(name[..<$0]))] })
         }
         if let target { return target }
         if let family, let colon = name.firstIndex(of: ":") {
@@ -79,7 +79,7 @@ final class SagaRegistry: Sendable {
     func triggers(firedBy event: Event) -> [(Trigger, SagaType)] {
         entries.withLock { entries in
             entries.triggers.filter { $0.matches(event) }.compactMap { trigger in
-                entries.types[trigger.sagaType].map { (trigger, $0) }
+                entries.types[ExactName(trigger.sagaType)].map { (trigger, $0) }
             }
         }
     }

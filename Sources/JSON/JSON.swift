@@ -2,16 +2,18 @@
 ///
 /// Numbers keep their integer-ness: a literal with no fraction or exponent that fits in
 /// `Int64` is `.int`, so ids round-trip exactly; every other number is `.double`.
-/// Objects do not keep key order; `serialized` writes keys sorted, so equal values serialize
-/// to equal text.
-public enum JSON: Sendable, Hashable {
+/// Strings and object names are sequences of Unicode scalars, compared as such (by their UTF-8
+/// bytes), not by `String`'s canonical equivalence: "\u{E9}" and "e\u{301}" are different
+/// strings and different names, as RFC 8259 (§8.3) has it. Objects keep their members sorted by
+/// name (see `JSONObject`), so equal values serialize to equal text.
+public enum JSON: Sendable {
     case null
     case bool(Bool)
     case int(Int64)
     case double(Double)
     case string(String)
     case array([JSON])
-    case object([String: JSON])
+    case object(JSONObject)
 }
 
 extension JSON {
@@ -61,7 +63,7 @@ extension JSON {
         return nil
     }
 
-    public var objectValue: [String: JSON]? {
+    public var objectValue: JSONObject? {
         if case .object(let o) = self { return o }
         return nil
     }
@@ -85,10 +87,54 @@ extension JSON: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expressibl
     public init(floatLiteral value: Double) { self = .double(value) }
     public init(stringLiteral value: String) { self = .string(value) }
     public init(arrayLiteral elements: JSON...) { self = .array(elements) }
+    /// For a name written twice the last value wins.
     public init(dictionaryLiteral elements: (String, JSON)...) {
-        var members: [String: JSON] = [:]
-        for (key, value) in elements { members[key] = value }
-        self = .object(members)
+        self = .object(JSONObject(unsorted: elements.map { JSONObject.Member(key: $0.0, value: $0.1) }))
+    }
+}
+
+extension JSON: Hashable {
+    /// Equal values are the same JSON, and serialize to the same text: strings compare by
+    /// their Unicode scalars (not canonical equivalence), objects member by member (names by
+    /// their scalars too), `.int` never equals `.double`, and doubles compare by value except
+    /// that `-0.0` differs from `0.0` (they are written differently) and a NaN equals any NaN
+    /// (so equality stays reflexive; both are written `null`).
+    public static func == (lhs: JSON, rhs: JSON) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.int(let a), .int(let b)): return a == b
+        case (.double(let a), .double(let b)): return a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN)
+        case (.string(let a), .string(let b)): return JSONKey.equal(a, b)
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)): return a == b
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .null:
+            hasher.combine(0 as UInt8)
+        case .bool(let b):
+            hasher.combine(1 as UInt8)
+            hasher.combine(b)
+        case .int(let i):
+            hasher.combine(2 as UInt8)
+            hasher.combine(i)
+        case .double(let d):
+            hasher.combine(3 as UInt8)
+            hasher.combine(d.isNaN ? Double.nan.bitPattern : d.bitPattern)
+        case .string(let s):
+            hasher.combine(4 as UInt8)
+            JSONKey.hash(s, into: &hasher)
+        case .array(let a):
+            hasher.combine(5 as UInt8)
+            hasher.combine(a)
+        case .object(let o):
+            hasher.combine(6 as UInt8)
+            hasher.combine(o)
+        }
     }
 }
 

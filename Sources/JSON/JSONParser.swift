@@ -1,11 +1,13 @@
 extension JSON {
     /// The nesting depth `init(parsing:)` accepts by default. Parsing recurses once per level,
-    /// so the bound is what keeps a hostile `[[[[…` from overflowing a thread's stack.
+    /// so the bound is what keeps a hostile `[[[[…` from overflowing a thread's stack. It
+    /// counts the text's nesting (`[]` is one level), including members a repeated name drops.
     public static let defaultMaxDepth = 256
 
     /// Parses UTF-8 bytes strictly per RFC 8259: one value, optional surrounding whitespace,
     /// nothing else. Rejects invalid UTF-8, a byte-order mark, unescaped control characters,
     /// lone surrogate escapes, and numbers JSON does not allow or that overflow a `Double`.
+    /// Of a name repeated in one object the last member wins (see `JSONObject`).
     /// - Throws: `JSONError` with the position and the reason.
     public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
         let result: Result<JSON, JSONError>? = bytes.withContiguousStorageIfAvailable { buffer in
@@ -139,12 +141,14 @@ private struct JSONParser {
     mutating func parseObject() throws(JSONError) -> JSON {
         try enter()
         position += 1
-        var members: [String: JSON] = [:]
+        // Members in the order written; `JSONObject(unsorted:)` sorts them by name and keeps the
+        // last of a repeated name.
+        var members: [JSONObject.Member] = []
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
             depth -= 1
-            return .object(members)
+            return .object(JSONObject())
         }
         while true {
             skipWhitespace()
@@ -158,7 +162,7 @@ private struct JSONParser {
             }
             position += 1
             skipWhitespace()
-            members[key] = try parseValue()
+            members.append(JSONObject.Member(key: key, value: try parseValue()))
             skipWhitespace()
             guard position < bytes.count else { throw error("unterminated object: expected ',' or '}'") }
             switch bytes[position] {
@@ -166,7 +170,7 @@ private struct JSONParser {
             case UInt8(ascii: "}"):
                 position += 1
                 depth -= 1
-                return .object(members)
+                return .object(JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }
         }
@@ -175,20 +179,19 @@ private struct JSONParser {
     mutating func parseString() throws(JSONError) -> String {
         let start = position
         position += 1
-        // Fast path: no escapes, so the bytes can be validated and copied in one go.
-        var scan = position
-        while scan < bytes.count {
-            let b = bytes[scan]
-            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
-            scan += 1
+        // Fast path: up to the closing quote with no escape, the bytes (once validated) are
+        // the string's UTF-8 and are copied in one go.
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), as: UTF8.self)
+                position += 1
+                return s
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 { break }
+            position += b < 0x80 ? 1 : try utf8SequenceLength()
         }
-        if scan < bytes.count && bytes[scan] == UInt8(ascii: "\"") {
-            let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[position..<scan]), as: UTF8.self)
-            position = scan + 1
-            return s
-        }
-        var out: [UInt8] = Array(bytes[position..<scan])
-        position = scan
+        var out: [UInt8] = Array(bytes[start + 1..<position])
         while true {
             guard position < bytes.count else { throw error("unterminated string", at: start) }
             let b = bytes[position]
@@ -201,7 +204,9 @@ private struct JSONParser {
             case 0..<0x20:
                 throw error("unescaped control character 0x\(String(b, radix: 16)) in a string")
             case 0x80...:
-                try copyUTF8Sequence(into: &out)
+                let count = try utf8SequenceLength()
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[position..<position + count]))
+                position += count
             default:
                 out.append(b)
                 position += 1
@@ -209,9 +214,9 @@ private struct JSONParser {
         }
     }
 
-    /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates, nothing
-    /// above U+10FFFF) and appends it.
-    mutating func copyUTF8Sequence(into out: inout [UInt8]) throws(JSONError) {
+    /// The length of the multi-byte UTF-8 sequence at `position`, once it is checked to be
+    /// valid (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
+    func utf8SequenceLength() throws(JSONError) -> Int {
         let lead = bytes[position]
         let count: Int
         var low: UInt8 = 0x80
@@ -232,8 +237,7 @@ private struct JSONParser {
             let (lo, hi) = i == 1 ? (low, high) : (UInt8(0x80), UInt8(0xBF))
             guard c >= lo && c <= hi else { throw error("invalid UTF-8 sequence in a string", at: position + i) }
         }
-        out.append(contentsOf: bytes[position..<position + count])
-        position += count
+        return count
     }
 
     mutating func parseEscape(into out: inout [UInt8]) throws(JSONError) {
@@ -263,9 +267,29 @@ private struct JSONParser {
             } else if (0xDC00...0xDFFF).contains(scalar) {
                 throw error("lone low surrogate escape")
             }
-            out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+            // Surrogates were paired above or refused, so `scalar` is a Unicode scalar value.
+            JSONParser.appendUTF8(scalar, to: &out)
         default:
             throw error("invalid escape '\\\(describe(position - 1))'", at: position - 2)
+        }
+    }
+
+    static func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
+        switch scalar {
+        case 0..<0x80:
+            out.append(UInt8(truncatingIfNeeded: scalar))
+        case 0x80..<0x800:
+            out.append(0xC0 | UInt8(truncatingIfNeeded: scalar >> 6))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        case 0x800..<0x10000:
+            out.append(0xE0 | UInt8(truncatingIfNeeded: scalar >> 12))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        default:
+            out.append(0xF0 | UInt8(truncatingIfNeeded: scalar >> 18))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 12) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
         }
     }
 
@@ -311,6 +335,16 @@ private struct JSONParser {
             if position < bytes.count && (bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-")) { position += 1 }
             guard isDigit(position) else { throw error("a number needs digits in its exponent") }
             while isDigit(position) { position += 1 }
+        }
+        if integral {
+            // Up to 18 digits cannot overflow an Int64: no need to go through text.
+            let negative = bytes[start] == UInt8(ascii: "-")
+            let digitsStart = negative ? start + 1 : start
+            if position - digitsStart <= 18 {
+                var magnitude: Int64 = 0
+                for i in digitsStart..<position { magnitude = magnitude &* 10 &+ Int64(bytes[i] &- 0x30) }
+                return .int(negative ? -magnitude : magnitude)
+            }
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
         if integral, let i = Int64(text) { return .int(i) }

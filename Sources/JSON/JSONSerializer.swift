@@ -1,67 +1,185 @@
 extension JSON {
-    /// Compact RFC 8259 text: object keys sorted, non-ASCII written as UTF-8, control
-    /// characters escaped, integers exact, doubles in their shortest round-trip form.
-    /// Non-finite doubles (which JSON cannot express) are written as `null`.
+    /// Compact RFC 8259 text: object members in the order of their names' UTF-8 bytes (the
+    /// order `JSONObject` keeps), non-ASCII written as UTF-8, control characters escaped,
+    /// integers exact, doubles in their shortest round-trip form. Non-finite doubles (which
+    /// JSON cannot express) are written as `null`.
+    ///
+    /// Equal values (see `==`) give equal text, in any process.
     public var serialized: String {
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        write(to: &out)
-        return String(decoding: out, as: UTF8.self)
+        var out = JSONWriter()
+        serialize(into: &out)
+        return out.finish()
     }
 
-    private func write(to out: inout [UInt8]) {
+    private func serialize(into out: inout JSONWriter) {
         switch self {
         case .null:
-            out.append(contentsOf: "null".utf8)
+            JSON.append("null", to: &out)
         case .bool(let b):
-            out.append(contentsOf: (b ? "true" : "false").utf8)
+            JSON.append(b ? "true" : "false", to: &out)
         case .int(let i):
-            out.append(contentsOf: String(i).utf8)
+            JSON.writeInteger(i, to: &out)
         case .double(let d):
             if d.isFinite {
-                out.append(contentsOf: d.description.utf8)
+                var text = d.description
+                text.withUTF8 { out.append($0) }
             } else {
-                out.append(contentsOf: "null".utf8)
+                JSON.append("null", to: &out)
             }
         case .string(let s):
             JSON.writeString(s, to: &out)
         case .array(let elements):
             out.append(UInt8(ascii: "["))
-            for (i, element) in elements.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                element.write(to: &out)
+            var first = true
+            for element in elements {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                element.serialize(into: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            for (i, key) in members.keys.sorted().enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
+            var first = true
+            for (key, value) in members {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
                 JSON.writeString(key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                members[key]!.write(to: &out)
+                value.serialize(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
+    @inline(__always)
+    private static func append(_ literal: StaticString, to out: inout JSONWriter) {
+        out.append(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
 
-    private static func writeString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in s.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
-            case 0x08: out.append(contentsOf: [92, UInt8(ascii: "b")])
-            case 0x0C: out.append(contentsOf: [92, UInt8(ascii: "f")])
-            case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
-            case 0..<0x20:
-                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 15)]])
-            default: out.append(byte)
-            }
+    private static func writeInteger(_ value: Int64, to out: inout JSONWriter) {
+        if value >= 0 && value < 10 {
+            out.append(0x30 &+ UInt8(truncatingIfNeeded: value))
+            return
         }
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        // Digits least significant first, then reversed in place: no intermediate String.
+        out.reserve(20)
+        let start = out.count
+        var magnitude = value.magnitude
+        repeat {
+            out.appendReserved(0x30 &+ UInt8(truncatingIfNeeded: magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out.reverseTail(from: start)
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    private static func writeString(_ s: String, to out: inout JSONWriter) {
         out.append(UInt8(ascii: "\""))
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { writeEscaped($0, to: &out) }
+        if done == nil { writeEscaped(Array(s.utf8), to: &out) }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func writeEscaped(_ bytes: [UInt8], to out: inout JSONWriter) {
+        bytes.withUnsafeBufferPointer { writeEscaped($0, to: &out) }
+    }
+
+    /// Copies runs of bytes that need no escape in one go; only '"', '\' and C0 controls do.
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout JSONWriter) {
+        var runStart = 0
+        var i = 0
+        while i < bytes.count {
+            let byte = bytes[i]
+            if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+                i += 1
+                continue
+            }
+            if runStart < i { out.append(UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+            out.append(UInt8(ascii: "\\"))
+            switch byte {
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
+            case 0x08: out.append(UInt8(ascii: "b"))
+            case 0x0C: out.append(UInt8(ascii: "f"))
+            case 0x0A: out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "t"))
+            default:
+                out.append(UInt8(ascii: "u"))
+                out.append(UInt8(ascii: "0"))
+                out.append(UInt8(ascii: "0"))
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 15)])
+            }
+            i += 1
+            runStart = i
+        }
+        if runStart < bytes.count { out.append(UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count])) }
+    }
+}
+
+/// A growable byte buffer without the uniqueness check `Array.append` makes on every byte.
+private struct JSONWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init() {
+        capacity = 256
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always)
+    mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    @inline(never)
+    private mutating func grow(_ needed: Int) {
+        let newCapacity = max(capacity * 2, needed)
+        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        newBase.update(from: base, count: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    mutating func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
+    }
+
+    /// After `reserve`.
+    @inline(__always)
+    mutating func appendReserved(_ byte: UInt8) {
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (base + count).update(from: source, count: bytes.count)
+        count += bytes.count
+    }
+
+    mutating func reverseTail(from start: Int) {
+        var tail = UnsafeMutableBufferPointer(start: base + start, count: count - start)
+        tail.reverse()
+    }
+
+    consuming func finish() -> String {
+        if count == 0 { return "" }
+        return String(unsafeUninitializedCapacity: count) { target in
+            target.baseAddress!.update(from: base, count: count)
+            return count
+        }
     }
 }

@@ -67,7 +67,7 @@ private final class FanOutState<R: Sendable>: Sendable {
         var outcomes: [FanOut.Outcome<R>?]
         /// Items not started yet, in input order.
         var next: [Int]
-        var perKey: [String: Int] = [:]
+        var perKey: [ExactName: Int] = [:]
         var contexts: [Int: LaneJobContext] = [:]
         var remaining: Int
         var stopNew = false
@@ -90,7 +90,7 @@ private final class FanOutState<R: Sendable>: Sendable {
 
     /// The first waiting item whose key has room: input order, as far as the bounds allow.
     private func firstRunnable(_ books: Books) -> Int? {
-        books.next.firstIndex { (books.perKey[items[$0].key] ?? 0) < maxPerKey }
+        books.next.firstIndex { (books.perKey[ExactName(items[$0].key)] ?? 0) < maxPerKey }
     }
 
     func work() {
@@ -108,7 +108,7 @@ private final class FanOutState<R: Sendable>: Sendable {
                 }
                 guard let slot = firstRunnable(books) else { return nil }
                 let index = books.next.remove(at: slot)
-                books.perKey[items[index].key, default: 0] += 1
+                books.perKey[ExactName(items[index].key), default: 0] += 1
                 let context = LaneJobContext(jobID: "fanout-\(index)", attempt: 1)
                 books.contexts[index] = context
                 return (index, context)
@@ -135,7 +135,7 @@ private final class FanOutState<R: Sendable>: Sendable {
     private func record(_ index: Int, _ outcome: FanOut.Outcome<R>) {
         books.withLock { books in
             books.contexts[index] = nil
-            books.perKey[items[index].key, default: 1] -= 1
+            books.perKey[ExactName(items[index].key), default: 1] -= 1
             books.outcomes[index] = outcome
             books.remaining -= 1
             if case .failure = outcome, policy == .cancelRest, !books.stopNew {

@@ -153,7 +153,7 @@ struct JobKey: Hashable, Sendable {
         }
     }
 
-    static func == (a: JobKey, b: JobKey) -> Bool { a.hash == b.hash && a.id == b.id }
+    static func == (a: JobKey, b: JobKey) -> Bool { a.hash == b.hash && a.id.isExactly(b.id) }
     func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 }
 

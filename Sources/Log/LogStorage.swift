@@ -36,20 +36,24 @@ public protocol LogStorage: AnyObject, Sendable {
     /// Undoes whatever the open batch holds; nothing if none is open.
     func rollbackBatch()
     /// Deletes at most `limit` rows `deletion` selects that ended before `cutoff`, in one
-    /// transaction of its own.
+    /// transaction of its own. Deleting sagas keeps their ids used (`maxSagaID`), in that
+    /// same transaction.
     /// - Returns: How many were deleted; fewer than `limit` means none is left.
     func delete(_ deletion: LogDeletion, endedBefore cutoff: Timestamp, limit: Int) throws(SagaLaneError) -> Int
-    /// Closes the write side. The writer calls it once it has written everything.
+    /// Closes the write side. The writer calls it once it has written everything; what the
+    /// storage keeps (a file) must then be complete on its own.
     func closeWriting()
 
     // MARK: Reading (any thread)
 
     /// Closes the read side; later reads fail with `.closed`.
     func closeReading()
-    /// The highest saga id in the log, or 0 when there is none.
+    /// The highest saga id the log has ever held (deleted sagas' ids included), or 0.
+    /// - Throws: `.corrupt` when a stored id is past `Int64.max`.
     func maxSagaID() throws(SagaLaneError) -> UInt64
-    /// Sagas in `running`, `compensating` or `failed`, each with its steps, by id.
-    func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord]
+    /// Up to `limit` sagas in one of `states`, each with its steps, by id from the first
+    /// above `after`.
+    func sagas(in states: [SagaState], after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaRecord]
     /// Saga `id` with its steps, if it exists.
     func saga(id: UInt64) throws(SagaLaneError) -> SagaRecord?
     /// The steps of saga `sagaID`, by index.

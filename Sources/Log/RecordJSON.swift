@@ -72,13 +72,13 @@ extension LogStats {
     /// `{"schema_version", "sagas": {state: count}, "oldest_running_saga", "jobs": {lane:
     /// {state: count}}, "database_bytes", "wal_bytes"}`, every state present (0 when none).
     public var json: JSON {
-        var sagaCounts: [String: JSON] = [:]
+        var sagaCounts: JSONObject = [:]
         for state in SagaState.allCases { sagaCounts[state.rawValue] = .int(Int64(sagas[state] ?? 0)) }
-        var laneCounts: [String: JSON] = [:]
+        var laneCounts: JSONObject = [:]
         for (lane, counts) in jobs {
-            var byState: [String: JSON] = [:]
+            var byState: JSONObject = [:]
             for state in JobState.allCases { byState[state.rawValue] = .int(Int64(counts[state] ?? 0)) }
-            laneCounts[lane] = .object(byState)
+            laneCounts[lane.string] = .object(byState)
         }
         return [
             "schema_version": .int(Int64(schemaVersion)),
@@ -105,6 +105,12 @@ private func sagaJSON(id: UInt64, name: String, state: SagaState, inputJSON: Str
     ]
 }
 
+/// Stored text is what the runtime wrote: values it accepted from outside (at most
+/// `JSON.defaultMaxDepth` levels) inside a few levels of its own, such as an event around a
+/// payload around a lane job's result. Reading it back allows for those levels, so a payload
+/// accepted at the bound is shown as JSON, not as a string.
+private let storedTextMaxDepth = JSON.defaultMaxDepth + 8
+
 private func embedded(_ text: String) -> JSON {
-    (try? JSON(parsing: text)) ?? .string(text)
+    (try? JSON(parsing: text, maxDepth: storedTextMaxDepth)) ?? .string(text)
 }

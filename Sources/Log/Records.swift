@@ -1,12 +1,36 @@
 import SagaLaneSupport
 
-/// A saga's state in the log.
+/// A saga's state in the log. What each one means, once:
+///
+/// - `running`, `compensating`: **unfinished**. The saga is in flight (its steps, or the
+///   compensations of a failure); start-up recovery acts on the sagas a dead runtime left so.
+/// - `completed`, `compensated`, `failed`: **final**. `failed` is a failure with nothing
+///   left to compensate (no step to undo, or nothing that undoes it).
+/// - `failedCompensation`: **final, but needs an operator**: a compensation failed, the saga
+///   was interrupted under the `markFailed` recovery policy, or it failed leaving side
+///   effects that nothing compensates.
+///
+/// An operator's list of what to look at (`SagaLog.unresolvedSagas`) is the unfinished sagas
+/// and those that need an operator.
 public enum SagaState: String, Sendable, CaseIterable {
     case running, compensating, completed, failed, compensated
     case failedCompensation = "failed_compensation"
 
-    /// States a saga never leaves; only these are ever vacuumed.
-    public var isTerminal: Bool { self != .running && self != .compensating }
+    /// Whether the saga is still in flight: `running` or `compensating`.
+    public var isUnfinished: Bool { self == .running || self == .compensating }
+
+    /// States a saga never leaves (every state but the unfinished ones); only these are ever
+    /// vacuumed.
+    public var isTerminal: Bool { !isUnfinished }
+
+    /// Whether the saga waits for an operator: `failedCompensation`.
+    public var needsOperator: Bool { self == .failedCompensation }
+
+    /// `running` and `compensating`: what start-up recovery acts on.
+    public static let unfinished: [SagaState] = allCases.filter(\.isUnfinished)
+
+    /// The unfinished states and `failedCompensation`: what an operator should look at.
+    public static let unresolved: [SagaState] = allCases.filter { $0.isUnfinished || $0.needsOperator }
 }
 
 /// A step's state in the log.
@@ -137,11 +161,62 @@ public struct LogStats: Sendable, Equatable {
     /// When the longest-running saga still `running` started.
     public var oldestRunningSaga: Timestamp?
     /// Lane jobs by lane, then by state; states with none are absent.
-    public var jobs: [String: [JobState: Int]] = [:]
+    public var jobs: [ExactName: [JobState: Int]] = [:]
     /// The database's size (pages in use and free).
     public var databaseBytes = 0
     /// The write-ahead log's file size; `nil` for a log in memory.
     public var walBytes: Int?
 
     public init() {}
+}
+
+extension LogRecord {
+    /// Refuses what the log must never store, before the record is queued: a value over
+    /// `SagaLog.maximumValueBytes`, or a saga id past `Int64.max` (SQLite would store it
+    /// negative).
+    func validate() throws(SagaLaneError) {
+        func size(_ text: String, _ name: @autoclosure () -> String) throws(SagaLaneError) {
+            try SagaLog.checkValueSize(text.utf8.count, of: name())
+        }
+        func saga(_ id: UInt64) throws(SagaLaneError) {
+            if id > UInt64(Int64.max) {
+                throw SagaLaneError(.invalidArgument, "saga id \(id) is past the largest the log stores (\(Int64.max))")
+            }
+        }
+        switch self {
+        case .startSaga(let id, let name, let input):
+            try saga(id)
+            try size(name, "the saga's name")
+            try size(input, "saga \(id)'s input")
+        case .terminateSaga(let id, _, let reason):
+            try saga(id)
+            if let reason { try size(reason, "saga \(id)'s failure reason") }
+        case .setSagaState(let id, _):
+            try saga(id)
+        case .startStep(let id, let index, let name, let target, let command):
+            try saga(id)
+            try size(name, "step \(index)'s name")
+            try size(target, "step \(index)'s target")
+            try size(command, "step \(index) of saga \(id)'s command")
+        case .finishStep(let id, let index, let output):
+            try saga(id)
+            try size(output, "step \(index) of saga \(id)'s output")
+        case .failStep(let id, let index, let reason):
+            try saga(id)
+            try size(reason, "step \(index) of saga \(id)'s failure reason")
+        case .markFailedCompensation(let id, let reason):
+            try saga(id)
+            try size(reason, "saga \(id)'s failure reason")
+        case .enqueueJob(let id, let lane, let caller, _, let metadata):
+            try size(id, "the job id")
+            try size(lane, "the lane name")
+            try size(caller, "job '\(id.prefix(64))'s caller")
+            try SagaLog.checkValueSize(metadata.count, of: "job '\(id.prefix(64))'s metadata")
+        case .updateJobState(let id, _, _, let error):
+            try size(id, "the job id")
+            if let error { try size(error, "job '\(id.prefix(64))'s error") }
+        case .vacuum, .purgeFinishedJobs:
+            break
+        }
+    }
 }

@@ -31,9 +31,18 @@ public final class SagaLog: Sendable {
 
     deinit { close() }
 
-    /// Opens (creating if needed) the SQLite log at `path` (see `SQLiteStorage.open`).
+    /// Opens the SQLite log at `path` for writing, creating it if the file is missing or
+    /// empty (see `SQLiteStorage.open`).
     public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000) throws(SagaLaneError) -> SagaLog {
-        try SagaLog(storage: SQLiteStorage.open(path: path, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds))
+        try open(path: path, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds, create: true)
+    }
+
+    /// Opens the SQLite log at `path` for writing; when `create` is false, a missing or empty
+    /// file is an error rather than a new log (see `SQLiteStorage.open`).
+    public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000,
+                            create: Bool) throws(SagaLaneError) -> SagaLog {
+        try SagaLog(storage: SQLiteStorage.open(path: path, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds,
+                                                create: create))
     }
 
     /// Opens the SQLite log at `path` for reading only: no migration, no write, no thread.
@@ -54,7 +63,8 @@ public final class SagaLog: Sendable {
     /// Whether this log was opened read-only.
     public var isReadOnly: Bool { writer == nil }
 
-    /// Writes what is pending, then closes the storage. Idempotent; later calls fail with
+    /// Writes what is pending, then closes the storage (an SQLite file: checkpointed into one
+    /// self-contained file, its writer lock released). Idempotent; later calls fail with
     /// `.closed`.
     public func close() {
         writer?.stop()
@@ -66,9 +76,15 @@ public final class SagaLog: Sendable {
     /// Queues `record` for the next group commit. `completion` runs on the writer thread with
     /// the number of rows the record changed (or deleted), once the record is durable, or with
     /// the error that stopped it. It must return quickly.
+    /// A record with a value over `maximumValueBytes` (or a saga id past `Int64.max`) fails
+    /// at once with `.invalidArgument`, before it is queued.
     public func submit(_ record: LogRecord, completion: @escaping @Sendable (Result<Int, SagaLaneError>) -> Void) {
         guard let writer else {
             completion(.failure(SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")))
+            return
+        }
+        do throws(SagaLaneError) { try record.validate() } catch {
+            completion(.failure(error))
             return
         }
         writer.submit(.record(record), completion: completion)
@@ -86,7 +102,7 @@ public final class SagaLog: Sendable {
     }
 
     /// Deletes terminal sagas (never `running` or `compensating`) that ended before `cutoff`;
-    /// their steps go with them.
+    /// their steps go with them. Their ids stay used: `maxSagaID()` never goes down.
     /// - Returns: How many sagas were deleted.
     @discardableResult
     public nonisolated(nonsending) func vacuum(olderThan cutoff: Timestamp) async throws(SagaLaneError) -> Int {
@@ -112,13 +128,52 @@ public final class SagaLog: Sendable {
         (writer?.batches.load(ordering: .relaxed) ?? 0, writer?.records.load(ordering: .relaxed) ?? 0)
     }
 
+    // MARK: Values
+
+    /// The largest value the log stores, in bytes: a saga's input, a step's command or
+    /// output, a reason, a lane job's metadata or error, any name or id. 16 MiB: far inside
+    /// SQLite's own limit on a row (SQLITE_MAX_LENGTH, 1e9 by default), so a row of several
+    /// values always fits, and small enough that one value never stalls the group commit
+    /// behind it for long. C hosts see it as SL_MAX_VALUE_BYTES.
+    public static let maximumValueBytes = 16 << 20
+
+    /// Refuses a value of `byteCount` bytes over `maximumValueBytes`, naming it as `name`
+    /// ("saga 3's input", "input_json") and the limit, never echoing it. Call it where the
+    /// value enters, before anything is copied.
+    /// - Throws: `.invalidArgument`.
+    public static func checkValueSize(_ byteCount: Int, of name: @autoclosure () -> String) throws(SagaLaneError) {
+        if byteCount > maximumValueBytes {
+            throw SagaLaneError(.invalidArgument,
+                                "\(name()) is \(byteCount) bytes, over the log's limit of \(maximumValueBytes) bytes per value")
+        }
+    }
+
     // MARK: Reads
 
-    /// The highest saga id in the log, or 0 when there is none.
+    /// The highest saga id the log has ever held, or 0 when it never held one: deleting sagas
+    /// (`vacuum`) never lowers it, so an id it returns was never handed out above it.
+    /// - Throws: `.corrupt` when a saga row's id is negative (an id past `Int64.max`, which
+    ///   sagalane never writes), naming the row.
     public func maxSagaID() throws(SagaLaneError) -> UInt64 { try storage.maxSagaID() }
 
-    /// Sagas in `running`, `compensating` or `failed`, each with its steps, by id.
-    public func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord] { try storage.unresolvedSagas() }
+    /// Up to `limit` sagas still in flight (`running` or `compensating`), each with its
+    /// steps, by id from the first above `after`: what start-up recovery acts on. Page
+    /// through them by passing the last id seen.
+    public func unfinishedSagas(after: UInt64 = 0, limit: Int) throws(SagaLaneError) -> [SagaRecord] {
+        try storage.sagas(in: SagaState.unfinished, after: after, limit: limit)
+    }
+
+    /// Up to `limit` sagas an operator should look at — unfinished ones and those in
+    /// `failed_compensation` — each with its steps, by id from the first above `after`.
+    public func unresolvedSagas(after: UInt64 = 0, limit: Int) throws(SagaLaneError) -> [SagaRecord] {
+        try storage.sagas(in: SagaState.unresolved, after: after, limit: limit)
+    }
+
+    /// Every unfinished saga (`running` or `compensating`), with its steps, by id.
+    @available(*, deprecated, message: "recovery: unfinishedSagas(after:limit:); operators: unresolvedSagas(after:limit:)")
+    public func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord] {
+        try storage.sagas(in: SagaState.unfinished, after: 0, limit: Int.max)
+    }
 
     /// The steps of saga `sagaID`, whatever its state, by index.
     public func sagaSteps(sagaID: UInt64) throws(SagaLaneError) -> [StepRecord] { try storage.sagaSteps(sagaID: sagaID) }

@@ -34,7 +34,7 @@ struct LaneTarget: SagaTarget {
             metadata: Array(command.serialized.utf8),
             body: { context in try handler(command, context) })
         let lane = self.lane
-        let base: [String: JSON] = ["lane": .string(lane.name), "job_id": .string(jobID), "step": .int(Int64(step.step))]
+        let base: JSONObject = ["lane": .string(lane.name), "job_id": .string(jobID), "step": .int(Int64(step.step))]
         lane.submit(job, onQueued: { result in
             if case .failure(let error) = result { reporter.fail("lane '\(lane.name)' refused the job: \(error)") }
         }, onComplete: { completion in
@@ -90,7 +90,7 @@ extension LaneTarget {
 
 /// The functions that run saga commands on each lane, by lane name.
 public final class LaneCommandHandlers: Sendable {
-    private let handlers = ConditionLock<[String: @Sendable (JSON, LaneJobContext) throws -> String]>([:])
+    private let handlers = ConditionLock<[ExactName: @Sendable (JSON, LaneJobContext) throws -> String]>([:])
 
     public init() {}
 
@@ -98,14 +98,14 @@ public final class LaneCommandHandlers: Sendable {
     /// threads and returns the result text (JSON, if the saga should see it parsed).
     public func setCommandHandler(lane: String, _ handler: @escaping @Sendable (JSON, LaneJobContext) throws -> String) {
         let replaced = handlers.withLock { handlers in
-            defer { handlers[lane] = handler }
-            return handlers[lane]
+            defer { handlers[ExactName(lane)] = handler }
+            return handlers[ExactName(lane)]
         }
         _ = replaced  // released here, outside the lock: a handler's deinit may call the host
     }
 
     public func handler(for lane: String) -> (@Sendable (JSON, LaneJobContext) throws -> String)? {
-        handlers.withLock { $0[lane] }
+        handlers.withLock { $0[ExactName(lane)] }
     }
 
     /// Drops every handler; jobs already holding one keep it until they end.

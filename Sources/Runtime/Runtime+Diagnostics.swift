@@ -9,9 +9,10 @@ extension Runtime {
         .array(try log.snapshotRecent(limit: limit).map(\.json))
     }
 
-    /// Sagas running, compensating or failed, with their steps.
-    public func unresolvedSagas() throws(SagaLaneError) -> JSON {
-        .array(try log.unresolvedSagas().map(\.json))
+    /// Up to `limit` sagas an operator should look at (unfinished, or `failed_compensation`),
+    /// with their steps, by id.
+    public func unresolvedSagas(limit: Int) throws(SagaLaneError) -> JSON {
+        .array(try log.unresolvedSagas(limit: limit).map(\.json))
     }
 
     /// Saga `id` with its steps, or `nil`.

@@ -21,7 +21,7 @@ extension Runtime {
         try checkOpen()
         guard !name.isEmpty else { throw SagaLaneError(.invalidArgument, "a lane needs a name") }
         return try laneCreation.withLock { (_) throws(SagaLaneError) -> Lane in
-            if lanes.names.contains(name) { throw SagaLaneError(.exists, "a lane named '\(name)' already exists") }
+            if lanes.names.contains(where: { $0.isExactly(name) }) { throw SagaLaneError(.exists, "a lane named '\(name)' already exists") }
             if persisted && log.isReadOnly {
                 throw SagaLaneError(.readOnly, "the log was opened read-only: lane '\(name)' cannot persist its jobs")
             }

@@ -32,6 +32,7 @@ private let cCodes: [SagaLaneError.Code: Int] = [
     .thread: SL_ETHREAD,
     .again: SL_EAGAIN,
     .timedOut: SL_ETIMEDOUT,
+    .locked: SL_ELOCKED,
 ]
 
 /// The SL_E* code for `error`.
@@ -104,7 +105,10 @@ enum Handles {
     /// Registers `handle` under `identity`'s address (the handle's own by default), which is
     /// the pointer C gets.
     static func register(_ handle: any CHandle, as identity: AnyObject? = nil) -> OpaquePointer {
-        let pointer = Unmanaged<AnyObject>.passUnretained(identity ?? handle).toOpaque()
+        // A named local, not `identity ?? handle` inline: Swift 6.3's optimizer fails its own
+        // ownership verification on the inline form when a sanitizer is on (the fuzz build).
+        let object: AnyObject = identity ?? handle
+        let pointer = Unmanaged<AnyObject>.passUnretained(object).toOpaque()
         live.withLock { $0[UInt(bitPattern: pointer)] = handle }
         return OpaquePointer(pointer)
     }
@@ -122,6 +126,8 @@ enum Handles {
 /// Runs a call on handle `pointer`: looks it up, runs `body`, and turns a thrown error into
 /// its code, with the message kept for `sl_runtime_errmsg`.
 func call<T: CHandle>(_ pointer: OpaquePointer?, as type: T.Type, _ body: (T) throws -> Void) -> Int32 {
+    // First, before any lock: in a forked child one may be held forever (see fork_guard.h).
+    if sl_in_forked_child() != 0 { return Int32(SL_EFORKED) }
     guard let handle = Handles.lookup(pointer, as: type) else {
         let what = pointer == nil ? "a NULL handle was passed" : "the handle is closed or was never opened"
         orphanMessages.set(what)
@@ -136,6 +142,25 @@ func call<T: CHandle>(_ pointer: OpaquePointer?, as type: T.Type, _ body: (T) th
         let error = error as? SagaLaneError ?? SagaLaneError(.state, "\(error)")
         (handle.owner?.messages ?? orphanMessages).set(error.message)
         return errorCode(error)
+    }
+}
+
+/// `call` on a runtime handle whose runtime opened.
+func callRuntime(_ pointer: OpaquePointer?, _ body: (Runtime) throws -> Void) -> Int32 {
+    call(pointer, as: RuntimeHandle.self) { handle in try body(try handle.open()) }
+}
+
+/// A handle whose object belongs to a runtime (a lane, a subscription): it lives until the
+/// runtime closes, and its failures go to the runtime's messages.
+final class ChildHandle<Object: Sendable>: CHandle {
+    let runtime: Runtime
+    let object: Object
+    let owner: RuntimeHandle?
+
+    init(runtime: Runtime, object: Object, owner: RuntimeHandle) {
+        self.runtime = runtime
+        self.object = object
+        self.owner = owner
     }
 }
 
@@ -158,6 +183,8 @@ func optionalString(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(Sag
 func json(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> JSON {
     guard let pointer else { return .null }
     let length = strlen(pointer)
+    // Before anything is parsed or copied: the log would refuse it anyway.
+    try SagaLog.checkValueSize(length, of: name)
     do {
         return try pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
             try JSON(parsing: UnsafeBufferPointer(start: $0, count: length))

@@ -54,6 +54,9 @@ public struct SagaLaneError: Error, Sendable, CustomStringConvertible {
         public static let again = Code("try again")
         /// A wait ended before what it waited for happened.
         public static let timedOut = Code("timed out")
+        /// The log is open for writing by another runtime (in another process, or this one):
+        /// one log has one writer.
+        public static let locked = Code("log locked by another writer")
 
         public var description: String { name }
     }

@@ -7,13 +7,13 @@ private let maxIDBytes = 256
 /// Reads a message's fields, each at most once, and knows which it has not read: a field the
 /// message does not define is an error, never silently ignored.
 private struct FieldReader {
-    let members: [String: JSON]
+    let members: JSONObject
     let type: String
     let id: JSON?
     /// The keys read, "type" and "id" included.
     private var taken: [String] = ["type", "id"]
 
-    init(members: [String: JSON], type: String, id: JSON?) {
+    init(members: JSONObject, type: String, id: JSON?) {
         self.members = members
         self.type = type
         self.id = id
@@ -167,9 +167,8 @@ extension WireFrame {
             return .welcome(version: Int(try f.integer("version", in: 0...Int64(Int32.max))), server: try f.string("server"),
                             maxFrame: Int(try f.integer("max_frame", in: 1...Int64(Int32.max))))
         case "ok":
-            var result = f.members
-            result.removeValue(forKey: "type")
-            result.removeValue(forKey: "id")
+            var result: [String: JSON] = [:]
+            for (key, value) in f.members where key != "type" && key != "id" { result[key] = value }
             f.takeAll()
             return .ok(result)
         case "error":

@@ -7,7 +7,7 @@ extension WireFrame {
         var object = message.fields
         object["type"] = .string(message.type)
         if let id { object["id"] = id }
-        return .object(object)
+        return .object(JSONObject(object))
     }
 
     /// The frame's text (one line, no newline: JSON text never holds a raw newline).

@@ -1,18 +1,22 @@
 // sagalane-bench: prints throughput and memory figures, each beside a baseline measured in the
 // same run (these machines are shared and noisy: compare ratios, not absolute numbers).
 //
-//   sagalane-bench [log|saga|lane|all] [--sagas N] [--dir PATH]
+//   sagalane-bench [log|saga|lane|burst|all] [--sagas N] [--burst N] [--dir PATH]
 import Glibc
 import SagaLane
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 var what = "all"
 var sagas = 5_000
+var burst = 1_000_000
 var directory = ".build"
 var index = 0
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "lane", "all": what = arguments[index]
+    case "log", "saga", "lane", "burst", "all": what = arguments[index]
+    case "--burst" where index + 1 < arguments.count:
+        index += 1
+        burst = max(1, Int(arguments[index]) ?? burst)
     case "--sagas" where index + 1 < arguments.count:
         index += 1
         sagas = max(1, Int(arguments[index]) ?? sagas)
@@ -20,7 +24,7 @@ while index < arguments.count {
         index += 1
         directory = arguments[index]
     case "-h", "--help":
-        print("usage: sagalane-bench [log|saga|lane|all] [--sagas N] [--dir PATH]")
+        print("usage: sagalane-bench [log|saga|lane|burst|all] [--sagas N] [--burst N] [--dir PATH]")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
     default:
@@ -40,6 +44,9 @@ do {
     }
     if what == "lane" || what == "all" {
         try runLaneBench(directory: directory, jobs: sagas * 4)
+    }
+    if what == "burst" || what == "all" {
+        try await runBurstBench(directory: directory, sagas: burst)
     }
 } catch {
     writeStandardError("sagalane-bench: \(error)\n")

@@ -2,13 +2,15 @@
 // so they work while the owning process runs and never change the file.
 //
 //   sagalane recent DB [--limit N]     the most recent sagas, most recent first (JSON)
-//   sagalane unresolved DB             sagas running, compensating or failed, with steps
+//   sagalane unresolved DB [--limit N] sagas to look at (running, compensating,
+//                                      failed_compensation), with steps
 //   sagalane saga DB ID                one saga with its steps
 //   sagalane stats DB                  sagas and lane jobs counted by state, file sizes
 //   sagalane jobs DB [--lane NAME] [--state STATE] [--limit N]
 //                                      lane jobs, most recent activity first (JSON)
-//   sagalane vacuum DB --older-than D  delete terminal sagas that ended over D ago (30s, 15m,
-//                                      12h, 7d); prints how many
+//   sagalane vacuum DB --older-than D  delete final sagas that ended over D ago (30s, 15m,
+//                                      12h, 7d); prints how many. Opens the log for writing:
+//                                      refused while a runtime writes it, and never creates one
 //   sagalane agent [--data-dir DIR] [--socket PATH] [--sagas FILE] [--allow-uid UID]...
 //                  [--lane NAME=N]... [--max-frame BYTES] [--buffer-expiry D] [--reservation D]
 //                                      serve a runtime over a Unix socket (docs/protocol.md)
@@ -25,7 +27,7 @@ import SagaLaneWire
 
 private let usage = """
     usage: sagalane recent DB [--limit N]
-           sagalane unresolved DB
+           sagalane unresolved DB [--limit N]
            sagalane saga DB ID
            sagalane stats DB
            sagalane jobs DB [--lane NAME] [--state queued|running|finished|cancelled|failed] [--limit N]
@@ -36,7 +38,8 @@ private let usage = """
            sagalane agent-stats [--data-dir DIR] [--socket PATH]
            sagalane version
 
-    Reads open the log read-only: safe while the process that owns it runs.
+    Reads open the log read-only: safe while the process that owns it runs, and from a
+    folder this user cannot write. Vacuum writes: it needs the log's owner stopped.
     """
 
 private func fail(_ message: String, status: Int32 = 2) -> Never {
@@ -135,12 +138,14 @@ private func agentStats(_ arguments: [String]) throws(SagaLaneError) {
     fail("the agent at \(path) did not answer", status: 1)
 }
 
-/// The log at `path`. A read-only open starts no thread and writes nothing.
+/// The log at `path`. A read-only open starts no thread and writes nothing; the read-write
+/// one (vacuum) never creates a log.
 private func open(_ path: String, readOnly: Bool) -> SagaLog {
     do {
-        return readOnly ? try SagaLog.openReadOnly(path: path) : try SagaLog.open(path: path)
+        return readOnly ? try SagaLog.openReadOnly(path: path) : try SagaLog.open(path: path, create: false)
     } catch {
-        fail("cannot open \(path): \(error.message)", status: 1)
+        // Most messages name the file already.
+        fail(error.message.contains(path) ? error.message : "cannot open \(path): \(error.message)", status: 1)
     }
 }
 
@@ -175,9 +180,15 @@ do {
         printJSON(.array(try log.snapshotRecent(limit: limit).map(\.json)))
         log.close()
     case "unresolved":
-        guard arguments.count == 1 else { fail("unresolved takes DB\n\(usage)") }
-        let log = open(arguments[0], readOnly: true)
-        printJSON(.array(try log.unresolvedSagas().map(\.json)))
+        guard let path = arguments.first else { fail("unresolved needs the database path\n\(usage)") }
+        var limit = 1000
+        if arguments.count == 3, arguments[1] == "--limit", let n = Int(arguments[2]), n >= 0 {
+            limit = n
+        } else if arguments.count != 1 {
+            fail("unresolved takes DB [--limit N]\n\(usage)")
+        }
+        let log = open(path, readOnly: true)
+        printJSON(.array(try log.unresolvedSagas(limit: limit).map(\.json)))
         log.close()
     case "saga":
         guard arguments.count == 2, let id = UInt64(arguments[1]) else { fail("saga takes DB ID\n\(usage)") }

@@ -56,12 +56,19 @@ private func readBytes(_ path: String) -> [UInt8] {
             case "y":
                 if case .failure(let error) = result { Issue.record("\(name) must parse: \(error)") } else { accepted += 1 }
                 if case .success(let value) = result {
-                    #expect(try JSON(parsing: value.serialized) == value, "\(name) round-trips")
+                    let text = value.serialized
+                    let again = try JSON(parsing: text)
+                    #expect(again == value, "\(name) round-trips")
+                    #expect(Array(again.serialized.utf8) == Array(text.utf8), "\(name) serializes to a fixed point")
                 }
             case "n":
                 if case .success(let value) = result { Issue.record("\(name) must be rejected, parsed as \(value)") } else { rejected += 1 }
             default:
                 either += 1
+                // Either answer is fine, but an accepted one must round-trip like any other.
+                if case .success(let value) = result {
+                    #expect(try JSON(parsing: value.serialized) == value, "\(name) round-trips")
+                }
             }
         }
         #expect(accepted == 95)
@@ -126,6 +133,10 @@ private func readBytes(_ path: String) -> [UInt8] {
         #expect(throws: JSONError.self) { try JSON(parsing: ok, maxDepth: 255) }
         let objects = String(repeating: "{\"a\":", count: 300) + "1" + String(repeating: "}", count: 300)
         #expect(throws: JSONError.self) { try JSON(parsing: objects) }
+        // The bound is on the text: a member dropped for a repeated name was nested all the same.
+        let dropped = #"{"c":[1,2,{"b":null}],"c":-0.5e3}"#
+        #expect(try JSON(parsing: dropped, maxDepth: 3) == ["c": -500.0])
+        #expect(throws: JSONError.self) { try JSON(parsing: dropped, maxDepth: 2) }
     }
 
     @Test func accessorsAndSetting() throws {

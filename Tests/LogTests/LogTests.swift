@@ -39,7 +39,7 @@ final class TinyFilesystem {
     }
 }
 
-private func fileBytes(_ path: String) -> [UInt8] {
+func fileBytes(_ path: String) -> [UInt8] {
     guard let f = fopen(path, "rb") else { return [] }
     defer { fclose(f) }
     var bytes: [UInt8] = []
@@ -48,7 +48,7 @@ private func fileBytes(_ path: String) -> [UInt8] {
     return bytes
 }
 
-private func writeFile(_ path: String, _ bytes: [UInt8]) {
+func writeFile(_ path: String, _ bytes: [UInt8]) {
     let f = fopen(path, "wb")!
     _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
     fclose(f)
@@ -83,7 +83,8 @@ struct LogTests {
         #expect(try log.maxSagaID() == 1)
         log.close()
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [3])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [4])
+        #expect(try raw.query("PRAGMA application_id") { $0.int(0) } == [Int64(Schema.applicationID)])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
         #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
@@ -100,6 +101,11 @@ struct LogTests {
             AND COALESCE(finished_at, cancelled_at, failed_at) < '2026' LIMIT 500
             """) == "SEARCH lane_job USING INDEX lane_job_ended (<expr><?)")
         #expect(try plan("SELECT id FROM saga WHERE state IN ('running','compensating','failed')").hasPrefix("SEARCH saga USING COVERING INDEX saga_by_state"))
+        // So do recovery's and operators' listings, page after page, however many sagas ended.
+        #expect(try plan("""
+            SELECT id, name FROM saga INDEXED BY saga_by_state WHERE state IN ('running', 'compensating') AND id > 0
+            ORDER BY id LIMIT 10
+            """).hasPrefix("SEARCH saga USING INDEX saga_by_state (state=?"))
     }
 
     @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
@@ -120,7 +126,7 @@ struct LogTests {
                 """)
         }
         let log = try SagaLog.open(path: path)
-        let unresolved = try log.unresolvedSagas()
+        let unresolved = try log.unfinishedSagas(limit: 10)
         #expect(unresolved.map(\.id) == [2])
         #expect(unresolved.first?.steps.map(\.target) == ["lane:gpu"], "rebuilding saga did not cascade into its steps")
         #expect(try log.sagaSteps(sagaID: 1).first?.outputJSON == #"{"ok":true}"#)
@@ -134,7 +140,7 @@ struct LogTests {
 
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
         defer { raw.close() }
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [3])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [4])
         #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
         #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
@@ -199,9 +205,15 @@ struct LogTests {
             try await log.startStep(sagaID: UInt64(id), index: 0, name: "x", target: "t", commandJSON: "{}")
             if state != .running { try await log.terminateSaga(id: UInt64(id), state: state, reason: state == .failed ? "timeout" : nil) }
         }
-        let unresolved = try log.unresolvedSagas()
-        #expect(unresolved.map(\.id) == [1, 2, 3])
+        // Failed is final; failed_compensation is final but an operator's to look at.
+        #expect(try log.unfinishedSagas(limit: 10).map(\.id) == [1, 2])
+        let unresolved = try log.unresolvedSagas(limit: 10)
+        #expect(unresolved.map(\.id) == [1, 2, 5])
         #expect(unresolved.allSatisfy { $0.steps.count == 1 })
+        #expect(try log.unresolvedSagas(limit: 2).map(\.id) == [1, 2])
+        #expect(try log.unresolvedSagas(after: 2, limit: 2).map(\.id) == [5])
+        #expect(try log.unfinishedSagas(after: 2, limit: 10).isEmpty)
+        #expect(try log.unresolvedSagas(limit: 0).isEmpty)
         try await log.markFailedCompensation(sagaID: 3, reason: "restarted")
         let first = try #require(try log.saga(id: 3))
         #expect(first.state == .failedCompensation)
@@ -213,7 +225,8 @@ struct LogTests {
         #expect(second.endedAt! > first.endedAt!, "ended_at is rewritten")
         try await log.markFailedCompensation(sagaID: 1, reason: "restarted")
         #expect(try log.saga(id: 1)?.failureReason == "restarted")
-        #expect(try log.unresolvedSagas().map(\.id) == [2])
+        #expect(try log.unfinishedSagas(limit: 10).map(\.id) == [2])
+        #expect(try log.unresolvedSagas(limit: 10).map(\.id) == [1, 2, 3, 5])
     }
 
     @Test func snapshotRecentIsMostRecentFirstWithStepCounts() async throws {
@@ -280,6 +293,47 @@ struct LogTests {
         #expect(try await log.purgeFinishedJobs(olderThan: Timestamp.now().advanced(by: .seconds(-60))) == 0)
         #expect(try await log.purgeFinishedJobs(olderThan: Timestamp.now().advanced(by: .seconds(1))) == 3)
         #expect(try log.job(id: "other")?.state == .queued, "non-terminal rows stay")
+    }
+
+    @Test func aFinishedJobHasNoErrorEvenAfterAFailedAttempt() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        try await log.enqueueJob(id: "flaky", lane: "gpu", caller: "c", priority: 0, metadata: [])
+        try await log.updateJobState(id: "flaky", state: .running, attempts: 1)
+        try await log.updateJobState(id: "flaky", state: .queued, attempts: 1, error: "first try broke")
+        try await log.updateJobState(id: "flaky", state: .running, attempts: 2)
+        #expect(try log.job(id: "flaky")?.error == "first try broke", "a retry's running row says why the last attempt failed")
+        try await log.updateJobState(id: "flaky", state: .finished, attempts: 2)
+        let finished = try #require(try log.job(id: "flaky"))
+        #expect(finished.state == .finished && finished.attempts == 2)
+        #expect(finished.error == nil)
+    }
+
+    @Test func aValueOverTheLimitIsRefusedBeforeItIsQueuedNamingTheLimit() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        let limit = SagaLog.maximumValueBytes
+        let huge = String(repeating: "x", count: limit + 1)
+        let records: [LogRecord] = [
+            .startSaga(id: 1, name: "s", inputJSON: huge),
+            .startStep(sagaID: 1, index: 0, name: "x", target: "t", commandJSON: huge),
+            .failStep(sagaID: 1, index: 0, reason: huge),
+            .enqueueJob(id: "j", lane: "l", caller: "c", priority: 0, metadata: [UInt8](repeating: 0, count: limit + 1)),
+            .updateJobState(id: "j", state: .failed, attempts: nil, error: huge),
+        ]
+        for record in records {
+            do {
+                try await log.write(record)
+                Issue.record("\(record) was written")
+            } catch {
+                #expect(error.code == .invalidArgument)
+                #expect(error.message.contains("\(limit)") && error.message.contains("\(limit + 1) bytes"), "\(error.message)")
+                #expect(error.message.count < 200 && !error.message.contains("xxxx"))
+            }
+        }
+        #expect(log.commitCounts.records == 0, "nothing reached the writer")
+        try await log.startSaga(id: 2, name: "s", inputJSON: String(repeating: "y", count: limit))
+        #expect(try log.saga(id: 2)?.inputJSON.utf8.count == limit, "exactly the limit is a value like any other")
     }
 
     @Test func recentJobsListMostRecentActivityFirstWithFilters() async throws {

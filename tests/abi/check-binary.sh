@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The sagalane binary is linked statically (the C library and its companions only), and it
 # answers as an operator expects: a version, diagnostics of a log, clear errors.
-#   check-binary.sh SAGALANE WORKDIR
+#   check-binary.sh SAGALANE WORKDIR MAKE_LOG
+# MAKE_LOG PATH makes an empty log at PATH (a host does: the binary only reads and vacuums).
 set -euo pipefail
-binary=$1 work=$2
+binary=$1 work=$2 make_log=$3
 rm -rf "$work" && mkdir -p "$work"
 
 libraries=$(ldd "$binary")
@@ -20,7 +21,12 @@ grep -q "missing.db" "$work/err"
 status=0; "$binary" no-such-command 2> /dev/null || status=$?
 [ "$status" -eq 2 ]
 
-# A log that vacuum creates (the only command that opens read-write) reads back as empty.
+# vacuum writes, but never makes a log: on a missing path it fails and creates nothing.
+if "$binary" vacuum "$work/none.db" --older-than 7d 2> "$work/err"; then exit 1; fi
+[ ! -e "$work/none.db" ]
+
+# An empty log, made by a host, reads back as empty.
+"$make_log" "$work/log.db" > /dev/null
 [ "$("$binary" vacuum "$work/log.db" --older-than 7d)" = 0 ]
 [ "$("$binary" recent "$work/log.db")" = "[]" ]
 [ "$("$binary" unresolved "$work/log.db")" = "[]" ]

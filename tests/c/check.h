@@ -297,27 +297,38 @@ static inline void test_wait_event(void *userdata, void *state, const sl_saga_ct
     (void)userdata, (void)state, (void)ctx, (void)event, (void)action;
 }
 
-/* Forks a child that runs `child(path, fd)` and writes `size` bytes to `fd` once it is ready
-   to be killed; returns its pid once those bytes are in `ready`. Call it before anything of
-   sagalane runs in this process, so the child starts with no threads but its own. */
-static inline pid_t fork_ready_child(void (*child)(const char *path, int ready_fd), const char *path, void *ready,
-                                     size_t size) {
+/* Starts this test again as a child process that runs `child(path, fd)` (see
+   RUN_READY_CHILD) and writes `size` bytes to `fd` once it is ready to be killed; returns its
+   pid once those bytes are in `ready`. Fork and exec, never fork alone: a child forked from a
+   process that loaded sagalane may call nothing of it (SL_EFORKED). */
+static inline pid_t spawn_ready_child(const char *path, void *ready, size_t size) {
     int fds[2];
     EXPECT(pipe(fds) == 0);
     pid_t pid = fork();
     EXPECT(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
-        child(path, fds[1]);
-        _exit(3);
+        char fd[16];
+        snprintf(fd, sizeof fd, "%d", fds[1]);
+        execl("/proc/self/exe", "child", "--ready-child", path, fd, (char *)NULL);
+        _exit(127);
     }
     close(fds[1]);
-    watchdog(20, "the child's readiness");
+    watchdog(30, "the child's readiness");
     EXPECT_EQ_INT(read(fds[0], ready, size), (ssize_t)size);
     alarm(0);
     close(fds[0]);
     return pid;
 }
+
+/* First thing in main() of a test that uses spawn_ready_child: in the child, run `child`. */
+#define RUN_READY_CHILD(argc, argv, child)                                                           \
+    do {                                                                                           \
+        if ((argc) == 4 && strcmp((argv)[1], "--ready-child") == 0) {                              \
+            child((argv)[2], atoi((argv)[3]));                                                     \
+            _exit(3);                                                                              \
+        }                                                                                          \
+    } while (0)
 
 /* A real crash: SIGKILL, nothing flushed, no handle closed. */
 static inline void kill9(pid_t pid) {

@@ -64,11 +64,12 @@ static int reconstruct(void *userdata, const sl_job_record *record, sl_job *job)
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    RUN_READY_CHILD(argc, argv, child);
     char path[512];
     scratch_path(path, sizeof path, "lane_cancel_crash.db");
     char ready = 0;
-    pid_t pid = fork_ready_child(child, path, &ready, 1);
+    pid_t pid = spawn_ready_child(path, &ready, 1);
     EXPECT_EQ_INT(ready, 'Y');
     kill9(pid);
 

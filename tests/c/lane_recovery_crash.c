@@ -191,11 +191,12 @@ static void open_lanes(const char *path, int expected_reconstructed) {
     sl_runtime_close(rt);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    RUN_READY_CHILD(argc, argv, child);
     char path[512];
     scratch_path(path, sizeof path, "lane_recovery_crash.db");
     char ready = 0;
-    pid_t pid = fork_ready_child(child, path, &ready, 1);
+    pid_t pid = spawn_ready_child(path, &ready, 1);
     EXPECT_EQ_INT(ready, 'Y');
     kill9(pid);
 

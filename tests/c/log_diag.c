@@ -1,5 +1,6 @@
 /* The log's diagnostics: sl_log_recent (most recent first, up to the limit, steps counted),
-   sl_log_unresolved (running and failed sagas, with their steps), sl_log_saga (one saga with
+   sl_log_unresolved (what an operator should look at: the running saga, with its steps; not
+   the failed one, which is final), sl_log_saga (one saga with
    its steps: command with ids injected, output, states, ISO 8601 UTC times with
    milliseconds), sl_log_stats (sagas counted by state), and sl_log_vacuum (terminal sagas
    older than the cutoff; never running ones).
@@ -122,14 +123,16 @@ int main(void) {
     EXPECT_CONTAINS(json, "\"steps\":0"); /* the one that failed in start */
     sl_free(json);
 
-    /* Unresolved: the running one and the failed one, with their steps. */
+    /* Unresolved: the running one, with its steps; failed and completed are final. */
     CHECK(sl_log_unresolved(rt, &json));
     EXPECT(find_id(json, running) != NULL);
-    EXPECT(find_id(json, failed) != NULL);
+    EXPECT(find_id(json, failed) == NULL);
     EXPECT(find_id(json, completed) == NULL);
     EXPECT(find_id(json, latest) == NULL);
     EXPECT_CONTAINS(json, "\"steps\":[");
     EXPECT_CONTAINS(json, "\"state\":\"pending\"");
+    sl_free(json);
+    CHECK(sl_log_saga(rt, failed, &json));
     EXPECT_CONTAINS(json, "\"failure_reason\":\"refused by policy\"");
     sl_free(json);
 

@@ -1,4 +1,6 @@
-/* Unknown names and ids (SL_ENOTFOUND) and names or ids already in use (SL_EEXIST). */
+/* Unknown names and ids (SL_ENOTFOUND) and names or ids already in use (SL_EEXIST). Names
+   compare byte for byte: "caf\u00e9" (one scalar) and "cafe\u0301" (e plus a combining
+   accent), canonically equivalent, are two names everywhere. */
 #include "check.h"
 
 static int target(void *userdata, uint64_t saga_id, uint32_t step, const char *command) {
@@ -108,6 +110,7 @@ int main(void) {
     duplicate_job_ids(rt, lane);
     duplicate_job_ids(rt, memory);
 
+
     /* Ids are unique in the log too: a persisted lane refuses an id that already ended. */
     sl_job job;
     sl_job_init(&job);
@@ -115,6 +118,27 @@ int main(void) {
     job.id = "once";
     CHECK(sl_lane_submit_wait(lane, &job, NULL));
     EXPECT_RC(sl_lane_submit_wait(lane, &job, NULL), SL_EEXIST);
+
+    /* Byte for byte: the composed and the decomposed spelling are different names. */
+    const char *composed = "caf\xc3\xa9", *decomposed = "cafe\xcc\x81";
+    type.name = composed;
+    CHECK(sl_saga_type_register(rt, &type, NULL));
+    EXPECT_RC(sl_saga_start(rt, decomposed, NULL, NULL), SL_ENOTFOUND);
+    type.name = decomposed;
+    CHECK(sl_saga_type_register(rt, &type, NULL));
+    CHECK(sl_target_register(rt, composed, target, NULL, NULL));
+    CHECK(sl_target_register(rt, decomposed, target, NULL, NULL));
+    sl_lane *composed_lane = NULL, *decomposed_lane = NULL;
+    CHECK(sl_lane_create(rt, composed, &memory_lane, &composed_lane));
+    CHECK(sl_lane_create(rt, decomposed, &memory_lane, &decomposed_lane));
+    EXPECT(composed_lane != decomposed_lane);
+    CHECK(sl_lane_find(rt, decomposed, &found));
+    EXPECT(found == decomposed_lane);
+    job.id = composed;
+    CHECK(sl_lane_submit_wait(memory, &job, NULL));
+    job.id = decomposed;
+    CHECK(sl_lane_submit_wait(memory, &job, NULL));
+    job.id = NULL;
 
     sl_runtime_close(rt);
     return 0;

@@ -1,9 +1,8 @@
 /* Opens that fail still hand out a handle whose sl_runtime_errmsg says why, on which every
    call answers SL_ECLOSED, and which sl_runtime_close takes: a file in a missing folder
-   (SL_ECANTOPEN), a file that is not a database or whose schema is newer than this
-   sagalane (SL_ECORRUPT), one whose write lock another connection holds (SL_EBUSY), a
-   read-only open of a file
-   that does not exist (SL_ECANTOPEN). */
+   (SL_ECANTOPEN), a file that is not a database or a log whose schema is newer than this
+   sagalane (SL_ECORRUPT), a log to migrate whose write lock another connection holds
+   (SL_EBUSY), a read-only open of a file that does not exist (SL_ECANTOPEN). */
 #include "check.h"
 
 #include <sqlite3.h>
@@ -87,20 +86,23 @@ int main(void) {
     rt = open_fails(path, 1, SL_ECORRUPT);
     expect_unusable(rt);
 
-    /* An SQLite database from a newer sagalane (a schema version it does not know). */
+    /* A log from a newer sagalane (a schema version it does not know). */
     scratch_path(path, sizeof path, "open_failed-newer.db");
+    sl_runtime_close(open_runtime(path, SL_CLOCK_SYSTEM));
     sqlite3 *db = NULL;
     EXPECT(sqlite3_open(path, &db) == SQLITE_OK);
-    EXPECT(sqlite3_exec(db, "CREATE TABLE t(x); PRAGMA user_version = 9999;", NULL, NULL, NULL) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db, "PRAGMA user_version = 9999;", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     rt = open_fails(path, 0, SL_ECORRUPT);
+    EXPECT_CONTAINS(sl_runtime_errmsg(rt), "newer");
     expect_unusable(rt);
 
-    /* A database another connection holds the write lock of, while sagalane must create its
-       tables. */
+    /* A log of an older schema, to migrate, whose write lock another connection holds. */
     scratch_path(path, sizeof path, "open_failed-locked.db");
+    sl_runtime_close(open_runtime(path, SL_CLOCK_SYSTEM));
     EXPECT(sqlite3_open(path, &db) == SQLITE_OK);
-    EXPECT(sqlite3_exec(db, "PRAGMA journal_mode = WAL; CREATE TABLE t(x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);", NULL, NULL, NULL) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db, "DROP TABLE meta; PRAGMA user_version = 3; PRAGMA application_id = 0; "
+                            "BEGIN EXCLUSIVE; DELETE FROM saga;", NULL, NULL, NULL) == SQLITE_OK);
     rt = open_fails(path, 0, SL_EBUSY);
     expect_unusable(rt);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

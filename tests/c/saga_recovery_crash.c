@@ -62,11 +62,12 @@ static void expect_saga(uint64_t id, const char *part) {
     sl_free(json);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    RUN_READY_CHILD(argc, argv, child);
     char path[512];
     scratch_path(path, sizeof path, "saga_recovery_crash.db");
     uint64_t ids[3];
-    kill9(fork_ready_child(child, path, ids, sizeof ids));
+    kill9(spawn_ready_child(path, ids, sizeof ids));
 
     open_and_register(path);
     /* Before the start, the log still says what the dead process left. */

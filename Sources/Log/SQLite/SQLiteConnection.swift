@@ -54,6 +54,24 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Whether no transaction is open (SQLite rolled one back, or none was begun).
     var isAutocommit: Bool { db.map { sqlite3_get_autocommit($0) != 0 } ?? true }
 
+    /// Whether SQLite opened the main database read-only, whatever the open asked for (a
+    /// file this user cannot write opens read-only without a word).
+    var isReadOnly: Bool { db.map { sqlite3_db_readonly($0, "main") == 1 } ?? true }
+
+    /// Runs `body` in one read transaction, so its queries see one state of the database.
+    func readTransaction<T>(_ body: () throws(SagaLaneError) -> T) throws(SagaLaneError) -> T {
+        guard isAutocommit else { return try body() }
+        try execute("BEGIN")
+        do throws(SagaLaneError) {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            if !isAutocommit { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
     func setBusyTimeout(milliseconds: Int32) {
         sqlite3_busy_timeout(db, milliseconds)
     }

@@ -29,19 +29,42 @@ extension SQLiteStorage {
     }
 
     public func maxSagaID() throws(SagaLaneError) -> UInt64 {
-        try read { (c) throws(SagaLaneError) in try c.query("SELECT COALESCE(MAX(id), 0) FROM saga") { UInt64(bitPattern: $0.int(0)) }.first ?? 0 }
+        try read { (c) throws(SagaLaneError) -> UInt64 in
+            // Each subquery reads one end of the primary key; no scan.
+            let (highest, lowest) = try c.query("SELECT (SELECT MAX(id) FROM saga), (SELECT MIN(id) FROM saga)") {
+                ($0.int(0), $0.int(1))
+            }.first ?? (0, 0)
+            if lowest < 0 {
+                throw SagaLaneError(.corrupt, "the log is corrupt: the saga row with saga id \(lowest) (\(UInt64(bitPattern: lowest)) unsigned) "
+                                        + "is past the largest id sagalane hands out (\(Int64.max))")
+            }
+            // Before schema version 4 (a read-only open of an older log) there is no mark.
+            let hasMeta = try c.query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") { $0.int(0) }.first == 1
+            let mark = hasMeta
+                ? try c.query("SELECT value FROM meta WHERE key = ?", [.text(Schema.sagaIDHighWater)]) { $0.int(0) }.first ?? 0
+                : 0
+            if mark < 0 {
+                throw SagaLaneError(.corrupt, "the log is corrupt: its highest saga id ever used reads \(mark)")
+            }
+            return UInt64(max(highest, mark))
+        }
     }
 
-    public func unresolvedSagas() throws(SagaLaneError) -> [SagaRecord] {
-        try read { (c) throws(SagaLaneError) in
-            let filter = "state IN ('running','compensating','failed')"
-            var sagas = try c.query("SELECT \(Self.sagaColumns) FROM saga WHERE \(filter) ORDER BY id", [], Self.saga)
-            let steps = try c.query(
-                "SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id IN (SELECT id FROM saga WHERE \(filter)) ORDER BY saga_id, step_index",
-                [], Self.step)
-            var byID: [UInt64: [StepRecord]] = [:]
-            for step in steps { byID[step.sagaID, default: []].append(step) }
-            for i in sagas.indices { sagas[i].steps = byID[sagas[i].id] ?? [] }
+    public func sagas(in states: [SagaState], after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaRecord] {
+        guard !states.isEmpty, limit > 0 else { return [] }
+        let placeholders = Array(repeating: "?", count: states.count).joined(separator: ", ")
+        return try read { (c) throws(SagaLaneError) in
+            // Through the state index: the sagas asked for are few beside the finished ones.
+            var sagas = try c.query(
+                """
+                SELECT \(Self.sagaColumns) FROM saga INDEXED BY saga_by_state
+                WHERE state IN (\(placeholders)) AND id > ? ORDER BY id LIMIT ?
+                """, states.map { .text($0.rawValue) } + [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))],
+                Self.saga)
+            for i in sagas.indices {
+                sagas[i].steps = try c.query("SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
+                                             [.int(Int64(bitPattern: sagas[i].id))], Self.step)
+            }
             return sagas
         }
     }
@@ -119,7 +142,7 @@ extension SQLiteStorage {
             for (lane, state, count) in try c.query("SELECT lane, state, COUNT(*) FROM lane_job GROUP BY lane, state", [], {
                 ($0.text(0), $0.text(1), Int($0.int(2)))
             }) {
-                if let state = JobState(rawValue: state) { stats.jobs[lane, default: [:]][state] = count }
+                if let state = JobState(rawValue: state) { stats.jobs[ExactName(lane), default: [:]][state] = count }
             }
             let pages = try c.query("PRAGMA page_count") { $0.int(0) }.first ?? 0
             let pageSize = try c.query("PRAGMA page_size") { $0.int(0) }.first ?? 0

@@ -15,78 +15,170 @@ public enum Durability: String, Sendable, CaseIterable {
 ///
 /// Two connections: the write connection belongs to the log's writer thread; reads go through
 /// a second connection behind a lock, so an operator's query never waits behind a batch.
+///
+/// A file opened for writing has one writer: a lock file beside it (`WriterLock`) refuses a
+/// second one, in this process or another. Closing checkpoints the write-ahead log into the
+/// database file, so a closed log is that one file.
 public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     public let path: String?
     public var isReadOnly: Bool { writer == nil }
 
     /// The write connection; touched only by the writer thread once the storage is shared.
     private let writer: SQLiteConnection?
+    private let writerLock: WriterLock?
     private let reader: Mutex<ReadConnection>
+    private let busyTimeoutMilliseconds: Int32
     /// The batch's timestamp, formatted once: formatting it per record costs more than the
     /// insert.
     private var batchTime = SQLValue.null
 
     private struct ReadConnection: ~Copyable {
         var connection: SQLiteConnection?
+        /// For a read-only open reading the file as immutable: what the file and its
+        /// write-ahead log looked like when the connection opened (see `ReadOnlyFile`).
+        var snapshot: ReadOnlyFile.Snapshot?
+        var closed = false
     }
 
-    private init(path: String?, writer: SQLiteConnection?, reader: SQLiteConnection) {
+    private init(path: String?, writer: SQLiteConnection?, writerLock: WriterLock?, reader: SQLiteConnection,
+                 snapshot: ReadOnlyFile.Snapshot? = nil, busyTimeoutMilliseconds: Int32) {
         self.path = path
         self.writer = writer
-        self.reader = Mutex(ReadConnection(connection: reader))
+        self.writerLock = writerLock
+        self.reader = Mutex(ReadConnection(connection: reader, snapshot: snapshot))
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
     }
 
     deinit {
-        writer?.close()
+        closeWriting()
         closeReading()
     }
 
     // MARK: Opening
 
-    /// Opens (creating if needed) the log at `path`: WAL, `busy_timeout`, foreign keys on,
-    /// schema migrated to the current version. Reopening an existing log is idempotent.
-    /// - Throws: `SagaLaneError` when the folder is missing, the file is not a database, the
-    ///   file is read-only, or the database stays locked past the busy timeout. The file is
-    ///   left as it was.
-    public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000) throws(SagaLaneError) -> SQLiteStorage {
-        let write = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        try configure(write, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-        // journal_mode reads the header first: a file that is not a database fails here,
-        // before anything is written to it.
-        let mode = try write.query("PRAGMA journal_mode = WAL") { $0.text(0) }.first
-        if mode != "wal" {
-            throw SagaLaneError(.cantOpen, "cannot switch \(path) to WAL mode (got \(mode ?? "nothing"))")
+    /// Opens the log at `path` for writing: takes its writer lock, checks the file is a
+    /// sagalane log (or makes one in a new, empty file when `create` is true), switches it to
+    /// WAL, sets `busy_timeout` and foreign keys, and migrates its schema to the current
+    /// version. Reopening an existing log is idempotent.
+    ///
+    /// Only a missing file, an empty one, or an SQLite database with nothing in it becomes a
+    /// log; anything else that is not one (another application's database) is refused and
+    /// left byte for byte as it was.
+    /// - Throws: `.locked` (naming its pid) when another runtime has the log open for
+    ///   writing; `.readOnly` when this user cannot write the file or its folder; `.corrupt`
+    ///   when the file is not a sagalane log, is newer than this build, or cannot be
+    ///   migrated, or (with `create` false) is empty; `.cantOpen` when the folder (or, with
+    ///   `create` false, the file) is missing; `.busy` when another connection keeps the
+    ///   database locked past the busy timeout. The file is left as it was.
+    public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000,
+                            create: Bool = true) throws(SagaLaneError) -> SQLiteStorage {
+        var info = stat()
+        let exists = stat(path, &info) == 0
+        if !create && !exists {
+            throw SagaLaneError(.cantOpen, "there is no log at \(path) (\(String(cString: strerror(errno))))")
         }
-        try write.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-        try Schema.migrate(write)
-        let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-        return SQLiteStorage(path: path, writer: write, reader: read)
+        let lock = try WriterLock.acquire(for: path)
+        var connections: [SQLiteConnection] = []
+        do throws(SagaLaneError) {
+            let write = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0))
+            connections.append(write)
+            if write.isReadOnly {
+                throw SagaLaneError(.readOnly, "\(path) is read-only to this user (uid \(geteuid())): a read-write open needs to "
+                                        + "write the file and its folder (a read-only open can read it)")
+            }
+            try configure(write, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            while try Schema.contents(write, name: path) == .empty {
+                guard create else {
+                    throw SagaLaneError(.corrupt, "\(path) is empty: not a sagalane log (it is left as it is)")
+                }
+                // Made in rollback-journal mode, whose write lock waits for the busy timeout;
+                // switching to WAL comes after, on a file that is a log.
+                if try Schema.create(write, name: path) { break }
+            }
+            try switchToWAL(write, path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            try write.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            try Schema.migrate(write, name: path)
+            let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
+            connections.append(read)
+            try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            return SQLiteStorage(path: path, writer: write, writerLock: lock, reader: read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+        } catch {
+            for connection in connections.reversed() { connection.close() }
+            lock.release()
+            throw error
+        }
     }
 
-    /// Opens the log for reading only: no migration, no pragma writes, no writes at all. Works
-    /// while another process has the log open for writing.
+    /// `PRAGMA journal_mode = WAL`, retried until the busy timeout: the switch needs every
+    /// other connection out of the file, and SQLite does not call the busy handler for it.
+    private static func switchToWAL(_ connection: SQLiteConnection, path: String, busyTimeoutMilliseconds: Int32) throws(SagaLaneError) {
+        let deadline = Timestamp.now().millisecondsSinceEpoch + Int64(busyTimeoutMilliseconds)
+        var pause: UInt32 = 1000
+        while true {
+            do throws(SagaLaneError) {
+                let mode = try connection.query("PRAGMA journal_mode = WAL") { $0.text(0) }.first
+                if mode != "wal" {
+                    throw SagaLaneError(.cantOpen, "cannot switch \(path) to WAL mode (got \(mode ?? "nothing"))")
+                }
+                return
+            } catch where error.code == .busy && Timestamp.now().millisecondsSinceEpoch < deadline {
+                usleep(pause)
+                pause = min(pause * 2, 50_000)
+            }
+        }
+    }
+
+    /// Opens the log for reading only: no migration, no write, no lock, and no file created
+    /// beside it. Works while another process has the log open for writing, and on a log in
+    /// a folder this user cannot write (see `ReadOnlyFile`).
+    /// - Throws: `.cantOpen` when the file is missing; `.corrupt` when it is not a sagalane
+    ///   log (or is newer than this build); `.busy` when it is still being created past the
+    ///   busy timeout.
     public static func openReadOnly(path: String, busyTimeoutMilliseconds: Int32 = 5000) throws(SagaLaneError) -> SQLiteStorage {
-        var read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        read.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
-        var version: Int
-        do {
-            version = try read.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
-        } catch where error.code == .cantOpen && access(path, W_OK) != 0 {
-            // A WAL database on read-only media cannot create its shared-memory file. Nobody
-            // can be writing it there, so it is safe to read it as immutable.
-            read.close()
-            read = try SQLiteConnection(path: "file:\(uriEscaped(path))?immutable=1", flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
-            version = try read.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
+        let deadline = Timestamp.now().millisecondsSinceEpoch + Int64(busyTimeoutMilliseconds)
+        func waitForTheWriter() throws(SagaLaneError) {
+            guard Timestamp.now().millisecondsSinceEpoch < deadline else {
+                throw SagaLaneError(.busy, "\(path) is still being created by the process that writes it")
+            }
+            usleep(2000)
         }
-        if version == 0 {
-            throw SagaLaneError(.corrupt, "\(path) is not a sagalane log (no schema)",
-                                underlying: SQLiteError(extendedCode: SQLITE_NOTADB, message: "no schema"))
+        while true {
+            // A writer making the log writes its schema in rollback-journal mode, then switches
+            // to WAL. Reading meanwhile would take locks that its commit waits for.
+            if !ReadOnlyFile.isInWALMode(path) && ReadOnlyFile.isBeingWritten(path) {
+                try waitForTheWriter()
+                continue
+            }
+            let (read, snapshot) = try ReadOnlyFile.connect(path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            let contents: Result<Schema.Contents, SagaLaneError>
+            do throws(SagaLaneError) { contents = .success(try Schema.contents(read, name: path)) } catch { contents = .failure(error) }
+            // Read as immutable while a writer changed the file: what it read may be torn.
+            if let snapshot, snapshot != ReadOnlyFile.Snapshot(path: path) {
+                read.close()
+                guard Timestamp.now().millisecondsSinceEpoch < deadline else {
+                    throw SagaLaneError(.busy, "\(path) kept changing while it was opened")
+                }
+                continue
+            }
+            do throws(SagaLaneError) {
+                switch try contents.get() {
+                case .log:
+                    return SQLiteStorage(path: path, writer: nil, writerLock: nil, reader: read, snapshot: snapshot,
+                                         busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+                case .empty:
+                    // A writer making the log holds its lock file: wait for the schema.
+                    guard ReadOnlyFile.isBeingWritten(path) else {
+                        throw SagaLaneError(.corrupt, "\(path) is not a sagalane log (no schema)",
+                                            underlying: SQLiteError(extendedCode: SQLITE_NOTADB, message: "no schema"))
+                    }
+                    read.close()
+                    try waitForTheWriter()
+                }
+            } catch {
+                read.close()
+                throw error
+            }
         }
-        if version > Schema.version {
-            throw SagaLaneError(.corrupt, "\(path) has schema version \(version), newer than this sagalane understands (\(Schema.version))")
-        }
-        return SQLiteStorage(path: path, writer: nil, reader: read)
     }
 
     /// Opens a log that lives in memory and vanishes when closed; for tests and hosts that
@@ -97,10 +189,10 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         let name = "file:/sagalane-memory-\(getpid())-\(memoryCounter.wrappingAdd(1, ordering: .relaxed).newValue)?vfs=memdb"
         let write = try SQLiteConnection(path: name, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI)
         try configure(write, busyTimeoutMilliseconds: 5000)
-        try Schema.migrate(write)
+        _ = try Schema.create(write, name: "the log in memory")
         let read = try SQLiteConnection(path: name, flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
         try configure(read, busyTimeoutMilliseconds: 5000)
-        return SQLiteStorage(path: nil, writer: write, reader: read)
+        return SQLiteStorage(path: nil, writer: write, writerLock: nil, reader: read, busyTimeoutMilliseconds: 5000)
     }
 
     private static let memoryCounter = Atomic<Int>(0)
@@ -108,21 +200,6 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     private static func configure(_ connection: SQLiteConnection, busyTimeoutMilliseconds: Int32) throws(SagaLaneError) {
         connection.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
         try connection.execute("PRAGMA foreign_keys = ON")
-    }
-
-    /// Percent-escapes the characters a URI filename cannot hold literally.
-    private static func uriEscaped(_ path: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out = ""
-        for byte in path.utf8 {
-            switch byte {
-            case UInt8(ascii: "%"), UInt8(ascii: "?"), UInt8(ascii: "#"), 0..<0x21, 0x7F...:
-                out += "%" + String(UnicodeScalar(hex[Int(byte >> 4)])) + String(UnicodeScalar(hex[Int(byte & 15)]))
-            default:
-                out.unicodeScalars.append(UnicodeScalar(byte))
-            }
-        }
-        return out
     }
 
     // MARK: Writing
@@ -150,8 +227,18 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         try? writer.execute("ROLLBACK")
     }
 
+    /// Closes the read side too (so that nothing of this log waits on the checkpoint), moves
+    /// everything the write-ahead log holds into the database file and empties it
+    /// (`wal_checkpoint(TRUNCATE)`, waiting up to the busy timeout for other processes'
+    /// readers), closes the write connection and releases the writer lock. Idempotent.
     public func closeWriting() {
-        writer?.close()
+        guard let writer, writer.db != nil else { return }
+        closeReading()
+        if path != nil {
+            _ = try? writer.query("PRAGMA wal_checkpoint(TRUNCATE)") { $0.int(0) }
+        }
+        writer.close()
+        writerLock?.release()
     }
 
     /// Runs SQL on the write connection outside any batch; for tests that change how the
@@ -213,12 +300,15 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         }
     }
 
-    /// The job update for each state, which stamps that state's own timestamp column.
+    /// The job update for each state, which stamps that state's own timestamp column. A state
+    /// given no error keeps the one recorded (a retry's running row still says why the last
+    /// attempt failed), except `finished`.
     private static func updateJobSQL(stamping state: JobState) -> String {
         switch state {
         case .queued: "UPDATE lane_job SET state = ?, enqueued_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
         case .running: "UPDATE lane_job SET state = ?, started_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
-        case .finished: "UPDATE lane_job SET state = ?, finished_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
+        // A finished job has no error: an earlier attempt's is not what finished.
+        case .finished: "UPDATE lane_job SET state = ?, finished_at = ?, attempts = COALESCE(?, attempts), error = ? WHERE id = ?"
         case .cancelled: "UPDATE lane_job SET state = ?, cancelled_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
         case .failed: "UPDATE lane_job SET state = ?, failed_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
         }
@@ -231,23 +321,35 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
 
     public func delete(_ deletion: LogDeletion, endedBefore cutoff: Timestamp, limit: Int) throws(SagaLaneError) -> Int {
         let c = try writeConnection()
-        let sql: String
-        switch deletion {
-        case .terminalSagas:
-            sql = """
-                DELETE FROM saga WHERE id IN (SELECT id FROM saga
-                    WHERE state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT ?)
-                """
-        case .terminalJobs:
-            sql = """
-                DELETE FROM lane_job WHERE rowid IN (SELECT rowid FROM lane_job
-                    WHERE (state = 'finished' OR state = 'cancelled' OR state = 'failed')
-                    AND COALESCE(finished_at, cancelled_at, failed_at) < ? LIMIT ?)
-                """
-        }
+        let arguments: [SQLValue] = [.text(cutoff.iso8601), .int(Int64(limit))]
         do throws(SagaLaneError) {
             try c.run("BEGIN IMMEDIATE")
-            let deleted = try c.run(sql, [.text(cutoff.iso8601), .int(Int64(limit))])
+            let deleted: Int
+            switch deletion {
+            case .terminalSagas:
+                let ids = try c.query(
+                    """
+                    DELETE FROM saga WHERE id IN (SELECT id FROM saga
+                        WHERE state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT ?)
+                    RETURNING id
+                    """, arguments) { $0.int(0) }
+                // The deleted ids stay used: the high-water mark rises with the delete.
+                if let highest = ids.max() {
+                    try c.run(
+                        """
+                        INSERT INTO meta (key, value) VALUES (?1, ?2)
+                            ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)
+                        """, [.text(Schema.sagaIDHighWater), .int(highest)])
+                }
+                deleted = ids.count
+            case .terminalJobs:
+                deleted = try c.run(
+                    """
+                    DELETE FROM lane_job WHERE rowid IN (SELECT rowid FROM lane_job
+                        WHERE (state = 'finished' OR state = 'cancelled' OR state = 'failed')
+                        AND COALESCE(finished_at, cancelled_at, failed_at) < ? LIMIT ?)
+                    """, arguments)
+            }
             try c.run("COMMIT")
             return deleted
         } catch {
@@ -258,11 +360,37 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
 
     // MARK: Reading
 
-    /// Runs `body` with the read connection, one reader at a time.
+    /// Runs `body` with the read connection, one reader at a time, in one read transaction.
+    ///
+    /// A read-only open reading the file as immutable checks the file did not change under
+    /// the read (a writer started meanwhile); if it did, it reconnects and reads again.
     func read<T>(_ body: (SQLiteConnection) throws(SagaLaneError) -> T) throws(SagaLaneError) -> T {
         try reader.withLock { (state) throws(SagaLaneError) -> T in
-            guard let connection = state.connection else { throw SagaLaneError.logClosed() }
-            return try body(connection)
+            for _ in 0..<5 {
+                if state.connection == nil {
+                    // Only an immutable reader drops its connection without closing.
+                    guard !state.closed, let path else { throw SagaLaneError.logClosed() }
+                    (state.connection, state.snapshot) = try ReadOnlyFile.connect(path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+                }
+                guard let connection = state.connection else { throw SagaLaneError.logClosed() }
+                let snapshot = state.snapshot
+                func unchanged() -> Bool { snapshot.map { $0 == ReadOnlyFile.Snapshot(path: path ?? "") } ?? true }
+                if unchanged() {
+                    try connection.execute("BEGIN")
+                    do throws(SagaLaneError) {
+                        let value = try body(connection)
+                        try connection.execute("COMMIT")
+                        if unchanged() { return value }
+                    } catch {
+                        if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
+                        if unchanged() { throw error }
+                    }
+                }
+                connection.close()
+                state.connection = nil
+                state.snapshot = nil
+            }
+            throw SagaLaneError(.busy, "\(path ?? "the log") kept changing while it was read")
         }
     }
 
@@ -270,6 +398,8 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         reader.withLock { state in
             state.connection?.close()
             state.connection = nil
+            state.snapshot = nil
+            state.closed = true
         }
     }
 }

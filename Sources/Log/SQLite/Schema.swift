@@ -127,34 +127,91 @@ enum Schema {
         CREATE INDEX lane_job_ended ON lane_job(COALESCE(finished_at, cancelled_at, failed_at))
             WHERE state = 'finished' OR state = 'cancelled' OR state = 'failed';
         """,
+        // Version 4: the highest saga id ever used, kept apart from the saga table, so that a
+        // vacuum deleting every saga does not let ids start over (vacuum raises it in the
+        // transaction that deletes); and the file's mark as a sagalane log, so that a
+        // read-write open never mistakes another application's database for one.
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO meta (key, value) SELECT 'saga_id_high_water', MAX(0, COALESCE(MAX(id), 0)) FROM saga;
+        PRAGMA application_id = \(applicationID);
+        """,
     ]
+
+    /// `PRAGMA application_id` of a sagalane log (schema version 4 and later): "sagl".
+    static let applicationID: Int32 = 0x7361_676C
+
+    /// The `meta` key of the highest saga id ever used.
+    static let sagaIDHighWater = "saga_id_high_water"
+
+    /// What a file holds, as far as the log is concerned.
+    enum Contents: Equatable {
+        /// Nothing at all (a new file, or an SQLite database without a single table): a new
+        /// log may be made there.
+        case empty
+        /// A sagalane log of this schema version, which this build can read and migrate.
+        case log(version: Int)
+    }
 
     static var version: Int { migrations.count }
 
-    /// Brings the database up to `version`, one transaction per migration. Foreign keys are
-    /// off meanwhile, because a migration may rebuild a table that others reference; each
-    /// migration must leave no broken reference behind, or it is rolled back.
-    static func migrate(_ connection: SQLiteConnection, upTo target: Int = version) throws(SagaLaneError) {
-        guard try userVersion(connection) < target else { return }
-        let foreignKeys = try connection.query("PRAGMA foreign_keys") { $0.int(0) }.first ?? 0
-        try connection.execute("PRAGMA foreign_keys = OFF")
-        defer { try? connection.execute("PRAGMA foreign_keys = \(foreignKeys)") }
-        while true {
+    /// What the database `connection` holds, read in one transaction.
+    /// - Throws: `.corrupt` for anything that is neither empty nor a sagalane log this build
+    ///   understands: another application's database, a log of a newer sagalane, a file that
+    ///   is not a database. `name` (the path) starts the message.
+    static func contents(_ connection: SQLiteConnection, name: String) throws(SagaLaneError) -> Contents {
+        let (application, version, objects): (Int32, Int, [String])
+        do throws(SagaLaneError) {
+            (application, version, objects) = try connection.readTransaction { () throws(SagaLaneError) in
+                let application = Int32(truncatingIfNeeded: try connection.query("PRAGMA application_id") { $0.int(0) }.first ?? 0)
+                let version = Int(try connection.query("PRAGMA user_version") { $0.int(0) }.first ?? 0)
+                let objects = try connection.query("SELECT name FROM sqlite_master ORDER BY rowid") { $0.text(0) }
+                return (application, version, objects)
+            }
+        } catch where error.code == .corrupt {
+            throw SagaLaneError(.corrupt, "\(name) is not a sagalane log: \(error.sqlite?.message ?? error.message)", underlying: error.underlying)
+        }
+        let hasTables = ["saga", "saga_step", "lane_job"].allSatisfy(objects.contains)
+        let ours = application == applicationID || (application == 0 && hasTables && version >= 1 && version < 4)
+        if application == 0 && version == 0 && objects.isEmpty { return .empty }
+        if ours && version > Self.version {
+            throw SagaLaneError(.corrupt, "\(name) has schema version \(version), newer than this sagalane understands (\(Self.version))")
+        }
+        if ours && version >= 1 && hasTables { return .log(version: version) }
+        if application == applicationID {
+            throw SagaLaneError(.corrupt, "\(name) is a damaged sagalane log: schema version \(version), tables \(listed(objects))")
+        }
+        let what = application != 0
+            ? "it belongs to another application (application_id \(application))"
+            : objects.isEmpty ? "it holds no tables, but schema version \(version)" : "it holds other tables (\(listed(objects)))"
+        throw SagaLaneError(.corrupt, "\(name) is not a sagalane log: \(what); it is left as it is")
+    }
+
+    private static func listed(_ names: [String]) -> String {
+        names.isEmpty ? "none" : names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", …" : "")
+    }
+
+    /// Makes a new log in an empty database: every migration in one transaction, so another
+    /// connection sees either nothing or the whole schema.
+    /// - Returns: `false`, having changed nothing, when the database is no longer empty once
+    ///   the write lock is taken (another connection wrote it meanwhile).
+    static func create(_ connection: SQLiteConnection, name: String) throws(SagaLaneError) -> Bool {
+        try withForeignKeysOff(connection) { () throws(SagaLaneError) -> Bool in
             try connection.execute("BEGIN IMMEDIATE")
             do throws(SagaLaneError) {
-                // Read again under the write lock: another process may have migrated meanwhile.
-                let current = try userVersion(connection)
-                guard current < target else {
-                    try connection.execute("COMMIT")
-                    return
+                guard try contents(connection, name: name) == .empty else {
+                    try connection.execute("ROLLBACK")
+                    return false
                 }
-                try connection.execute(migrations[current])
-                let broken = try connection.query("PRAGMA foreign_key_check") { $0.text(0) }
-                if let table = broken.first {
-                    throw SagaLaneError(.corrupt, "migration to schema version \(current + 1) left \(broken.count) broken reference(s) in \(table)")
+                for (index, migration) in migrations.enumerated() {
+                    try apply(migration, to: connection, reaching: index + 1, name: name)
                 }
-                try connection.execute("PRAGMA user_version = \(current + 1)")
+                try connection.execute("PRAGMA user_version = \(version)")
                 try connection.execute("COMMIT")
+                return true
             } catch {
                 try? connection.execute("ROLLBACK")
                 throw error
@@ -162,11 +219,64 @@ enum Schema {
         }
     }
 
+    /// Brings the database up to `version`, one transaction per migration. Foreign keys are
+    /// off meanwhile, because a migration may rebuild a table that others reference; each
+    /// migration must leave no broken reference behind, or it is rolled back.
+    static func migrate(_ connection: SQLiteConnection, upTo target: Int = version, name: String = "the log") throws(SagaLaneError) {
+        guard try userVersion(connection, name: name) < target else { return }
+        try withForeignKeysOff(connection) { () throws(SagaLaneError) in
+            while true {
+                try connection.execute("BEGIN IMMEDIATE")
+                do throws(SagaLaneError) {
+                    // Read again under the write lock: another process may have migrated meanwhile.
+                    let current = try userVersion(connection, name: name)
+                    guard current < target else {
+                        try connection.execute("COMMIT")
+                        return
+                    }
+                    try apply(migrations[current], to: connection, reaching: current + 1, name: name)
+                    try connection.execute("PRAGMA user_version = \(current + 1)")
+                    try connection.execute("COMMIT")
+                } catch {
+                    try? connection.execute("ROLLBACK")
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs one migration inside the open transaction. A failure says which version it was
+    /// for and what SQLite said, in a line: the migration's SQL stays in the underlying error.
+    private static func apply(_ migration: String, to connection: SQLiteConnection, reaching version: Int, name: String) throws(SagaLaneError) {
+        do throws(SagaLaneError) {
+            try connection.execute(migration)
+        } catch {
+            // A busy, full or read-only database is that, whatever the migration; anything
+            // else means the file holds what this migration cannot take.
+            let kept: [SagaLaneError.Code] = [.busy, .full, .readOnly, .noMemory, .closed]
+            let code = kept.contains(error.code) ? error.code : .corrupt
+            throw SagaLaneError(code, "\(name): cannot migrate the log to schema version \(version): \(error.sqlite?.message ?? error.message)",
+                                underlying: error.underlying)
+        }
+        let broken = try connection.query("PRAGMA foreign_key_check") { $0.text(0) }
+        if let table = broken.first {
+            throw SagaLaneError(.corrupt, "\(name): migration to schema version \(version) left \(broken.count) broken reference(s) in \(table)")
+        }
+    }
+
+    private static func withForeignKeysOff<T>(_ connection: SQLiteConnection, _ body: () throws(SagaLaneError) -> T) throws(SagaLaneError) -> T {
+        // The pragma is a no-op inside a transaction: it is set before each begins.
+        let foreignKeys = try connection.query("PRAGMA foreign_keys") { $0.int(0) }.first ?? 0
+        try connection.execute("PRAGMA foreign_keys = OFF")
+        defer { try? connection.execute("PRAGMA foreign_keys = \(foreignKeys)") }
+        return try body()
+    }
+
     /// The schema version recorded in the file; newer than this build understands is an error.
-    private static func userVersion(_ connection: SQLiteConnection) throws(SagaLaneError) -> Int {
+    private static func userVersion(_ connection: SQLiteConnection, name: String) throws(SagaLaneError) -> Int {
         let current = try connection.query("PRAGMA user_version") { Int($0.int(0)) }.first ?? 0
         if current > version {
-            throw SagaLaneError(.corrupt, "the database has schema version \(current), newer than this sagalane understands (\(version))")
+            throw SagaLaneError(.corrupt, "\(name) has schema version \(current), newer than this sagalane understands (\(version))")
         }
         return current
     }

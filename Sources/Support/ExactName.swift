@@ -1,0 +1,29 @@
+/// A name compared byte for byte, by its UTF-8: how sagalane tells every name apart (saga
+/// types, targets, lanes, event types, job ids, fan-out keys).
+///
+/// Swift's `String` compares by Unicode canonical equivalence, so "é" written as one scalar
+/// and as "e" plus a combining accent would be one name, and the Kelvin sign would find
+/// "Kafka" triggers as "Kafka"'s K; SQLite, where the names are stored, compares bytes.
+/// Names are identifiers, not text to display: an exact match is the only rule that keeps the
+/// runtime and its log in agreement. Use it as a dictionary key instead of `String`.
+public struct ExactName: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let string: String
+
+    public init(_ string: String) { self.string = string }
+    public init(stringLiteral value: String) { string = value }
+
+    public static func == (a: ExactName, b: ExactName) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+
+    public func hash(into hasher: inout Hasher) {
+        var text = string
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    public var description: String { string }
+}
+
+extension String {
+    /// Whether the two are the same bytes (see `ExactName`).
+    @inlinable
+    public func isExactly(_ other: String) -> Bool { utf8.elementsEqual(other.utf8) }
+}
