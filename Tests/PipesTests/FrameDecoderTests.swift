@@ -50,6 +50,16 @@ import Testing
         #expect(frames == [Array("a".utf8), Array("bc".utf8)])
     }
 
+    @Test func onlyOneCarriageReturnIsDroppedWhereverTheChunksAreCut() throws {
+        // "\r\r\n" ends the frame "x\r": the frame's own bytes stay as sent.
+        let stream = Array("x\r\r\ny\r\n".utf8)
+        for cut in 0...stream.count {
+            var decoder = FrameDecoder()
+            let frames = try decoder.decode(Array(stream[..<cut])) + decoder.decode(Array(stream[cut...]))
+            #expect(frames == [Array("x\r".utf8), Array("y".utf8)], "cut at \(cut)")
+        }
+    }
+
     @Test func aFrameOfExactlyTheMaximumPassesAndOneByteMoreFails() throws {
         var decoder = FrameDecoder(maxFrameSize: 8)
         #expect(try decoder.decode(Array("12345678\n".utf8)) == [Array("12345678".utf8)])
