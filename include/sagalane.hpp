@@ -343,6 +343,35 @@ struct lane_stats {
     double mean_run_ms;  // over the last 64 runs
 };
 
+/** How a pipe target buffers and dials (sl_target_connect_options). Every duration and size must
+    be positive and fit 32 bits (sagalane.h's 0-means-default is not carried over: a zero here
+    throws SL_EINVAL rather than silently meaning 30 s). */
+struct target_connect_options {
+    /** How long a command waits for a connection before its saga fails "host unreachable". */
+    std::chrono::milliseconds buffer_expiry{30000};
+    /** Commands that may wait at once; past that a new one fails its saga at once. */
+    std::uint32_t max_buffered = 65536;
+    /** The wait after a failed attempt, doubled (with jitter) up to reconnect_max. */
+    std::chrono::milliseconds reconnect_min{100};
+    std::chrono::milliseconds reconnect_max{5000};
+    /** The largest frame either way, in bytes (at least 64). */
+    std::uint32_t max_frame = 1u << 20;
+    /** Bytes queued for the host past which commands wait instead. */
+    std::uint32_t max_queued_bytes = 8u << 20;
+};
+
+/** What a pipe target has done so far (sl_target_status). */
+struct target_status {
+    bool connected = false;         // a handshaken connection takes its commands now
+    std::uint64_t buffered = 0;     // commands waiting for a connection
+    std::uint64_t awaiting = 0;     // sent and not yet answered
+    std::uint64_t sent = 0;         // written to a connection
+    std::uint64_t expired = 0;      // whose wait ran out (their sagas failed "host unreachable")
+    std::uint64_t purged = 0;       // waiting ones dropped because their saga ended first
+    std::uint64_t connections = 0;  // connections made
+    std::uint64_t bad_frames = 0;   // frames from the host answered with an error
+};
+
 namespace detail {
 /** Every trampoline: C calls these with the userdata the wrapper gave it. */
 struct glue {
@@ -959,6 +988,51 @@ public:
                                          detail::release<detail::glue::target_fn>),
                       rt_, "sl_target_register");
         owned.release();
+    }
+
+    /** Registers target `name` (no ':') as a pipe target whose host listens on the Unix
+        socket at `path` (docs/protocol.md, "Dialled targets"), and dials it once the loop runs,
+        again with back-off whenever the connection is lost. Commands that cannot be sent wait,
+        in order, up to options.buffer_expiry. Throws SL_EINVAL (a name or path sagalane.h
+        refuses, an option out of range), SL_EEXIST, SL_ECLOSED. */
+    void connect_target(const std::string &name, const std::string &path,
+                        const target_connect_options &options = target_connect_options()) {
+        auto ms = [](std::chrono::milliseconds value, const char *field) {
+            if (value.count() < 1 || value.count() > static_cast<std::chrono::milliseconds::rep>(UINT32_MAX))
+                throw error(SL_EINVAL, "sl_target_connect", (std::string("options.") + field + " must be 1 ms to 2^32-1 ms").c_str());
+            return static_cast<uint32_t>(value.count());
+        };
+        auto count = [](std::uint32_t value, const char *field) {
+            if (value == 0) throw error(SL_EINVAL, "sl_target_connect", (std::string("options.") + field + " must not be 0").c_str());
+            return value;
+        };
+        sl_target_connect_options c;
+        sl_target_connect_options_init(&c);
+        c.buffer_expiry_ms = ms(options.buffer_expiry, "buffer_expiry");
+        c.max_buffered = count(options.max_buffered, "max_buffered");
+        c.reconnect_min_ms = ms(options.reconnect_min, "reconnect_min");
+        c.reconnect_max_ms = ms(options.reconnect_max, "reconnect_max");
+        c.max_frame = count(options.max_frame, "max_frame");
+        c.max_queued_bytes = count(options.max_queued_bytes, "max_queued_bytes");
+        detail::check(sl_target_connect(rt_, name.c_str(), path.c_str(), &c), rt_, "sl_target_connect");
+    }
+
+    /** What pipe target `name` has done so far. Any thread (waits for the loop). Throws
+        SL_ENOTFOUND when there is no pipe target of that name. */
+    target_status get_target_status(const std::string &name) const {
+        sl_target_status c{};
+        c.size = sizeof c;
+        detail::check(sl_target_get_status(rt_, name.c_str(), &c), rt_, "sl_target_get_status");
+        target_status s;
+        s.connected = c.connected != 0;
+        s.buffered = c.buffered;
+        s.awaiting = c.awaiting;
+        s.sent = c.sent;
+        s.expired = c.expired;
+        s.purged = c.purged;
+        s.connections = c.connections;
+        s.bad_frames = c.bad_frames;
+        return s;
     }
 
     /** Reports that step `step` of saga `saga_id` failed: the saga fails. Any thread. */
