@@ -16,7 +16,9 @@ final class AgentFixture: @unchecked Sendable {
     var socket: String { agent.options.resolvedSocketPath }
 
     init(sagaTimeout: Duration = .seconds(30), bufferExpiry: Duration = .seconds(30), reservation: Duration = .seconds(60),
-         lanes: [(String, Int)] = [], maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize) throws {
+         lanes: [(String, Int)] = [], maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,
+         allowedUIDs: Set<UInt32> = [], directoryMode: mode_t? = nil) throws {
+        if let directoryMode { chmod(dir.path, directoryMode) }
         let messages = self.messages
         let diagnostics = Diagnostics { _, text in messages.withLock { $0.append(text) } }
         runtime = try Runtime(options: RuntimeOptions(databasePath: dir.file("agent.db"), durability: .normal, diagnostics: diagnostics))
@@ -25,6 +27,7 @@ final class AgentFixture: @unchecked Sendable {
         var options = AgentOptions(dataDirectory: dir.path, bufferExpiry: bufferExpiry, reservation: reservation,
                                    lanes: lanes.map { (name: $0.0, maxConcurrent: $0.1) }, diagnostics: diagnostics)
         options.maxFrameSize = maxFrameSize
+        options.allowedUIDs = allowedUIDs
         agent = Agent(runtime: runtime, options: options)
         try agent.start()
     }
