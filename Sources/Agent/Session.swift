@@ -32,9 +32,13 @@ final class Session: @unchecked Sendable {
     func start() {
         connection.onFrame = { [unowned self] bytes in received(bytes) }
         connection.onWritable = { [unowned self] in writable() }
+        connection.onFramingError = { error in
+            Array(WireFrame.error(WireError(.frameTooLarge, "\(error); the connection closes")).serialized.utf8)
+        }
         connection.onClose = { [unowned self] reason in
             if case .framing(let error) = reason {
-                // The one error a connection cannot survive: answer it, then it is gone.
+                // The one error a connection cannot survive: it was answered (onFramingError),
+                // and the connection is gone.
                 agent.counters.errors[.frameTooLarge, default: 0] += 1
                 log("\(error)")
             }

@@ -77,6 +77,10 @@ public final class PipeConnection: @unchecked Sendable {
     public var onWritable: (() -> Void)?
     /// Called once, after the handle closed (unsent frames' completions were called first).
     public var onClose: ((PipeCloseReason) -> Void)?
+    /// A frame passed the maximum: the frame to write to the peer (an error naming the
+    /// problem) before the connection closes, or `nil` to close at once. Nothing more is
+    /// read either way.
+    public var onFramingError: ((FramingError) -> [UInt8]?)?
 
     private enum State { case open, draining, closing, closed }
 
@@ -203,7 +207,14 @@ public final class PipeConnection: @unchecked Sendable {
             }
         } catch {
             corked -= 1
-            return close(reason: .framing(error))
+            guard let answer = onFramingError?(error), !answer.isEmpty, answer.count <= options.maxFrameSize,
+                  !answer.contains(10), state == .open else {
+                return close(reason: .framing(error))
+            }
+            answer.withUnsafeBytes { pending.append($0) }
+            pending.append(byte: 10)
+            framesWritten += 1
+            return finish(.framing(error))
         }
         corked -= 1
         if corked == 0 { flush() }
@@ -372,6 +383,7 @@ public final class PipeConnection: @unchecked Sendable {
         self.onClose = nil
         onFrame = nil
         onWritable = nil
+        onFramingError = nil
         onClose?(reason ?? .closedLocally)
     }
 }

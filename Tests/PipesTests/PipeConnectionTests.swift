@@ -175,6 +175,38 @@ struct PipeConnectionTests {
         try test.run { listener.close() }
     }
 
+    @Test func anOversizedFrameCanBeAnsweredBeforeTheConnectionCloses() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("s.sock")
+        let test = try TestLoop()
+        defer { test.shutdown() }
+        let reasons = LoopState<[PipeCloseReason]>([])
+        let listener = try test.run {
+            let listener = try PipeListener(loop: test.loop, path: path,
+                                            connectionOptions: PipeConnectionOptions(maxFrameSize: 100))
+            listener.onAccept = { connection in
+                connection.onFrame = { _ in try? connection.send("ok") }
+                connection.onFramingError = { error in Array("too large: \(error.maxFrameSize)".utf8) }
+                connection.onClose = { reasons.value.append($0) }
+                connection.startReading()
+            }
+            return listener
+        }
+        let peer = try BlockingFrameSocket(path: path)
+        try peer.send("fine")
+        // The peer goes on writing past the maximum: the answer still reaches it, then the end.
+        try peer.write(Array(repeating: 65, count: 5000))
+        #expect(try peer.readLine(timeoutMilliseconds: 5000) == "ok")
+        #expect(try peer.readLine(timeoutMilliseconds: 5000) == "too large: 100")
+        #expect(try peer.readFrame(timeoutMilliseconds: 5000) == nil && !peer.timedOut, "then the server closed it")
+        try test.wait("the close") { reasons.value.count == 1 }
+        guard case .framing? = try test.run({ reasons.value.first }) else {
+            Issue.record("closed for \(try test.run { reasons.value })")
+            return
+        }
+        try test.run { listener.close() }
+    }
+
     @Test func theSocketIsCreatedOwnerOnlyAndStaleOnesAreReplaced() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("s.sock")
