@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
 
         .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent"]),
-        .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
+        .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
         .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga"]),
 

@@ -1,20 +1,31 @@
 // sagalane-bench: prints throughput and memory figures, each beside a baseline measured in the
 // same run (these machines are shared and noisy: compare ratios, not absolute numbers).
 //
-//   sagalane-bench [log|saga|lane|burst|latency|all] [--sagas N] [--burst N] [--dir PATH]
+//   sagalane-bench [log|saga|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]
+//                  [--commands N] [--terminal-sagas N]
 //   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
+//   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
 import SagaLane
 
 var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "agent-peer" { runAgentPeer(Array(arguments.dropFirst())) }
 var what = "all"
 var sagas = 5_000
 var burst = 1_000_000
+var commands = 1_000_000
+var terminalSagas = 1_000_000
 var directory = ".build"
 var index = 0
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "lane", "burst", "latency", "counted", "all": what = arguments[index]
+    case "log", "saga", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
+    case "--commands" where index + 1 < arguments.count:
+        index += 1
+        commands = max(1, Int(arguments[index]) ?? commands)
+    case "--terminal-sagas" where index + 1 < arguments.count:
+        index += 1
+        terminalSagas = max(1, Int(arguments[index]) ?? terminalSagas)
     case "--burst" where index + 1 < arguments.count:
         index += 1
         burst = max(1, Int(arguments[index]) ?? burst)
@@ -25,7 +36,8 @@ while index < arguments.count {
         index += 1
         directory = arguments[index]
     case "-h", "--help":
-        print("usage: sagalane-bench [log|saga|lane|burst|latency|all] [--sagas N] [--burst N] [--dir PATH]")
+        print("usage: sagalane-bench [log|saga|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
+        print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
@@ -41,7 +53,7 @@ mkdir(directory, 0o755)
 /// would park the main thread in libdispatch's main loop, which valgrind cannot follow; the
 /// task is detached because top-level code runs on the main actor, which that thread holds.)
 let finished = Completion<Int32>()
-Task.detached { [what, directory, sagas, burst] in
+Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
     do {
         if what == "log" || what == "all" {
             try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
@@ -57,6 +69,9 @@ Task.detached { [what, directory, sagas, burst] in
         }
         if what == "burst" || what == "all" {
             try await runBurstBench(directory: directory, sagas: burst)
+        }
+        if what == "agent" || what == "all" {
+            try await runAgentBench(directory: directory, commands: commands, sagas: sagas, terminalSagas: terminalSagas)
         }
         if what == "counted" {
             try await runCountedSagas(directory: directory, sagas: sagas)
