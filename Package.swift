@@ -5,7 +5,8 @@ import PackageDescription
 // compiler keeps the arrows pointing down:
 //
 //   SagaLaneSupport → SagaLaneJSON → SagaLaneEventLoop, SagaLaneLog
-//     → SagaLaneLanes, SagaLaneCoordinator (neither imports the other) → SagaLane (the runtime)
+//     → SagaLaneLanes, SagaLaneCoordinator (neither imports the other), SagaLanePipes, SagaLaneWire
+//     → SagaLaneDefinitions (over the coordinator) → SagaLane (the runtime) → SagaLaneAgent
 //     → SagaLaneC (the C API) and the executables
 //
 // The library targets use only the Swift standard library, Glibc, Synchronization, libuv and
@@ -49,11 +50,16 @@ let package = Package(
         .target(name: "SagaLaneCoordinator",
                 dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog"],
                 path: "Sources/Coordinator"),
+        // Saga types written as data (a JSON saga file): the loader, its checks with the place of
+        // each problem, command templates, and the saga that runs a definition.
+        .target(name: "SagaLaneDefinitions", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneCoordinator"],
+                path: "Sources/Definitions"),
         // The runtime: assembles the parts, wires `lane:` targets, and offers calls a host
         // thread can make and wait for. `import SagaLane` brings every module above.
         .target(name: "SagaLane",
                 dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog",
-                               "SagaLaneLanes", "SagaLaneCoordinator", "SagaLanePipes", "SagaLaneWire"],
+                               "SagaLaneLanes", "SagaLaneCoordinator", "SagaLanePipes", "SagaLaneWire",
+                               "SagaLaneDefinitions"],
                 path: "Sources/Runtime"),
 
         // The agent: a runtime served over a Unix socket to hosts, clients and lane workers in
@@ -84,6 +90,8 @@ let package = Package(
         .testTarget(name: "LanesTests", dependencies: ["SagaLaneLanes", "SagaLaneTestSupport"], path: "Tests/LanesTests"),
         .testTarget(name: "CoordinatorTests", dependencies: ["SagaLaneCoordinator", "SagaLaneTestSupport"],
                     path: "Tests/CoordinatorTests"),
+        .testTarget(name: "DefinitionsTests", dependencies: ["SagaLaneDefinitions", "SagaLaneTestSupport"],
+                    path: "Tests/DefinitionsTests"),
         .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneScriptSaga", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
         .testTarget(name: "PipesTests", dependencies: ["SagaLanePipes", "SagaLaneWire", "SagaLaneTestSupport"], path: "Tests/PipesTests"),
         .testTarget(name: "AgentTests", dependencies: ["SagaLaneAgent", "SagaLaneScriptSaga", "SagaLaneTestSupport"],

@@ -397,7 +397,7 @@ SL_EXPORT void sl_saga_type_init(sl_saga_type *type);
 
 /**
  * Registers a saga type (the struct and its strings are copied). Before or after start.
- * @return 0, SL_EINVAL (no name, no create/start/on_event), SL_EXIST, SL_ECLOSED.
+ * @return 0, SL_EINVAL (no name, no create/start/on_event), SL_EEXIST, SL_ECLOSED.
  */
 SL_EXPORT int sl_saga_type_register(sl_runtime *rt, const sl_saga_type *type, void *userdata);
 
@@ -416,6 +416,24 @@ typedef int (*sl_trigger_predicate)(void *userdata, const char *payload_json);
  */
 SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type,
                              sl_trigger_predicate predicate, void *userdata, void (*release)(void *userdata));
+
+/**
+ * Registers the saga types a saga file defines, with their triggers: the JSON text of a file
+ * in the format of docs/sagas-file.md (`{"version": 1, "sagas": [...]}`), the same files
+ * `sagalane agent --sagas FILE` loads and `sagalane validate FILE` checks. Each saga issues
+ * its steps' commands in turn to the targets they name, which the host registers as usual.
+ *
+ * All or nothing: the whole text is checked first, and every problem is reported at once in
+ * sl_runtime_errmsg, one a line, as `<sagas>:LINE:COLUMN: saga "NAME", step N ("STEP"): what`;
+ * then either every saga type is registered or, when one name is already registered, none
+ * is. Before or after start. Registration lives in memory only: a host loads its file again
+ * each time it opens the runtime (before sl_runtime_start, so recovery knows the types).
+ * @param json_text UTF-8, at most SL_MAX_VALUE_BYTES bytes.
+ * @param loaded set to the number of saga types registered (may be NULL).
+ * @return 0, SL_EINVAL (not a valid saga file, malformed JSON included: see the message), SL_EUTF8,
+ * SL_EEXIST (a saga type of that name is registered), SL_ECLOSED.
+ */
+SL_EXPORT int sl_saga_types_load(sl_runtime *rt, const char *json_text, int *loaded);
 
 /**
  * Starts a saga: runs the type's `create` on the calling thread, writes the saga's running
@@ -534,7 +552,7 @@ typedef int (*sl_target_fn)(void *userdata, uint64_t saga_id, uint32_t step, con
 /**
  * Registers a command target under `name` (no ':'). `release(userdata)` (may be NULL) is
  * called when the runtime closes.
- * @return 0, SL_EINVAL, SL_EXIST, SL_ECLOSED.
+ * @return 0, SL_EINVAL, SL_EEXIST, SL_ECLOSED.
  */
 SL_EXPORT int sl_target_register(sl_runtime *rt, const char *name, sl_target_fn fn, void *userdata,
                                  void (*release)(void *userdata));
@@ -724,7 +742,7 @@ SL_EXPORT void sl_lane_options_init(sl_lane_options *options);
  * @param options NULL for the defaults.
  * If the system refuses some worker threads (a thread limit), the lane runs with those it
  * got, says so on standard error, and tries again whenever a job is queued.
- * @return 0, SL_EINVAL (also max_concurrent above SL_LANE_MAX_CONCURRENT), SL_EXIST,
+ * @return 0, SL_EINVAL (also max_concurrent above SL_LANE_MAX_CONCURRENT), SL_EEXIST,
  *         SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED,
  *         SL_ETHREAD (not even one worker thread could start).
  */
@@ -745,7 +763,7 @@ typedef struct sl_submission {
  * Submits a job. For a persisted lane it returns once the queued row is durable. On success
  * `job->done` is called exactly once; on failure never.
  * @param out may be NULL; else its `size` must be set.
- * @return 0, SL_EINVAL, SL_EUTF8, SL_EXIST (duplicate id), SL_ELOG (row not written: the job
+ * @return 0, SL_EINVAL, SL_EUTF8, SL_EEXIST (duplicate id), SL_ELOG (row not written: the job
  * never runs), SL_ECLOSED.
  */
 SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *out);

@@ -960,6 +960,18 @@ public:
         });
     }
 
+    /**
+     * Registers the saga types of a saga file (its JSON text; see sl_saga_types_load and
+     * docs/sagas-file.md) with their triggers, all or none, and returns how many. Throws
+     * sagalane::error: SL_EINVAL with every problem of the file in what(), one a line;
+     * SL_EEXIST when a name is already registered.
+     */
+    int load_saga_types(const std::string &json_text) {
+        int loaded = 0;
+        detail::check(sl_saga_types_load(rt_, json_text.c_str(), &loaded), rt_, "sl_saga_types_load");
+        return loaded;
+    }
+
     /** Starts a saga of type `saga_type_name` for every published `event_type` event that
         `predicate` accepts (empty: every one), with the event's payload as its input. The
         predicate gets the payload (JSON) on the loop thread. */

@@ -29,6 +29,10 @@ public struct AgentOptions: Sendable {
     public var lanes: [(name: String, maxConcurrent: Int)]
     public var durability: Durability
     public var diagnostics: Diagnostics
+    /// A saga file (see `SagaFile`) whose saga types and triggers the agent registers before
+    /// it starts, and reloads on SIGHUP for new sagas only. An invalid file stops the agent
+    /// at start-up with `AgentExit.badConfiguration`.
+    public var sagasFile: String?
     /// Registers the agent's saga types and triggers on the runtime before it starts (so
     /// recovery knows them); returns how many saga types it loaded.
     public var prepare: (@Sendable (Runtime) throws -> Int)?

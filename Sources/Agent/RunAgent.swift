@@ -52,6 +52,23 @@ public enum AgentExit {
     public static let badConfiguration: Int32 = 2
 }
 
+/// Reads the saga file again and registers the sagas it defines that are new; a saga type
+/// already registered keeps its definition (sagas in flight were started from it). A file
+/// with mistakes changes nothing and says why.
+private func reloadSagas(_ path: String, into runtime: Runtime, say: Diagnostics) {
+    do {
+        let file = try SagaFile(contentsOf: path)
+        let added = try runtime.register(file, onlyNew: true)
+        let kept = file.definitions.count - added.count
+        say.info("agent: reloaded \(path) (SIGHUP): \(added.isEmpty ? "no new saga types" : "added " + added.joined(separator: ", "))"
+                 + (kept > 0 ? "; \(kept) already registered, unchanged" : ""))
+    } catch let error as SagaFileError {
+        say.error("agent: SIGHUP: \(path) is not valid, nothing changed:\n\(error)")
+    } catch {
+        say.error("agent: SIGHUP: cannot reload \(path): \((error as? SagaLaneError)?.message ?? "\(error)")")
+    }
+}
+
 /// Runs an agent until SIGTERM or SIGINT (or, with `exitWhenReady`, until it is ready):
 /// takes the data directory's lock, opens the log, loads the saga types (`options.prepare`),
 /// runs start-up recovery, creates the lanes, listens, and says so in one line on standard
@@ -63,13 +80,14 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
     let say = options.diagnostics
     // A peer that goes away must never kill the agent with SIGPIPE.
     signal(SIGPIPE, SIG_IGN)
-    // A parent may have started the agent with SIGTERM and SIGINT blocked (the mask is
+    // A parent may have started the agent with SIGTERM, SIGINT and SIGHUP blocked (the mask is
     // inherited across exec): unblock them here, before any thread starts (threads inherit
     // this thread's mask), or the stop signals would never arrive.
     var stopSignals = sigset_t()
     sigemptyset(&stopSignals)
     sigaddset(&stopSignals, SIGTERM)
     sigaddset(&stopSignals, SIGINT)
+    sigaddset(&stopSignals, SIGHUP)
     pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
     signal(SIGTERM, SIG_DFL)
     signal(SIGINT, SIG_DFL)
@@ -79,6 +97,15 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
         return AgentExit.failed
     }
     defer { lock.release() }
+    // The saga file is read before the log is opened: a file with mistakes stops the agent
+    // with every mistake listed, before anything is recovered under the wrong definitions.
+    var sagaFile: SagaFile?
+    if let path = options.sagasFile {
+        do { sagaFile = try SagaFile(contentsOf: path) } catch {
+            say.error("agent: the saga file is not valid:\n\(error)")
+            return AgentExit.badConfiguration
+        }
+    }
     let runtime: Runtime
     do {
         runtime = try Runtime(options: RuntimeOptions(databasePath: options.databasePath, durability: options.durability,
@@ -89,8 +116,14 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
     }
     defer { runtime.close() }
     var sagaTypes = 0
+    if let sagaFile {
+        do { sagaTypes += try runtime.register(sagaFile).count } catch {
+            say.error("agent: cannot register the sagas of \(options.sagasFile ?? ""): \(error.message)")
+            return AgentExit.badConfiguration
+        }
+    }
     if let prepare = options.prepare {
-        do { sagaTypes = try prepare(runtime) } catch {
+        do { sagaTypes += try prepare(runtime) } catch {
             say.error("agent: cannot load saga types: \((error as? SagaLaneError)?.message ?? "\(error)")")
             return AgentExit.badConfiguration
         }
@@ -109,12 +142,18 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
     let stopped = Completion<Int32>()
     let watchers = agent.onLoop { () -> Result<[SignalWatcher], SagaLaneError> in
         do throws(SagaLaneError) {
-            return .success(try [SIGTERM, SIGINT].map { (number) throws(SagaLaneError) in
+            var watchers = try [SIGTERM, SIGINT].map { (number) throws(SagaLaneError) in
                 try SignalWatcher(loop: runtime.loop, signal: number) { signum in
                     say.info("agent: stopping (\(signum == SIGTERM ? "SIGTERM" : "SIGINT"))")
                     agent.stop { stopped.set(AgentExit.ok) }
                 }
-            })
+            }
+            if let path = options.sagasFile {
+                watchers.append(try SignalWatcher(loop: runtime.loop, signal: SIGHUP) { _ in
+                    reloadSagas(path, into: runtime, say: say)
+                })
+            }
+            return .success(watchers)
         } catch {
             return .failure(error)
         }

@@ -123,6 +123,12 @@ public actor Coordinator {
         try registry.addTrigger(trigger)
     }
 
+    /// Registers saga types and their triggers all at once, or none (see
+    /// `Runtime.register(_:onlyNew:)`); returns the names registered.
+    public nonisolated func register(types: [SagaType], triggers: [Trigger], onlyNew: Bool) throws(SagaLaneError) -> [String] {
+        try registry.register(types: types, triggers: triggers, onlyNew: onlyNew)
+    }
+
     /// Registers a command target under `name`.
     public nonisolated func register(target: any SagaTarget, named name: String) throws(SagaLaneError) {
         try registry.register(target: target, named: name)

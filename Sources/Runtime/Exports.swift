@@ -1,5 +1,6 @@
 // `import SagaLane` gives a Swift host the whole runtime: every module beneath it.
 @_exported import SagaLaneCoordinator
+@_exported import SagaLaneDefinitions
 @_exported import SagaLaneEventLoop
 @_exported import SagaLaneJSON
 @_exported import SagaLaneLanes

@@ -1,4 +1,5 @@
 import SagaLaneCoordinator
+import SagaLaneDefinitions
 import SagaLaneJSON
 import SagaLaneSupport
 
@@ -14,6 +15,17 @@ extension Runtime {
     public func addTrigger(_ trigger: Trigger) throws(SagaLaneError) {
         try checkOpen()
         try coordinator.addTrigger(trigger)
+    }
+
+    /// Registers the saga types of a saga file with their triggers, all or none: a name
+    /// already registered is refused (`.exists`), unless `onlyNew`, which keeps the type
+    /// registered under that name as it is (a reload adds new sagas only: sagas in flight keep
+    /// the definition they started with). Returns the names registered. May be called while
+    /// sagas run.
+    @discardableResult
+    public func register(_ file: SagaFile, onlyNew: Bool = false) throws(SagaLaneError) -> [String] {
+        try checkOpen()
+        return try coordinator.register(types: file.sagaTypes, triggers: file.triggers, onlyNew: onlyNew)
     }
 
     /// Registers a command target under `name` (non-empty, no ':').

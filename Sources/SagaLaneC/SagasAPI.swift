@@ -208,6 +208,23 @@ public func sl_trigger_add(
     }
 }
 
+@implementation @_cdecl("sl_saga_types_load")
+public func sl_saga_types_load(_ rt: OpaquePointer?, _ jsonText: UnsafePointer<CChar>?,
+                               _ loaded: UnsafeMutablePointer<Int32>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        guard let jsonText else { throw SagaLaneError(.invalidArgument, "json_text is NULL") }
+        try SagaLog.checkValueSize(strlen(jsonText), of: "json_text")
+        let text = try string(jsonText, "json_text")
+        let file: SagaFile
+        do throws(SagaFileError) { file = try SagaFile(text: text, source: "<sagas>") } catch {
+            throw SagaLaneError(.invalidArgument, error.description)
+        }
+        let names = try runtime.register(file)
+        loaded?.pointee = Int32(clamping: names.count)
+    }
+}
+
 @implementation @_cdecl("sl_saga_start")
 public func sl_saga_start(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>?, _ input: UnsafePointer<CChar>?,
                           _ sagaID: UnsafeMutablePointer<UInt64>?) -> Int32 {

@@ -4,8 +4,8 @@ import SagaLaneAgent
 import SagaLaneScriptSaga
 
 /// `agent --data-dir D [--socket S] [--saga-timeout-ms N] [--buffer-expiry-ms N]
-/// [--reservation-ms N] [--lane NAME=N]...`: a real agent whose saga type is `script` (see
-/// ScriptSaga), for end-to-end tests that kill it with SIGKILL and start it again. Prints
+/// [--reservation-ms N] [--lane NAME=N]... [--sagas FILE]`: a real agent whose saga types are
+/// `script` (see ScriptSaga) and those of the saga file, for end-to-end tests that kill it with SIGKILL and start it again. Prints
 /// "ready" on standard output once it listens; exits with runAgent's status.
 func runAgentChild(_ arguments: [String]) -> Never {
     var options = AgentOptions(dataDirectory: "")
@@ -19,6 +19,7 @@ func runAgentChild(_ arguments: [String]) -> Never {
         case "--saga-timeout-ms": sagaTimeout = .milliseconds(Int64(value) ?? 30_000)
         case "--buffer-expiry-ms": options.bufferExpiry = .milliseconds(Int64(value) ?? 30_000)
         case "--reservation-ms": options.reservation = .milliseconds(Int64(value) ?? 60_000)
+        case "--sagas": options.sagasFile = value
         case "--lane":
             let parts = value.split(separator: "=")
             guard parts.count == 2, let bound = Int(parts[1]) else { childFail("--lane takes NAME=N") }

@@ -74,8 +74,7 @@ private func agentOptions(_ arguments: [String]) -> (AgentOptions, exitWhenReady
         switch option {
         case "--data-dir": options.dataDirectory = value
         case "--socket": options.socketPath = value
-        case "--sagas":
-            fail("--sagas \(value): declarative saga files are not supported by this build yet", status: AgentExit.badConfiguration)
+        case "--sagas": options.sagasFile = value
         case "--allow-uid":
             guard let uid = UInt32(value) else { fail("--allow-uid takes a numeric user id, not '\(value)'") }
             options.allowedUIDs.insert(uid)

@@ -985,3 +985,57 @@ func TestLaggedSubscriber(t *testing.T) {
 		t.Errorf("%d received + %d missed (in %d notices) of %d published", received, missed, lagged, published)
 	}
 }
+
+func TestSagaFileLoadsAndRuns(t *testing.T) {
+	rt, _ := openRuntime(t, sagalane.Options{})
+	bad := `{"sagas": [
+  {"name": "a", "steps": [{"target": "", "command": 1, "completes_on": "E"}]},
+  {"name": "b", "timeout_ms": 0, "steps": [{"target": "h", "command": 1, "completes_on": "E"}]}
+]}`
+	if _, err := rt.LoadSagaTypes(bad); !errors.Is(err, sagalane.ErrInvalid) ||
+		!strings.Contains(err.Error(), `<sagas>:2:38: saga "a", step 1: field "target"`) ||
+		!strings.Contains(err.Error(), `<sagas>:3:31: saga "b": field "timeout_ms"`) {
+		t.Fatalf("LoadSagaTypes of a bad file: %v, want ErrInvalid naming both problems", err)
+	}
+	file := `{"version": 1, "sagas": [{"name": "greet", "input": ["who"],
+  "steps": [{"name": "hello", "target": "host", "command": {"say": "hello ${input.who}"}, "completes_on": "Said"},
+            {"target": "host", "command": {"say": "bye", "after": "${steps.hello.reply}"}, "completes_on": "Said"}]}]}`
+	var mu sync.Mutex
+	var said []string
+	err := rt.RegisterTarget("host", func(cmd sagalane.Command) error {
+		var c struct {
+			Say   string `json:"say"`
+			After string `json:"after"`
+		}
+		if err := json.Unmarshal(cmd.JSON, &c); err != nil {
+			return err
+		}
+		mu.Lock()
+		said = append(said, c.Say+"|"+c.After)
+		mu.Unlock()
+		return rt.Publish("Said", cmd.SagaID, `{"reply":"hi there"}`)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rt.LoadSagaTypes(file); n != 1 || err != nil {
+		t.Fatalf("LoadSagaTypes = %d, %v; want 1, nil", n, err)
+	}
+	if _, err := rt.LoadSagaTypes(file); !errors.Is(err, sagalane.ErrExist) {
+		t.Errorf("loading the same names again: %v, want ErrExist", err)
+	}
+	mustStart(t, rt)
+	id, err := rt.StartSaga(ctx, "greet", `{"who":"ann"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := rt.WaitSaga(ctx, id)
+	if err != nil || end.State != sagalane.SagaCompleted {
+		t.Fatalf("WaitSaga = %+v, %v; want completed", end, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(said, ",") != "hello ann|,bye|hi there" {
+		t.Errorf("the host was told %q", said)
+	}
+}

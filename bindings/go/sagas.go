@@ -223,6 +223,22 @@ func (r *Runtime) AddTrigger(eventType, sagaType string, predicate func(payload 
 	return err
 }
 
+// LoadSagaTypes registers the saga types of a saga file (its JSON text; see
+// docs/sagas-file.md) with their triggers, all or none, and returns how many it registered.
+// An invalid file gives ErrInvalid, whose message lists every problem, one a line, with its
+// line and column; a name already registered gives ErrExist.
+func (r *Runtime) LoadSagaTypes(jsonText string) (int, error) {
+	const fn = "sl_saga_types_load"
+	text, err := cString(fn, "json text", jsonText)
+	if err != nil {
+		return 0, err
+	}
+	defer freeAll(text)
+	var loaded C.int
+	err = r.call(fn, func() C.int { return C.sl_saga_types_load(r.rt, text, &loaded) })
+	return int(loaded), err
+}
+
 // SagaState is a saga's state, as WaitSaga and OnEnd report it.
 type SagaState int
 

@@ -417,6 +417,25 @@ sl::saga_functions<nothing> answered() {
                    });
 }
 
+void test_saga_file() {
+    sl::runtime rt;
+    if (auto e = EXPECT_THROWS(SL_EINVAL, rt.load_saga_types(R"({"sagas": [{"name": "a", "steps": []}]})")))
+        EXPECT(contains(e->detail(), R"(<sagas>:1:35: saga "a": field "steps" must be a non-empty array)"));
+    const char *file = R"({"sagas": [{"name": "ping", "input": ["n"],
+        "steps": [{"target": "host", "command": {"cmd": "ping", "n": "${input.n}"}, "completes_on": "Pong"}]}]})";
+    EXPECT(rt.load_saga_types(file) == 1);
+    EXPECT_THROWS(SL_EEXIST, rt.load_saga_types(file));
+    std::string told;
+    rt.register_target("host", [&rt, &told](std::uint64_t saga_id, std::uint32_t, std::string_view command) {
+        told = std::string(command);
+        rt.publish("Pong", saga_id, "null");
+    });
+    rt.start();
+    std::uint64_t id = rt.start_saga("ping", R"({"n": 7})");
+    EXPECT(rt.wait_saga(id, 10s).state == sl::saga_state::completed);
+    EXPECT(contains(told, R"("n":7)"));
+}
+
 void test_saga_wait() {
     sl::runtime rt;
     rt.register_saga_type({"quick", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::done(); }));
@@ -831,6 +850,7 @@ int main(int argc, char **argv) {
         {"sagas", test_sagas},
         {"lane target", test_lane_target},
         {"manual clock", test_manual_clock},
+        {"saga file", test_saga_file},
         {"saga wait", test_saga_wait},
         {"saga future", test_saga_future},
         {"saga async", test_saga_async},
