@@ -4,7 +4,7 @@ import Testing
 @testable import SagaLane
 @testable import SagaLaneAgent
 
-/// examples/python, run as a user would run them: python3 against a real agent process.
+/// examples/python, run as a user would run them: python3 against `sagalane agent`.
 private let examples: String = {
     var dir = String(#filePath)
     for _ in 0..<3 { dir = String(dir[..<dir.lastIndex(of: "/")!]) }
@@ -22,15 +22,22 @@ private func runPython(_ arguments: [String]) throws -> (lines: [String], status
     return (lines, child.waitExitStatus())
 }
 
-/// A `sagalane-testchild agent` (the `script` saga type) in a temporary directory.
+/// A real `sagalane agent` (the tool's, standard error read for its ready line) in a
+/// temporary directory.
 private final class ExampleAgent {
     let dir = TemporaryDirectory()
     let child: ChildProcess
     var socket: String { dir.file("agent.sock") }
 
     init(_ extra: [String] = []) throws {
-        child = try ChildProcess(ChildProcess.testChildPath, ["agent", "--data-dir", dir.path] + extra)
-        guard child.readLine() == "ready" else { throw ChildError(message: "the agent did not start") }
+        child = try ChildProcess("/bin/sh", ["-c", "exec \"$0\" \"$@\" 2>&1", ChildProcess.siblingPath("sagalane"),
+                                             "agent", "--data-dir", dir.path] + extra)
+        var said: [String] = []
+        while let line = child.readLine() {
+            said.append(line)
+            if line.contains(" ready: ") { return }
+        }
+        throw ChildError(message: "the agent did not start: \(said)")
     }
 
     func client() throws -> TestClient {
@@ -48,7 +55,7 @@ private final class ExampleAgent {
 @Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: access(python, X_OK) == 0, "needs \(python)"))
 struct PythonExamplesTests {
     @Test func theExampleHostRunsItsSagasToTheirEnds() throws {
-        let agent = try ExampleAgent()
+        let agent = try ExampleAgent(["--sagas", examples + "/checkout.json"])
         let run = try runPython(["example_host.py", "--socket", agent.socket, "--sagas", "3"])
         #expect(run.status == 0, "\(run.lines)")
         #expect(run.lines.first?.hasPrefix("connected to sagalane \(SagaLaneVersion.string) (protocol 1)") == true, "\(run.lines)")
@@ -61,7 +68,9 @@ struct PythonExamplesTests {
         #expect(saga["state"] == "completed")
         let steps = try #require(saga["steps"]?.arrayValue)
         #expect(steps.count == 2)
-        #expect(steps.first?["output"]?.serialized.contains("r-2-200") == true, "\(steps.first?.serialized ?? "")")
+        #expect(steps.first?["output"]?.serialized.contains("r-order-2-200") == true, "\(steps.first?.serialized ?? "")")
+        // The saga carried the charge's receipt into the email command, as checkout.json says.
+        #expect(steps.last?["command"]?["receipt"] == "r-order-2-200", "\(steps.last?.serialized ?? "")")
     }
 
     @Test func theExampleWorkerAnswersJobsAndFailuresAreRetried() throws {

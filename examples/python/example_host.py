@@ -2,14 +2,15 @@
 """An example host: registers a target with the agent, starts sagas that use it, answers
 their commands and waits for every saga to end.
 
-    python3 example_host.py --socket DATA_DIR/agent.sock [--target billing] [--sagas 3]
+    sagalane agent --data-dir DATA_DIR --sagas checkout.json &
+    python3 example_host.py --socket DATA_DIR/agent.sock [--sagas 3]
 
-The sagas are of the `script` type (the test agent's, `sagalane-testchild agent`): each step
-sends a command to a target and waits for the event the step names in "expect". Each saga
-here has two steps on this host's target: charge an amount, then email a receipt. The host
-answers "charge" with a `Charged` event whose payload is a receipt number, and "email" with
-`Emailed`. An amount over 1000 is declined (`step.failed`), so that saga fails; the others
-complete. Another saga type can be started with --saga TYPE --input JSON (one saga).
+The sagas are of the `checkout` type, declared in checkout.json beside this file: charge an
+order (a command to target "billing"), then email the receipt the charge produced. This host
+holds "billing": it answers "charge" with a `Charged` event whose payload carries a receipt
+number (which the saga puts in the next command), and "email" with `Emailed`. An amount over
+1000 cents is declined (`step.failed`), so the last saga fails; the others complete. Another
+saga type can be started with --saga TYPE --input JSON (one saga).
 
 Prints one line per saga end ("saga 3 completed", "saga 4 failed: ...") and exits 0 when every
 saga ended as expected.
@@ -22,7 +23,7 @@ import sys
 from sagalane_client import Connection, ProtocolError
 
 
-def answer(agent, frame, receipts):
+def answer(agent, frame):
     """Carries out one command and reports on it."""
     command = frame["command"]
     saga_id, step = frame["saga_id"], frame["step"]
@@ -33,12 +34,12 @@ def answer(agent, frame, receipts):
             # No id: only an error would come back (the saga ended meanwhile, say).
             agent.notify("step.failed", saga_id=saga_id, step=step, reason=f"card declined for {cents} cents")
             return
-        receipts[saga_id] = f"r-{saga_id}-{cents}"
+        # The event's payload is the step's result: the saga's next command takes the receipt.
         agent.notify("step.done", saga_id=saga_id, step=step, event="Charged",
-                     payload={"receipt": receipts[saga_id], "cents": cents})
+                     payload={"receipt": f"r-{command.get('order')}-{cents}", "cents": cents})
     elif op == "email":
         agent.notify("step.done", saga_id=saga_id, step=step, event="Emailed",
-                     payload={"to": command.get("to"), "receipt": receipts.get(saga_id)})
+                     payload={"to": command.get("to"), "receipt": command.get("receipt")})
     else:
         agent.notify("step.failed", saga_id=saga_id, step=step, reason=f"no such operation: {op!r}")
 
@@ -46,10 +47,10 @@ def answer(agent, frame, receipts):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", required=True, help="the agent's socket")
-    parser.add_argument("--target", default="billing", help="the target name to register")
+    parser.add_argument("--target", default="billing", help="the target to hold (checkout.json's is billing)")
     parser.add_argument("--sagas", type=int, default=3, help="how many sagas to start (the last one is declined)")
-    parser.add_argument("--saga", default="script", help="the saga type to start")
-    parser.add_argument("--input", help="the saga input (JSON) instead of the script sagas")
+    parser.add_argument("--saga", default="checkout", help="the saga type to start")
+    parser.add_argument("--input", help="the saga input (JSON) instead of the checkout sagas")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each frame")
     args = parser.parse_args()
 
@@ -65,11 +66,8 @@ def main():
             for n in range(args.sagas):
                 declined = args.sagas > 1 and n == args.sagas - 1
                 cents = 2500 if declined else 100 * (n + 1)
-                steps = [
-                    {"target": args.target, "command": {"op": "charge", "cents": cents}, "expect": "Charged"},
-                    {"target": args.target, "command": {"op": "email", "to": f"customer-{n}@example.com"}, "expect": "Emailed"},
-                ]
-                inputs.append(({"steps": steps}, "failed" if declined else "completed"))
+                order = {"order": f"order-{n + 1}", "cents": cents, "email": f"customer-{n + 1}@example.com"}
+                inputs.append((order, "failed" if declined else "completed"))
 
         # Pipelined: every start goes out before any reply is read.
         starts = [(agent.request("saga.start", saga=args.saga, input=saga_input), outcome) for saga_input, outcome in inputs]
@@ -79,7 +77,6 @@ def main():
             expected[saga_id] = outcome
             waits[agent.request("saga.wait", saga_id=saga_id, timeout_ms=int(args.timeout * 1000))] = saga_id
 
-        receipts = {}
         ended = {}
         while len(ended) < len(waits):
             frame = agent.next_frame()
@@ -88,7 +85,7 @@ def main():
                 return 1
             kind = frame.get("type")
             if kind == "command":
-                answer(agent, frame, receipts)
+                answer(agent, frame)
             elif kind == "ok" and frame.get("id") in waits:
                 saga_id = waits[frame["id"]]
                 ended[saga_id] = frame["state"]
