@@ -9,7 +9,8 @@ import PackageDescription
 //     → SagaLaneC (the C API) and the executables
 //
 // The library targets use only the Swift standard library, Glibc, Synchronization, libuv and
-// SQLite: Foundation would add 7 to 50 MB to every static host.
+// SQLite: Foundation would add 7 to 50 MB to every static host. Only the `sagalane`
+// executable depends on a package (swift-argument-parser, for its command line).
 let package = Package(
     name: "sagalane",
     products: [
@@ -20,6 +21,9 @@ let package = Package(
         .library(name: "SagaLaneCStatic", type: .static, targets: ["SagaLaneC"]),
         .executable(name: "sagalane", targets: ["sagalane"]),
         .executable(name: "sagalane-bench", targets: ["sagalane-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, linked by name. No pkgConfig:
@@ -55,7 +59,9 @@ let package = Package(
         // @_cdecl shims implementing sagalane.h; the header's prototypes check their types.
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
 
-        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog"]),
+        .executableTarget(name: "sagalane",
+                          dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
         .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane"]),
@@ -71,6 +77,9 @@ let package = Package(
         .testTarget(name: "CoordinatorTests", dependencies: ["SagaLaneCoordinator", "SagaLaneTestSupport"],
                     path: "Tests/CoordinatorTests"),
         .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
+        // Runs the built `sagalane` binary as an operator would, on logs the tests write.
+        .testTarget(name: "CLITests", dependencies: ["sagalane", "SagaLaneLog", "SagaLaneJSON", "SagaLaneTestSupport"],
+                    path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v6]
 )
