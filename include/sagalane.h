@@ -429,7 +429,8 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
  *
  * Host threads only: on the loop thread (in a callback) it cannot wait, and answers
  * SL_ESTATE; use sl_saga_start_ex with a `started` callback there. SL_LOOP_HOST: on the
- * thread that runs the loop it runs the loop while it waits.
+ * thread that runs the loop it runs the loop while it waits; on any other thread it waits for
+ * that thread to run the loop.
  * @param input_json JSON text, or NULL for null. The log stores it as given.
  * @param saga_id receives the new saga's id (may be NULL).
  * @return 0, SL_ENOTFOUND (no such type), SL_EREFUSED (create refused the input), SL_EJSON,
@@ -480,7 +481,8 @@ typedef struct sl_saga_start_options {
         did not start). */
     sl_saga_ended_fn ended;
     void *userdata;            /* given to started, ended and release */
-    /** Called once after the last of `started` and `ended` (may be NULL); never when the
+    /** Called once after the last of `started` and `ended` (may be NULL), also for a saga
+        still in flight when the runtime closes (its `ended` then never comes); never when the
         call fails. On a sagalane thread, or the closing thread. */
     void (*release)(void *userdata);
 } sl_saga_start_options;
@@ -540,6 +542,79 @@ SL_EXPORT int sl_target_register(sl_runtime *rt, const char *name, sl_target_fn 
 /** Reports that step `step` of saga `saga_id` failed: the saga ends failed with "action
     failed: <reason>" (NULL: "failed"). Any thread. @return 0, SL_EINVAL (saga_id 0). */
 SL_EXPORT int sl_step_fail(sl_runtime *rt, uint64_t saga_id, uint32_t step, const char *reason);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pipe targets: hosts in other processes                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * A pipe target sends its commands to a host process over a Unix-domain socket, as
+ * newline-delimited JSON frames (the protocol is docs/protocol.md): the runtime dials the
+ * host's socket, says {"type":"hello","version":1,"targets":[name]}, and once the host answers
+ * {"type":"welcome","version":1,...} sends it {"type":"command","target","saga_id","step",
+ * "command"} frames. The host answers each with {"type":"step.done","saga_id","step","event",
+ * "payload"} (the event the saga waits for, published tagged with the saga) or
+ * {"type":"step.failed","saga_id","step","reason"} (the saga fails with "action failed:
+ * <reason>"), and may publish events with {"type":"event.publish","event","payload"}.
+ *
+ * The connection is dialled again, with back-off, whenever it is lost. A command that cannot
+ * be sent (no connection, or the host reads too slowly) waits, in order, and goes out once the
+ * host is back; one that waited `buffer_expiry_ms` (counted from its dispatch) fails its saga,
+ * once, with "action failed: host unreachable: ...". A saga that ends first (its deadline, a
+ * cancel) takes its waiting command back: it is never sent. A command already written is not
+ * sent again; the host answers it on any connection, or the saga's deadline ends it.
+ *
+ * Writing to a host that went away must not kill the process: on sagalane's own loop thread
+ * SIGPIPE is blocked; when the host runs the loop itself (SL_LOOP_HOST), the process ignores
+ * SIGPIPE unless it already has a handler of its own.
+ */
+
+typedef struct sl_target_connect_options {
+    size_t size;               /* sizeof(sl_target_connect_options) */
+    /** How long a command waits for a connection before its saga fails; 0 means 30000. */
+    uint32_t buffer_expiry_ms;
+    /** Commands that may wait at once; past that a new one fails its saga at once. 0 means 65536. */
+    uint32_t max_buffered;
+    /** The wait after a failed attempt, doubled (with jitter) up to reconnect_max_ms; 0 means 100. */
+    uint32_t reconnect_min_ms;
+    /** The longest wait between attempts; 0 means 5000. */
+    uint32_t reconnect_max_ms;
+    /** The largest frame either way, in bytes; 0 means 1048576 (1 MiB). */
+    uint32_t max_frame;
+    /** Bytes queued for the host past which commands wait instead; 0 means 8388608 (8 MiB). */
+    uint32_t max_queued_bytes;
+} sl_target_connect_options;
+
+/** Fills `options` with the defaults, `size` included. */
+SL_EXPORT void sl_target_connect_options_init(sl_target_connect_options *options);
+
+/**
+ * Registers target `name` (no ':') as a pipe target whose host listens on the Unix socket at
+ * `path` (at most 107 bytes), and starts dialling it (once the runtime's loop runs). Before or
+ * after sl_runtime_start(); the connection closes with the runtime.
+ * @param options NULL for the defaults.
+ * @return 0, SL_EINVAL (empty or ':' name, path empty or too long, a field out of range),
+ *         SL_EUTF8, SL_EEXIST (a target of that name), SL_ECLOSED.
+ */
+SL_EXPORT int sl_target_connect(sl_runtime *rt, const char *name, const char *path,
+                                const sl_target_connect_options *options);
+
+/** What a pipe target has done so far. */
+typedef struct sl_target_status {
+    size_t size;               /* sizeof(sl_target_status), set by the caller */
+    int connected;             /* 1 while a handshaken connection takes its commands */
+    uint64_t buffered;         /* commands waiting for a connection */
+    uint64_t awaiting;         /* commands sent and not yet answered */
+    uint64_t sent;             /* commands written to a connection */
+    uint64_t expired;          /* commands whose wait ran out (sagas failed "host unreachable") */
+    uint64_t purged;           /* waiting commands dropped because their saga ended first */
+    uint64_t connections;      /* connections made */
+    uint64_t bad_frames;       /* frames from the host answered with an error */
+} sl_target_status;
+
+/** Reads pipe target `name`'s figures into `out` (its `size` must be set). Any thread; waits
+    for the loop. @return 0, SL_EINVAL, SL_ENOTFOUND (no pipe target of that name), SL_ECLOSED. */
+SL_EXPORT int sl_target_get_status(sl_runtime *rt, const char *name, sl_target_status *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Lanes                                                                                       */

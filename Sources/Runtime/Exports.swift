@@ -5,3 +5,5 @@
 @_exported import SagaLaneLanes
 @_exported import SagaLaneLog
 @_exported import SagaLaneSupport
+@_exported import SagaLanePipes
+@_exported import SagaLaneWire

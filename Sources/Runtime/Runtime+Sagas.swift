@@ -99,7 +99,7 @@ extension Runtime {
     /// - Throws: `.timedOut`, `.notFound` (no such saga), `.state` (unfinished but not in
     ///   flight here, or called on the loop thread), `.closed`.
     public func waitForSaga(id: UInt64, timeoutMilliseconds: Int) throws(SagaLaneError) -> SagaEnd {
-        try checkOpen()
+        try checkRunning()
         guard !loop.inEventLoop else {
             throw SagaLaneError(.state, "waiting for a saga would block the event loop; ask for an end callback instead")
         }
@@ -107,10 +107,13 @@ extension Runtime {
         // timeout; the timeout is for the end of a saga in flight.
         let ended = Completion<Result<SagaEnd, SagaLaneError>>()
         let looked = Completion<Void>()
-        coordinator.whenEnded(id, inFlight: { looked.set(()) }) { ended.set($0); looked.set(()) }
+        let token = coordinator.whenEnded(id, inFlight: { looked.set(()) }) { ended.set($0); looked.set(()) }
         driver.wait(for: looked)
         let result = timeoutMilliseconds < 0 ? driver.wait(for: ended) : driver.wait(for: ended, milliseconds: timeoutMilliseconds)
-        guard let result else { throw SagaLaneError(.timedOut, "saga \(id) did not end within \(timeoutMilliseconds) ms") }
+        guard let result else {
+            coordinator.forgetEndWaiter(id, token: token)
+            throw SagaLaneError(.timedOut, "saga \(id) did not end within \(timeoutMilliseconds) ms")
+        }
         return try result.get()
     }
 

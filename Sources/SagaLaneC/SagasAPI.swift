@@ -233,25 +233,23 @@ private func cState(_ state: SagaState) -> Int32 {
     }
 }
 
-/// A host's start callbacks: `release` runs once, after the last of them.
+/// A host's start callbacks. `release` runs when the last reference goes: after `started` and
+/// `ended` were called, or when the runtime closes with the saga still in flight (then `ended`
+/// never comes), on whichever thread dropped the reference.
 private final class StartCallbacks: @unchecked Sendable {
     let options: sl_saga_start_options
-    private let pending: Atomic<Int>
+    /// Set once the start was accepted: a refused start calls nothing, `release` included.
+    var accepted = false
 
-    init(_ options: sl_saga_start_options) {
-        self.options = options
-        pending = Atomic((options.started == nil ? 0 : 1) + (options.ended == nil ? 0 : 1))
-    }
+    init(_ options: sl_saga_start_options) { self.options = options }
+
+    deinit { if accepted { options.release?(options.userdata) } }
 
     func started(_ result: Result<UInt64, SagaLaneError>) {
         switch result {
         case .success(let id): options.started?(options.userdata, 0, id)
-        case .failure(let error):
-            options.started?(options.userdata, errorCode(error), 0)
-            // It never started, so it never ends.
-            if options.ended != nil { done() }
+        case .failure(let error): options.started?(options.userdata, errorCode(error), 0)
         }
-        done()
     }
 
     func ended(_ end: SagaEnd) {
@@ -261,11 +259,6 @@ private final class StartCallbacks: @unchecked Sendable {
         } else {
             options.ended?(options.userdata, &c)
         }
-        done()
-    }
-
-    private func done() {
-        if pending.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 { options.release?(options.userdata) }
     }
 }
 
@@ -285,16 +278,19 @@ private func startSaga(_ runtime: Runtime, _ name: String, _ input: JSON,
     sl_saga_start_options_init(&c)
     if let options { c = try versioned(options, "sl_saga_start_options", defaults: c) }
     let room = Int(c.room_timeout_ms)
-    guard c.started != nil || c.ended != nil else {
+    guard c.started != nil || c.ended != nil || c.release != nil else {
         return try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room)
     }
     let callbacks = StartCallbacks(c)
-    let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil ? nil : { @Sendable in callbacks.ended($0) }
+    let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil && c.release == nil ? nil : { @Sendable in callbacks.ended($0) }
     guard c.started != nil else {
-        return try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room, onEnded: onEnded)
+        let id = try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room, onEnded: onEnded)
+        callbacks.accepted = true
+        return id
     }
     try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room,
                           onStarted: { callbacks.started($0) }, onEnded: onEnded)
+    callbacks.accepted = true
     return nil
 }
 

@@ -15,6 +15,8 @@ case "lane-cancel":
     runLaneCancel(Array(arguments.dropFirst()))
 case "log-append":
     runLogAppend(Array(arguments.dropFirst()))
+case "agent":
+    runAgentChild(Array(arguments.dropFirst()))
 default:
     writeStandardError("sagalane-testchild: unknown scenario '\(scenario)'\n")
     exit(2)

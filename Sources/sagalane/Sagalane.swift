@@ -9,7 +9,7 @@ import SagaLaneSupport
 struct Sagalane: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sagalane",
-        abstract: "Look into a sagalane log, and look after it.",
+        abstract: "Run the sagalane agent; look into a sagalane log, and look after it.",
         discussion: """
             Reads open the log read-only: they work while the program that owns the log is \
             writing it, start no thread and create no file beside it. vacuum writes: it needs \
@@ -24,21 +24,25 @@ struct Sagalane: AsyncParsableCommand {
             what the command takes.
 
             Examples:
+              sagalane agent --data-dir /var/lib/sagalane
               sagalane sagas list app.db --state failed --since 1h
               sagalane sagas show app.db 42
               sagalane sagas unresolved app.db
               sagalane jobs app.db --lane gpu --state queued
               sagalane vacuum app.db --older-than 30d --dry-run
+              sagalane stats app.db --socket /var/lib/sagalane/agent.sock
             """,
         version: "sagalane \(SagaLaneVersion.string)",
-        subcommands: [Sagas.self, Jobs.self, Lanes.self, Stats.self, Vacuum.self, Version.self,
-                      RecentAlias.self, UnresolvedAlias.self, SagaAlias.self])
+        subcommands: [AgentCommand.self, Sagas.self, Jobs.self, Lanes.self, Stats.self, Vacuum.self, Version.self,
+                      RecentAlias.self, UnresolvedAlias.self, SagaAlias.self, AgentStatsAlias.self])
 
     /// Runs the command, with sagalane's exit statuses: 2 for a usage error (which
     /// swift-argument-parser reports as 64), a command's own failure as it says.
     static func main() async {
         do {
             var command = try parseAsRoot()
+            // The agent runs here, before any suspension: on the main thread, as it must.
+            if let agent = command as? AgentCommand { try agent.run() }
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {

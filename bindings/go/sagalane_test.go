@@ -30,7 +30,7 @@ func TestErrorsAreValues(t *testing.T) {
 	if err := rt.RegisterSagaType(refusing); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rt.StartSaga("refusing", ""); !errors.Is(err, sagalane.ErrInvalidState) {
+	if _, err := rt.StartSaga(ctx, "refusing", ""); !errors.Is(err, sagalane.ErrInvalidState) {
 		t.Errorf("StartSaga before Start: %v, want ErrState", err)
 	}
 	mustStart(t, rt)
@@ -52,8 +52,8 @@ func TestErrorsAreValues(t *testing.T) {
 		err  error
 		want *sagalane.Error
 	}{
-		{"unknown saga type", second(rt.StartSaga("no_such_saga", "")), sagalane.ErrNotFound},
-		{"malformed input", second(rt.StartSaga("refusing", "{nope}")), sagalane.ErrJSON},
+		{"unknown saga type", second(rt.StartSaga(ctx, "no_such_saga", "")), sagalane.ErrNotFound},
+		{"malformed input", second(rt.StartSaga(ctx, "refusing", "{nope}")), sagalane.ErrJSON},
 		{"empty event type", rt.Publish("", 0, ""), sagalane.ErrInvalid},
 		{"NUL in event type", rt.Publish("a\x00b", 0, ""), sagalane.ErrInvalid},
 		{"trigger for an unknown type", rt.AddTrigger("X", "no_such_saga", nil), sagalane.ErrNotFound},
@@ -69,7 +69,7 @@ func TestErrorsAreValues(t *testing.T) {
 		}
 	}
 
-	_, err = rt.StartSaga("refusing", `{"label":"main"}`)
+	_, err = rt.StartSaga(ctx, "refusing", `{"label":"main"}`)
 	if !errors.Is(err, sagalane.ErrRefused) || !errors.Is(err, errNoPanes) {
 		t.Errorf("StartSaga refused by New: %v, want ErrRefused wrapping %v", err, errNoPanes)
 	}
@@ -100,7 +100,7 @@ func TestErrorsAreValues(t *testing.T) {
 		err  error
 	}{
 		{"Publish", rt.Publish("X", 0, "")},
-		{"StartSaga", second(rt.StartSaga("refusing", ""))},
+		{"StartSaga", second(rt.StartSaga(ctx, "refusing", ""))},
 		{"CreateLane", second(rt.CreateLane(ctx, "more", sagalane.LaneOptions{}))},
 		{"Submit", second(lane.Submit(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "", nil }}, nil))},
 		{"Subscribe", second(rt.Subscribe(0, func(sagalane.Event) {}))},
@@ -157,7 +157,7 @@ func TestSagaIssuesToTargetAndCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("pinger", `{"n":1}`)
+	id, err := rt.StartSaga(ctx, "pinger", `{"n":1}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestCancelSaga(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("waiter", "")
+	id, err := rt.StartSaga(ctx, "waiter", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestSagaTimeoutOnManualClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("slow", "")
+	id, err := rt.StartSaga(ctx, "slow", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,11 +289,11 @@ func TestLaneCommandHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	good, err := rt.StartSaga("render3", "")
+	good, err := rt.StartSaga(ctx, "render3", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, err := rt.StartSaga("renderbad", "")
+	bad, err := rt.StartSaga(ctx, "renderbad", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,7 +585,7 @@ func TestPanicsAreContained(t *testing.T) {
 		"uses_grumpy_target": "target 'grumpy' refused step 0",
 	}
 	for name, want := range wantReason {
-		id, err := rt.StartSaga(name, "")
+		id, err := rt.StartSaga(ctx, name, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -593,7 +593,7 @@ func TestPanicsAreContained(t *testing.T) {
 			t.Errorf("%s ended with %s %s, want a failure saying %q", name, ev.Type, ev.Payload, want)
 		}
 	}
-	if _, err := rt.StartSaga("panics_in_new", ""); !errors.Is(err, sagalane.ErrRefused) ||
+	if _, err := rt.StartSaga(ctx, "panics_in_new", ""); !errors.Is(err, sagalane.ErrRefused) ||
 		!strings.Contains(err.Error(), "new exploded") {
 		t.Errorf("StartSaga whose New panics: %v, want ErrRefused naming the panic", err)
 	}
@@ -755,7 +755,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	}
 	mustStart(t, rt)
 	for i := 0; i < 3; i++ {
-		if _, err := rt.StartSaga("waiter", ""); err != nil {
+		if _, err := rt.StartSaga(ctx, "waiter", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -830,7 +830,7 @@ func TestCloseFromCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	if _, err := rt.StartSaga("closer", ""); err != nil {
+	if _, err := rt.StartSaga(ctx, "closer", ""); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -862,12 +862,12 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		}
 	}
 	mustStart(t, rt)
-	done, err := rt.StartSaga("quick", `{"n":1}`)
+	done, err := rt.StartSaga(ctx, "quick", `{"n":1}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.terminal(t, done)
-	inFlight, err := rt.StartSaga("stuck", "")
+	inFlight, err := rt.StartSaga(ctx, "stuck", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -921,8 +921,9 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Errorf("vacuumed saga: %v, want ErrNotFound", err)
 	}
 
-	// A failed saga is unresolved, with its steps.
-	failed, err := rt2.StartSaga("stuck", "")
+	// A failed saga is final: only unfinished sagas (and those in failed_compensation) are
+	// unresolved, with their steps.
+	failed, err := rt2.StartSaga(ctx, "stuck", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -931,13 +932,19 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec2.terminal(t, failed)
+	running, err := rt2.StartSaga(ctx, "stuck", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	unresolved, err := rt2.UnresolvedSagas(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(unresolved) != 1 || unresolved[0].ID != failed || unresolved[0].State != "failed" ||
-		unresolved[0].Steps == nil || *unresolved[0].FailureReason != "cancelled: test" {
-		t.Errorf("UnresolvedSagas = %+v", unresolved)
+	if len(unresolved) != 1 || unresolved[0].ID != running || unresolved[0].State != "running" || unresolved[0].Steps == nil {
+		t.Errorf("UnresolvedSagas = %+v, want only the running saga %d", unresolved, running)
+	}
+	if record, err := rt2.LookupSaga(ctx, failed); err != nil || record.State != "failed" || *record.FailureReason != "cancelled: test" {
+		t.Errorf("the cancelled saga: %+v, %v", record, err)
 	}
 }
 
