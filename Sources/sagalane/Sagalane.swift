@@ -33,7 +33,7 @@ struct Sagalane: AsyncParsableCommand {
               sagalane stats app.db --socket /var/lib/sagalane/agent.sock
             """,
         version: "sagalane \(SagaLaneVersion.string)",
-        subcommands: [AgentCommand.self, Sagas.self, Jobs.self, Lanes.self, Stats.self, Vacuum.self, Version.self,
+        subcommands: [AgentCommand.self, Sagas.self, Jobs.self, Lanes.self, Stats.self, Vacuum.self, Recover.self, Version.self,
                       RecentAlias.self, UnresolvedAlias.self, SagaAlias.self, AgentStatsAlias.self])
 
     /// Runs the command, with sagalane's exit statuses: 2 for a usage error (which
