@@ -216,8 +216,16 @@ struct CLITests {
         let all = Sagalane.run(["sagas", "unresolved", db, "--limit", "300000", "--format", "jsonl"])
         let ids = all.jsonLines.compactMap { $0?["id"]?.int64Value }
         #expect(all.status == 0 && ids == Array(1...3_000))
-        let recent = Sagalane.run(["sagas", "list", db, "--limit", "300000", "--format", "jsonl"]).jsonLines.compactMap { $0?["id"]?.int64Value }
-        #expect(recent.count == 3_000 && Set(recent).count == 3_000)
+        // The most recent first: saga i ended i seconds before saga 1, so that is by id, across pages.
+        func recent(_ filters: [String] = []) -> [Int64] {
+            Sagalane.run(["sagas", "list", db, "--limit", "300000", "--format", "jsonl"] + filters).jsonLines.compactMap { $0?["id"]?.int64Value }
+        }
+        #expect(recent() == Array(1...3_000))
+        #expect(recent(["--state", "failed_compensation", "--name", "order"]) == Array(1...3_000))
+        // Equal times across page boundaries: the higher id first, none lost or repeated.
+        foreignSQL(db, "UPDATE saga SET ended_at = (SELECT ended_at FROM saga WHERE id = 1) WHERE id <= 1200")
+        #expect(recent(["--state", "failed_compensation"]) == Array((1...1_200).reversed()) + Array(1_201...3_000))
+        #expect(recent(["--since", "60d"]) == Array((1...1_200).reversed()) + Array(1_201...3_000))
     }
 
     // MARK: Vacuum

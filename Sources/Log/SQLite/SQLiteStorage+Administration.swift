@@ -14,15 +14,18 @@ extension SQLiteStorage: LogAdministration {
     }
 
     /// The WHERE conditions of a saga filter, with their arguments.
-    private static func conditions(_ filter: SagaFilter) -> ([String], [SQLValue]) {
+    /// With `walkingOrder`, the state and name terms are kept off the indexes (a unary `+`), so
+    /// the query walks the order's own index and stops at its limit.
+    private static func conditions(_ filter: SagaFilter, walkingOrder: Bool = false) -> ([String], [SQLValue]) {
         var conditions: [String] = []
         var arguments: [SQLValue] = []
+        let plus = walkingOrder ? "+" : ""
         if !filter.states.isEmpty {
-            conditions.append("state IN (\(placeholders(filter.states.count)))")
+            conditions.append("\(plus)state IN (\(placeholders(filter.states.count)))")
             arguments += filter.states.map { .text($0.rawValue) }
         }
         if let name = filter.name {
-            conditions.append("name = ?")
+            conditions.append("\(plus)name = ?")
             arguments.append(.text(name))
         }
         if let since = filter.activeSince {
@@ -66,14 +69,20 @@ extension SQLiteStorage: LogAdministration {
 
     public func sagas(matching filter: SagaFilter, order: SagaOrder, after: SagaRecord?, limit: Int) throws(SagaLaneError) -> [SagaSummary] {
         guard limit > 0 else { return [] }
-        var (conditions, arguments) = Self.conditions(filter)
+        // The first page may take the state index and sort what it finds: quick when few sagas
+        // match. The pages after it walk the order's index from where the last one ended, so a
+        // long listing costs one pass over the table instead of a sort of every match per page.
+        var (conditions, arguments) = Self.conditions(filter, walkingOrder: after != nil)
         let orderBy: String
         switch order {
         case .recentFirst:
-            // Walks the recency index backwards; its entries end with the row id.
+            // Walks the recency index backwards; its entries end with the row id. The plain
+            // bound on the activity lets SQLite start the walk there (a row value alone does not).
             if let after {
+                let activity = SQLValue.text((after.endedAt ?? after.startedAt).iso8601)
+                conditions.append("\(Self.sagaActivity) <= ?")
                 conditions.append("(\(Self.sagaActivity), id) < (?, ?)")
-                arguments += [.text((after.endedAt ?? after.startedAt).iso8601), Self.sagaID(after.id)]
+                arguments += [activity, activity, Self.sagaID(after.id)]
             }
             orderBy = "\(Self.sagaActivity) DESC, id DESC"
         case .byID:
