@@ -16,6 +16,7 @@ fi
 "$binary" version | grep -Eq '^sagalane [0-9]+\.[0-9]+\.[0-9]+$'
 "$binary" --help | grep -q '^USAGE: sagalane <subcommand>'
 "$binary" sagas list --help | grep -q '^USAGE: sagalane sagas list <db>'
+"$binary" agent --help | grep -q '^USAGE: sagalane agent \[--data-dir <dir>\]'
 
 # A missing database is an error that names it, with exit status 2 (a bad argument), as is a
 # bad command; neither prints anything on standard output.
@@ -35,6 +36,7 @@ if "$binary" vacuum "$work/none.db" --older-than 7d 2> "$work/err"; then exit 1;
 [ "$("$binary" sagas unresolved "$work/log.db")" = "[]" ]
 [ "$("$binary" jobs "$work/log.db" --lane gpu --state queued --limit 5)" = "[]" ]
 [ "$("$binary" lanes "$work/log.db")" = "[]" ]
+[ "$("$binary" recover "$work/log.db" --dry-run)" = "[]" ]
 [ "$("$binary" sagas list "$work/log.db" --format table)" = "no sagas match" ]
 "$binary" stats "$work/log.db" | grep -q '"jobs":{},"oldest_running_saga":null'
 "$binary" stats "$work/log.db" | grep -q '"schema_version":[1-9]'
