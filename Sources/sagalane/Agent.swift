@@ -115,23 +115,29 @@ private func laneArgument(_ text: String) throws -> LaneBound {
 
 /// Asks the agent listening at `path` for its counters (`agent.stats`).
 func agentCounters(socket path: String) throws(CommandFailure) -> JSON {
+    try agentRequest(socket: path, .agentStats, name: "sagalane stats")["stats"] ?? .null
+}
+
+/// Sends one request to the agent listening at `path` after the handshake, and returns the
+/// fields of its answer; a refusal is a failed operation with the agent's words.
+func agentRequest(socket path: String, _ message: WireMessage, name: String) throws(CommandFailure) -> [String: JSON] {
     do {
         let client = try BlockingFrameSocket(path: path)
-        try client.send(WireFrame(id: 1, .hello(version: WireVersion.current, name: "sagalane stats", targets: [])).serialized)
-        try client.send(WireFrame(id: 2, .agentStats).serialized)
+        try client.send(WireFrame(id: 1, .hello(version: WireVersion.current, name: name, targets: [])).serialized)
+        try client.send(WireFrame(id: 2, message).serialized)
         while let line = try client.readFrame(timeoutMilliseconds: 5000) {
             let parsed = line.withUnsafeBytes { bytes -> Result<WireFrame, WireError> in
                 do throws(WireError) { return .success(try WireFrame.parse(bytes)) } catch { return .failure(error) }
             }
             guard case .success(let frame) = parsed else {
                 throw CommandFailure.operation("the agent at \(path) sent a frame that is not its protocol (\(line.count) bytes): "
-                                 + "is something else listening there?")
+                                               + "is something else listening there?")
             }
             switch frame.message {
             case .ok(let fields) where frame.id == 2:
-                return fields["stats"] ?? .null
+                return fields
             case .error(let code, let message, _):
-                throw CommandFailure.operation("the agent at \(path) refused: \(code): \(message)")
+                throw CommandFailure.operation("the agent at \(path) refused: \(message) (\(code))")
             default:
                 continue
             }
@@ -142,6 +148,48 @@ func agentCounters(socket path: String) throws(CommandFailure) -> JSON {
     } catch {
         let message = (error as? SagaLaneError)?.message ?? "\(error)"
         throw .operation("cannot reach an agent at \(path): \(message); is `sagalane agent` running, with this socket?")
+    }
+}
+
+/// `--socket` or `--data-dir`: which running agent a command talks to.
+struct AgentAddress: ParsableArguments {
+    @Option(help: ArgumentHelp("The agent's socket. Default: agent.sock in its data directory.", valueName: "path"))
+    var socket: String?
+    @Option(name: .customLong("data-dir"),
+            help: ArgumentHelp("The agent's data directory (default \(AgentOptions.defaultDataDirectory)).", valueName: "dir"))
+    var dataDirectory: String?
+
+    var path: String {
+        socket ?? AgentOptions(dataDirectory: dataDirectory ?? AgentOptions.defaultDataDirectory).resolvedSocketPath
+    }
+}
+
+struct SagasCancel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel",
+        abstract: "Cancel a saga a running agent has in flight.",
+        discussion: """
+            The agent ends the saga as failed with the reason "cancelled: REASON" once that end \
+            is durable, and tells the target of a step still unanswered. Only the process that \
+            runs a saga can cancel it: a saga of another host's runtime is cancelled by that \
+            host (sl_saga_cancel). A saga that already ended, or that is not in flight in this \
+            agent, is refused (exit status 1).
+
+            Examples:
+              sagalane sagas cancel 42 --reason "customer asked"
+              sagalane sagas cancel 42 --socket /run/sagalane.sock
+            """)
+
+    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id"))
+    var id: UInt64
+    @Option(help: ArgumentHelp("Why, for the saga's failure reason (default: cancelled by sagalane).", valueName: "text"))
+    var reason: String?
+    @OptionGroup var agent: AgentAddress
+
+    func run() throws {
+        let path = agent.path
+        _ = try agentRequest(socket: path, .sagaCancel(sagaID: id, reason: reason ?? "cancelled by sagalane"), name: "sagalane sagas cancel")
+        emit("cancelled saga \(id)\n")
     }
 }
 

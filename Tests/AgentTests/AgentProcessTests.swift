@@ -69,6 +69,23 @@ struct AgentProcessTests {
         #expect(agent!.child.waitExitStatus() == 0)
     }
 
+    @Test func theCLICancelsASagaTheAgentHasInFlight() throws {
+        let dir = TemporaryDirectory()
+        let agent = try AgentProcess(dataDir: dir.path)
+        defer { agent.child.signal(SIGTERM); _ = agent.child.waitExitStatus() }
+        let host = try agent.client("host")
+        try host.ok(.targetRegister(names: ["host"]))
+        let id = try host.startScript([("host", ["cmd": "Work"], "Done")])
+        _ = try #require(try host.command())
+        let cancelled = try sagalane(["sagas", "cancel", "\(id)", "--socket", agent.socket, "--reason", "operator said so"])
+        #expect(cancelled.status == 0 && cancelled.output == "cancelled saga \(id)", "\(cancelled)")
+        let shown = try sagalane(["sagas", "show", dir.file("sagalane.db"), "\(id)", "--format", "json"])
+        #expect(shown.output.contains("\"state\":\"failed\"") && shown.output.contains("cancelled: operator said so"), "\(shown.output)")
+        // Once ended, or never there: a failed operation.
+        #expect(try sagalane(["sagas", "cancel", "\(id)", "--data-dir", dir.path]).status == 1)
+        #expect(try sagalane(["sagas", "cancel", "\(id + 100)", "--socket", agent.socket]).status == 1)
+    }
+
     @Test func sigtermStopsCleanlyAndLeavesSagasInFlightForRecovery() throws {
         let dir = TemporaryDirectory()
         let agent = try AgentProcess(dataDir: dir.path)

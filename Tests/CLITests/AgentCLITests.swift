@@ -37,6 +37,13 @@ struct AgentCLITests {
         let rows = tableRows(table.stdout)
         #expect(rows.contains(["total", "0"]) && rows.contains { $0.first == "connections_accepted" }, "\(table)")
         #expect(rows.contains(["lanes.gpu.queued", "0"]), "\(table)")
+        // Cancelling a saga the agent never had: refused, in its words.
+        let unknown = Sagalane.run(["sagas", "cancel", "999", "--socket", socket])
+        #expect(unknown.status == 1 && unknown.stderr.contains("refused: no saga 999 (unknown_saga)"), "\(unknown)")
+        let byDataDir = Sagalane.run(["sagas", "cancel", "999", "--data-dir", data])
+        #expect(byDataDir.status == 1 && byDataDir.stderr.contains("no saga 999"), "\(byDataDir)")
+        let notAnID = Sagalane.run(["sagas", "cancel", "last", "--socket", socket])
+        #expect(notAnID.status == 2 && notAnID.stderr.contains("'last'"), "\(notAnID)")
         agent.signal(SIGTERM)
         #expect(agent.waitExitStatus() == 0)
         // No agent there any more: a failed operation that says what to check.
@@ -85,6 +92,8 @@ struct AgentCLITests {
         #expect(mkdir(data, 0o700) == 0)
         let db = data + "/sagalane.db"
         try await writeMixedLog(db)
+        // Sagas only: what recovery does to lane jobs is the lanes' own business (and tests).
+        foreignSQL(db, "DELETE FROM lane_job")
         let before = fileBytes(db)
         let dry = Sagalane.run(["recover", db, "--dry-run", "--format", "json"])
         #expect(dry.status == 0, "\(dry)")
