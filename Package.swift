@@ -10,7 +10,8 @@ import PackageDescription
 //     → SagaLaneC (the C API) and the executables
 //
 // The library targets use only the Swift standard library, Glibc, Synchronization, libuv and
-// SQLite: Foundation would add 7 to 50 MB to every static host.
+// SQLite: Foundation would add 7 to 50 MB to every static host. Only the `sagalane`
+// executable depends on a package (swift-argument-parser, for its command line).
 let package = Package(
     name: "sagalane",
     products: [
@@ -21,6 +22,9 @@ let package = Package(
         .library(name: "SagaLaneCStatic", type: .static, targets: ["SagaLaneC"]),
         .executable(name: "sagalane", targets: ["sagalane"]),
         .executable(name: "sagalane-bench", targets: ["sagalane-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, linked by name. No pkgConfig:
@@ -72,7 +76,9 @@ let package = Package(
         // @_cdecl shims implementing sagalane.h; the header's prototypes check their types.
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
 
-        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent"]),
+        .executableTarget(name: "sagalane",
+                          dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
         .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga"]),
@@ -96,6 +102,9 @@ let package = Package(
         .testTarget(name: "PipesTests", dependencies: ["SagaLanePipes", "SagaLaneWire", "SagaLaneTestSupport"], path: "Tests/PipesTests"),
         .testTarget(name: "AgentTests", dependencies: ["SagaLaneAgent", "SagaLaneScriptSaga", "SagaLaneTestSupport"],
                     path: "Tests/AgentTests"),
+        // Runs the built `sagalane` binary as an operator would, on logs the tests write.
+        .testTarget(name: "CLITests", dependencies: ["sagalane", "SagaLaneLog", "SagaLaneJSON", "SagaLaneTestSupport"],
+                    path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v6]
 )

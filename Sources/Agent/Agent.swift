@@ -1,7 +1,7 @@
 import Glibc
 import SagaLane
 
-/// What the agent counts, for `agent.stats` and `sagalane agent-stats`.
+/// What the agent counts, for `agent.stats` and `sagalane stats --socket`.
 struct AgentCounters {
     var connectionsAccepted = 0
     var connectionsRefused = 0

@@ -60,16 +60,19 @@ struct DefinitionReader {
         }
         if list.isEmpty { problem("sagas", "", "field \"sagas\" is empty: a saga file defines at least one saga") }
         var definitions: [SagaDefinition] = []
-        var names: [String: Int] = [:]
+        var names: [ExactName: Int] = [:]
         for (i, element) in list.enumerated() {
             let path = "sagas[\(i)]"
-            guard let definition = saga(element, at: path, index: i) else { continue }
-            if let first = names[definition.name] {
-                problem(path + ".name", "saga \"\(definition.name)\"", "the name is already used by saga \(first + 1) of the file")
-            } else {
-                names[definition.name] = i
+            let definition = saga(element, at: path, index: i)
+            // Checked for every named saga, valid or not, so that one pass finds it all.
+            if let name = element["name"]?.stringValue, !name.isEmpty {
+                if let first = names[ExactName(name)] {
+                    problem(path + ".name", "saga \"\(name)\"", "the name is already used by saga \(first + 1) of the file")
+                } else {
+                    names[ExactName(name)] = i
+                }
             }
-            definitions.append(definition)
+            if let definition { definitions.append(definition) }
         }
         return definitions
     }

@@ -2,7 +2,7 @@ import Glibc
 import SagaLaneSupport
 
 /// A plain blocking Unix-socket client that reads and writes frames, without an event loop:
-/// for command-line tools (`sagalane agent-stats`), tests and benchmarks that play a peer.
+/// for command-line tools (`sagalane stats --socket`), tests and benchmarks that play a peer.
 /// One thread at a time.
 public final class BlockingFrameSocket {
     public let fd: Int32

@@ -43,7 +43,7 @@ struct AgentProcessTests {
         let command = try #require(try host.command())
         #expect(command.sagaID == id)
         // Read the log while the agent writes it: read-only, beside the running agent.
-        let running = try sagalane(["saga", dir.file("sagalane.db"), "\(id)"])
+        let running = try sagalane(["sagas", "show", dir.file("sagalane.db"), "\(id)", "--format", "json"])
         #expect(running.status == 0)
         #expect(running.output.contains("\"state\":\"running\""))
         #expect(agent!.child.kill9() == SIGKILL)
@@ -51,7 +51,7 @@ struct AgentProcessTests {
         host.close()
         client.close()
         agent = try AgentProcess(dataDir: dir.path)
-        let shown = try sagalane(["saga", dir.file("sagalane.db"), "\(id)"])
+        let shown = try sagalane(["sagas", "show", dir.file("sagalane.db"), "\(id)", "--format", "json"])
         #expect(shown.output.contains("\"state\":\"failed_compensation\""), "\(shown.output)")
         #expect(shown.output.contains("interrupted: the runtime restarted while the saga was running (pending step 0)"))
         let again = try agent!.client("client again")
@@ -67,6 +67,23 @@ struct AgentProcessTests {
         #expect(try again.waitSaga(next).state == "completed")
         agent!.child.signal(SIGTERM)
         #expect(agent!.child.waitExitStatus() == 0)
+    }
+
+    @Test func theCLICancelsASagaTheAgentHasInFlight() throws {
+        let dir = TemporaryDirectory()
+        let agent = try AgentProcess(dataDir: dir.path)
+        defer { agent.child.signal(SIGTERM); _ = agent.child.waitExitStatus() }
+        let host = try agent.client("host")
+        try host.ok(.targetRegister(names: ["host"]))
+        let id = try host.startScript([("host", ["cmd": "Work"], "Done")])
+        _ = try #require(try host.command())
+        let cancelled = try sagalane(["sagas", "cancel", "\(id)", "--socket", agent.socket, "--reason", "operator said so"])
+        #expect(cancelled.status == 0 && cancelled.output == "cancelled saga \(id)", "\(cancelled)")
+        let shown = try sagalane(["sagas", "show", dir.file("sagalane.db"), "\(id)", "--format", "json"])
+        #expect(shown.output.contains("\"state\":\"failed\"") && shown.output.contains("cancelled: operator said so"), "\(shown.output)")
+        // Once ended, or never there: a failed operation.
+        #expect(try sagalane(["sagas", "cancel", "\(id)", "--data-dir", dir.path]).status == 1)
+        #expect(try sagalane(["sagas", "cancel", "\(id + 100)", "--socket", agent.socket]).status == 1)
     }
 
     @Test func sigtermStopsCleanlyAndLeavesSagasInFlightForRecovery() throws {

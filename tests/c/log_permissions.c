@@ -124,13 +124,13 @@ static void read_write_refused(const char *path) {
 static void cli_reads(const char *path) {
     uint64_t before = file_hash(path);
     char out[65536];
-    char *recent[] = {"", "recent", (char *)path, NULL};
+    char *recent[] = {"", "sagas", "list", (char *)path, NULL};
     EXPECT_EQ_INT(run_cli(1, recent, out, sizeof out), 0);
     EXPECT_CONTAINS(out, "\"state\":\"running\"");
-    char *unresolved[] = {"", "unresolved", (char *)path, NULL};
+    char *unresolved[] = {"", "sagas", "unresolved", (char *)path, NULL};
     EXPECT_EQ_INT(run_cli(1, unresolved, out, sizeof out), 0);
     EXPECT_CONTAINS(out, "\"id\":2,");
-    char *saga[] = {"", "saga", (char *)path, "1", NULL};
+    char *saga[] = {"", "sagas", "show", (char *)path, "1", NULL};
     EXPECT_EQ_INT(run_cli(1, saga, out, sizeof out), 0);
     EXPECT_CONTAINS(out, "\"state\":\"completed\"");
     char *stats[] = {"", "stats", (char *)path, NULL};

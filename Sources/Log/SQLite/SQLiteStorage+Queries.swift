@@ -4,24 +4,24 @@ import SagaLaneSupport
 
 /// The queries the log answers, on the read connection.
 extension SQLiteStorage {
-    private static let sagaColumns = "id, name, state, input_json, failure_reason, started_at, ended_at"
-    private static let stepColumns = "saga_id, step_index, name, target, command_json, state, output_json, failure_reason, started_at, ended_at"
-    private static let jobColumns = "id, lane, caller, priority, metadata, state, attempts, error, enqueued_at, started_at, finished_at, cancelled_at, failed_at"
+    static let sagaColumns = "id, name, state, input_json, failure_reason, started_at, ended_at"
+    static let stepColumns = "saga_id, step_index, name, target, command_json, state, output_json, failure_reason, started_at, ended_at"
+    static let jobColumns = "id, lane, caller, priority, metadata, state, attempts, error, enqueued_at, started_at, finished_at, cancelled_at, failed_at"
 
-    private static func saga(_ row: SQLiteConnection.Row) -> SagaRecord {
+    static func saga(_ row: SQLiteConnection.Row) -> SagaRecord {
         SagaRecord(id: UInt64(bitPattern: row.int(0)), name: row.text(1), state: SagaState(rawValue: row.text(2)) ?? .failed,
                    inputJSON: row.text(3), failureReason: row.optionalText(4), startedAt: row.timestamp(5),
                    endedAt: row.optionalTimestamp(6), steps: [])
     }
 
-    private static func step(_ row: SQLiteConnection.Row) -> StepRecord {
+    static func step(_ row: SQLiteConnection.Row) -> StepRecord {
         StepRecord(sagaID: UInt64(bitPattern: row.int(0)), index: UInt32(truncatingIfNeeded: row.int(1)), name: row.text(2),
                    target: row.text(3), commandJSON: row.text(4), state: StepState(rawValue: row.text(5)) ?? .failed,
                    outputJSON: row.optionalText(6), failureReason: row.optionalText(7), startedAt: row.timestamp(8),
                    endedAt: row.optionalTimestamp(9))
     }
 
-    private static func job(_ row: SQLiteConnection.Row) -> JobRecord {
+    static func job(_ row: SQLiteConnection.Row) -> JobRecord {
         JobRecord(id: row.text(0), lane: row.text(1), caller: row.text(2), priority: Int(row.int(3)), metadata: row.blob(4),
                   state: JobState(rawValue: row.text(5)) ?? .failed, attempts: Int(row.int(6)), error: row.optionalText(7),
                   enqueuedAt: row.timestamp(8), startedAt: row.optionalTimestamp(9), finishedAt: row.optionalTimestamp(10),

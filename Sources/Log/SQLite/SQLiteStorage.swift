@@ -204,7 +204,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
 
     // MARK: Writing
 
-    private func writeConnection() throws(SagaLaneError) -> SQLiteConnection {
+    func writeConnection() throws(SagaLaneError) -> SQLiteConnection {
         guard let writer else {
             throw SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")
         }

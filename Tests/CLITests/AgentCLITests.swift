@@ -1,0 +1,130 @@
+import Glibc
+import SagaLaneJSON
+import SagaLaneLog
+import SagaLaneSupport
+import SagaLaneTestSupport
+import Testing
+
+/// `sagalane agent`, `stats --socket` and `recover --dry-run`, with the binary's own agent.
+@Suite(.timeLimit(.minutes(3)))
+struct AgentCLITests {
+    /// Waits for the agent's socket to appear (it is made once the agent listens).
+    private func waitForSocket(_ path: String) -> Bool {
+        for _ in 0..<200 {
+            if exists(path) { return true }
+            usleep(25_000)
+        }
+        return false
+    }
+
+    @Test func statsWithASocketShowsTheRunningAgentsCounters() async throws {
+        let dir = TemporaryDirectory()
+        let data = dir.file("data")
+        let agent = try ChildProcess(ChildProcess.siblingPath("sagalane"), ["agent", "--data-dir", data, "--lane", "gpu=2"])
+        let socket = data + "/agent.sock"
+        #expect(waitForSocket(socket), "the agent never listened")
+        let counters = Sagalane.run(["stats", "--socket", socket, "--format", "json"])
+        #expect(counters.status == 0, "\(counters)")
+        #expect(counters.json?["connections_accepted"]?.int64Value ?? 0 >= 1, "\(counters)")
+        #expect(counters.json?["lanes"]?["gpu"] != nil && counters.json?["errors_total"]?.int64Value == 0, "\(counters)")
+        // Each ask is a connection the next one counts.
+        let again = Sagalane.run(["stats", "--socket", socket, "--format", "json"])
+        #expect((again.json?["connections_accepted"]?.int64Value ?? 0) > (counters.json?["connections_accepted"]?.int64Value ?? 0))
+        // With its log: the log's counts, the agent's under "agent"; a table shows both.
+        let both = Sagalane.run(["stats", data + "/sagalane.db", "--socket", socket, "--format", "json"])
+        #expect(both.status == 0 && both.json?["schema_version"] != nil && both.json?["agent"]?["frames_read"] != nil, "\(both)")
+        let table = Sagalane.run(["stats", data + "/sagalane.db", "--socket", socket, "--format", "table"])
+        let rows = tableRows(table.stdout)
+        #expect(rows.contains(["total", "0"]) && rows.contains { $0.first == "connections_accepted" }, "\(table)")
+        #expect(rows.contains(["lanes.gpu.queued", "0"]), "\(table)")
+        // Cancelling a saga the agent never had: refused, in its words.
+        let unknown = Sagalane.run(["sagas", "cancel", "999", "--socket", socket])
+        #expect(unknown.status == 1 && unknown.stderr.contains("refused: no saga 999 (unknown_saga)"), "\(unknown)")
+        let byDataDir = Sagalane.run(["sagas", "cancel", "999", "--data-dir", data])
+        #expect(byDataDir.status == 1 && byDataDir.stderr.contains("no saga 999"), "\(byDataDir)")
+        let notAnID = Sagalane.run(["sagas", "cancel", "last", "--socket", socket])
+        #expect(notAnID.status == 2 && notAnID.stderr.contains("'last'"), "\(notAnID)")
+        agent.signal(SIGTERM)
+        #expect(agent.waitExitStatus() == 0)
+        // No agent there any more: a failed operation that says what to check.
+        let gone = Sagalane.run(["stats", "--socket", socket])
+        #expect(gone.status == 1 && gone.stderr.contains("cannot reach an agent at \(socket)"), "\(gone)")
+        #expect(gone.stderr.contains("is `sagalane agent` running"), "\(gone)")
+        let neither = Sagalane.run(["stats"])
+        #expect(neither.status == 2 && neither.stderr.contains("stats needs a log (<db>), an agent's socket (--socket PATH), or both"))
+    }
+
+    @Test func badAgentOptionsExitWith2() {
+        let dir = TemporaryDirectory()
+        let cases: [([String], String)] = [
+            (["agent", "--data-dir", dir.path, "--lane", "gpu"], "--lane takes NAME=N with N from 1 to 1024, as in gpu=2, not 'gpu'"),
+            (["agent", "--data-dir", dir.path, "--lane", "gpu=0"], "not 'gpu=0'"),
+            (["agent", "--data-dir", dir.path, "--allow-uid", "root"], "--allow-uid"),
+            (["agent", "--data-dir", dir.path, "--max-frame", "10"], "--max-frame takes 64 to 1073741824 bytes, not 10"),
+            (["agent", "--data-dir", dir.path, "--buffer-expiry", "later"], "'later' is not a duration"),
+            (["agent", "--data-dir", dir.path, "--sagas", dir.file("x.json")], "cannot open \(dir.file("x.json")): No such file or directory"),
+        ]
+        for (arguments, message) in cases {
+            let outcome = Sagalane.run(arguments)
+            #expect(outcome.status == 2 && outcome.stderr.contains(message), "\(arguments): \(outcome)")
+        }
+        // A configuration that works: --exit-when-ready stops once it listens.
+        let ready = Sagalane.run(["agent", "--data-dir", dir.file("ok"), "--lane", "cpu=4", "--exit-when-ready"])
+        #expect(ready.status == 0 && ready.stderr.contains("ready: data dir \(dir.file("ok"))"), "\(ready)")
+        #expect(ready.stderr.contains("lanes: cpu"))
+        // A second agent on a data directory is refused.
+        let data = dir.file("taken")
+        guard let first = try? ChildProcess(ChildProcess.siblingPath("sagalane"), ["agent", "--data-dir", data]) else {
+            Issue.record("cannot start the agent")
+            return
+        }
+        #expect(waitForSocket(data + "/agent.sock"))
+        let second = Sagalane.run(["agent", "--data-dir", data, "--socket", dir.file("other.sock")])
+        #expect(second.status != 0 && !second.stderr.isEmpty, "\(second)")
+        first.signal(SIGTERM)
+        #expect(first.waitExitStatus() == 0)
+    }
+
+    /// What the dry run says recovery would do is what the agent's recovery then does.
+    @Test func recoverDryRunShowsWhatRecoveryThenDoes() async throws {
+        let dir = TemporaryDirectory()
+        let data = dir.file("data")
+        #expect(mkdir(data, 0o700) == 0)
+        let db = data + "/sagalane.db"
+        try await writeMixedLog(db)
+        // Sagas only: what recovery does to lane jobs is the lanes' own business (and tests).
+        foreignSQL(db, "DELETE FROM lane_job")
+        let before = fileBytes(db)
+        let dry = Sagalane.run(["recover", db, "--dry-run", "--format", "json"])
+        #expect(dry.status == 0, "\(dry)")
+        guard case .array(let plans)? = dry.json else { Issue.record("\(dry)"); return }
+        #expect(plans.compactMap { $0["id"]?.int64Value } == [7, 8, 12], "the unfinished ones, by id")
+        #expect(plans.allSatisfy { $0["policy"] == "mark_failed" && $0["new_state"] == "failed_compensation" })
+        #expect(plans[0]["reason"]?.stringValue == "interrupted: the runtime restarted while the saga was running (pending step 1)")
+        #expect(fileBytes(db) == before, "a dry run writes nothing")
+        let table = Sagalane.run(["recover", db, "--dry-run", "--format", "table"])
+        let rows = tableRows(table.stdout)
+        #expect(rows.first == ["ID", "NAME", "STATE", "STARTED", "POLICY", "WOULD BECOME", "REASON"], "\(table)")
+        #expect(rows.dropFirst().prefix(3).map { $0[0] } == ["7", "8", "12"])
+        #expect(table.stdout.hasSuffix("recovery would mark 3 sagas failed_compensation\n"), "\(table)")
+        let one = Sagalane.run(["recover", db, "--dry-run", "--state", "compensating", "--format", "jsonl"])
+        #expect(one.jsonLines.compactMap { $0?["id"]?.int64Value } == [8])
+        let limited = Sagalane.run(["recover", db, "--dry-run", "--limit", "1", "--format", "table"])
+        #expect(limited.stdout.contains("recovery would mark 3 sagas failed_compensation (1 shown: --limit shows more)"), "\(limited)")
+        let notUnfinished = Sagalane.run(["recover", db, "--dry-run", "--state", "completed"])
+        #expect(notUnfinished.status == 2 && notUnfinished.stderr.contains("'completed' is not an unfinished state"))
+        let withoutDryRun = Sagalane.run(["recover", db])
+        #expect(withoutDryRun.status == 2 && withoutDryRun.stderr.contains("recover only runs with --dry-run"))
+
+        // The agent's start-up recovery on that log does what the dry run said.
+        let agent = Sagalane.run(["agent", "--data-dir", data, "--exit-when-ready"])
+        #expect(agent.status == 0 && agent.stderr.contains("3 unfinished sagas recovered"), "\(agent)")
+        for plan in plans {
+            let id = plan["id"]?.int64Value ?? 0
+            let shown = Sagalane.run(["sagas", "show", db, "\(id)", "--format", "json"])
+            #expect(shown.json?["state"] == plan["new_state"] && shown.json?["failure_reason"] == plan["reason"], "\(shown)")
+        }
+        let after = Sagalane.run(["recover", db, "--dry-run", "--format", "table"])
+        #expect(after.status == 0 && after.stdout == "no unfinished sagas: recovery would do nothing\n", "\(after)")
+    }
+}
