@@ -128,8 +128,9 @@ final class RemoteLanes: @unchecked Sendable {
             remote.updateSlots()
             for job in early.removeValue(forKey: name) ?? [] { assign(job) }
         }
-        runtime.setCommandHandler(lane: name) { [unowned self] command, context in
-            try run(lane: name, jobID: context.jobID, attempt: context.attempt, payload: command, reservation: reservation)
+        runtime.setCommandHandler(lane: name) { [weak self] command, context in
+            guard let self else { throw LaneJobCancelled() }
+            return try run(lane: name, jobID: context.jobID, attempt: context.attempt, payload: command, reservation: reservation)
         }
     }
 
@@ -209,8 +210,10 @@ final class RemoteLanes: @unchecked Sendable {
                                 initialBackoff: .milliseconds(remote?["retry"]?["backoff_ms"]?.int64Value ?? 100))
         }
         let reservation = remote?["reservation_ms"]?.int64Value.map { Duration.milliseconds($0) } ?? defaultReservation
-        return LaneJob(id: id, caller: caller, priority: priority, metadata: metadata, retry: retry) { [unowned self] context in
-            try run(lane: lane, jobID: context.jobID, attempt: context.attempt, payload: payload, reservation: reservation)
+        return LaneJob(id: id, caller: caller, priority: priority, metadata: metadata, retry: retry) { [weak self] context in
+            // Gone only when the agent stopped: the job is not run, as at any stop.
+            guard let self else { throw LaneJobCancelled() }
+            return try run(lane: lane, jobID: context.jobID, attempt: context.attempt, payload: payload, reservation: reservation)
         }
     }
 

@@ -134,6 +134,9 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
         return AgentExit.failed
     }
     let agent = Agent(runtime: runtime, options: options)
+    // The runtime closes (its lanes' workers stopped) while the agent, whose remote lanes the
+    // workers' jobs run through, still exists; the earlier `defer` then finds it closed.
+    defer { withExtendedLifetime(agent) { runtime.close() } }
     let lanes: [String]
     do { lanes = try agent.start() } catch {
         say.error("agent: cannot start: \(error.message)")

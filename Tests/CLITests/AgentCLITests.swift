@@ -54,6 +54,21 @@ struct AgentCLITests {
         #expect(neither.status == 2 && neither.stderr.contains("stats needs a log (<db>), an agent's socket (--socket PATH), or both"))
     }
 
+    /// An agent that recovers lane jobs (one was running, two are queued) and stops at once
+    /// stops cleanly, every time: the lanes' workers are gone before what they use.
+    @Test func anAgentThatRecoveredLaneJobsStopsCleanly() async throws {
+        let dir = TemporaryDirectory()
+        try await writeMixedLog(dir.file("template.db"))
+        for run in 0..<10 {
+            let data = dir.file("data-\(run)")
+            mkdir(data, 0o700)
+            copyFile(dir.file("template.db"), to: data + "/sagalane.db")
+            let outcome = Sagalane.run(["agent", "--data-dir", data, "--lane", "gpu=2", "--exit-when-ready"])
+            #expect(outcome.status == 0, "run \(run): \(outcome)")
+            if outcome.status != 0 { break }
+        }
+    }
+
     @Test func badAgentOptionsExitWith2() {
         let dir = TemporaryDirectory()
         let cases: [([String], String)] = [

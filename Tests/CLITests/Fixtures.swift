@@ -123,3 +123,12 @@ func writeFile(_ path: String, _ text: String) {
 }
 
 func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+/// Copies a file byte for byte.
+func copyFile(_ from: String, to: String) {
+    let bytes = fileBytes(from)
+    let fd = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    precondition(fd >= 0)
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+}
