@@ -54,16 +54,15 @@ func writeFile(_ path: String, _ bytes: [UInt8]) {
     fclose(f)
 }
 
-/// Keeps the writer thread busy for a moment, so that records submitted meanwhile are
-/// committed together in the next batch.
-/// Holds the log's writer until `count` writes are queued behind it (or 10 s pass), so they
-/// commit as one batch whatever the scheduling. Returns once the writer is held.
+/// Holds the log's writer until `count` writes are queued behind it (or a minute passes: a
+/// guard against hanging, long enough for a loaded machine to queue them all), so they commit
+/// as one batch whatever the scheduling. Returns once the writer is held.
 private func holdWriter(_ log: SagaLog, untilQueued count: Int) async -> Task<Void, Never> {
     let (held, signal) = AsyncStream.makeStream(of: Void.self)
     let task = Task {
         await log.holdWriterForTesting {
             signal.yield()
-            let deadline = Timestamp.now().millisecondsSinceEpoch + 10_000
+            let deadline = Timestamp.now().millisecondsSinceEpoch + 60_000
             while log.queuedWrites < count && Timestamp.now().millisecondsSinceEpoch < deadline { usleep(500) }
         }
     }
