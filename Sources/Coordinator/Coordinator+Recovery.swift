@@ -160,6 +160,9 @@ extension Coordinator {
             writes.append(resumed(.running))
             return .apply(instance, action, deadline: remainingDeadline(type, startedAt: record.startedAt))
         case .fail(let instance, let reason):
+            for row in record.steps where row.state == .pending {
+                writes.append(.failStep(sagaID: record.id, index: row.index, reason: "interrupted by a restart; \(reason)"))
+            }
             return .fail(instance, reason)
         }
     }

@@ -34,19 +34,29 @@ extension Coordinator {
         func context(_ next: UInt32) -> SagaContext {
             SagaContext(sagaID: record.id, name: type.name, nextStepIndex: next, replaying: true)
         }
+        /// The saga cannot go on: it fails, and what the log records as succeeded is undone
+        /// with the compensations the log stored (they are what ran, whatever the code says now).
+        func failing(_ reason: String) -> Replay {
+            instance.nextStep = nextIndex(after: record.steps)
+            do { instance.undo = try undoList(record.steps) } catch {
+                instance.undo = []
+                return .fail(instance, "\(reason); \(error.message)")
+            }
+            return .fail(instance, reason)
+        }
         var action = saga.start(context(0))
         for row in record.steps where row.compensates == nil {
             instance.nextStep = row.index
             if action == .wait, let cause = row.causeJSON {
                 guard let event = try? Event(json: storedJSON(cause)) else {
-                    return .fail(instance, "the log's record of what led to step \(row.index) cannot be read")
+                    return failing("the log's record of what led to step \(row.index) cannot be read")
                 }
                 action = saga.onEvent(event, context(row.index))
             }
             guard let step = issued(action), step.target.isExactly(row.target),
                   injected(step.command, sagaID: record.id, step: row.index).serialized == row.commandJSON
             else {
-                return .fail(instance, "determinism error: replaying step \(row.index), the saga \(describe(action, index: row.index, sagaID: record.id)), "
+                return failing("determinism error: replaying step \(row.index), the saga \(describe(action, index: row.index, sagaID: record.id)), "
                              + "but the log records \(row.commandJSON) to '\(row.target)'")
             }
             instance.nextStep = row.index + 1
@@ -54,17 +64,17 @@ extension Coordinator {
             case .pending:
                 return .redispatch(instance, row, step)
             case .failed:
-                return .fail(instance, "interrupted while it failed: step \(row.index) failed: \(row.failureReason ?? "failed")")
+                return failing("interrupted while it failed: step \(row.index) failed: \(row.failureReason ?? "failed")")
             case .succeeded, .compensated:
                 if let compensation = step.compensation {
                     instance.undo.append(SagaInstance.Undo(step: row.index, target: row.target, compensation: compensation))
                 }
                 guard let output = row.outputJSON, let event = try? Event(json: storedJSON(output)) else {
-                    return .fail(instance, "the log's record of step \(row.index)'s result cannot be read")
+                    return failing("the log's record of step \(row.index)'s result cannot be read")
                 }
                 action = saga.onEvent(event, context(row.index + 1))
                 if action == .wait {
-                    return .fail(instance, "determinism error: replaying step \(row.index)'s recorded result \(output), the saga no longer moves on")
+                    return failing("determinism error: replaying step \(row.index)'s recorded result \(output), the saga no longer moves on")
                 }
             }
         }
