@@ -5,7 +5,8 @@ import PackageDescription
 // compiler keeps the arrows pointing down:
 //
 //   SagaLaneSupport → SagaLaneJSON → SagaLaneEventLoop, SagaLaneLog
-//     → SagaLaneLanes, SagaLaneCoordinator (neither imports the other) → SagaLane (the runtime)
+//     → SagaLaneLanes, SagaLaneCoordinator (neither imports the other), SagaLanePipes, SagaLaneWire
+//     → SagaLaneDefinitions (over the coordinator) → SagaLane (the runtime) → SagaLaneAgent
 //     → SagaLaneC (the C API) and the executables
 //
 // The library targets use only the Swift standard library, Glibc, Synchronization, libuv and
@@ -38,16 +39,32 @@ let package = Package(
         // Priority job queues: the queue, the workers, the journal, retries, recovery, sweeper.
         .target(name: "SagaLaneLanes", dependencies: ["SagaLaneSupport", "SagaLaneEventLoop", "SagaLaneLog"],
                 path: "Sources/Lanes"),
+        // Frames over Unix-domain sockets: the newline-delimited codec (alone, for fuzzing), the
+        // libuv connection with write back-pressure, the listener with peer checks, the dialer
+        // that reconnects. Knows nothing of sagas.
+        .target(name: "SagaLanePipes", dependencies: ["CUV", "SagaLaneSupport", "SagaLaneEventLoop"], path: "Sources/Pipes"),
+        // The agent's protocol: every message both ways, parsed strictly and serialized, with
+        // the versioned handshake. Shared by dialled pipe targets and the agent.
+        .target(name: "SagaLaneWire", dependencies: ["SagaLaneSupport", "SagaLaneJSON"], path: "Sources/Wire"),
         // Sagas: the bus, triggers, routing, deadlines, targets, recovery.
         .target(name: "SagaLaneCoordinator",
                 dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog"],
                 path: "Sources/Coordinator"),
+        // Saga types written as data (a JSON saga file): the loader, its checks with the place of
+        // each problem, command templates, and the saga that runs a definition.
+        .target(name: "SagaLaneDefinitions", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneCoordinator"],
+                path: "Sources/Definitions"),
         // The runtime: assembles the parts, wires `lane:` targets, and offers calls a host
         // thread can make and wait for. `import SagaLane` brings every module above.
         .target(name: "SagaLane",
                 dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneEventLoop", "SagaLaneLog",
-                               "SagaLaneLanes", "SagaLaneCoordinator"],
+                               "SagaLaneLanes", "SagaLaneCoordinator", "SagaLanePipes", "SagaLaneWire",
+                               "SagaLaneDefinitions"],
                 path: "Sources/Runtime"),
+
+        // The agent: a runtime served over a Unix socket to hosts, clients and lane workers in
+        // other processes (docs/protocol.md); `sagalane agent` runs it.
+        .target(name: "SagaLaneAgent", dependencies: ["SagaLane", "CUV"], path: "Sources/Agent"),
 
         // The public C header (include/sagalane.h, linked into this target) and the parts of the
         // C API written in C: the error table and sl_free.
@@ -55,11 +72,14 @@ let package = Package(
         // @_cdecl shims implementing sagalane.h; the header's prototypes check their types.
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
 
-        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog"]),
-        .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "CSQLite"]),
+        .executableTarget(name: "sagalane", dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent"]),
+        .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
-        .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane"]),
+        .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga"]),
 
+        // A saga type that runs the steps its input lists: for the agent's tests, the test child
+        // and the benchmarks. Not installed.
+        .target(name: "SagaLaneScriptSaga", dependencies: ["SagaLane"], path: "Tests/ScriptSaga"),
         // What the tests share: temporary folders, child processes, a seeded generator.
         .target(name: "SagaLaneTestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SupportTests", dependencies: ["SagaLaneSupport", "SagaLaneTestSupport"], path: "Tests/SupportTests"),
@@ -70,7 +90,12 @@ let package = Package(
         .testTarget(name: "LanesTests", dependencies: ["SagaLaneLanes", "SagaLaneTestSupport"], path: "Tests/LanesTests"),
         .testTarget(name: "CoordinatorTests", dependencies: ["SagaLaneCoordinator", "SagaLaneTestSupport"],
                     path: "Tests/CoordinatorTests"),
-        .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
+        .testTarget(name: "DefinitionsTests", dependencies: ["SagaLaneDefinitions", "SagaLaneTestSupport"],
+                    path: "Tests/DefinitionsTests"),
+        .testTarget(name: "RuntimeTests", dependencies: ["SagaLane", "SagaLaneScriptSaga", "SagaLaneTestSupport"], path: "Tests/RuntimeTests"),
+        .testTarget(name: "PipesTests", dependencies: ["SagaLanePipes", "SagaLaneWire", "SagaLaneTestSupport"], path: "Tests/PipesTests"),
+        .testTarget(name: "AgentTests", dependencies: ["SagaLaneAgent", "SagaLaneScriptSaga", "SagaLaneTestSupport"],
+                    path: "Tests/AgentTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -550,7 +550,7 @@ SL_EXPORT void sl_saga_type_init(sl_saga_type *type);
 
 /**
  * Registers a saga type (the struct and its strings are copied). Before or after start.
- * @return 0, SL_EINVAL (no name, no create/start/on_event, an unknown recovery), SL_EXIST,
+ * @return 0, SL_EINVAL (no name, no create/start/on_event, an unknown recovery), SL_EEXIST,
  * SL_ECLOSED.
  */
 SL_EXPORT int sl_saga_type_register(sl_runtime *rt, const sl_saga_type *type, void *userdata);
@@ -572,6 +572,24 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
                              sl_trigger_predicate predicate, void *userdata, void (*release)(void *userdata));
 
 /**
+ * Registers the saga types a saga file defines, with their triggers: the JSON text of a file
+ * in the format of docs/sagas-file.md (`{"version": 1, "sagas": [...]}`), the same files
+ * `sagalane agent --sagas FILE` loads and `sagalane validate FILE` checks. Each saga issues
+ * its steps' commands in turn to the targets they name, which the host registers as usual.
+ *
+ * All or nothing: the whole text is checked first, and every problem is reported at once in
+ * sl_runtime_errmsg, one a line, as `<sagas>:LINE:COLUMN: saga "NAME", step N ("STEP"): what`;
+ * then either every saga type is registered or, when one name is already registered, none
+ * is. Before or after start. Registration lives in memory only: a host loads its file again
+ * each time it opens the runtime (before sl_runtime_start, so recovery knows the types).
+ * @param json_text UTF-8, at most SL_MAX_VALUE_BYTES bytes.
+ * @param loaded set to the number of saga types registered (may be NULL).
+ * @return 0, SL_EINVAL (not a valid saga file, malformed JSON included: see the message), SL_EUTF8,
+ * SL_EEXIST (a saga type of that name is registered), SL_ECLOSED.
+ */
+SL_EXPORT int sl_saga_types_load(sl_runtime *rt, const char *json_text, int *loaded);
+
+/**
  * Starts a saga: runs the type's `create` on the calling thread, writes the saga's running
  * row, and returns once that row is durable, with the saga's id. When it returns 0 the saga
  * exists in the log under that id, also after a crash at the next instruction: no id is ever
@@ -583,7 +601,8 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
  *
  * Host threads only: on the loop thread (in a callback) it cannot wait, and answers
  * SL_ESTATE; use sl_saga_start_ex with a `started` callback there. SL_LOOP_HOST: on the
- * thread that runs the loop it runs the loop while it waits.
+ * thread that runs the loop it runs the loop while it waits; on any other thread it waits for
+ * that thread to run the loop.
  * @param input_json JSON text, or NULL for null. The log stores it as given.
  * @param saga_id receives the new saga's id (may be NULL).
  * @return 0, SL_ENOTFOUND (no such type), SL_EREFUSED (create refused the input), SL_EJSON,
@@ -634,7 +653,8 @@ typedef struct sl_saga_start_options {
         did not start). */
     sl_saga_ended_fn ended;
     void *userdata;            /* given to started, ended and release */
-    /** Called once after the last of `started` and `ended` (may be NULL); never when the
+    /** Called once after the last of `started` and `ended` (may be NULL), also for a saga
+        still in flight when the runtime closes (its `ended` then never comes); never when the
         call fails. On a sagalane thread, or the closing thread. */
     void (*release)(void *userdata);
     /** Non-NULL, non-empty: while a saga row holding this key exists (started by this runtime
@@ -719,7 +739,7 @@ typedef int (*sl_target_fn)(void *userdata, uint64_t saga_id, uint32_t step, con
 /**
  * Registers a command target under `name` (no ':'). `release(userdata)` (may be NULL) is
  * called when the runtime closes.
- * @return 0, SL_EINVAL, SL_EXIST, SL_ECLOSED.
+ * @return 0, SL_EINVAL, SL_EEXIST, SL_ECLOSED.
  */
 SL_EXPORT int sl_target_register(sl_runtime *rt, const char *name, sl_target_fn fn, void *userdata,
                                  void (*release)(void *userdata));
@@ -727,6 +747,79 @@ SL_EXPORT int sl_target_register(sl_runtime *rt, const char *name, sl_target_fn 
 /** Reports that step `step` of saga `saga_id` failed: the saga ends failed with "action
     failed: <reason>" (NULL: "failed"). Any thread. @return 0, SL_EINVAL (saga_id 0). */
 SL_EXPORT int sl_step_fail(sl_runtime *rt, uint64_t saga_id, uint32_t step, const char *reason);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pipe targets: hosts in other processes                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * A pipe target sends its commands to a host process over a Unix-domain socket, as
+ * newline-delimited JSON frames (the protocol is docs/protocol.md): the runtime dials the
+ * host's socket, says {"type":"hello","version":1,"targets":[name]}, and once the host answers
+ * {"type":"welcome","version":1,...} sends it {"type":"command","target","saga_id","step",
+ * "command"} frames. The host answers each with {"type":"step.done","saga_id","step","event",
+ * "payload"} (the event the saga waits for, published tagged with the saga) or
+ * {"type":"step.failed","saga_id","step","reason"} (the saga fails with "action failed:
+ * <reason>"), and may publish events with {"type":"event.publish","event","payload"}.
+ *
+ * The connection is dialled again, with back-off, whenever it is lost. A command that cannot
+ * be sent (no connection, or the host reads too slowly) waits, in order, and goes out once the
+ * host is back; one that waited `buffer_expiry_ms` (counted from its dispatch) fails its saga,
+ * once, with "action failed: host unreachable: ...". A saga that ends first (its deadline, a
+ * cancel) takes its waiting command back: it is never sent. A command already written is not
+ * sent again; the host answers it on any connection, or the saga's deadline ends it.
+ *
+ * Writing to a host that went away must not kill the process: on sagalane's own loop thread
+ * SIGPIPE is blocked; when the host runs the loop itself (SL_LOOP_HOST), the process ignores
+ * SIGPIPE unless it already has a handler of its own.
+ */
+
+typedef struct sl_target_connect_options {
+    size_t size;               /* sizeof(sl_target_connect_options) */
+    /** How long a command waits for a connection before its saga fails; 0 means 30000. */
+    uint32_t buffer_expiry_ms;
+    /** Commands that may wait at once; past that a new one fails its saga at once. 0 means 65536. */
+    uint32_t max_buffered;
+    /** The wait after a failed attempt, doubled (with jitter) up to reconnect_max_ms; 0 means 100. */
+    uint32_t reconnect_min_ms;
+    /** The longest wait between attempts; 0 means 5000. */
+    uint32_t reconnect_max_ms;
+    /** The largest frame either way, in bytes; 0 means 1048576 (1 MiB). */
+    uint32_t max_frame;
+    /** Bytes queued for the host past which commands wait instead; 0 means 8388608 (8 MiB). */
+    uint32_t max_queued_bytes;
+} sl_target_connect_options;
+
+/** Fills `options` with the defaults, `size` included. */
+SL_EXPORT void sl_target_connect_options_init(sl_target_connect_options *options);
+
+/**
+ * Registers target `name` (no ':') as a pipe target whose host listens on the Unix socket at
+ * `path` (at most 107 bytes), and starts dialling it (once the runtime's loop runs). Before or
+ * after sl_runtime_start(); the connection closes with the runtime.
+ * @param options NULL for the defaults.
+ * @return 0, SL_EINVAL (empty or ':' name, path empty or too long, a field out of range),
+ *         SL_EUTF8, SL_EEXIST (a target of that name), SL_ECLOSED.
+ */
+SL_EXPORT int sl_target_connect(sl_runtime *rt, const char *name, const char *path,
+                                const sl_target_connect_options *options);
+
+/** What a pipe target has done so far. */
+typedef struct sl_target_status {
+    size_t size;               /* sizeof(sl_target_status), set by the caller */
+    int connected;             /* 1 while a handshaken connection takes its commands */
+    uint64_t buffered;         /* commands waiting for a connection */
+    uint64_t awaiting;         /* commands sent and not yet answered */
+    uint64_t sent;             /* commands written to a connection */
+    uint64_t expired;          /* commands whose wait ran out (sagas failed "host unreachable") */
+    uint64_t purged;           /* waiting commands dropped because their saga ended first */
+    uint64_t connections;      /* connections made */
+    uint64_t bad_frames;       /* frames from the host answered with an error */
+} sl_target_status;
+
+/** Reads pipe target `name`'s figures into `out` (its `size` must be set). Any thread; waits
+    for the loop. @return 0, SL_EINVAL, SL_ENOTFOUND (no pipe target of that name), SL_ECLOSED. */
+SL_EXPORT int sl_target_get_status(sl_runtime *rt, const char *name, sl_target_status *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Lanes                                                                                       */
@@ -841,7 +934,7 @@ SL_EXPORT void sl_lane_options_init(sl_lane_options *options);
  * @param options NULL for the defaults.
  * If the system refuses some worker threads (a thread limit), the lane runs with those it
  * got, says so on standard error, and tries again whenever a job is queued.
- * @return 0, SL_EINVAL (also max_concurrent above SL_LANE_MAX_CONCURRENT), SL_EXIST,
+ * @return 0, SL_EINVAL (also max_concurrent above SL_LANE_MAX_CONCURRENT), SL_EEXIST,
  *         SL_ELOG (recovery failed), SL_EREADONLY, SL_ECLOSED,
  *         SL_ETHREAD (not even one worker thread could start).
  */
@@ -866,7 +959,7 @@ typedef struct sl_submission {
  * `job->done` is called exactly once (but for a duplicate: see `idempotency_key`); on failure
  * never.
  * @param out may be NULL; else its `size` must be set.
- * @return 0, SL_EINVAL, SL_EUTF8, SL_EXIST (duplicate id), SL_ELOG (row not written: the job
+ * @return 0, SL_EINVAL, SL_EUTF8, SL_EEXIST (duplicate id), SL_ELOG (row not written: the job
  * never runs), SL_ECLOSED.
  */
 SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *out);

@@ -14,17 +14,21 @@
  * throws SL_EREFUSED with the exception's text), a saga callback that throws fails the saga
  * with the exception's text, a job that throws fails with it (or ends cancelled if it threw
  * job_cancelled), a target that throws refuses the command (failing the saga), a trigger
- * predicate that throws starts nothing. Subscription and done callbacks have no way to fail:
- * what they throw is written to stderr and dropped.
+ * predicate that throws starts nothing. Subscription, done, and saga started and end
+ * callbacks have no way to fail: what they throw is written to stderr and dropped.
  *
  * Ownership. Every std::function (and saga factory) lives in a heap object whose pointer is
  * the C userdata. sagalane's release callback deletes it when the runtime closes (or, for a
  * command handler, when another replaces it); a submitted job's is deleted after its done
- * callback; a subscription's by the subscription. When a C call fails sagalane never calls
- * back, and the wrapper deletes the object itself. submit_and_wait keeps its job on the
- * caller's stack: sl_lane_submit_wait returns only after the job's last run. What a callback
- * captures is destroyed on the thread that frees it: the closing thread (or a sagalane thread
- * when the close was called from a callback) for registrations, a sagalane thread for jobs.
+ * callback; a subscription's by the subscription; a saga start's (on_end, the started
+ * callback, start_saga_future's promise) after its last callback, or, for a saga still in
+ * flight, at the end of the runtime's close, a future still waiting then getting
+ * SL_ECLOSED. When a C call fails sagalane never calls back, and the wrapper deletes the
+ * object itself. submit_and_wait keeps its job on the caller's stack: sl_lane_submit_wait
+ * returns only after the job's last run. What a callback captures is destroyed on the thread
+ * that frees it: the closing thread (or a sagalane thread when the close was called from a
+ * callback) for registrations and sagas left in flight, a sagalane thread for jobs and
+ * sagas that ended.
  *
  * Threads are as sagalane.h says; each callback's comment below repeats which thread runs
  * it. Callbacks run concurrently with the host's own threads, so what they capture must be
@@ -40,6 +44,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +53,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -168,9 +175,8 @@ public:
     /** The next action after `ev`: the echoes of its commands (events tagged with its id) and
         untagged events whose type is in the type's interests. Loop thread. */
     virtual action on_event(const saga_context &ctx, const event &ev) = 0;
-    /** The input as the log should store it (JSON); nullopt stores the input as given. Called
-        on the thread that created the saga, right after its constructor. */
-    virtual std::optional<std::string> input_snapshot() { return std::nullopt; }
+    // The log stores every saga's input as given (recovery rebuilds sagas from it): keep
+    // secrets out of inputs.
 };
 
 /** Builds a saga from its input JSON ("null" when none); throw, or return null, to refuse
@@ -267,10 +273,103 @@ struct lane_options {
     std::function<std::optional<job>(const job_record &)> reconstruct;
 };
 
+/** A saga's state, as the log and the end of a saga report it (SL_SAGA_*). */
+enum class saga_state {
+    running = SL_SAGA_RUNNING,            // unfinished: start-up recovery acts on these
+    compensating = SL_SAGA_COMPENSATING,  // unfinished
+    completed = SL_SAGA_COMPLETED,        // final: succeeded
+    failed = SL_SAGA_FAILED,              // final: failed with nothing left to compensate
+    failed_compensation = SL_SAGA_FAILED_COMPENSATION,  // final, but needs an operator
+    compensated = SL_SAGA_COMPENSATED     // final: undone
+};
+
+/** The state's name as the log's JSON writes it: "running", ..., "failed_compensation". */
+inline std::string_view to_string(saga_state state) noexcept {
+    switch (state) {
+    case saga_state::running: return "running";
+    case saga_state::compensating: return "compensating";
+    case saga_state::completed: return "completed";
+    case saga_state::failed: return "failed";
+    case saga_state::failed_compensation: return "failed_compensation";
+    case saga_state::compensated: return "compensated";
+    }
+    return "unknown";
+}
+
+/** How a saga ended. */
+struct saga_end {
+    std::uint64_t saga_id = 0;
+    saga_state state = saga_state::running;  // a final state
+    std::optional<std::string> reason;       // why it failed; nullopt when it completed
+    /** Whether the log holds this end. False from an end callback when the terminal row
+        could not be written (the runtime is then unhealthy). wait_saga cannot tell for one
+        saga: it says true while the runtime is healthy (a row that could not be written
+        makes it unhealthy before any waiter hears of the end), false once it is not. */
+    bool durable = true;
+};
+
+/** A timeout that never runs out (wait_saga, saga_start_options::room_timeout). */
+inline constexpr std::chrono::milliseconds forever = std::chrono::milliseconds::max();
+
+/** How to start a saga (start_saga, start_saga_future, start_saga_async). */
+struct saga_start_options {
+    /** How long to wait for room when too many sagas (1024) wait for their running rows:
+        0 throws SL_EAGAIN at once; `forever` waits as long as it takes; a negative value is
+        0. Only 0 is allowed on the loop thread (in a callback). */
+    std::chrono::milliseconds room_timeout{0};
+    /** Called once the saga ended, on the loop thread: it must return quickly, and what it
+        throws is written to stderr and dropped. Never called for a saga that did not start,
+        nor for one still in flight when the runtime closes. */
+    std::function<void(const saga_end &)> on_end;
+};
+
+/** A saga start_saga_future started, and its end to come. */
+struct started_saga {
+    std::uint64_t id = 0;
+    /** Ready once the saga ended. If the runtime closes first, get() throws
+        sagalane::error SL_ECLOSED (the saga stays running in the log for the next start's
+        recovery). The saga does not wait for this future: dropping it is fine. */
+    std::future<saga_end> end;
+};
+
+/** What start_saga_async calls once the saga's running row is durable (failure null, with
+    its id), or once it could not start (failure set, id 0). Loop thread; must return
+    quickly; what it throws is written to stderr and dropped. */
+using saga_started_fn = std::function<void(const error *failure, std::uint64_t saga_id)>;
+
 struct lane_stats {
     int queued, running, max_concurrent;
     std::uint64_t completed, failed, cancelled;
     double mean_run_ms;  // over the last 64 runs
+};
+
+/** How a pipe target buffers and dials (sl_target_connect_options). Every duration and size must
+    be positive and fit 32 bits (sagalane.h's 0-means-default is not carried over: a zero here
+    throws SL_EINVAL rather than silently meaning 30 s). */
+struct target_connect_options {
+    /** How long a command waits for a connection before its saga fails "host unreachable". */
+    std::chrono::milliseconds buffer_expiry{30000};
+    /** Commands that may wait at once; past that a new one fails its saga at once. */
+    std::uint32_t max_buffered = 65536;
+    /** The wait after a failed attempt, doubled (with jitter) up to reconnect_max. */
+    std::chrono::milliseconds reconnect_min{100};
+    std::chrono::milliseconds reconnect_max{5000};
+    /** The largest frame either way, in bytes (at least 64). */
+    std::uint32_t max_frame = 1u << 20;
+    /** Bytes queued for the host past which commands wait instead. */
+    std::uint32_t max_queued_bytes = 8u << 20;
+};
+
+/** What a pipe target has done so far (sl_target_status). */
+struct target_status {
+    bool connected = false;         // a handshaken connection takes its commands now
+    std::uint64_t buffered = 0;     // commands waiting for a connection
+    std::uint64_t awaiting = 0;     // sent and not yet answered
+    std::uint64_t sent = 0;         // written to a connection
+    std::uint64_t expired = 0;      // whose wait ran out (their sagas failed "host unreachable")
+    std::uint64_t purged = 0;       // waiting ones dropped because their saga ended first
+    std::uint64_t connections = 0;  // connections made
+    std::uint64_t bad_frames = 0;   // frames from the host answered with an error
 };
 
 namespace detail {
@@ -278,7 +377,6 @@ namespace detail {
 struct glue {
     struct saga_box {
         std::unique_ptr<saga> instance;
-        std::string snapshot;  // what input_snapshot handed out, kept until the next call
     };
     using reconstruct_fn = std::function<std::optional<job>(const job_record &)>;
 
@@ -327,17 +425,6 @@ struct glue {
             apply(static_cast<saga_box *>(state)->instance->on_event(context(ctx), to_event(e)), out);
         } catch (...) {
             sl_action_fail(out, current_message());
-        }
-    }
-    static const char *snapshot(void *, void *state) noexcept {
-        auto *box = static_cast<saga_box *>(state);
-        try {
-            std::optional<std::string> text = box->instance->input_snapshot();
-            if (!text) return nullptr;
-            box->snapshot = std::move(*text);
-            return box->snapshot.c_str();
-        } catch (...) {
-            return nullptr;
         }
     }
 
@@ -433,6 +520,163 @@ struct runtime_life {
     std::mutex mutex;
     bool closed = false;
 };
+
+/**
+ * The callbacks of one saga start (sl_saga_start_ex). Its C userdata is a serial number,
+ * not its address, found in a registry that outlives every runtime: sagalane gives nothing
+ * back for a saga still in flight when the runtime closes (no end, no release), so the
+ * runtime's close sweeps what is left of its own; a serial is never reused, so a release
+ * arriving after that sweep finds nothing instead of a freed box.
+ */
+struct start_box {
+    std::uint64_t owner = 0;  // the runtime's serial
+    saga_started_fn on_started;
+    std::function<void(const saga_end &)> on_end;
+    std::optional<std::promise<saga_end>> end;  // start_saga_future's
+    bool settled = false;                       // `end` has a value or an exception
+
+    /** The box is going: a future still waiting hears that the runtime closed. */
+    void finish() noexcept {
+        if (end && !settled) {
+            try {
+                end->set_exception(std::make_exception_ptr(
+                    error(SL_ECLOSED, "sl_saga_start_ex", "the runtime closed before the saga ended")));
+            } catch (...) {
+            }
+        }
+    }
+};
+
+class start_registry {
+public:
+    static start_registry &get() {
+        // Never destroyed: a sagalane thread may still call back while the process exits.
+        static start_registry *registry = new start_registry;
+        return *registry;
+    }
+
+    std::uint64_t serial() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return next_++;
+    }
+
+    /** Files `box` and returns its C userdata. */
+    void *add(std::unique_ptr<start_box> box) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::uint64_t key = next_++;
+        boxes_.emplace(key, std::move(box));
+        return reinterpret_cast<void *>(static_cast<std::uintptr_t>(key));
+    }
+
+    /** The box filed under `userdata`, or null. It stays alive until take() or sweep(). */
+    start_box *find(void *userdata) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = boxes_.find(reinterpret_cast<std::uintptr_t>(userdata));
+        return it == boxes_.end() ? nullptr : it->second.get();
+    }
+
+    std::unique_ptr<start_box> take(void *userdata) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = boxes_.find(reinterpret_cast<std::uintptr_t>(userdata));
+        if (it == boxes_.end()) return nullptr;
+        std::unique_ptr<start_box> box = std::move(it->second);
+        boxes_.erase(it);
+        return box;
+    }
+
+    /** Takes every box of runtime `owner`. */
+    std::vector<std::unique_ptr<start_box>> sweep(std::uint64_t owner) {
+        std::vector<std::unique_ptr<start_box>> left;
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (auto it = boxes_.begin(); it != boxes_.end();) {
+            if (it->second->owner == owner) {
+                left.push_back(std::move(it->second));
+                it = boxes_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        return left;
+    }
+
+private:
+    std::mutex mutex_;
+    std::uintptr_t next_ = 1;
+    std::unordered_map<std::uintptr_t, std::unique_ptr<start_box>> boxes_;
+};
+
+/** The C side of start_box. */
+struct start_glue {
+    static void started(void *userdata, int rc, uint64_t saga_id) noexcept {
+        start_box *box = start_registry::get().find(userdata);
+        if (!box) return;
+        std::optional<error> failure;
+        if (rc != 0) {
+            try {
+                failure.emplace(rc, "sl_saga_start_ex", "the saga was accepted but did not start");
+            } catch (...) {
+            }
+            if (box->end && !box->settled) {
+                box->settled = true;
+                try {
+                    box->end->set_exception(std::make_exception_ptr(*failure));
+                } catch (...) {
+                }
+            }
+        }
+        if (!box->on_started) return;
+        try {
+            box->on_started(failure ? &*failure : nullptr, rc == 0 ? saga_id : 0);
+        } catch (...) {
+            drop_exception("a saga's started callback");
+        }
+    }
+
+    static void ended(void *userdata, const sl_saga_end *c) noexcept {
+        start_box *box = start_registry::get().find(userdata);
+        if (!box) return;
+        try {
+            saga_end end;
+            end.saga_id = c->saga_id;
+            end.state = static_cast<saga_state>(c->state);
+            if (c->reason) end.reason = std::string(c->reason);
+            end.durable = c->durable != 0;
+            if (box->on_end) {
+                try {
+                    box->on_end(end);
+                } catch (...) {
+                    drop_exception("a saga's end callback");
+                }
+            }
+            if (box->end && !box->settled) {
+                box->settled = true;
+                box->end->set_value(std::move(end));
+            }
+        } catch (...) {
+            drop_exception("a saga's end callback");
+        }
+    }
+
+    static void release(void *userdata) noexcept {
+        if (std::unique_ptr<start_box> box = start_registry::get().take(userdata)) box->finish();
+    }
+
+    /** The sweeper's target takes no commands. */
+    static int refuse(void *, uint64_t, uint32_t, const char *) noexcept { return SL_EREFUSED; }
+
+    /** The runtime's close is over: nothing it still holds will be called back. */
+    static void sweep(void *userdata) noexcept {
+        for (std::unique_ptr<start_box> &box :
+             start_registry::get().sweep(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(userdata))))
+            box->finish();
+    }
+};
+
+/** sl_saga_*'s timeouts in ms: `forever` (and anything past INT_MAX ms) is -1, negatives 0. */
+inline int timeout_ms(std::chrono::milliseconds timeout) noexcept {
+    if (timeout.count() >= std::numeric_limits<int>::max()) return -1;
+    return timeout.count() <= 0 ? 0 : static_cast<int>(timeout.count());
+}
 }  // namespace detail
 
 /** A subscription: unsubscribes when destroyed. Destroy it before or after its runtime, from
@@ -581,14 +825,23 @@ public:
         int rc = sl_runtime_open(&c, &raw);
         std::unique_ptr<sl_runtime, void (*)(sl_runtime *)> handle(raw, sl_runtime_close);  // closed even if the open failed
         detail::check(rc, raw, "sl_runtime_open");
+        // Its release runs once the close is over, and frees what sagalane still holds of the
+        // saga starts (see detail::start_box).
+        owner_ = detail::start_registry::get().serial();
+        detail::check(sl_target_register(raw, "sagalane-cpp.runtime", detail::start_glue::refuse,
+                                         reinterpret_cast<void *>(static_cast<std::uintptr_t>(owner_)),
+                                         detail::start_glue::sweep),
+                      raw, "sl_target_register");
         rt_ = handle.release();
     }
-    runtime(runtime &&other) noexcept : rt_(std::exchange(other.rt_, nullptr)), life_(std::move(other.life_)) {}
+    runtime(runtime &&other) noexcept
+        : rt_(std::exchange(other.rt_, nullptr)), life_(std::move(other.life_)), owner_(other.owner_) {}
     runtime &operator=(runtime &&other) noexcept {
         if (this != &other) {
             close();
             rt_ = std::exchange(other.rt_, nullptr);
             life_ = std::move(other.life_);
+            owner_ = other.owner_;
         }
         return *this;
     }
@@ -670,7 +923,6 @@ public:
         c.destroy = detail::glue::destroy;
         c.start = detail::glue::start;
         c.on_event = detail::glue::on_event;
-        c.input_snapshot = detail::glue::snapshot;
         c.interests = interests.data();
         c.interest_count = interests.size();
         c.timeout_ms = static_cast<uint32_t>(std::clamp<std::chrono::milliseconds::rep>(type.timeout.count(), 0, UINT32_MAX));
@@ -708,6 +960,18 @@ public:
         });
     }
 
+    /**
+     * Registers the saga types of a saga file (its JSON text; see sl_saga_types_load and
+     * docs/sagas-file.md) with their triggers, all or none, and returns how many. Throws
+     * sagalane::error: SL_EINVAL with every problem of the file in what(), one a line;
+     * SL_EEXIST when a name is already registered.
+     */
+    int load_saga_types(const std::string &json_text) {
+        int loaded = 0;
+        detail::check(sl_saga_types_load(rt_, json_text.c_str(), &loaded), rt_, "sl_saga_types_load");
+        return loaded;
+    }
+
     /** Starts a saga of type `saga_type_name` for every published `event_type` event that
         `predicate` accepts (empty: every one), with the event's payload as its input. The
         predicate gets the payload (JSON) on the loop thread. */
@@ -738,26 +1002,116 @@ public:
         owned.release();
     }
 
+    /** Registers target `name` (no ':') as a pipe target whose host listens on the Unix
+        socket at `path` (docs/protocol.md, "Dialled targets"), and dials it once the loop runs,
+        again with back-off whenever the connection is lost. Commands that cannot be sent wait,
+        in order, up to options.buffer_expiry. Throws SL_EINVAL (a name or path sagalane.h
+        refuses, an option out of range), SL_EEXIST, SL_ECLOSED. */
+    void connect_target(const std::string &name, const std::string &path,
+                        const target_connect_options &options = target_connect_options()) {
+        auto ms = [](std::chrono::milliseconds value, const char *field) {
+            if (value.count() < 1 || value.count() > static_cast<std::chrono::milliseconds::rep>(UINT32_MAX))
+                throw error(SL_EINVAL, "sl_target_connect", (std::string("options.") + field + " must be 1 ms to 2^32-1 ms").c_str());
+            return static_cast<uint32_t>(value.count());
+        };
+        auto count = [](std::uint32_t value, const char *field) {
+            if (value == 0) throw error(SL_EINVAL, "sl_target_connect", (std::string("options.") + field + " must not be 0").c_str());
+            return value;
+        };
+        sl_target_connect_options c;
+        sl_target_connect_options_init(&c);
+        c.buffer_expiry_ms = ms(options.buffer_expiry, "buffer_expiry");
+        c.max_buffered = count(options.max_buffered, "max_buffered");
+        c.reconnect_min_ms = ms(options.reconnect_min, "reconnect_min");
+        c.reconnect_max_ms = ms(options.reconnect_max, "reconnect_max");
+        c.max_frame = count(options.max_frame, "max_frame");
+        c.max_queued_bytes = count(options.max_queued_bytes, "max_queued_bytes");
+        detail::check(sl_target_connect(rt_, name.c_str(), path.c_str(), &c), rt_, "sl_target_connect");
+    }
+
+    /** What pipe target `name` has done so far. Any thread (waits for the loop). Throws
+        SL_ENOTFOUND when there is no pipe target of that name. */
+    target_status get_target_status(const std::string &name) const {
+        sl_target_status c{};
+        c.size = sizeof c;
+        detail::check(sl_target_get_status(rt_, name.c_str(), &c), rt_, "sl_target_get_status");
+        target_status s;
+        s.connected = c.connected != 0;
+        s.buffered = c.buffered;
+        s.awaiting = c.awaiting;
+        s.sent = c.sent;
+        s.expired = c.expired;
+        s.purged = c.purged;
+        s.connections = c.connections;
+        s.bad_frames = c.bad_frames;
+        return s;
+    }
+
     /** Reports that step `step` of saga `saga_id` failed: the saga fails. Any thread. */
     void step_fail(std::uint64_t saga_id, std::uint32_t step, const std::string &reason) {
         detail::check(sl_step_fail(rt_, saga_id, step, reason.c_str()), rt_, "sl_step_fail");
     }
 
-    /** Starts a saga now: builds it on the calling thread and returns its id; its start
-        follows on the loop. Throws SL_EREFUSED (with the factory's exception text),
-        SL_ENOTFOUND, SL_ESTATE (not started), SL_EUNHEALTHY, ... */
+    /** Starts a saga: builds it on the calling thread, and returns its id once its running
+        row is durable (the id then names that saga in the log, also after a crash); its
+        start follows on the loop. Throws SL_EREFUSED (with the factory's exception text),
+        SL_ENOTFOUND, SL_EJSON, SL_EAGAIN (too many sagas waiting to launch), SL_ESTATE (not
+        started, or called on the loop thread: use start_saga_async there), SL_EUNHEALTHY,
+        or the log's error. */
     std::uint64_t start_saga(const std::string &type_name, const std::string &input_json = "null") {
-        detail::glue::refusal().clear();
+        return start_saga(type_name, input_json, saga_start_options());
+    }
+
+    /** start_saga, waiting for room and telling `options.on_end` how the saga ended. */
+    std::uint64_t start_saga(const std::string &type_name, const std::string &input_json,
+                             const saga_start_options &options) {
         std::uint64_t id = 0;
-        int rc = sl_saga_start(rt_, type_name.c_str(), input_json.c_str(), &id);
-        if (rc == SL_EREFUSED && !detail::glue::refusal().empty())
-            throw error(rc, "sl_saga_start", (std::string(sl_runtime_errmsg(rt_)) + ": " + detail::glue::refusal()).c_str());
-        detail::check(rc, rt_, "sl_saga_start");
+        start(type_name, input_json, options, {}, false, &id);
         return id;
     }
 
-    /** Fails saga `saga_id` with reason "cancelled: <reason>". Throws SL_ENOTFOUND if it is
-        not in flight. */
+    /** start_saga, with a future of the saga's end besides its id. Throws as start_saga. */
+    started_saga start_saga_future(const std::string &type_name, const std::string &input_json = "null",
+                                   const saga_start_options &options = saga_start_options()) {
+        started_saga out;
+        out.end = start(type_name, input_json, options, {}, true, &out.id);
+        return out;
+    }
+
+    /** Starts a saga without waiting for its running row: returns once the saga is accepted,
+        and `on_started` (which may be empty) later gets its id, or why it did not start, on
+        the loop thread. Allowed on the loop thread, where start_saga is not (with
+        options.room_timeout 0). Throws as start_saga, in which case `on_started` is never
+        called. */
+    void start_saga_async(const std::string &type_name, const std::string &input_json, saga_started_fn on_started,
+                          const saga_start_options &options = saga_start_options()) {
+        if (!on_started) on_started = [](const error *, std::uint64_t) {};
+        start(type_name, input_json, options, std::move(on_started), false, nullptr);
+    }
+
+    /** Blocks until saga `saga_id` ends, or `timeout` passed, and says how it ended: from
+        memory for a saga in flight, from the log for one that ended already (any saga of the
+        log, so an end is never missed). Throws SL_ETIMEDOUT, SL_ENOTFOUND (the log has no
+        such saga), SL_ESTATE (unfinished but not in flight: it waits for the next start's
+        recovery; or called on the loop thread), SL_ECLOSED (also when the runtime closes
+        during the wait). */
+    saga_end wait_saga(std::uint64_t saga_id, std::chrono::milliseconds timeout = forever) {
+        int state = 0;
+        char *reason = nullptr;
+        int rc = sl_saga_wait(rt_, saga_id, detail::timeout_ms(timeout), &state, &reason);
+        std::unique_ptr<char, void (*)(void *)> owned(reason, sl_free);
+        detail::check(rc, rt_, "sl_saga_wait");
+        saga_end end;
+        end.saga_id = saga_id;
+        end.state = static_cast<saga_state>(state);
+        if (owned) end.reason = std::string(owned.get());
+        end.durable = sl_runtime_health(rt_) == 0;
+        return end;
+    }
+
+    /** Fails saga `saga_id` with reason "cancelled: <reason>". From a host thread it returns
+        once that end is durable; from the loop thread (a callback) the end is claimed at once
+        and written right after the callback. Throws SL_ENOTFOUND if it is not in flight. */
     void cancel_saga(std::uint64_t saga_id, const std::string &reason) {
         detail::check(sl_saga_cancel(rt_, saga_id, reason.c_str()), rt_, "sl_saga_cancel");
     }
@@ -791,11 +1145,12 @@ public:
         int rc = sl_log_recent(rt_, limit, &json);
         return detail::take(rc, json, rt_, "sl_log_recent");
     }
-    /** Sagas running, compensating or failed, each with its steps, as a JSON array. */
-    std::string log_unresolved() const {
+    /** Up to `limit` sagas an operator should look at (running, compensating,
+        failed_compensation), each with its steps, as a JSON array. */
+    std::string log_unresolved(int limit = SL_LOG_UNRESOLVED_DEFAULT_LIMIT) const {
         char *json = nullptr;
-        int rc = sl_log_unresolved(rt_, &json);
-        return detail::take(rc, json, rt_, "sl_log_unresolved");
+        int rc = sl_log_unresolved_limit(rt_, limit, &json);
+        return detail::take(rc, json, rt_, "sl_log_unresolved_limit");
     }
     /** Saga `saga_id` with its steps, as a JSON object. Throws SL_ENOTFOUND. */
     std::string log_saga(std::uint64_t saga_id) const {
@@ -827,6 +1182,40 @@ public:
     }
 
 private:
+    /** sl_saga_start_ex with the wrapper's callbacks; `id` null: don't wait for the row. */
+    std::future<saga_end> start(const std::string &type_name, const std::string &input_json,
+                                const saga_start_options &options, saga_started_fn on_started, bool want_future,
+                                std::uint64_t *id) {
+        sl_saga_start_options c;
+        sl_saga_start_options_init(&c);
+        c.room_timeout_ms = detail::timeout_ms(options.room_timeout);
+        std::future<saga_end> end;
+        void *key = nullptr;
+        if (on_started || options.on_end || want_future) {
+            auto box = std::make_unique<detail::start_box>();
+            box->owner = owner_;
+            box->on_started = std::move(on_started);
+            box->on_end = options.on_end;
+            if (want_future) end = box->end.emplace().get_future();
+            c.started = box->on_started ? detail::start_glue::started : nullptr;
+            c.ended = box->on_end || want_future ? detail::start_glue::ended : nullptr;
+            c.release = detail::start_glue::release;
+            // Filed before the call: the saga may end, and be released, before it returns.
+            key = c.userdata = detail::start_registry::get().add(std::move(box));
+        }
+        detail::glue::refusal().clear();
+        int rc = sl_saga_start_ex(rt_, type_name.c_str(), input_json.c_str(), &c, id);
+        if (rc != 0) {
+            // sagalane calls nothing back for a call that failed.
+            if (key) detail::start_registry::get().take(key);
+            if (rc == SL_EREFUSED && !detail::glue::refusal().empty())
+                throw error(rc, "sl_saga_start_ex",
+                            (std::string(sl_runtime_errmsg(rt_)) + ": " + detail::glue::refusal()).c_str());
+            detail::check(rc, rt_, "sl_saga_start_ex");
+        }
+        return end;
+    }
+
     int value(int rc, const char *call) const {
         if (rc < 0) detail::check(rc, rt_, call);
         return rc;
@@ -834,6 +1223,7 @@ private:
 
     sl_runtime *rt_ = nullptr;
     std::shared_ptr<detail::runtime_life> life_;
+    std::uint64_t owner_ = 0;  // the runtime's serial in detail::start_registry
 };
 
 }  // namespace sagalane

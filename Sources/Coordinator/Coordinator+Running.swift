@@ -59,7 +59,7 @@ extension Coordinator {
         launching.removeValue(forKey: launch.id)
         removeInterests(of: launch.type, id: launch.id)
         let waiters = endWaiters.removeValue(forKey: launch.id) ?? []
-        for waiter in waiters { waiter(.failure(SagaLaneError(.notFound, "saga \(launch.id) never started"))) }
+        for waiter in waiters { waiter.done(.failure(SagaLaneError(.notFound, "saga \(launch.id) never started"))) }
     }
 
     func removeInterests(of type: SagaType, id: UInt64) {
@@ -212,7 +212,7 @@ extension Coordinator {
         compensatingSagas.removeValue(forKey: instance.id)
         ending.remove(instance.id)
         instance.onEnded?(end)
-        for waiter in endWaiters.removeValue(forKey: instance.id) ?? [] { waiter(.success(end)) }
+        for waiter in endWaiters.removeValue(forKey: instance.id) ?? [] { waiter.done(.success(end)) }
     }
 
     /// Starts a task that runs on the loop from start to end: its log writes resume there

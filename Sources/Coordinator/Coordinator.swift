@@ -84,7 +84,9 @@ public actor Coordinator {
     /// Sagas whose end was claimed but whose terminal row is not yet written.
     var ending: Set<UInt64> = []
     /// Who waits to hear how a saga in flight ends.
-    var endWaiters: [UInt64: [@Sendable (Result<SagaEnd, SagaLaneError>) -> Void]] = [:]
+    var endWaiters: [UInt64: [(token: UInt64, done: @Sendable (Result<SagaEnd, SagaLaneError>) -> Void)]] = [:]
+    /// Tokens for `whenEnded`, so a waiter that gave up can be forgotten.
+    nonisolated let nextWaiterToken = Atomic<UInt64>(1)
     /// The inbox's other buffer, empty between drains.
     var spareInbox: [InboxItem] = []
 
@@ -122,6 +124,12 @@ public actor Coordinator {
     /// event (those never start sagas).
     public nonisolated func addTrigger(_ trigger: Trigger) throws(SagaLaneError) {
         try registry.addTrigger(trigger)
+    }
+
+    /// Registers saga types and their triggers all at once, or none (see
+    /// `Runtime.register(_:onlyNew:)`); returns the names registered.
+    public nonisolated func register(types: [SagaType], triggers: [Trigger], onlyNew: Bool) throws(SagaLaneError) -> [String] {
+        try registry.register(types: types, triggers: triggers, onlyNew: onlyNew)
     }
 
     /// Registers a command target under `name`.
@@ -181,7 +189,7 @@ public actor Coordinator {
         interested.removeAll()
         launching.removeAll()
         let closed = SagaLaneError(.closed, "the coordinator closed before the saga ended")
-        for waiters in endWaiters.values { for waiter in waiters { waiter(.failure(closed)) } }
+        for waiters in endWaiters.values { for waiter in waiters { waiter.done(.failure(closed)) } }
         endWaiters.removeAll()
         // Sagas started but not yet launched never start; whoever waits for them is told.
         let unlaunched = inbox.withLock { inbox -> [InboxItem] in
@@ -278,7 +286,8 @@ public actor Coordinator {
                         onEnded: (@Sendable (SagaEnd) -> Void)?) {
         onStarted?(.success(holder))
         guard let onEnded else { return }
-        addEndWaiter(holder, inFlight: nil) { result in
+        let token = nextWaiterToken.wrappingAdd(1, ordering: .relaxed).oldValue
+        addEndWaiter(holder, token: token, inFlight: nil) { result in
             if case .success(let end) = result { onEnded(end) }
         }
     }
@@ -385,17 +394,31 @@ public actor Coordinator {
     ///   closed before the saga ended.
     /// - Parameter inFlight: Called (on the loop thread) when the saga is in flight, so
     ///   `done` comes later, once it ends.
+    /// - Returns: A token for `forgetEndWaiter`, for a waiter that gives up first.
+    @discardableResult
     public nonisolated func whenEnded(_ id: UInt64, inFlight: (@Sendable () -> Void)? = nil,
-                                      _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
+                                      _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) -> UInt64 {
+        let token = nextWaiterToken.wrappingAdd(1, ordering: .relaxed).oldValue
         loop.execute { [self] in
-            assumeIsolated { $0.addEndWaiter(id, inFlight: inFlight, done) }
+            assumeIsolated { $0.addEndWaiter(id, token: token, inFlight: inFlight, done) }
+        }
+        return token
+    }
+
+    /// Drops the waiter `whenEnded` registered under `token` (its `done` is not called).
+    public nonisolated func forgetEndWaiter(_ id: UInt64, token: UInt64) {
+        loop.execute { [self] in
+            assumeIsolated { coordinator in
+                coordinator.endWaiters[id]?.removeAll { $0.token == token }
+                if coordinator.endWaiters[id]?.isEmpty == true { coordinator.endWaiters.removeValue(forKey: id) }
+            }
         }
     }
 
-    func addEndWaiter(_ id: UInt64, inFlight: (@Sendable () -> Void)?,
+    func addEndWaiter(_ id: UInt64, token: UInt64, inFlight: (@Sendable () -> Void)?,
                               _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
         if sagas[id] != nil || launching[id] != nil || ending.contains(id) {
-            endWaiters[id, default: []].append(done)
+            endWaiters[id, default: []].append((token, done))
             inFlight?()
             return
         }

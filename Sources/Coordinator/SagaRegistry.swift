@@ -39,6 +39,36 @@ final class SagaRegistry: Sendable {
         }
     }
 
+    /// Registers `types` and adds `triggers` (each naming one of `types` or a type already
+    /// registered) all at once, or none of them: a name already registered is refused, unless
+    /// `onlyNew`, which leaves such a type (and its triggers) as it was. Returns the names
+    /// registered.
+    func register(types: [SagaType], triggers: [Trigger], onlyNew: Bool) throws(SagaLaneError) -> [String] {
+        if let trigger = triggers.first(where: { Event(type: $0.eventType).isLifecycle }) {
+            throw SagaLaneError(.invalidArgument, "a trigger on \(trigger.eventType) would never fire: lifecycle events start no saga")
+        }
+        return try entries.withLock { (entries) throws(SagaLaneError) -> [String] in
+            var added: Set<ExactName> = []
+            for type in types {
+                let name = ExactName(type.name)
+                guard !type.name.isEmpty else { throw SagaLaneError(.invalidArgument, "a saga type needs a name") }
+                if entries.types[name] != nil || added.contains(name) {
+                    if onlyNew { continue }
+                    throw SagaLaneError(.exists, "a saga type named '\(type.name)' is already registered")
+                }
+                added.insert(name)
+            }
+            for trigger in triggers where entries.types[ExactName(trigger.sagaType)] == nil {
+                guard added.contains(ExactName(trigger.sagaType)) else {
+                    throw SagaLaneError(.notFound, "a trigger names saga type '\(trigger.sagaType)', which is not registered")
+                }
+            }
+            for type in types where added.contains(ExactName(type.name)) { entries.types[ExactName(type.name)] = type }
+            entries.triggers += triggers.filter { added.contains(ExactName($0.sagaType)) }
+            return types.map(\.name).filter { added.contains(ExactName($0)) }
+        }
+    }
+
     /// Registers a command target under `name`.
     func register(target: any SagaTarget, named name: String) throws(SagaLaneError) {
         guard !name.isEmpty, !name.contains(":") else {

@@ -6,6 +6,7 @@ import Synchronization
 /// A libuv error code (a negative errno), kept under the `SagaLaneError` that reports it.
 public struct LibUVError: Error, Sendable, CustomStringConvertible {
     public var code: Int32
+    public init(code: Int32) { self.code = code }
     public var description: String { String(cString: uv_strerror(code)) }
 }
 
@@ -87,6 +88,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private var callbacks: [UInt64: @Sendable () -> Void] = [:]
     private var nextTimer: UInt64 = 1
     private var armedDeadline: Duration?
+    /// What runs when the loop shuts down, before its own handles close (see `addShutdownHook`).
+    private var shutdownHooks: [UInt64: () -> Void] = [:]
+    private var nextShutdownHook: UInt64 = 1
 
     /// What `uv_loop_close` returned at shutdown (0 when every handle was closed).
     private(set) var lastCloseResult: Int32?
@@ -206,12 +210,43 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
                 return queue.items
             }
             for work in remaining { run(work) }
+            // Owners of libuv handles on this loop close them now: `uv_run` only returns once
+            // every handle is closed.
+            let hooks = shutdownHooks.sorted { $0.key < $1.key }.map(\.value)
+            shutdownHooks.removeAll()
+            for hook in hooks { hook() }
             callbacks.removeAll()
             heap = TimerHeap()
         }
         uv_timer_stop(timer)
         uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self), nil)
         uv_close(UnsafeMutableRawPointer(timer).assumingMemoryBound(to: uv_handle_t.self), nil)
+    }
+
+    // MARK: Handles of other modules
+
+    /// The libuv loop, for modules of this package that put handles of their own on it (the
+    /// pipes). Use it on the loop thread only, and close every handle from a shutdown hook.
+    package var uvLoopPointer: UnsafeMutablePointer<uv_loop_t> { uvLoop }
+
+    /// Registers `hook` to run on the loop thread when the loop shuts down, after the work
+    /// queued before the shutdown and before the loop's own handles close: where an owner of
+    /// libuv handles on this loop closes them. Loop thread only.
+    /// - Returns: An id for `removeShutdownHook`, or `nil` when shutdown already began (the
+    ///   caller must then not create its handle).
+    package func addShutdownHook(_ hook: @escaping () -> Void) -> UInt64? {
+        preconditionInEventLoop()
+        if queue.withLock({ $0.closed }) { return nil }
+        let id = nextShutdownHook
+        nextShutdownHook += 1
+        shutdownHooks[id] = hook
+        return id
+    }
+
+    /// Removes a hook whose handles were closed. Loop thread only.
+    package func removeShutdownHook(_ id: UInt64) {
+        preconditionInEventLoop()
+        shutdownHooks.removeValue(forKey: id)
     }
 
     // MARK: Executor

@@ -184,6 +184,13 @@ public final class Lane: Sendable {
         core.setMaxConcurrent(n)
     }
 
+    /// Sets how many jobs may start at once, 0 included (then queued jobs wait, and no worker
+    /// thread stays). For a lane whose jobs run in other processes (the agent's remote
+    /// workers), whose capacity comes and goes with their connections.
+    package func setWorkerSlots(_ n: Int) {
+        core.setMaxConcurrent(max(0, min(n, Lane.concurrencyLimit)))
+    }
+
     public var stats: LaneStats { core.stats }
 
     /// Worker threads alive, parked or busy.

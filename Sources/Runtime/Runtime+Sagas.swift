@@ -1,4 +1,5 @@
 import SagaLaneCoordinator
+import SagaLaneDefinitions
 import SagaLaneJSON
 import SagaLaneSupport
 
@@ -14,6 +15,17 @@ extension Runtime {
     public func addTrigger(_ trigger: Trigger) throws(SagaLaneError) {
         try checkOpen()
         try coordinator.addTrigger(trigger)
+    }
+
+    /// Registers the saga types of a saga file with their triggers, all or none: a name
+    /// already registered is refused (`.exists`), unless `onlyNew`, which keeps the type
+    /// registered under that name as it is (a reload adds new sagas only: sagas in flight keep
+    /// the definition they started with). Returns the names registered. May be called while
+    /// sagas run.
+    @discardableResult
+    public func register(_ file: SagaFile, onlyNew: Bool = false) throws(SagaLaneError) -> [String] {
+        try checkOpen()
+        return try coordinator.register(types: file.sagaTypes, triggers: file.triggers, onlyNew: onlyNew)
     }
 
     /// Registers a command target under `name` (non-empty, no ':').
@@ -102,7 +114,7 @@ extension Runtime {
     /// - Throws: `.timedOut`, `.notFound` (no such saga), `.state` (unfinished but not in
     ///   flight here, or called on the loop thread), `.closed`.
     public func waitForSaga(id: UInt64, timeoutMilliseconds: Int) throws(SagaLaneError) -> SagaEnd {
-        try checkOpen()
+        try checkRunning()
         guard !loop.inEventLoop else {
             throw SagaLaneError(.state, "waiting for a saga would block the event loop; ask for an end callback instead")
         }
@@ -110,10 +122,13 @@ extension Runtime {
         // timeout; the timeout is for the end of a saga in flight.
         let ended = Completion<Result<SagaEnd, SagaLaneError>>()
         let looked = Completion<Void>()
-        coordinator.whenEnded(id, inFlight: { looked.set(()) }) { ended.set($0); looked.set(()) }
+        let token = coordinator.whenEnded(id, inFlight: { looked.set(()) }) { ended.set($0); looked.set(()) }
         driver.wait(for: looked)
         let result = timeoutMilliseconds < 0 ? driver.wait(for: ended) : driver.wait(for: ended, milliseconds: timeoutMilliseconds)
-        guard let result else { throw SagaLaneError(.timedOut, "saga \(id) did not end within \(timeoutMilliseconds) ms") }
+        guard let result else {
+            coordinator.forgetEndWaiter(id, token: token)
+            throw SagaLaneError(.timedOut, "saga \(id) did not end within \(timeoutMilliseconds) ms")
+        }
         return try result.get()
     }
 

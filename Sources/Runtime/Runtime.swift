@@ -66,6 +66,8 @@ public final class Runtime: Sendable {
     package let coordinator: Coordinator
     package let lanes = LanePool()
     package let laneHandlers = LaneCommandHandlers()
+    /// The pipe targets it dials (`connectTarget`).
+    package let pipeTargets = PipeTargetRegistry()
     /// Purges old terminal lane-job rows (not for read-only or in-memory logs).
     package let sweeper: LaneSweeper?
     /// Where hosts' outcome callbacks (a lane job's `done`) run, one at a time.

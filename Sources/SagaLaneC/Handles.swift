@@ -145,6 +145,25 @@ func call<T: CHandle>(_ pointer: OpaquePointer?, as type: T.Type, _ body: (T) th
     }
 }
 
+/// `call` on a runtime handle whose runtime opened.
+func callRuntime(_ pointer: OpaquePointer?, _ body: (Runtime) throws -> Void) -> Int32 {
+    call(pointer, as: RuntimeHandle.self) { handle in try body(try handle.open()) }
+}
+
+/// A handle whose object belongs to a runtime (a lane, a subscription): it lives until the
+/// runtime closes, and its failures go to the runtime's messages.
+final class ChildHandle<Object: Sendable>: CHandle {
+    let runtime: Runtime
+    let object: Object
+    let owner: RuntimeHandle?
+
+    init(runtime: Runtime, object: Object, owner: RuntimeHandle) {
+        self.runtime = runtime
+        self.object = object
+        self.owner = owner
+    }
+}
+
 // MARK: Arguments
 
 /// A required UTF-8 string argument.

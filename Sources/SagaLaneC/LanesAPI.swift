@@ -3,17 +3,12 @@ import Glibc
 import SagaLane
 import Synchronization
 
-/// What `sl_lane *` points to.
-final class LaneHandle: CHandle {
-    let runtime: Runtime
-    let lane: Lane
-    let owner: RuntimeHandle?
+/// What `sl_lane *` points to (registered under the lane's own address, so `sl_lane_find`
+/// finds it through the runtime's one registry of lanes).
+typealias LaneHandle = ChildHandle<Lane>
 
-    init(runtime: Runtime, lane: Lane, owner: RuntimeHandle) {
-        self.runtime = runtime
-        self.lane = lane
-        self.owner = owner
-    }
+extension ChildHandle where Object == Lane {
+    var lane: Lane { object }
 }
 
 /// A host's command handler; its userdata is released when the last reference goes.
@@ -204,7 +199,7 @@ public func sl_lane_create(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, 
         }
         let lane = try runtime.createLane(name: name, maxConcurrent: max(1, Int(c.max_concurrent)), persisted: c.persisted != 0,
                                           reconstruct: reconstruct)
-        out.pointee = handle.adopt(LaneHandle(runtime: runtime, lane: lane, owner: handle), as: lane)
+        out.pointee = handle.adopt(LaneHandle(runtime: runtime, object: lane, owner: handle), as: lane)
     }
 }
 

@@ -153,13 +153,12 @@ public func sl_runtime_open(_ options: UnsafePointer<sl_runtime_options>?, _ out
 
 @implementation @_cdecl("sl_runtime_start")
 public func sl_runtime_start(_ rt: OpaquePointer?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in _ = try handle.open().start() }
+    callRuntime(rt) { _ = try $0.start() }
 }
 
 @implementation @_cdecl("sl_runtime_run")
 public func sl_runtime_run(_ rt: OpaquePointer?, _ mode: Int32) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let runtime = try handle.open()
+    callRuntime(rt) { runtime in
         switch Int(mode) {
         case SL_RUN_DEFAULT: try runtime.run(.default)
         case SL_RUN_ONCE: try runtime.run(.once)
@@ -171,48 +170,43 @@ public func sl_runtime_run(_ rt: OpaquePointer?, _ mode: Int32) -> Int32 {
 
 @implementation @_cdecl("sl_runtime_stop")
 public func sl_runtime_stop(_ rt: OpaquePointer?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in try handle.open().stopRunning() }
+    callRuntime(rt) { $0.stopRunning() }
 }
 
-/// Runs a call that answers a non-negative number, or a negative SL_E* code.
-private func valueCall(_ rt: OpaquePointer?, _ body: (Runtime) throws -> Int32) -> Int32 {
+/// A host-mode call that answers a non-negative number (or a negative SL_E* code).
+private func hostLoopValue(_ rt: OpaquePointer?, _ what: String, _ body: (Runtime) -> Int32) -> Int32 {
     var value: Int32 = 0
-    let code = call(rt, as: RuntimeHandle.self) { handle in value = try body(try handle.open()) }
+    let code = callRuntime(rt) { runtime in
+        guard runtime.options.loopMode == .host else {
+            throw SagaLaneError(.state, "the \(what) is for SL_LOOP_HOST runtimes; this one runs its loop on its own thread")
+        }
+        value = body(runtime)
+    }
     return code == 0 ? value : code
 }
 
 @implementation @_cdecl("sl_runtime_backend_fd")
 public func sl_runtime_backend_fd(_ rt: OpaquePointer?) -> Int32 {
-    valueCall(rt) { runtime in
-        guard runtime.options.loopMode == .host else {
-            throw SagaLaneError(.state, "the backend fd is for SL_LOOP_HOST runtimes; this one runs its loop on its own thread")
-        }
-        return runtime.backendFD
-    }
+    hostLoopValue(rt, "backend fd") { $0.backendFD }
 }
 
 @implementation @_cdecl("sl_runtime_backend_timeout")
 public func sl_runtime_backend_timeout(_ rt: OpaquePointer?) -> Int32 {
-    valueCall(rt) { runtime in
-        guard runtime.options.loopMode == .host else {
-            throw SagaLaneError(.state, "the backend timeout is for SL_LOOP_HOST runtimes")
-        }
-        return runtime.backendTimeoutMilliseconds
-    }
+    hostLoopValue(rt, "backend timeout") { $0.backendTimeoutMilliseconds }
 }
 
 @implementation @_cdecl("sl_runtime_advance_time")
 public func sl_runtime_advance_time(_ rt: OpaquePointer?, _ ms: UInt64) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
+    callRuntime(rt) { runtime in
         guard ms <= UInt64(Int64.max / 1_000_000) else { throw SagaLaneError(.invalidArgument, "ms \(ms) is too large") }
-        try handle.open().advanceTime(by: .milliseconds(Int64(ms)))
+        try runtime.advanceTime(by: .milliseconds(Int64(ms)))
     }
 }
 
 @implementation @_cdecl("sl_runtime_health")
 public func sl_runtime_health(_ rt: OpaquePointer?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        if let reason = try handle.open().unhealthyReason {
+    callRuntime(rt) { runtime in
+        if let reason = runtime.unhealthyReason {
             throw SagaLaneError(.unhealthy, "the log is unhealthy: \(reason)")
         }
     }

@@ -219,6 +219,23 @@ public func sl_trigger_add(
     }
 }
 
+@implementation @_cdecl("sl_saga_types_load")
+public func sl_saga_types_load(_ rt: OpaquePointer?, _ jsonText: UnsafePointer<CChar>?,
+                               _ loaded: UnsafeMutablePointer<Int32>?) -> Int32 {
+    call(rt, as: RuntimeHandle.self) { handle in
+        let runtime = try handle.open()
+        guard let jsonText else { throw SagaLaneError(.invalidArgument, "json_text is NULL") }
+        try SagaLog.checkValueSize(strlen(jsonText), of: "json_text")
+        let text = try string(jsonText, "json_text")
+        let file: SagaFile
+        do throws(SagaFileError) { file = try SagaFile(text: text, source: "<sagas>") } catch {
+            throw SagaLaneError(.invalidArgument, error.description)
+        }
+        let names = try runtime.register(file)
+        loaded?.pointee = Int32(clamping: names.count)
+    }
+}
+
 @implementation @_cdecl("sl_saga_start")
 public func sl_saga_start(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>?, _ input: UnsafePointer<CChar>?,
                           _ sagaID: UnsafeMutablePointer<UInt64>?) -> Int32 {
@@ -244,25 +261,23 @@ private func cState(_ state: SagaState) -> Int32 {
     }
 }
 
-/// A host's start callbacks: `release` runs once, after the last of them.
+/// A host's start callbacks. `release` runs when the last reference goes: after `started` and
+/// `ended` were called, or when the runtime closes with the saga still in flight (then `ended`
+/// never comes), on whichever thread dropped the reference.
 private final class StartCallbacks: @unchecked Sendable {
     let options: sl_saga_start_options
-    private let pending: Atomic<Int>
+    /// Set once the start was accepted: a refused start calls nothing, `release` included.
+    var accepted = false
 
-    init(_ options: sl_saga_start_options) {
-        self.options = options
-        pending = Atomic((options.started == nil ? 0 : 1) + (options.ended == nil ? 0 : 1))
-    }
+    init(_ options: sl_saga_start_options) { self.options = options }
+
+    deinit { if accepted { options.release?(options.userdata) } }
 
     func started(_ result: Result<UInt64, SagaLaneError>) {
         switch result {
         case .success(let id): options.started?(options.userdata, 0, id)
-        case .failure(let error):
-            options.started?(options.userdata, errorCode(error), 0)
-            // It never started, so it never ends.
-            if options.ended != nil { done() }
+        case .failure(let error): options.started?(options.userdata, errorCode(error), 0)
         }
-        done()
     }
 
     func ended(_ end: SagaEnd) {
@@ -272,11 +287,6 @@ private final class StartCallbacks: @unchecked Sendable {
         } else {
             options.ended?(options.userdata, &c)
         }
-        done()
-    }
-
-    private func done() {
-        if pending.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 { options.release?(options.userdata) }
     }
 }
 
@@ -297,16 +307,19 @@ private func startSaga(_ runtime: Runtime, _ name: String, _ input: JSON,
     if let options { c = try versioned(options, "sl_saga_start_options", defaults: c) }
     let room = Int(c.room_timeout_ms)
     let key = try optionalString(c.idempotency_key, "options->idempotency_key")
-    guard c.started != nil || c.ended != nil else {
+    guard c.started != nil || c.ended != nil || c.release != nil else {
         return try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room)
     }
     let callbacks = StartCallbacks(c)
-    let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil ? nil : { @Sendable in callbacks.ended($0) }
+    let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil && c.release == nil ? nil : { @Sendable in callbacks.ended($0) }
     guard c.started != nil else {
-        return try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room, onEnded: onEnded)
+        let id = try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room, onEnded: onEnded)
+        callbacks.accepted = true
+        return id
     }
     try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room,
                           onStarted: { callbacks.started($0) }, onEnded: onEnded)
+    callbacks.accepted = true
     return nil
 }
 

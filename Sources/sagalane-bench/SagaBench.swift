@@ -97,11 +97,11 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
 }
 
 /// Starts a saga, waiting for room in the launch queue while it is full.
-func startWhenThereIsRoom(_ coordinator: Coordinator, name: String) async throws {
+func startWhenThereIsRoom(_ coordinator: Coordinator, name: String, onEnded: (@Sendable (SagaEnd) -> Void)? = nil) async throws {
     while true {
         let refused: SagaLaneError?
         do throws(SagaLaneError) {
-            try coordinator.startSaga(name: name, input: .null, onStarted: { _ in })
+            try coordinator.startSaga(name: name, input: .null, onStarted: { _ in }, onEnded: onEnded)
             refused = nil
         } catch {
             refused = error

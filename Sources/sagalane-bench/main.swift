@@ -1,18 +1,34 @@
 // sagalane-bench: prints throughput and memory figures, each beside a baseline measured in the
 // same run (these machines are shared and noisy: compare ratios, not absolute numbers).
 //
-//   sagalane-bench [log|saga|lane|all] [--sagas N] [--dir PATH]
+//   sagalane-bench [log|saga|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]
+//                  [--commands N] [--terminal-sagas N]
+//   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
+//   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
 import SagaLane
 
 var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "agent-peer" { runAgentPeer(Array(arguments.dropFirst())) }
 var what = "all"
 var sagas = 5_000
+var burst = 1_000_000
+var commands = 1_000_000
+var terminalSagas = 1_000_000
 var directory = ".build"
 var index = 0
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "lane", "all": what = arguments[index]
+    case "log", "saga", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
+    case "--commands" where index + 1 < arguments.count:
+        index += 1
+        commands = max(1, Int(arguments[index]) ?? commands)
+    case "--terminal-sagas" where index + 1 < arguments.count:
+        index += 1
+        terminalSagas = max(1, Int(arguments[index]) ?? terminalSagas)
+    case "--burst" where index + 1 < arguments.count:
+        index += 1
+        burst = max(1, Int(arguments[index]) ?? burst)
     case "--sagas" where index + 1 < arguments.count:
         index += 1
         sagas = max(1, Int(arguments[index]) ?? sagas)
@@ -20,7 +36,9 @@ while index < arguments.count {
         index += 1
         directory = arguments[index]
     case "-h", "--help":
-        print("usage: sagalane-bench [log|saga|lane|all] [--sagas N] [--dir PATH]")
+        print("usage: sagalane-bench [log|saga|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
+        print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
+        print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
     default:
@@ -31,17 +49,37 @@ while index < arguments.count {
 }
 mkdir(directory, 0o755)
 
-do {
-    if what == "log" || what == "all" {
-        try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
+/// The benchmarks, run as a task while the main thread waits for it. (An asynchronous main
+/// would park the main thread in libdispatch's main loop, which valgrind cannot follow; the
+/// task is detached because top-level code runs on the main actor, which that thread holds.)
+let finished = Completion<Int32>()
+Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
+    do {
+        if what == "log" || what == "all" {
+            try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
+        }
+        if what == "saga" || what == "all" {
+            try await runSagaBench(directory: directory, sagas: sagas)
+        }
+        if what == "lane" || what == "all" {
+            try runLaneBench(directory: directory, jobs: sagas * 4)
+        }
+        if what == "latency" || what == "all" {
+            try await runLatencyBench(directory: directory, load: 0.5, seconds: 5)
+        }
+        if what == "burst" || what == "all" {
+            try await runBurstBench(directory: directory, sagas: burst)
+        }
+        if what == "agent" || what == "all" {
+            try await runAgentBench(directory: directory, commands: commands, sagas: sagas, terminalSagas: terminalSagas)
+        }
+        if what == "counted" {
+            try await runCountedSagas(directory: directory, sagas: sagas)
+        }
+        finished.set(0)
+    } catch {
+        writeStandardError("sagalane-bench: \(error)\n")
+        finished.set(1)
     }
-    if what == "saga" || what == "all" {
-        try await runSagaBench(directory: directory, sagas: sagas)
-    }
-    if what == "lane" || what == "all" {
-        try runLaneBench(directory: directory, jobs: sagas * 4)
-    }
-} catch {
-    writeStandardError("sagalane-bench: \(error)\n")
-    exit(1)
 }
+exit(finished.wait())

@@ -19,6 +19,10 @@ case "lifecycle-crash":
     runLifecycleCrash(Array(arguments.dropFirst()))
 case "log-append":
     runLogAppend(Array(arguments.dropFirst()))
+case "agent":
+    runAgentChild(Array(arguments.dropFirst()))
+case "foreign-peer":
+    runForeignPeer(Array(arguments.dropFirst()))
 default:
     writeStandardError("sagalane-testchild: unknown scenario '\(scenario)'\n")
     exit(2)

@@ -32,15 +32,47 @@ struct FanOutTests {
             guard case .success(let text) = r else { Issue.record("item \(i) failed"); continue }
             #expect(text == "\(i / 3)\(["a", "b", "c"][i % 3])", "results come back in input order")
         }
-        let wide = await FanOut.run((0..<20).map { i in FanOut.Item(key: "k\(i % 10)") { _ -> Int in
-            let now = running.add(1, ordering: .sequentiallyConsistent).newValue
-            _ = maxRunning.max(now, ordering: .sequentiallyConsistent)
-            usleep(1_000)
-            running.subtract(1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Each bound, where it is the one that binds, is reached and never passed: items wait
+    /// (up to a guard) until as many run as the bound allows, so a fan-out that ran fewer fails
+    /// as surely as one that ran more.
+    @Test func eachBoundIsReachedAndNeverPassed() async throws {
+        final class Counts: Sendable {
+            let state = ConditionLock<(running: Int, maxRunning: Int, perKey: [String: Int], maxPerKey: Int)>((0, 0, [:], 0))
+            func run(key: String, until full: @escaping (Int, Int) -> Bool) {
+                state.withLock { s in
+                    s.running += 1
+                    s.maxRunning = max(s.maxRunning, s.running)
+                    s.perKey[key, default: 0] += 1
+                    s.maxPerKey = max(s.maxPerKey, s.perKey[key]!)
+                }
+                let clock = ContinuousClock(), giveUp = clock.now + .seconds(5)
+                while !state.withLock({ full($0.running, $0.perKey[key]!) }) && clock.now < giveUp { usleep(200) }
+                usleep(1_000)
+                state.withLock { s in
+                    s.running -= 1
+                    s.perKey[key]! -= 1
+                }
+            }
+        }
+        // The global bound binds: twenty keys, room for ten per key, four at once.
+        let global = Counts()
+        let wide = await FanOut.run((0..<20).map { i in FanOut.Item(key: "k\(i)") { _ -> Int in
+            global.run(key: "k\(i)") { running, _ in running >= 4 }
             return i
-        } }, maxConcurrent: 5, maxPerKey: 2)
-        #expect(maxRunning.load(ordering: .relaxed) <= 5)
+        } }, maxConcurrent: 4, maxPerKey: 10)
         #expect(wide.count == 20)
+        #expect(global.state.withLock { $0.maxRunning } == 4)
+        // The per-key bound binds: two keys, two per key, room for eight at once.
+        let keyed = Counts()
+        let narrow = await FanOut.run((0..<20).map { i in FanOut.Item(key: i % 2 == 0 ? "a" : "b") { _ -> Int in
+            keyed.run(key: i % 2 == 0 ? "a" : "b") { _, ofKey in ofKey >= 2 }
+            return i
+        } }, maxConcurrent: 8, maxPerKey: 2)
+        #expect(narrow.count == 20)
+        #expect(keyed.state.withLock { $0.maxPerKey } == 2)
+        #expect(keyed.state.withLock { $0.maxRunning } == 4)
     }
 
     @Test func fanOutErrorPolicies() async throws {

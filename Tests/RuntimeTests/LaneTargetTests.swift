@@ -26,9 +26,46 @@ private final class BadLaneSaga: Saga {
     func onEvent(_ e: Event, _ c: SagaContext) -> SagaAction { .wait }
 }
 
+/// Sends one command to `lane:slow` and waits.
+private final class OneLaneJobSaga: Saga {
+    func start(_ context: SagaContext) -> SagaAction { .issue(target: "lane:slow", command: ["work": 1]) }
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { event.type == "LaneJobFinished" ? .done : .wait }
+}
+
 /// The runtime wires `lane:` targets: a saga's commands become jobs on the runtime's lanes.
 @Suite(.timeLimit(.minutes(1)))
 struct LaneTargetTests {
+    /// When a saga ends (here, cancelled) while its lane job is still queued, the job never
+    /// runs: the lane target hears of the end and cancels it, durably.
+    @Test func aQueuedJobOfASagaThatEndedNeverRuns() async throws { try await onHostThread {
+        let directory = TemporaryDirectory()
+        let runtime = try Runtime(options: RuntimeOptions(databasePath: directory.file("ended.db"), durability: .normal))
+        defer { runtime.close() }
+        let gate = Completion<Void>()
+        let ran = ConditionLock<[UInt64]>([])
+        _ = try runtime.createLane(name: "slow", maxConcurrent: 1, persisted: true)
+        runtime.setCommandHandler(lane: "slow") { command, _ in
+            ran.withLock { $0.append(UInt64(command["saga_id"]?.int64Value ?? 0)) }
+            gate.wait()
+            return "{}"
+        }
+        try runtime.register(SagaType(name: "one_job", timeout: .seconds(60)) { _ in OneLaneJobSaga() })
+        try runtime.start()
+        let holder = try runtime.startSaga(name: "one_job", input: .null)
+        let clock = ContinuousClock(), giveUp = clock.now + .seconds(20)
+        while ran.withLock({ $0.isEmpty }) && clock.now < giveUp { usleep(1_000) }
+        let waiter = try runtime.startSaga(name: "one_job", input: .null)
+        let job = "saga-\(waiter)-step-0"
+        while (try? runtime.log.job(id: job)) == nil && clock.now < giveUp { usleep(1_000) }
+        #expect(try runtime.log.job(id: job)?.state == .queued)
+        try runtime.cancelSaga(id: waiter, reason: "the host gave up")
+        while (try? runtime.log.job(id: job))??.state != .cancelled && clock.now < giveUp { usleep(1_000) }
+        #expect(try runtime.log.job(id: job)?.state == .cancelled)
+        gate.set(())
+        #expect(try runtime.waitForSaga(id: holder, timeoutMilliseconds: 20_000).state == .completed)
+        #expect(ran.withLock { $0 } == [holder], "the cancelled saga's job never ran")
+    } }
+
     @Test func aSagaOrchestratesTwoLaneJobs() async throws { try await onHostThread {
         let directory = TemporaryDirectory()
         let runtime = try Runtime(options: RuntimeOptions(databasePath: directory.file("lanes.db"), durability: .normal))

@@ -72,6 +72,25 @@ public final class ChildProcess {
         return status & 0x7F
     }
 
+    /// Waits for the child to exit: its exit status, or 128 + the signal that killed it.
+    public func waitExitStatus() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        reaped = true
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    }
+
+    /// Sends `signal` to the child.
+    public func signal(_ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    /// The path of an executable built next to the test bundle (`sagalane`, say).
+    public static func siblingPath(_ name: String) -> String {
+        let child = testChildPath
+        return String(child[..<child.lastIndex(of: "/")!]) + "/" + name
+    }
+
     deinit {
         if !reaped {
             kill(pid, SIGKILL)

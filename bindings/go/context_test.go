@@ -149,7 +149,7 @@ func TestDoneContextCallsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantGaveUp(t, "Start", rt.Start(done), context.Canceled)
-	if _, err := rt.StartSaga("waiter", ""); !errors.Is(err, sagalane.ErrInvalidState) {
+	if _, err := rt.StartSaga(ctx, "waiter", ""); !errors.Is(err, sagalane.ErrInvalidState) {
 		t.Errorf("StartSaga after a Start with a done context: %v, want ErrInvalidState (not started)", err)
 	}
 	_, err = rt.CreateLane(done, "never", sagalane.LaneOptions{})
@@ -170,7 +170,7 @@ func TestDoneContextCallsNothing(t *testing.T) {
 	}}
 	_, err = lane.Submit(done, job, func(sagalane.JobOutcome) { t.Error("done called for a job never submitted") })
 	wantGaveUp(t, "Submit", err, context.Canceled)
-	id, err := rt.StartSaga("waiter", "")
+	id, err := rt.StartSaga(ctx, "waiter", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestCancelSagaGivesUpWaitingForTheLoop(t *testing.T) {
 		}
 	}
 	mustStart(t, rt)
-	waiting, err := rt.StartSaga("waiter", "")
+	waiting, err := rt.StartSaga(ctx, "waiter", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestCancelSagaGivesUpWaitingForTheLoop(t *testing.T) {
 		}
 		return false
 	})
-	if _, err := rt.StartSaga("holder", ""); err != nil {
+	if _, err := rt.StartSaga(ctx, "holder", ""); err != nil {
 		t.Fatal(err)
 	}
 	<-holding
@@ -379,7 +379,7 @@ func TestCancelSagaFromTheLoopThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	if victim, err = rt.StartSaga("waiter", ""); err != nil {
+	if victim, err = rt.StartSaga(ctx, "waiter", ""); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, "the waiter's start", func(events []sagalane.Event) bool {
@@ -390,7 +390,7 @@ func TestCancelSagaFromTheLoopThread(t *testing.T) {
 		}
 		return false
 	})
-	if _, err := rt.StartSaga("canceller", ""); err != nil {
+	if _, err := rt.StartSaga(ctx, "canceller", ""); err != nil {
 		t.Fatal(err)
 	}
 	select {

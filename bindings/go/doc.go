@@ -7,7 +7,8 @@
 //	defer rt.Close()
 //	// Register saga types, triggers, targets and lanes, then:
 //	err = rt.Start(ctx)
-//	id, err := rt.StartSaga("greet", `{"name":"world"}`)
+//	id, err := rt.StartSaga(ctx, "greet", `{"name":"world"}`) // once its row is durable
+//	end, err := rt.WaitSaga(ctx, id)                          // end.State: SagaCompleted, ...
 //
 // The package links libsagalane.a through pkg-config (`#cgo pkg-config: sagalane-static`);
 // see the README for setting that up.
@@ -18,19 +19,21 @@
 // its message. Compare with errors.Is against the sentinels (ErrNotFound, ErrJSON,
 // ErrClosed, ...), which match on the code alone:
 //
-//	if _, err := rt.StartSaga("nope", ""); errors.Is(err, sagalane.ErrNotFound) { ... }
+//	if _, err := rt.StartSaga(ctx, "nope", ""); errors.Is(err, sagalane.ErrNotFound) { ... }
 //
 // # Contexts
 //
 // Every method that may block takes a context.Context first: Open, Start, Shutdown,
-// AdvanceTime, CancelSaga, CreateLane, Submit, SubmitAndWait, the log's reads and Vacuum.
+// AdvanceTime, StartSaga, WaitSaga, CancelSaga, CreateLane, Submit, SubmitAndWait, the log's
+// reads and Vacuum.
 // A context already done calls nothing and returns an error that is both ErrCanceled and the
 // context's error. When the context ends while the method waits, SubmitAndWait gives up on
 // its job (a queued job never runs; a running one sees its own context done). The C API
 // cannot interrupt the other calls: the method stops waiting and returns the same kind of
 // error, and the call goes on to its end on a goroutine of its own (each method says what
-// that means for it). Submit only checks its context before submitting: once a job is
-// accepted, its done function must hear how it ended.
+// that means for it). WaitSaga, which only waits, simply stops. Submit only checks its
+// context before submitting: once a job is accepted, its done function must hear how it
+// ended.
 //
 // A job's function (JobFunc) receives a context of its own, done once the job is cancelled:
 // when the runtime closes, when a SubmitAndWait gives up on it, or on Lane.Interrupt. It is
@@ -41,8 +44,9 @@
 // sagalane calls back into Go from its own threads; each callback runs on a goroutine bound
 // to that thread for the duration of the call:
 //
-//   - Saga Start and OnEvent, trigger predicates and target functions: the runtime's event
-//     loop thread, one at a time. They must return quickly: hand slow work to a lane.
+//   - Saga Start and OnEvent, trigger predicates, target functions and StartSaga's OnEnd:
+//     the runtime's event loop thread, one at a time. They must return quickly: hand slow
+//     work to a lane.
 //   - SagaType.New: the goroutine that calls StartSaga, or the loop thread for a trigger.
 //   - Subscribe's function: the subscription's own delivery thread, one event at a time, in
 //     order.
@@ -55,7 +59,8 @@
 //
 // A loop-thread callback must not wait for the loop: SubmitAndWait there never returns if
 // the job's end needs the loop. CancelSaga and AdvanceTime called there take effect at once
-// instead of waiting. Close may be called from any callback: it returns at once and the
+// instead of waiting; StartSaga and WaitSaga fail with ErrInvalidState (start or wait from a
+// goroutine of its own). Close may be called from any callback: it returns at once and the
 // close finishes once the callback returned (see Runtime.Closed); Shutdown must not be.
 //
 // A panic in any callback is recovered before it reaches C: it is reported to
@@ -75,7 +80,8 @@
 //
 // Every Go value the C side holds is a runtime/cgo.Handle, deleted exactly when the C API
 // gives its userdata back: release callbacks, a saga's destroy, a job's done (a rebuilt
-// job's too), the end of a subscription; Reconstruct's lives for its CreateLane. Once the
+// job's too), the end of a subscription; Reconstruct's lives for its CreateLane; an OnEnd's
+// goes after it was called, or with the close for a saga still in flight. Once the
 // close finished (Close returned on a host goroutine, Shutdown returned nil, or Closed() is
 // closed) none is left.
 package sagalane

@@ -113,6 +113,12 @@ var (
 	ErrAgain = sentinel(C.SL_EAGAIN)
 	// ErrTimedOut is SL_ETIMEDOUT: a wait ended before what it waited for happened.
 	ErrTimedOut = sentinel(C.SL_ETIMEDOUT)
+	// ErrForked is SL_EFORKED: sagalane was called in a child process forked without exec,
+	// where it can do nothing; exec first.
+	ErrForked = sentinel(C.SL_EFORKED)
+	// ErrLocked is SL_ELOCKED: another runtime has the log open for writing (one log, one
+	// writer); the message names its process.
+	ErrLocked = sentinel(C.SL_ELOCKED)
 )
 
 func sentinel(code C.int) *Error {

@@ -33,6 +33,8 @@ func TestEveryCodeHasASentinel(t *testing.T) {
 		sagalane.ErrThreadLimit:  "SL_ETHREAD",
 		sagalane.ErrAgain:        "SL_EAGAIN",
 		sagalane.ErrTimedOut:     "SL_ETIMEDOUT",
+		sagalane.ErrForked:       "SL_EFORKED",
+		sagalane.ErrLocked:       "SL_ELOCKED",
 	}
 	byCode := map[int]*sagalane.Error{}
 	for e, name := range sentinels {

@@ -49,6 +49,12 @@ static int slgo_job_reconstruct(void *userdata, const sl_job_record *record, sl_
     return goslJobReconstruct((uintptr_t)userdata, (sl_job_record *)record, job);
 }
 
+static void slgo_saga_ended(void *userdata, const sl_saga_end *end) {
+    goslSagaEnded((uintptr_t)userdata, (sl_saga_end *)end);
+}
+
+static void slgo_saga_start_release(void *userdata) { goslSagaStartRelease((uintptr_t)userdata); }
+
 /* The calls that take callbacks. */
 
 int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out) {
@@ -101,4 +107,17 @@ int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission
 
 int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle) {
     return sl_lane_set_command_handler(lane, slgo_job_run, (void *)handle, slgo_release);
+}
+
+int slgo_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, int room_timeout_ms,
+                    uintptr_t handle, uint64_t *saga_id) {
+    sl_saga_start_options options;
+    sl_saga_start_options_init(&options);
+    options.room_timeout_ms = room_timeout_ms;
+    if (handle != 0) {
+        options.ended = slgo_saga_ended;
+        options.release = slgo_saga_start_release;
+        options.userdata = (void *)handle;
+    }
+    return sl_saga_start_ex(rt, type_name, input_json, &options, saga_id);
 }

@@ -18,6 +18,10 @@ int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const 
 /* handle 0: no predicate (every event starts a saga) and nothing to release. */
 int slgo_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type, uintptr_t handle);
 int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle);
+/* sl_saga_start_ex, waiting for the running row; a non-zero handle gets the saga's end
+   (goslSagaEnded) and is released after it (goslSagaStartRelease). */
+int slgo_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, int room_timeout_ms,
+                    uintptr_t handle, uint64_t *saga_id);
 /* Creates a lane; a non-zero handle becomes its reconstruct callback's userdata (the options'
    reconstruct and reconstruct_userdata are set here). */
 int slgo_lane_create(sl_runtime *rt, const char *name, sl_lane_options *options, uintptr_t handle, sl_lane **out);

@@ -6,6 +6,7 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"time"
 	"unsafe"
 )
@@ -118,16 +119,28 @@ func (r *Runtime) RecentSagas(ctx context.Context, limit int) ([]SagaSummary, er
 	return decode[[]SagaSummary]("sl_log_recent", text, err)
 }
 
-// UnresolvedSagasJSON is the sagas running, compensating or failed, with their steps, as the
+// UnresolvedSagasJSON is what UnresolvedSagas lists, as the
 // log's JSON array.
 func (r *Runtime) UnresolvedSagasJSON(ctx context.Context) (string, error) {
 	return r.logText(ctx, "sl_log_unresolved", func(out **C.char) C.int { return C.sl_log_unresolved(r.rt, out) })
 }
 
-// UnresolvedSagas is the sagas running, compensating or failed, with their steps.
+// UnresolvedSagas is the sagas an operator should look at, with their steps: those unfinished
+// (running, compensating) and those in failed_compensation; at most
+// SL_LOG_UNRESOLVED_DEFAULT_LIMIT of them (UnresolvedSagasLimit takes another bound).
 func (r *Runtime) UnresolvedSagas(ctx context.Context) ([]SagaRecord, error) {
 	text, err := r.UnresolvedSagasJSON(ctx)
 	return decode[[]SagaRecord]("sl_log_unresolved", text, err)
+}
+
+// UnresolvedSagasLimit is UnresolvedSagas, at most limit of them.
+func (r *Runtime) UnresolvedSagasLimit(ctx context.Context, limit int) ([]SagaRecord, error) {
+	const fn = "sl_log_unresolved_limit"
+	if limit < 0 || limit > math.MaxInt32 {
+		return nil, newError(C.SL_EINVAL, fn, "limit out of range")
+	}
+	text, err := r.logText(ctx, fn, func(out **C.char) C.int { return C.sl_log_unresolved_limit(r.rt, C.int(limit), out) })
+	return decode[[]SagaRecord](fn, text, err)
 }
 
 // LookupSagaJSON is saga id with its steps, as the log's JSON object; ErrNotFound when the

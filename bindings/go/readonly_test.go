@@ -16,7 +16,7 @@ func TestReadOnlyDiagnostics(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("quick", "")
+	id, err := rt.StartSaga(ctx, "quick", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -416,7 +416,7 @@ func (r *Runtime) finishIfIdleLocked() {
 func handleValue(h C.uintptr_t) any { return cgo.Handle(h).Value() }
 
 // releaseHandle runs when the close sentinel's release callback does: the close is over, so
-// no subscription will deliver again.
+// no subscription will deliver again, and no saga start will call back.
 func (r *Runtime) releaseHandle() {
 	r.mu.Lock()
 	subs := make([]*Subscription, 0, len(r.subs))
@@ -429,6 +429,7 @@ func (r *Runtime) releaseHandle() {
 	for _, sub := range subs {
 		sub.release()
 	}
+	r.sweepStartEntries()
 	r.deleteHandle(r.sentinel)
 }
 

@@ -30,7 +30,7 @@ func TestErrorsAreValues(t *testing.T) {
 	if err := rt.RegisterSagaType(refusing); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rt.StartSaga("refusing", ""); !errors.Is(err, sagalane.ErrInvalidState) {
+	if _, err := rt.StartSaga(ctx, "refusing", ""); !errors.Is(err, sagalane.ErrInvalidState) {
 		t.Errorf("StartSaga before Start: %v, want ErrState", err)
 	}
 	mustStart(t, rt)
@@ -52,8 +52,8 @@ func TestErrorsAreValues(t *testing.T) {
 		err  error
 		want *sagalane.Error
 	}{
-		{"unknown saga type", second(rt.StartSaga("no_such_saga", "")), sagalane.ErrNotFound},
-		{"malformed input", second(rt.StartSaga("refusing", "{nope}")), sagalane.ErrJSON},
+		{"unknown saga type", second(rt.StartSaga(ctx, "no_such_saga", "")), sagalane.ErrNotFound},
+		{"malformed input", second(rt.StartSaga(ctx, "refusing", "{nope}")), sagalane.ErrJSON},
 		{"empty event type", rt.Publish("", 0, ""), sagalane.ErrInvalid},
 		{"NUL in event type", rt.Publish("a\x00b", 0, ""), sagalane.ErrInvalid},
 		{"trigger for an unknown type", rt.AddTrigger("X", "no_such_saga", nil), sagalane.ErrNotFound},
@@ -69,7 +69,7 @@ func TestErrorsAreValues(t *testing.T) {
 		}
 	}
 
-	_, err = rt.StartSaga("refusing", `{"label":"main"}`)
+	_, err = rt.StartSaga(ctx, "refusing", `{"label":"main"}`)
 	if !errors.Is(err, sagalane.ErrRefused) || !errors.Is(err, errNoPanes) {
 		t.Errorf("StartSaga refused by New: %v, want ErrRefused wrapping %v", err, errNoPanes)
 	}
@@ -100,7 +100,7 @@ func TestErrorsAreValues(t *testing.T) {
 		err  error
 	}{
 		{"Publish", rt.Publish("X", 0, "")},
-		{"StartSaga", second(rt.StartSaga("refusing", ""))},
+		{"StartSaga", second(rt.StartSaga(ctx, "refusing", ""))},
 		{"CreateLane", second(rt.CreateLane(ctx, "more", sagalane.LaneOptions{}))},
 		{"Submit", second(lane.Submit(ctx, sagalane.Job{Run: func(context.Context, *sagalane.RunningJob) (string, error) { return "", nil }}, nil))},
 		{"Subscribe", second(rt.Subscribe(0, func(sagalane.Event) {}))},
@@ -157,7 +157,7 @@ func TestSagaIssuesToTargetAndCompletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("pinger", `{"n":1}`)
+	id, err := rt.StartSaga(ctx, "pinger", `{"n":1}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestCancelSaga(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("waiter", "")
+	id, err := rt.StartSaga(ctx, "waiter", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestSagaTimeoutOnManualClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	id, err := rt.StartSaga("slow", "")
+	id, err := rt.StartSaga(ctx, "slow", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,11 +289,11 @@ func TestLaneCommandHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	good, err := rt.StartSaga("render3", "")
+	good, err := rt.StartSaga(ctx, "render3", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, err := rt.StartSaga("renderbad", "")
+	bad, err := rt.StartSaga(ctx, "renderbad", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,7 +585,7 @@ func TestPanicsAreContained(t *testing.T) {
 		"uses_grumpy_target": "target 'grumpy' refused step 0",
 	}
 	for name, want := range wantReason {
-		id, err := rt.StartSaga(name, "")
+		id, err := rt.StartSaga(ctx, name, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -593,7 +593,7 @@ func TestPanicsAreContained(t *testing.T) {
 			t.Errorf("%s ended with %s %s, want a failure saying %q", name, ev.Type, ev.Payload, want)
 		}
 	}
-	if _, err := rt.StartSaga("panics_in_new", ""); !errors.Is(err, sagalane.ErrRefused) ||
+	if _, err := rt.StartSaga(ctx, "panics_in_new", ""); !errors.Is(err, sagalane.ErrRefused) ||
 		!strings.Contains(err.Error(), "new exploded") {
 		t.Errorf("StartSaga whose New panics: %v, want ErrRefused naming the panic", err)
 	}
@@ -755,7 +755,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	}
 	mustStart(t, rt)
 	for i := 0; i < 3; i++ {
-		if _, err := rt.StartSaga("waiter", ""); err != nil {
+		if _, err := rt.StartSaga(ctx, "waiter", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -830,7 +830,7 @@ func TestCloseFromCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustStart(t, rt)
-	if _, err := rt.StartSaga("closer", ""); err != nil {
+	if _, err := rt.StartSaga(ctx, "closer", ""); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -862,12 +862,12 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		}
 	}
 	mustStart(t, rt)
-	done, err := rt.StartSaga("quick", `{"n":1}`)
+	done, err := rt.StartSaga(ctx, "quick", `{"n":1}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.terminal(t, done)
-	inFlight, err := rt.StartSaga("stuck", "")
+	inFlight, err := rt.StartSaga(ctx, "stuck", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -921,8 +921,9 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Errorf("vacuumed saga: %v, want ErrNotFound", err)
 	}
 
-	// A failed saga is unresolved, with its steps.
-	failed, err := rt2.StartSaga("stuck", "")
+	// A failed saga is final: only unfinished sagas (and those in failed_compensation) are
+	// unresolved, with their steps.
+	failed, err := rt2.StartSaga(ctx, "stuck", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -931,13 +932,19 @@ func TestLogDiagnosticsAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec2.terminal(t, failed)
+	running, err := rt2.StartSaga(ctx, "stuck", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	unresolved, err := rt2.UnresolvedSagas(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(unresolved) != 1 || unresolved[0].ID != failed || unresolved[0].State != "failed" ||
-		unresolved[0].Steps == nil || *unresolved[0].FailureReason != "cancelled: test" {
-		t.Errorf("UnresolvedSagas = %+v", unresolved)
+	if len(unresolved) != 1 || unresolved[0].ID != running || unresolved[0].State != "running" || unresolved[0].Steps == nil {
+		t.Errorf("UnresolvedSagas = %+v, want only the running saga %d", unresolved, running)
+	}
+	if record, err := rt2.LookupSaga(ctx, failed); err != nil || record.State != "failed" || *record.FailureReason != "cancelled: test" {
+		t.Errorf("the cancelled saga: %+v, %v", record, err)
 	}
 }
 
@@ -976,5 +983,59 @@ func TestLaggedSubscriber(t *testing.T) {
 	}
 	if lagged == 0 || received+missed != published {
 		t.Errorf("%d received + %d missed (in %d notices) of %d published", received, missed, lagged, published)
+	}
+}
+
+func TestSagaFileLoadsAndRuns(t *testing.T) {
+	rt, _ := openRuntime(t, sagalane.Options{})
+	bad := `{"sagas": [
+  {"name": "a", "steps": [{"target": "", "command": 1, "completes_on": "E"}]},
+  {"name": "b", "timeout_ms": 0, "steps": [{"target": "h", "command": 1, "completes_on": "E"}]}
+]}`
+	if _, err := rt.LoadSagaTypes(bad); !errors.Is(err, sagalane.ErrInvalid) ||
+		!strings.Contains(err.Error(), `<sagas>:2:38: saga "a", step 1: field "target"`) ||
+		!strings.Contains(err.Error(), `<sagas>:3:31: saga "b": field "timeout_ms"`) {
+		t.Fatalf("LoadSagaTypes of a bad file: %v, want ErrInvalid naming both problems", err)
+	}
+	file := `{"version": 1, "sagas": [{"name": "greet", "input": ["who"],
+  "steps": [{"name": "hello", "target": "host", "command": {"say": "hello ${input.who}"}, "completes_on": "Said"},
+            {"target": "host", "command": {"say": "bye", "after": "${steps.hello.reply}"}, "completes_on": "Said"}]}]}`
+	var mu sync.Mutex
+	var said []string
+	err := rt.RegisterTarget("host", func(cmd sagalane.Command) error {
+		var c struct {
+			Say   string `json:"say"`
+			After string `json:"after"`
+		}
+		if err := json.Unmarshal(cmd.JSON, &c); err != nil {
+			return err
+		}
+		mu.Lock()
+		said = append(said, c.Say+"|"+c.After)
+		mu.Unlock()
+		return rt.Publish("Said", cmd.SagaID, `{"reply":"hi there"}`)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rt.LoadSagaTypes(file); n != 1 || err != nil {
+		t.Fatalf("LoadSagaTypes = %d, %v; want 1, nil", n, err)
+	}
+	if _, err := rt.LoadSagaTypes(file); !errors.Is(err, sagalane.ErrExist) {
+		t.Errorf("loading the same names again: %v, want ErrExist", err)
+	}
+	mustStart(t, rt)
+	id, err := rt.StartSaga(ctx, "greet", `{"who":"ann"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := rt.WaitSaga(ctx, id)
+	if err != nil || end.State != sagalane.SagaCompleted {
+		t.Fatalf("WaitSaga = %+v, %v; want completed", end, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(said, ",") != "hello ann|,bye|hi there" {
+		t.Errorf("the host was told %q", said)
 	}
 }

@@ -6,7 +6,11 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -219,11 +223,185 @@ func (r *Runtime) AddTrigger(eventType, sagaType string, predicate func(payload 
 	return err
 }
 
-// StartSaga starts a saga of type typeName now: runs the type's New on this goroutine,
-// allocates the id and returns it; the running row, SagaStarted and Start follow on the
-// loop. inputJSON "" is null.
-func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
-	const fn = "sl_saga_start"
+// LoadSagaTypes registers the saga types of a saga file (its JSON text; see
+// docs/sagas-file.md) with their triggers, all or none, and returns how many it registered.
+// An invalid file gives ErrInvalid, whose message lists every problem, one a line, with its
+// line and column; a name already registered gives ErrExist.
+func (r *Runtime) LoadSagaTypes(jsonText string) (int, error) {
+	const fn = "sl_saga_types_load"
+	text, err := cString(fn, "json text", jsonText)
+	if err != nil {
+		return 0, err
+	}
+	defer freeAll(text)
+	var loaded C.int
+	err = r.call(fn, func() C.int { return C.sl_saga_types_load(r.rt, text, &loaded) })
+	return int(loaded), err
+}
+
+// SagaState is a saga's state, as WaitSaga and OnEnd report it.
+type SagaState int
+
+const (
+	SagaRunning      SagaState = C.SL_SAGA_RUNNING      // unfinished: start-up recovery acts on it
+	SagaCompensating SagaState = C.SL_SAGA_COMPENSATING // unfinished
+	SagaCompleted    SagaState = C.SL_SAGA_COMPLETED    // final: succeeded
+	SagaFailed       SagaState = C.SL_SAGA_FAILED       // final: failed with nothing to compensate
+	// SagaFailedCompensation is final, but needs an operator: a compensation failed, or
+	// start-up recovery found the saga interrupted.
+	SagaFailedCompensation SagaState = C.SL_SAGA_FAILED_COMPENSATION
+	SagaCompensated        SagaState = C.SL_SAGA_COMPENSATED // final: undone
+)
+
+// String is the state's name as the log writes it (SagaRecord.State): "running",
+// "compensating", "completed", "failed", "failed_compensation" or "compensated".
+func (s SagaState) String() string {
+	switch s {
+	case SagaRunning:
+		return "running"
+	case SagaCompensating:
+		return "compensating"
+	case SagaCompleted:
+		return "completed"
+	case SagaFailed:
+		return "failed"
+	case SagaFailedCompensation:
+		return "failed_compensation"
+	case SagaCompensated:
+		return "compensated"
+	}
+	return fmt.Sprintf("SagaState(%d)", int(s))
+}
+
+// SagaEnd is how a saga ended.
+type SagaEnd struct {
+	SagaID uint64
+	State  SagaState // a final state
+	Reason string    // why it failed; "" when it completed
+	// Durable says whether the log holds this end. From OnEnd it is false when the
+	// terminal row could not be written (Health then reports ErrUnhealthy). WaitSaga cannot
+	// tell for one saga: it says true while the runtime is healthy (a row that could not be
+	// written makes it unhealthy before any waiter hears of the end), false once it is not.
+	Durable bool
+}
+
+// StartOption is an option of StartSaga.
+type StartOption func(*startOptions)
+
+type startOptions struct {
+	room  time.Duration
+	onEnd func(SagaEnd)
+}
+
+// WaitForRoom makes StartSaga wait for room when too many sagas (1024) wait for their
+// running rows, instead of failing at once with ErrAgain: for up to timeout, or, with a
+// negative timeout, for as long as its context allows. The context's deadline bounds the
+// wait either way.
+func WaitForRoom(timeout time.Duration) StartOption {
+	return func(o *startOptions) { o.room = timeout }
+}
+
+// OnEnd makes StartSaga call fn once the saga ended, on the loop thread: fn must return
+// quickly, and a panic in it is reported to Options.OnPanic. It is called too when StartSaga
+// gave up waiting (its context ended) but the saga started after all; never for a saga that
+// did not start, nor for one still in flight when the runtime closes.
+func OnEnd(fn func(SagaEnd)) StartOption {
+	return func(o *startOptions) { o.onEnd = fn }
+}
+
+// startEntry is the userdata of a saga start with an OnEnd function.
+type startEntry struct {
+	r     *Runtime
+	onEnd func(SagaEnd)
+}
+
+// starts holds every startEntry the C side may still call back, by handle. sagalane gives
+// nothing back for a saga still in flight when the runtime closes (neither its end nor its
+// release), so the close sweeps its runtime's entries; the release trampoline looks its
+// handle up here rather than in cgo, so that a release after the sweep finds nothing.
+var starts = struct {
+	sync.Mutex
+	m map[C.uintptr_t]*startEntry
+}{m: map[C.uintptr_t]*startEntry{}}
+
+func (r *Runtime) newStartEntry(onEnd func(SagaEnd)) C.uintptr_t {
+	e := &startEntry{r: r, onEnd: onEnd}
+	h := r.newHandle(e)
+	starts.Lock()
+	starts.m[h] = e
+	starts.Unlock()
+	return h
+}
+
+// takeStartEntry removes h's entry, and deletes its handle, if it is still there.
+func takeStartEntry(h C.uintptr_t) {
+	starts.Lock()
+	e := starts.m[h]
+	delete(starts.m, h)
+	starts.Unlock()
+	if e != nil {
+		e.r.deleteHandle(h)
+	}
+}
+
+// sweepStartEntries deletes what is left of r's start entries once its close is over.
+func (r *Runtime) sweepStartEntries() {
+	var left []C.uintptr_t
+	starts.Lock()
+	for h, e := range starts.m {
+		if e.r == r {
+			left = append(left, h)
+			delete(starts.m, h)
+		}
+	}
+	starts.Unlock()
+	for _, h := range left {
+		r.deleteHandle(h)
+	}
+}
+
+// roomSlice is the longest single wait for room, or for a saga's end, when a context can
+// be cancelled: the C calls cannot be interrupted, so a call left behind by a context that
+// ended lasts at most this long.
+const roomSlice = time.Second
+
+// millis is d in whole milliseconds, rounded up so that a wait never ends early, and
+// clamped to what a C int holds; 0 for d <= 0.
+func millis(d time.Duration) C.int {
+	if d <= 0 {
+		return 0
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return C.int(ms)
+}
+
+// StartSaga starts a saga of type typeName: runs the type's New on this goroutine, and
+// returns the saga's id once its running row is durable (from then on the id names that
+// saga in the log, also after a crash); SagaStarted and the saga's Start follow on the loop.
+// inputJSON "" is null.
+//
+// Past 1024 sagas waiting for their running rows it fails at once with ErrAgain, unless
+// WaitForRoom says to wait. OnEnd hears how the saga ended. Other errors: ErrNotFound (no
+// such type), ErrRefused (New refused the input; it wraps New's error), ErrJSON,
+// ErrUnhealthy, ErrInvalidState (not started, or called on the loop thread, in a callback:
+// start the saga from a goroutine of its own there), or the log's error.
+//
+// If ctx is done first, it returns an error that is both ErrCanceled and ctx.Err(), and the
+// saga may still start (OnEnd then still hears its end).
+func (r *Runtime) StartSaga(ctx context.Context, typeName, inputJSON string, opts ...StartOption) (uint64, error) {
+	const fn = "sl_saga_start_ex"
+	if err := notBegun(ctx, fn); err != nil {
+		return 0, err
+	}
+	var o startOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
 	name, err := cString(fn, "saga type", typeName)
 	if err != nil {
 		return 0, err
@@ -233,7 +411,66 @@ func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
 		freeAll(name)
 		return 0, err
 	}
-	defer freeAll(name, input)
+	var id uint64
+	err = r.await(ctx, fn, func() error {
+		defer freeAll(name, input)
+		var h C.uintptr_t
+		if o.onEnd != nil {
+			h = r.newStartEntry(o.onEnd)
+		}
+		var err error
+		id, err = r.startSaga(ctx, fn, name, input, o.room, h)
+		if err != nil && h != 0 {
+			// sagalane calls nothing back for a start that failed.
+			takeStartEntry(h)
+		}
+		return err
+	}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// startSaga calls sl_saga_start_ex until the saga is accepted or there is no point waiting
+// for room any more: once when room is 0; in slices of at most roomSlice while a ctx that can
+// be cancelled has not ended.
+func (r *Runtime) startSaga(ctx context.Context, fn string, name, input *C.char, room time.Duration,
+	h C.uintptr_t) (uint64, error) {
+	var until time.Time
+	if room > 0 {
+		until = time.Now().Add(room)
+	}
+	if d, ok := ctx.Deadline(); ok && room != 0 && (until.IsZero() || d.Before(until)) {
+		until = d
+	}
+	for {
+		var wait C.int
+		switch {
+		case room == 0:
+		case !until.IsZero():
+			left := time.Until(until)
+			if ctx.Done() != nil && left > roomSlice {
+				left = roomSlice
+			}
+			wait = millis(left)
+		case ctx.Done() == nil:
+			wait = -1 // nothing can end the wait but room
+		default:
+			wait = millis(roomSlice)
+		}
+		id, err := r.startOnce(fn, name, input, wait, h)
+		if room == 0 || !errors.Is(err, ErrAgain) {
+			return id, err
+		}
+		if ctx.Err() != nil || (!until.IsZero() && !time.Now().Before(until)) {
+			return 0, err
+		}
+	}
+}
+
+// startOnce is one sl_saga_start_ex, with why New refused when it did.
+func (r *Runtime) startOnce(fn string, name, input *C.char, room C.int, h C.uintptr_t) (uint64, error) {
 	var id C.uint64_t
 	// New runs on this thread, inside the call: stay on it to find why it refused.
 	runtime.LockOSThread()
@@ -242,7 +479,7 @@ func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
 	r.mu.Lock()
 	delete(r.refusals, tid)
 	r.mu.Unlock()
-	err = r.call(fn, func() C.int { return C.sl_saga_start(r.rt, name, input, &id) })
+	err := r.call(fn, func() C.int { return C.slgo_saga_start(r.rt, name, input, room, h, &id) })
 	r.mu.Lock()
 	refusal := r.refusals[tid]
 	delete(r.refusals, tid)
@@ -257,9 +494,86 @@ func (r *Runtime) StartSaga(typeName, inputJSON string) (uint64, error) {
 	return uint64(id), nil
 }
 
-// CancelSaga ends saga id as failed with reason "cancelled: <reason>". It waits for the
-// loop to take the cancellation; once it returned nil no other outcome can win. ErrNotFound
-// when the saga is not in flight (it ended, or was cancelled already).
+// WaitSaga waits until saga id ended and says how: from memory for a saga in flight, from
+// the log for one that ended already (any saga of the log, so an end is never missed).
+// Errors: ErrNotFound (the log has no such saga), ErrInvalidState (unfinished but not in
+// flight: it waits for the next Start's recovery; or called on the loop thread, in a
+// callback), ErrClosed (also when the runtime closes during the wait).
+//
+// It waits as long as ctx allows: when ctx is done first, it returns at once an error that
+// is both ErrCanceled and ctx.Err() (context.DeadlineExceeded for a deadline).
+func (r *Runtime) WaitSaga(ctx context.Context, id uint64) (SagaEnd, error) {
+	const fn = "sl_saga_wait"
+	if err := notBegun(ctx, fn); err != nil {
+		return SagaEnd{}, err
+	}
+	if ctx.Done() == nil || r.onLoopThread() {
+		// Nothing can end the wait; or on the loop thread, where the C call refuses at once.
+		return r.waitOnce(id, -1)
+	}
+	type result struct {
+		end SagaEnd
+		err error
+	}
+	// Buffered: the goroutine never waits for a reader that has gone.
+	out := make(chan result, 1)
+	go func() {
+		for {
+			slice := roomSlice
+			if d, ok := ctx.Deadline(); ok {
+				if left := time.Until(d); left < slice {
+					slice = left
+				}
+			}
+			if slice <= 0 {
+				return // the deadline passed: ctx.Done() is closed or about to be
+			}
+			end, err := r.waitOnce(id, millis(slice))
+			if !errors.Is(err, ErrTimedOut) {
+				out <- result{end, err}
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case res := <-out:
+		return res.end, res.err
+	case <-ctx.Done():
+		select {
+		case res := <-out:
+			return res.end, res.err
+		default:
+		}
+		e := newError(C.SL_ECANCELED, fn, "gave up waiting: "+ctx.Err().Error())
+		e.cause = ctx.Err()
+		return SagaEnd{}, e
+	}
+}
+
+// waitOnce is one sl_saga_wait.
+func (r *Runtime) waitOnce(id uint64, timeout C.int) (SagaEnd, error) {
+	var state C.int
+	var reason *C.char
+	err := r.call("sl_saga_wait", func() C.int { return C.sl_saga_wait(r.rt, C.uint64_t(id), timeout, &state, &reason) })
+	defer C.sl_free(unsafe.Pointer(reason))
+	if err != nil {
+		return SagaEnd{}, err
+	}
+	end := SagaEnd{SagaID: id, State: SagaState(state), Durable: r.Health() == nil}
+	if reason != nil {
+		end.Reason = C.GoString(reason)
+	}
+	return end, nil
+}
+
+// CancelSaga ends saga id as failed with reason "cancelled: <reason>", and returns once that
+// end is durable: after a crash the saga reads failed, cancelled. On the loop thread (in a
+// callback), where it cannot wait, the end is claimed at once (no other outcome can win once
+// it returned nil) and written right after the callback. ErrNotFound when the saga is not in
+// flight (it ended, or was cancelled already).
 //
 // If ctx is done first, it returns an error that is both ErrCanceled and ctx.Err(), and the
 // cancellation may still take effect.

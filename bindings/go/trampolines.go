@@ -35,6 +35,34 @@ func goslRelease(h C.uintptr_t) {
 	handleValue(h).(releaser).releaseHandle()
 }
 
+//export goslSagaEnded
+func goslSagaEnded(h C.uintptr_t, end *C.sl_saga_end) {
+	defer recoverLost("saga end")
+	starts.Lock()
+	e := starts.m[h]
+	starts.Unlock()
+	if e == nil {
+		return
+	}
+	e.r.sawLoopThread()
+	se := SagaEnd{SagaID: uint64(end.saga_id), State: SagaState(end.state), Durable: end.durable != 0}
+	if end.reason != nil {
+		se.Reason = C.GoString(end.reason)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			e.r.reportPanic(fmt.Sprintf("OnEnd of saga %d", se.SagaID), v)
+		}
+	}()
+	e.onEnd(se)
+}
+
+//export goslSagaStartRelease
+func goslSagaStartRelease(h C.uintptr_t) {
+	defer recoverLost("saga start release")
+	takeStartEntry(h)
+}
+
 //export goslSagaCreate
 func goslSagaCreate(h C.uintptr_t, input *C.char, state *C.uintptr_t) (rc C.int) {
 	var t *sagaTypeEntry

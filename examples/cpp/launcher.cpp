@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <stdexcept>
@@ -168,12 +169,20 @@ int run(const std::string &database) {
     rt.publish("PoolWindowPromoted", R"({"label":"pool-2"})");
     rt.publish("WindowClosed", R"({"label":"side"})");
 
-    // A saga started directly, and some lane work of the launcher's own.
-    rt.start_saga("window_cleanup_cascade", R"({"label":"direct"})");
+    // A saga started directly, whose end the launcher awaits itself, and some lane work of
+    // its own.
+    sl::started_saga direct = rt.start_saga_future("window_cleanup_cascade", R"({"label":"direct"})");
     sl::job warm_up;
     warm_up.caller = "launcher";
     warm_up.run = spawn_window;
     std::cout << "launcher: warm-up job answered " << windows.submit_and_wait(std::move(warm_up)) << "\n";
+
+    if (direct.end.wait_for(30s) != std::future_status::ready) {
+        std::cerr << "launcher: saga " << direct.id << " did not end\n";
+        return 1;
+    }
+    sl::saga_end direct_end = direct.end.get();
+    std::cout << "launcher: saga " << direct.id << " (direct) ended " << sl::to_string(direct_end.state) << "\n";
 
     const int expected = 5;
     watch.wait_for_ends(expected);
@@ -187,7 +196,7 @@ int run(const std::string &database) {
 
     sub.reset();
     rt.close();
-    bool ok = watch.started() == expected && watch.completed() == expected && watch.failed() == 0 && stats.completed == 3;
+    bool ok = direct_end.state == sl::saga_state::completed && watch.started() == expected && watch.completed() == expected && watch.failed() == 0 && stats.completed == 3;
     if (!ok) std::cerr << "launcher: expected " << expected << " sagas completed and 3 lane jobs\n";
     return ok ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 // Usage: sagalane-wrapper-test SCRATCH_DIR
 #include <sagalane.hpp>
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -273,13 +274,12 @@ void test_jobs() {
     EXPECT(work.stats().max_concurrent == 3);
 }
 
-// A class saga that finishes at once, stores a redacted input, and counts its instances.
+// A class saga that finishes at once and counts its instances.
 class redacting : public sl::saga {
 public:
     explicit redacting(std::string_view input) : input_(input) {}
     sl::action start(const sl::saga_context &) override { return sl::action::done(); }
     sl::action on_event(const sl::saga_context &, const sl::event &) override { return sl::action::wait(); }
-    std::optional<std::string> input_snapshot() override { return R"({"redacted":true})"; }
 
 private:
     std::string input_;
@@ -339,9 +339,9 @@ void test_sagas() {
 
     std::uint64_t redacted = rt.start_saga("redacting", R"({"secret":"hunter2"})");
     EXPECT(events.wait("SagaCompleted", redacted).has_value());
-    // The log keeps the input as given (recovery rebuilds sagas from it), not the snapshot.
+    // The log keeps the input as given: recovery rebuilds sagas from it.
     std::string log = rt.log_saga(redacted);
-    EXPECT(contains(log, "hunter2") && !contains(log, "redacted"));
+    EXPECT(contains(log, "hunter2"));
 
     // The predicate that throws starts nothing; events are handled in order, so once Go2's
     // saga started, Go's would have.
@@ -404,6 +404,318 @@ void test_manual_clock() {
     rt.advance_time(600ms);
     std::optional<recorded> failed = events.wait("SagaFailed", id);
     EXPECT(failed && contains(failed->payload, "timeout"));
+}
+
+// A type whose sagas wait for a "Go" event tagged with them (then done) or "Fail" (failed).
+sl::saga_functions<nothing> answered() {
+    return saga_of([](const sl::saga_context &) { return sl::action::wait(); },
+                   [](const sl::saga_context &ctx, const sl::event &ev) {
+                       if (ev.saga_id != ctx.saga_id) return sl::action::wait();
+                       if (ev.type == "Go") return sl::action::done();
+                       if (ev.type == "Fail") return sl::action::fail(std::string(ev.payload));
+                       return sl::action::wait();
+                   });
+}
+
+void test_saga_file() {
+    sl::runtime rt;
+    if (auto e = EXPECT_THROWS(SL_EINVAL, rt.load_saga_types(R"({"sagas": [{"name": "a", "steps": []}]})")))
+        EXPECT(contains(e->detail(), R"(<sagas>:1:35: saga "a": field "steps" must be a non-empty array)"));
+    const char *file = R"({"sagas": [{"name": "ping", "input": ["n"],
+        "steps": [{"target": "host", "command": {"cmd": "ping", "n": "${input.n}"}, "completes_on": "Pong"}]}]})";
+    EXPECT(rt.load_saga_types(file) == 1);
+    EXPECT_THROWS(SL_EEXIST, rt.load_saga_types(file));
+    std::string told;
+    rt.register_target("host", [&rt, &told](std::uint64_t saga_id, std::uint32_t, std::string_view command) {
+        told = std::string(command);
+        rt.publish("Pong", saga_id, "null");
+    });
+    rt.start();
+    std::uint64_t id = rt.start_saga("ping", R"({"n": 7})");
+    EXPECT(rt.wait_saga(id, 10s).state == sl::saga_state::completed);
+    EXPECT(contains(told, R"("n":7)"));
+}
+
+void test_saga_wait() {
+    sl::runtime rt;
+    rt.register_saga_type({"quick", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::done(); }));
+    rt.register_saga_type({"answered", {}, 60s}, answered());
+    rt.start();
+
+    std::uint64_t quick = rt.start_saga("quick");
+    // start_saga returned, so the saga's row is in the log already.
+    EXPECT(contains(rt.log_saga(quick), R"("id":)" + std::to_string(quick)));
+    sl::saga_end end = rt.wait_saga(quick, 10s);
+    EXPECT(end.saga_id == quick && end.state == sl::saga_state::completed && !end.reason && end.durable);
+    // Once it ended, the answer comes from the log, even with no time to wait.
+    EXPECT(rt.wait_saga(quick, 0ms).state == sl::saga_state::completed);
+    EXPECT(rt.wait_saga(quick).state == sl::saga_state::completed);
+
+    std::uint64_t held = rt.start_saga("answered");
+    if (auto e = EXPECT_THROWS(SL_ETIMEDOUT, rt.wait_saga(held, 50ms))) EXPECT(contains(e->what(), "sl_saga_wait"));
+    EXPECT_THROWS(SL_ETIMEDOUT, rt.wait_saga(held, -5ms));  // a negative timeout does not wait
+    rt.cancel_saga(held, "by the test");
+    // cancel_saga returned once the end was durable: no time to wait is needed either.
+    end = rt.wait_saga(held, 0ms);
+    EXPECT(end.state == sl::saga_state::failed && end.reason == std::optional<std::string>("cancelled: by the test"));
+
+    std::uint64_t failing = rt.start_saga("answered");
+    std::thread answer([&rt, failing] {
+        std::this_thread::sleep_for(20ms);
+        rt.publish("Fail", failing, R"("no luck")");
+    });
+    end = rt.wait_saga(failing, 10s);
+    answer.join();
+    EXPECT(end.state == sl::saga_state::failed && end.reason && contains(*end.reason, "no luck"));
+
+    EXPECT_THROWS(SL_ENOTFOUND, rt.wait_saga(424242, 0ms));
+    EXPECT(sl::to_string(sl::saga_state::failed_compensation) == "failed_compensation");
+    EXPECT(sl::to_string(sl::saga_state::completed) == "completed");
+
+}
+
+void test_saga_future() {
+    std::optional<std::future<sl::saga_end>> in_flight;
+    const int baseline = live_trackers;
+    {
+        tracker t;
+        sl::runtime rt;
+        rt.register_saga_type({"quick", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::done(); }));
+        rt.register_saga_type({"failing", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::fail("on purpose"); }));
+        rt.register_saga_type({"answered", {}, 60s}, answered());
+        rt.start();
+
+        sl::started_saga quick = rt.start_saga_future("quick", R"({"n":1})");
+        EXPECT(quick.id != 0);
+        EXPECT(quick.end.wait_for(10s) == std::future_status::ready);
+        sl::saga_end end = quick.end.get();
+        EXPECT(end.saga_id == quick.id && end.state == sl::saga_state::completed && !end.reason && end.durable);
+
+        sl::started_saga failing = rt.start_saga_future("failing");
+        EXPECT(failing.end.wait_for(10s) == std::future_status::ready);
+        end = failing.end.get();
+        EXPECT(end.state == sl::saga_state::failed && end.reason && contains(*end.reason, "on purpose"));
+
+        // on_end, with start_saga or the future: called once, on the loop thread, and freed.
+        auto ends = std::make_shared<std::atomic<int>>(0);
+        auto heard = std::make_shared<std::promise<sl::saga_end>>();
+        sl::saga_start_options watch;
+        watch.on_end = [t, ends, heard](const sl::saga_end &e) {
+            if ((*ends)++ == 0) heard->set_value(e);
+        };
+        std::uint64_t watched = rt.start_saga("answered", "null", watch);
+        rt.publish("Go", watched);
+        auto heard_end = heard->get_future();
+        EXPECT(heard_end.wait_for(10s) == std::future_status::ready);
+        EXPECT(heard_end.get().saga_id == watched);
+        EXPECT(rt.wait_saga(watched, 10s).state == sl::saga_state::completed);
+
+        // Dropping the future at once is fine: the end finds nobody waiting.
+        sl::saga_start_options noisy;
+        noisy.on_end = [t](const sl::saga_end &) { throw std::runtime_error("on_end threw on purpose"); };
+        std::uint64_t dropped = rt.start_saga_future("quick", "null", noisy).id;
+        EXPECT(rt.wait_saga(dropped, 10s).state == sl::saga_state::completed);
+
+        // Failed starts free what they were given and leave no future.
+        EXPECT_THROWS(SL_ENOTFOUND, rt.start_saga_future("no_such_saga", "null", watch));
+        EXPECT_THROWS(SL_EJSON, rt.start_saga("quick", "{nope", watch));
+
+        // A saga in flight at the close: its future says the runtime closed.
+        sl::started_saga stuck = rt.start_saga_future("answered", "null", watch);
+        in_flight = std::move(stuck.end);
+        EXPECT(in_flight->wait_for(20ms) == std::future_status::timeout);
+        rt.close();
+        // Freed: every copy but t and those in `watch` and `noisy`, which this scope holds.
+        EXPECT(live_trackers == baseline + 3);
+        EXPECT(*ends == 1);
+    }
+    EXPECT(live_trackers == baseline);
+    EXPECT(in_flight->wait_for(0s) == std::future_status::ready);
+    if (auto e = EXPECT_THROWS(SL_ECLOSED, in_flight->get())) EXPECT(contains(e->what(), "closed before the saga ended"));
+}
+
+// From a target callback, on the loop thread: start_saga cannot wait there, start_saga_async
+// can; wait_saga refuses too.
+void test_saga_async() {
+    sl::runtime rt;
+    rt.register_saga_type({"quick", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::done(); }));
+    rt.register_saga_type({"spawner", {}, {}},
+                          saga_of([](const sl::saga_context &) { return sl::action::issue("spawn", "{}"); },
+                                  [](const sl::saga_context &ctx, const sl::event &ev) {
+                                      return ev.saga_id == ctx.saga_id && ev.type == "Spawned" ? sl::action::done()
+                                                                                                : sl::action::wait();
+                                  }));
+    struct seen {
+        std::mutex mutex;
+        std::condition_variable changed;
+        std::optional<int> blocking_code, wait_code, room_code;
+        std::uint64_t started_id = 0;
+        bool started = false, ended = false;
+        std::optional<sl::saga_end> end;
+    };
+    auto s = std::make_shared<seen>();
+    rt.register_target("spawn", [&rt, s](std::uint64_t saga_id, std::uint32_t, std::string_view) {
+        auto code_of = [](const std::function<void()> &body) -> int {
+            try {
+                body();
+                return 0;
+            } catch (const sl::error &e) {
+                return e.code();
+            }
+        };
+        int blocking = code_of([&] { rt.start_saga("quick"); });
+        int waiting = code_of([&] { rt.wait_saga(saga_id, 0ms); });
+        sl::saga_start_options room;
+        room.room_timeout = 1s;
+        int with_room = code_of([&] { rt.start_saga_async("quick", "null", {}, room); });
+        sl::saga_start_options options;
+        options.on_end = [s](const sl::saga_end &e) {
+            std::lock_guard<std::mutex> lock(s->mutex);
+            s->end = e;
+            s->ended = true;
+            s->changed.notify_all();
+        };
+        rt.start_saga_async(
+            "quick", "null",
+            [&rt, s, saga_id](const sl::error *failure, std::uint64_t id) {
+                std::lock_guard<std::mutex> lock(s->mutex);
+                s->started = true;
+                s->started_id = failure ? 0 : id;
+                s->changed.notify_all();
+                rt.publish("Spawned", saga_id);
+            },
+            options);
+        std::lock_guard<std::mutex> lock(s->mutex);
+        s->blocking_code = blocking;
+        s->wait_code = waiting;
+        s->room_code = with_room;
+    });
+    rt.start();
+
+    std::uint64_t spawner = rt.start_saga("spawner");
+    {
+        std::unique_lock<std::mutex> lock(s->mutex);
+        EXPECT(s->changed.wait_for(lock, 10s, [&] { return s->started && s->ended; }));
+        EXPECT(s->blocking_code == SL_ESTATE);
+        EXPECT(s->wait_code == SL_ESTATE);
+        EXPECT(s->room_code == SL_ESTATE);  // waiting for room would block the loop too
+        EXPECT(s->started_id != 0 && s->started_id != spawner);
+        EXPECT(s->end && s->end->saga_id == s->started_id && s->end->state == sl::saga_state::completed);
+    }
+    EXPECT(rt.wait_saga(spawner, 10s).state == sl::saga_state::completed);
+    EXPECT(rt.wait_saga(s->started_id, 0ms).state == sl::saga_state::completed);
+
+    // From a host thread too; a start that fails at once never calls back.
+    auto called = std::make_shared<std::atomic<int>>(0);
+    auto id = std::make_shared<std::promise<std::uint64_t>>();
+    rt.start_saga_async("quick", R"({"n":2})", [id, called](const sl::error *failure, std::uint64_t saga_id) {
+        (*called)++;
+        id->set_value(failure ? 0 : saga_id);
+    });
+    auto got = id->get_future();
+    EXPECT(got.wait_for(10s) == std::future_status::ready);
+    std::uint64_t host_started = got.get();
+    EXPECT(host_started != 0 && rt.wait_saga(host_started, 10s).state == sl::saga_state::completed);
+    EXPECT_THROWS(SL_ENOTFOUND, rt.start_saga_async("no_such_saga", "null", [called](const sl::error *, std::uint64_t) { (*called)++; }));
+    EXPECT_THROWS(SL_EJSON, rt.start_saga_async("quick", "{nope", {}));
+    rt.close();
+    EXPECT(*called == 1);
+}
+
+// Another connection holds the log's write lock: sagas pile up waiting for their rows until
+// the launch queue is full, and then start_saga says SL_EAGAIN, at once or after its room
+// timeout, or waits for room.
+void test_launch_queue(const std::string &dir) {
+    std::string db = dir + "/launch-queue.db";
+    for (const char *suffix : {"", "-wal", "-shm"}) unlink((db + suffix).c_str());
+    sl::runtime_options options;
+    options.db_path = db;
+    options.busy_timeout = 60s;
+    sl::runtime rt(options);
+    rt.register_saga_type({"quick", {}, {}}, saga_of([](const sl::saga_context &) { return sl::action::done(); }));
+    rt.start();
+
+    sqlite3 *lock = nullptr;
+    EXPECT(sqlite3_open(db.c_str(), &lock) == SQLITE_OK);
+    EXPECT(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+    const int limit = 1024;
+    struct counts {
+        std::mutex mutex;
+        std::condition_variable changed;
+        int started = 0, failed = 0;
+    };
+    auto c = std::make_shared<counts>();
+    int accepted = 0;
+    for (int i = 0; i < limit; i++) {
+        try {
+            rt.start_saga_async("quick", "null", [c](const sl::error *failure, std::uint64_t) {
+                std::lock_guard<std::mutex> l(c->mutex);
+                (failure ? c->failed : c->started)++;
+                c->changed.notify_all();
+            });
+            accepted++;
+        } catch (const sl::error &e) {
+            std::fprintf(stderr, "start %d: %s\n", i, e.what());
+            break;
+        }
+    }
+    EXPECT(accepted == limit);
+    if (auto e = EXPECT_THROWS(SL_EAGAIN, rt.start_saga("quick"))) EXPECT(contains(e->what(), "sl_saga_start_ex"));
+    sl::saga_start_options brief;
+    brief.room_timeout = 30ms;
+    auto began = std::chrono::steady_clock::now();
+    EXPECT_THROWS(SL_EAGAIN, rt.start_saga("quick", "null", brief));
+    EXPECT(std::chrono::steady_clock::now() - began >= 30ms);
+    EXPECT_THROWS(SL_EAGAIN, rt.start_saga_future("quick", "null", brief));
+
+    // One that waits for room as long as it takes gets it once the lock is gone.
+    sl::saga_start_options patient;
+    patient.room_timeout = sl::forever;
+    std::atomic<bool> returned{false};
+    std::uint64_t waited = 0;
+    std::thread starter([&] {
+        try {
+            waited = rt.start_saga("quick", "null", patient);
+        } catch (const sl::error &e) {
+            std::fprintf(stderr, "the patient start: %s\n", e.what());
+        }
+        returned = true;
+    });
+    std::this_thread::sleep_for(50ms);
+    EXPECT(!returned);  // still waiting for room
+    EXPECT(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(lock);
+    starter.join();
+    EXPECT(waited != 0);
+    if (waited) EXPECT(rt.wait_saga(waited, 20s).state == sl::saga_state::completed);
+    std::unique_lock<std::mutex> l(c->mutex);
+    EXPECT(c->changed.wait_for(l, 30s, [&] { return c->started + c->failed == limit; }));
+    EXPECT(c->started == limit && c->failed == 0);
+}
+
+// A terminal row that cannot be written: the end callback and the future say so.
+void test_end_not_durable(const std::string &dir) {
+    std::string db = dir + "/not-durable.db";
+    for (const char *suffix : {"", "-wal", "-shm"}) unlink((db + suffix).c_str());
+    sl::runtime_options options;
+    options.db_path = db;
+    options.busy_timeout = 50ms;
+    sl::runtime rt(options);
+    rt.register_saga_type({"answered", {}, 60s}, answered());
+    rt.start();
+    sl::started_saga saga = rt.start_saga_future("answered");
+    sqlite3 *lock = nullptr;
+    EXPECT(sqlite3_open(db.c_str(), &lock) == SQLITE_OK);
+    EXPECT(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    rt.publish("Go", saga.id);
+    EXPECT(saga.end.wait_for(10s) == std::future_status::ready);
+    sl::saga_end end = saga.end.get();
+    EXPECT(end.saga_id == saga.id && !end.durable);
+    EXPECT(end.reason && contains(*end.reason, "could not record"));
+    EXPECT(!rt.healthy());
+    EXPECT(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(lock);
 }
 
 // Every callback captures a tracker: once the runtime is closed, only the subscription that
@@ -538,6 +850,12 @@ int main(int argc, char **argv) {
         {"sagas", test_sagas},
         {"lane target", test_lane_target},
         {"manual clock", test_manual_clock},
+        {"saga file", test_saga_file},
+        {"saga wait", test_saga_wait},
+        {"saga future", test_saga_future},
+        {"saga async", test_saga_async},
+        {"launch queue", [&dir] { test_launch_queue(dir); }},
+        {"end not durable", [&dir] { test_end_not_durable(dir); }},
         {"ownership", test_ownership},
         {"reconstruct", [&dir] { test_reconstruct(dir); }},
     };

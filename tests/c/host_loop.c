@@ -62,10 +62,20 @@ static void on_event(void *userdata, void *state, const sl_saga_ctx *ctx, const 
     if (strcmp(event->type, "Answer") == 0) CHECK(sl_action_done(action));
 }
 
+/* sl_saga_start returns once the saga's row is durable; from a thread that does not run the
+   loop, that waits for the host to run it. */
+static int starter_done;
 static void *start_from_thread(void *arg) {
     uint64_t *ids = arg;
     for (int i = 0; i < SAGAS / 2; i++) CHECK(sl_saga_start(rt, "t", "{}", &ids[i]));
+    mon_lock();
+    starter_done = 1;
+    mon_unlock_signal();
     return NULL;
+}
+static int starter_finished(recorder *rec, uint64_t id) {
+    (void)rec, (void)id;
+    return starter_done;
 }
 static int job_ok(void *userdata, sl_job_ctx *ctx) {
     (void)userdata;
@@ -146,6 +156,8 @@ int main(void) {
     pthread_t starter;
     pthread_create(&starter, NULL, start_from_thread, ids + SAGAS / 2);
     for (int i = 0; i < SAGAS / 2; i++) CHECK(sl_saga_start(rt, "t", "{}", &ids[i]));
+    /* The other thread's starts need the loop: run it until they are through. */
+    drive_until(starter_finished, &rec, 0);
     pthread_join(starter, NULL);
 
     /* The host's own poll loop. */

@@ -81,6 +81,8 @@ static void open_and_start(const char *path) {
     CHECK(sl_saga_type_register(rt, &type, NULL));
     CHECK(sl_target_register(rt, "host", host_target, NULL, NULL));
     CHECK(sl_target_register(rt, "spawner", spawning_target, NULL, NULL));
+    /* Nothing to wait with before the start. */
+    EXPECT_RC(sl_saga_wait(rt, 1, 0, NULL, NULL), SL_ESTATE);
     CHECK(sl_runtime_start(rt));
 }
 
@@ -139,7 +141,17 @@ int main(void) {
     CHECK(sl_saga_wait(rt, spawned, 20000, &state, NULL));
     EXPECT_EQ_INT(state, SL_SAGA_COMPLETED);
     CHECK(sl_saga_wait(rt, spawner, 20000, &state, NULL));
+
+    /* A saga still in flight at close: its ended never comes, its release does, once. */
+    uint64_t in_flight = 0;
+    CHECK(sl_saga_start_ex(rt, "t", "{\"cmd\":\"hold\"}", &options, &in_flight));
+    /* A timed-out wait leaves nothing behind. */
+    EXPECT_RC(sl_saga_wait(rt, in_flight, 10, &state, NULL), SL_ETIMEDOUT);
     sl_runtime_close(rt);
+    mon_lock();
+    EXPECT_EQ_INT(released, 2);
+    EXPECT_EQ_INT(ended_calls, 1);
+    mon_unlock();
 
     /* A new runtime on the same log answers for sagas an earlier one ran. */
     open_and_start(path);

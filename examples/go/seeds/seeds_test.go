@@ -43,7 +43,7 @@ func TestSeedSagas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	direct, err := rt.StartSaga(seeds.WindowCleanupCascade, `{"label":"direct"}`)
+	direct, err := rt.StartSaga(ctx, seeds.WindowCleanupCascade, `{"label":"direct"}`)
 	if err != nil {
 		t.Fatal(err)
 	}

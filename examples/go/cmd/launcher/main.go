@@ -105,8 +105,10 @@ func run() error {
 		}
 	}
 
-	// A saga started directly, and some lane work of the launcher's own.
-	if _, err := rt.StartSaga(seeds.WindowCleanupCascade, `{"label":"direct"}`); err != nil {
+	// A saga started directly, whose end the launcher waits for itself, and some lane work of
+	// its own.
+	direct, err := rt.StartSaga(ctx, seeds.WindowCleanupCascade, `{"label":"direct"}`)
+	if err != nil {
 		return err
 	}
 	result, err := windows.SubmitAndWait(ctx, sagalane.Job{Caller: "launcher", Run: seeds.SpawnWindow})
@@ -114,6 +116,14 @@ func run() error {
 		return err
 	}
 	fmt.Printf("launcher: warm-up job answered %s\n", result)
+	end, err := rt.WaitSaga(ctx, direct)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("launcher: saga %d (direct) ended %s\n", direct, end.State)
+	if end.State != sagalane.SagaCompleted {
+		return fmt.Errorf("the direct saga ended %s: %s", end.State, end.Reason)
+	}
 
 	for t.ended() < expected {
 		select {

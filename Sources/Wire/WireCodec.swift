@@ -1,0 +1,284 @@
+import SagaLaneJSON
+import SagaLaneSupport
+
+/// The longest request id accepted, in bytes (ids are echoed in replies, so they are bounded).
+private let maxIDBytes = 256
+
+/// Reads a message's fields, each at most once, and knows which it has not read: a field the
+/// message does not define is an error, never silently ignored.
+private struct FieldReader {
+    let members: JSONObject
+    let type: String
+    let id: JSON?
+    /// The keys read, "type" and "id" included.
+    private var taken: [String] = ["type", "id"]
+
+    init(members: JSONObject, type: String, id: JSON?) {
+        self.members = members
+        self.type = type
+        self.id = id
+    }
+
+    func error(_ code: WireErrorCode, _ message: String) -> WireError {
+        WireError(code, message, id: id, about: type)
+    }
+
+    private mutating func take(_ key: String) -> JSON? {
+        taken.append(key)
+        return members[key]
+    }
+
+    mutating func value(_ key: String) -> JSON? { take(key) }
+
+    mutating func string(_ key: String) throws(WireError) -> String {
+        guard let value = take(key) else { throw error(.badField, "\(type) needs a string \"\(key)\"") }
+        guard let text = value.stringValue else { throw error(.badField, "\(type): \"\(key)\" must be a string") }
+        return text
+    }
+
+    mutating func name(_ key: String) throws(WireError) -> String {
+        let text = try string(key)
+        guard !text.isEmpty else { throw error(.badField, "\(type): \"\(key)\" must not be empty") }
+        return text
+    }
+
+    mutating func optionalString(_ key: String) throws(WireError) -> String? {
+        guard let value = take(key), !value.isNull else { return nil }
+        guard let text = value.stringValue else { throw error(.badField, "\(type): \"\(key)\" must be a string") }
+        return text
+    }
+
+    mutating func integer(_ key: String, in range: ClosedRange<Int64>) throws(WireError) -> Int64 {
+        guard let value = take(key) else { throw error(.badField, "\(type) needs an integer \"\(key)\"") }
+        return try check(key, value, range)
+    }
+
+    mutating func optionalInteger(_ key: String, in range: ClosedRange<Int64>) throws(WireError) -> Int64? {
+        guard let value = take(key), !value.isNull else { return nil }
+        return try check(key, value, range)
+    }
+
+    private func check(_ key: String, _ value: JSON, _ range: ClosedRange<Int64>) throws(WireError) -> Int64 {
+        guard case .int(let number) = value else {
+            throw error(.badField, "\(type): \"\(key)\" must be an integer")
+        }
+        guard range.contains(number) else {
+            throw error(.badField, "\(type): \"\(key)\" is \(number), outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
+    mutating func sagaID(_ key: String = "saga_id") throws(WireError) -> UInt64 {
+        UInt64(try integer(key, in: 1...Int64.max))
+    }
+
+    mutating func step() throws(WireError) -> UInt32 {
+        UInt32(try integer("step", in: 0...Int64(UInt32.max)))
+    }
+
+    mutating func bool(_ key: String) throws(WireError) -> Bool? {
+        guard let value = take(key), !value.isNull else { return nil }
+        guard let flag = value.boolValue else { throw error(.badField, "\(type): \"\(key)\" must be true or false") }
+        return flag
+    }
+
+    mutating func names(_ key: String, required: Bool = true) throws(WireError) -> [String] {
+        guard let value = take(key), !value.isNull else {
+            if !required { return [] }
+            throw error(.badField, "\(type) needs an array of strings \"\(key)\"")
+        }
+        guard let items = value.arrayValue else { throw error(.badField, "\(type): \"\(key)\" must be an array of strings") }
+        var names: [String] = []
+        for (index, item) in items.enumerated() {
+            guard let name = item.stringValue, !name.isEmpty else {
+                throw error(.badField, "\(type): \"\(key)\"[\(index)] must be a non-empty string")
+            }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Takes every field (a message whose fields are free, `ok`).
+    mutating func takeAll() { taken = Array(members.keys) }
+
+    /// Fails for a field that was not read (the first in sorted order).
+    func finish() throws(WireError) {
+        guard members.keys.contains(where: { !taken.contains($0) }) else { return }
+        let field = members.keys.filter { !taken.contains($0) }.sorted()[0]
+        throw error(.unknownField, "\(type) has no field \"\(field)\"")
+    }
+}
+
+extension WireFrame {
+    /// Parses one frame's bytes.
+    /// - Throws: `WireError` naming what is wrong, with the request's id and type when those
+    ///   could be read (so the error frame can answer the request).
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireFrame {
+        let value: JSON
+        do { value = try JSON(parsing: bytes) } catch {
+            throw WireError(.malformedJSON, "\(error)")
+        }
+        return try parse(value)
+    }
+
+    /// Parses a message from its JSON value.
+    public static func parse(_ value: JSON) throws(WireError) -> WireFrame {
+        guard case .object(let members) = value else {
+            throw WireError(.notAnObject, "a message is a JSON object, not \(kind(of: value))")
+        }
+        var id: JSON?
+        if let raw = members["id"], !raw.isNull {
+            switch raw {
+            case .int: id = raw
+            case .string(let text) where text.utf8.count <= maxIDBytes: id = raw
+            default:
+                throw WireError(.badField, "\"id\" must be an integer or a string of at most \(maxIDBytes) bytes",
+                                about: members["type"]?.stringValue)
+            }
+        }
+        guard let type = members["type"]?.stringValue, !type.isEmpty else {
+            throw WireError(.missingType, "a message needs a non-empty string \"type\"", id: id)
+        }
+        var fields = FieldReader(members: members, type: type, id: id)
+        let message = try parseBody(type, &fields)
+        try fields.finish()
+        return WireFrame(id: id, message)
+    }
+
+    private static func kind(of value: JSON) -> String {
+        switch value {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .int, .double: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+
+    private static func parseBody(_ type: String, _ f: inout FieldReader) throws(WireError) -> WireMessage {
+        switch type {
+        case "hello":
+            let version = Int(try f.integer("version", in: 0...Int64(Int32.max)))
+            let name = try f.optionalString("name")
+            let targets = try f.names("targets", required: false)
+            return .hello(version: version, name: name, targets: targets)
+        case "welcome":
+            return .welcome(version: Int(try f.integer("version", in: 0...Int64(Int32.max))), server: try f.string("server"),
+                            maxFrame: Int(try f.integer("max_frame", in: 1...Int64(Int32.max))))
+        case "ok":
+            var result: [String: JSON] = [:]
+            for (key, value) in f.members where key != "type" && key != "id" { result[key] = value }
+            f.takeAll()
+            return .ok(result)
+        case "error":
+            return .error(code: try f.name("code"), message: try f.string("message"), about: try f.optionalString("about"))
+        case "ping":
+            return .ping
+        case "target.register":
+            return .targetRegister(names: try f.names("names"))
+        case "target.unregister":
+            return .targetUnregister(names: try f.names("names"))
+        case "command":
+            return .command(target: try f.name("target"), sagaID: try f.sagaID(), step: try f.step(),
+                            command: f.value("command") ?? .null)
+        case "step.done":
+            return .stepDone(sagaID: try f.sagaID(), step: try f.step(), event: try f.name("event"),
+                             payload: f.value("payload") ?? .null)
+        case "step.failed":
+            return .stepFailed(sagaID: try f.sagaID(), step: try f.step(), reason: try f.optionalString("reason") ?? "failed")
+        case "event.publish":
+            let event = try f.name("event")
+            let sagaID = try f.optionalInteger("saga_id", in: 1...Int64.max).map(UInt64.init)
+            return .publish(event: event, sagaID: sagaID, payload: f.value("payload") ?? .null)
+        case "subscribe":
+            let filter: EventFilter
+            switch f.value("events") {
+            case nil, .null?: filter = .lifecycle
+            case .string("*")?: filter = .all
+            case .string("lifecycle")?: filter = .lifecycle
+            case .array(let items)?:
+                var types: Set<String> = []
+                for (index, item) in items.enumerated() {
+                    guard let name = item.stringValue, !name.isEmpty else {
+                        throw f.error(.badField, "subscribe: \"events\"[\(index)] must be a non-empty string")
+                    }
+                    types.insert(name)
+                }
+                filter = .types(types)
+            default:
+                throw f.error(.badField, "subscribe: \"events\" must be \"*\", \"lifecycle\" or an array of event types")
+            }
+            let after = try f.optionalInteger("after", in: 0...Int64.max).map(UInt64.init)
+            return .subscribe(events: filter, after: after)
+        case "unsubscribe":
+            return .unsubscribe
+        case "event":
+            let event = try f.name("event")
+            let sagaID = try f.optionalInteger("saga_id", in: 1...Int64.max).map(UInt64.init)
+            let payload = f.value("payload") ?? .null
+            return .event(event: event, sagaID: sagaID, payload: payload,
+                          version: UInt64(try f.integer("version", in: 0...Int64.max)))
+        case "lagged":
+            return .lagged(missed: UInt64(try f.integer("missed", in: 0...Int64.max)))
+        case "saga.start":
+            let saga = try f.name("saga")
+            let input = f.value("input") ?? .null
+            let key = try f.optionalString("idempotency_key")
+            return .sagaStart(saga: saga, input: input, idempotencyKey: key)
+        case "saga.cancel":
+            return .sagaCancel(sagaID: try f.sagaID(), reason: try f.optionalString("reason"))
+        case "saga.wait":
+            return .sagaWait(sagaID: try f.sagaID(),
+                             timeoutMilliseconds: try f.optionalInteger("timeout_ms", in: 0...Int64(Int32.max)).map(Int.init))
+        case "saga.get":
+            return .sagaGet(sagaID: try f.sagaID())
+        case "lane.create":
+            return .laneCreate(lane: try f.name("lane"), maxConcurrent: Int(try f.integer("max_concurrent", in: 1...1024)))
+        case "lane.submit":
+            var submit = WireLaneSubmit(lane: try f.name("lane"))
+            submit.jobID = try f.optionalString("job_id") ?? ""
+            submit.priority = Int(try f.optionalInteger("priority", in: Int64(Int32.min)...Int64(Int32.max)) ?? 0)
+            submit.payload = f.value("payload") ?? .null
+            if let retry = f.value("retry"), !retry.isNull {
+                guard case .object(let members) = retry else {
+                    throw f.error(.badField, "lane.submit: \"retry\" must be an object {\"max_attempts\", \"backoff_ms\"}")
+                }
+                var r = FieldReader(members: members, type: "lane.submit retry", id: f.id)
+                let attempts = Int(try r.integer("max_attempts", in: 1...1000))
+                let backoff = Int(try r.optionalInteger("backoff_ms", in: 0...86_400_000) ?? 100)
+                try r.finish()
+                submit.retry = WireRetry(maxAttempts: attempts, backoffMilliseconds: backoff)
+            }
+            submit.reservationMilliseconds = try f.optionalInteger("reservation_ms", in: 1...Int64(Int32.max)).map(Int.init)
+            submit.notify = try f.bool("notify") ?? false
+            return .laneSubmit(submit)
+        case "lane.cancel":
+            return .laneCancel(lane: try f.name("lane"), jobID: try f.name("job_id"))
+        case "lane.job":
+            return .laneJob(jobID: try f.name("job_id"))
+        case "lane.jobs":
+            return .laneJobs(lane: try f.optionalString("lane"), state: try f.optionalString("state"),
+                             limit: try f.optionalInteger("limit", in: 0...100_000).map(Int.init))
+        case "lane.stats":
+            return .laneStats(lane: try f.name("lane"))
+        case "lane.job.ended":
+            return .laneJobEnded(lane: try f.name("lane"), jobID: try f.name("job_id"), state: try f.name("state"),
+                                 result: f.value("result"), error: try f.optionalString("error"),
+                                 attempts: Int(try f.integer("attempts", in: 0...Int64(Int32.max))))
+        case "worker.register":
+            return .workerRegister(lane: try f.name("lane"), capacity: Int(try f.integer("capacity", in: 1...1024)))
+        case "job":
+            return .job(lane: try f.name("lane"), jobID: try f.name("job_id"),
+                        attempt: Int(try f.integer("attempt", in: 1...Int64(Int32.max))), payload: f.value("payload") ?? .null)
+        case "job.done":
+            return .jobDone(jobID: try f.name("job_id"), result: f.value("result") ?? .null)
+        case "job.failed":
+            return .jobFailed(jobID: try f.name("job_id"), error: try f.optionalString("error") ?? "failed")
+        case "agent.stats":
+            return .agentStats
+        default:
+            throw f.error(.unknownType, "no message has the type \"\(type)\"")
+        }
+    }
+}
