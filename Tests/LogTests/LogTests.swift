@@ -87,7 +87,7 @@ struct LogTests {
         #expect(try raw.query("PRAGMA application_id") { $0.int(0) } == [Int64(Schema.applicationID)])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga"])
+        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])
         // Restart recovery and the sweeper search their indexes, whatever the table's size.
         func plan(_ sql: String) throws -> String {
             try raw.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }.joined(separator: "; ")
@@ -143,7 +143,7 @@ struct LogTests {
         #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [5])
         #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga"])
+        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])
         #expect(throws: SagaLaneError.self, "the state CHECK still holds") {
             try raw.execute("INSERT INTO saga (id, name, state, input_json, started_at) VALUES (3, 'x', 'bogus', '{}', '2026-01-01T00:00:00.000Z')")
         }

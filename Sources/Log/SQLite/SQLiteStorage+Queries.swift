@@ -78,10 +78,15 @@ extension SQLiteStorage {
     public func sagas(in states: [SagaState], after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaRecord] {
         guard !states.isEmpty, limit > 0 else { return [] }
         let placeholders = Array(repeating: "?", count: states.count).joined(separator: ", ")
-        let arguments: [SQLValue] = states.map { .text($0.rawValue) }
-            + [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))]
-        // Through the state index: the sagas asked for are few beside the finished ones.
-        let page = "SELECT id FROM saga INDEXED BY saga_by_state WHERE state IN (\(placeholders)) AND id > ? ORDER BY id LIMIT ?"
+        let bounds: [SQLValue] = [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))]
+        // Through the state index: the sagas asked for are few beside the finished ones. The
+        // unfinished ones (recovery's pages) through their own index by id, whose condition
+        // the query must spell out as the index does for SQLite to use it: one seek a page.
+        let unfinished = Set(states) == Set(SagaState.unfinished)
+        let page = unfinished
+            ? "SELECT id FROM saga INDEXED BY saga_unfinished WHERE state IN ('running', 'compensating') AND id > ? ORDER BY id LIMIT ?"
+            : "SELECT id FROM saga INDEXED BY saga_by_state WHERE state IN (\(placeholders)) AND id > ? ORDER BY id LIMIT ?"
+        let arguments: [SQLValue] = (unfinished ? [] : states.map { .text($0.rawValue) }) + bounds
         return try read { (c) throws(SagaLaneError) in
             var sagas = try c.query("SELECT \(columns.saga) FROM saga WHERE id IN (\(page)) ORDER BY id", arguments, Self.saga)
             // Every step of the page in one query, each saga's steps by index.
