@@ -83,7 +83,7 @@ struct LogTests {
         #expect(try log.maxSagaID() == 1)
         log.close()
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [5])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [6])
         #expect(try raw.query("PRAGMA application_id") { $0.int(0) } == [Int64(Schema.applicationID)])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
@@ -140,7 +140,7 @@ struct LogTests {
 
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
         defer { raw.close() }
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [5])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [6])
         #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
         #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])

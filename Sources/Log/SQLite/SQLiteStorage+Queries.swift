@@ -80,8 +80,8 @@ extension SQLiteStorage {
         let placeholders = Array(repeating: "?", count: states.count).joined(separator: ", ")
         let bounds: [SQLValue] = [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))]
         // Through the state index: the sagas asked for are few beside the finished ones. The
-        // unfinished ones (recovery's pages) through their own index by id, whose condition
-        // the query must spell out as the index does for SQLite to use it: one seek a page.
+        // unfinished ones (recovery's pages) through their own partial index by id, one seek a
+        // page; the query spells out the index's condition, as SQLite needs to use it.
         let unfinished = Set(states) == Set(SagaState.unfinished)
         let page = unfinished
             ? "SELECT id FROM saga INDEXED BY saga_unfinished WHERE state IN ('running', 'compensating') AND id > ? ORDER BY id LIMIT ?"

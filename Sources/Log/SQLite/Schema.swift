@@ -146,8 +146,6 @@ enum Schema {
         // indexes nothing); the lifecycle stream, an outbox each lifecycle event is written to
         // in the transaction of the change it announces, its position never reused (the
         // high-water mark keeps it past a vacuum); and operators' requests for the next start.
-        // The unfinished sagas get an index of their own, by id, so recovery pages through them
-        // with a seek per page (the state index orders them by end time first).
         // Columns are added, not rebuilt: this migration is quick on a large log.
         """
         ALTER TABLE saga ADD COLUMN idempotency_key TEXT;
@@ -166,7 +164,6 @@ enum Schema {
             at TEXT NOT NULL
         );
         CREATE INDEX saga_event_by_saga ON saga_event(saga_id);
-        CREATE INDEX saga_unfinished ON saga(id) WHERE state IN ('running', 'compensating');
         CREATE TABLE saga_request (
             saga_id INTEGER PRIMARY KEY REFERENCES saga(id) ON DELETE CASCADE,
             action TEXT NOT NULL CHECK (action = 'cancel' OR action = 'resume' OR action = 'retry_compensation'),
@@ -174,6 +171,12 @@ enum Schema {
             requested_at TEXT NOT NULL
         );
         INSERT INTO meta (key, value) VALUES ('\(eventPositionHighWater)', 0);
+        """,
+        // Version 6: the unfinished sagas get an index of their own, by id, so recovery pages
+        // through them with one seek a page (the state index orders them by end time first,
+        // so each page scanned every unfinished saga before it).
+        """
+        CREATE INDEX saga_unfinished ON saga(id) WHERE state IN ('running', 'compensating');
         """,
     ]
 
