@@ -36,21 +36,44 @@ extension Coordinator {
             throw SagaLaneError(error.code, "cannot read operators' requests: \(error.message)", underlying: error)
         }
         var count = 0, last: UInt64 = 0
+        // A few pages' writes in flight while the next page is read: each page's sagas go on
+        // (events published, steps dispatched) only once its writes are durable, in page order.
+        var inFlight: [PagePlan] = []
         while true {
             let page: [SagaRecord]
             do { page = try log.unfinishedSagas(after: last, limit: Self.recoveryPageSize) } catch {
                 throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
             }
-            try await recover(page, requests: &requests)
+            inFlight.append(plan(page, requests: &requests))
+            if inFlight.count > Self.recoveryPagesInFlight { try await settle(inFlight.removeFirst()) }
             count += page.count
             guard page.count == Self.recoveryPageSize, let next = page.last?.id else { break }
             last = next
         }
+        for plan in inFlight { try await settle(plan) }
         for request in requests.values.sorted(by: { $0.sagaID < $1.sagaID }) { await carryOut(request) }
         return count
     }
 
-    private func recover(_ page: [SagaRecord], requests: inout [UInt64: SagaRequest]) async throws(SagaLaneError) {
+    /// Pages whose writes may be in flight at once.
+    static let recoveryPagesInFlight = 3
+
+    /// A page of recovered sagas: its writes (submitted), and what happens once they are durable.
+    struct PagePlan {
+        let writes: Task<[Result<Int, SagaLaneError>], Never>
+        let ended: [(UInt64, JSON)]
+        let resumptions: [Resumption]
+    }
+
+    private func settle(_ plan: PagePlan) async throws(SagaLaneError) {
+        for case .failure(let error) in await plan.writes.value {
+            throw SagaLaneError(error.code, "start-up recovery could not write to the log: \(error.message)", underlying: error)
+        }
+        for (id, payload) in plan.ended { bus.publish(type: Event.sagaFailed, sagaID: id, payload: payload) }
+        for resumption in plan.resumptions { resume(resumption) }
+    }
+
+    private func plan(_ page: [SagaRecord], requests: inout [UInt64: SagaRequest]) -> PagePlan {
         var writes: [LogRecord] = []
         var ended: [(UInt64, JSON)] = []
         var resumptions: [Resumption] = []
@@ -79,12 +102,9 @@ extension Coordinator {
                 ended.append((record.id, payload))
             }
         }
-        let results = await log.writeAll(writes)
-        for case .failure(let error) in results {
-            throw SagaLaneError(error.code, "start-up recovery could not write to the log: \(error.message)", underlying: error)
-        }
-        for (id, payload) in ended { bus.publish(type: Event.sagaFailed, sagaID: id, payload: payload) }
-        for resumption in resumptions { resume(resumption) }
+        let log = self.log
+        let batch = writes
+        return PagePlan(writes: Task(executorPreference: loop) { await log.writeAll(batch) }, ended: ended, resumptions: resumptions)
     }
 
     /// The saga is left for an operator: `failed_compensation`, with what was interrupted.
