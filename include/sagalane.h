@@ -188,8 +188,9 @@ SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **ou
  * included), runs start-up recovery, then takes events. Recovery deals with every saga the log
  * shows unfinished (running or compensating: a runtime stopped or was killed while it ran) by
  * its type's `recovery` policy (SL_RECOVERY_*; a type not registered yet counts as
- * SL_RECOVERY_MARK_FAILED); final sagas are left as they are. Then it carries out what an
- * operator asked for while the runtime was stopped (`sagalane cancel|resume|retry-compensation`).
+ * SL_RECOVERY_MARK_FAILED); final sagas are left as they are. Then it carries out the
+ * operators' requests (cancel, resume, retry compensation) a tool recorded in the log while the
+ * runtime was stopped.
  * Register saga types and targets, and create the lanes sagas send commands to, before this
  * call: a saga resumed or compensated here is dispatched to them at once.
  * When it returns, every decision of recovery is durable: a saga marked failed reads so after
@@ -704,8 +705,8 @@ SL_EXPORT int sl_saga_cancel(sl_runtime *rt, uint64_t saga_id, const char *reaso
  * Operators' actions on a saga in failed_compensation (one that waits for an operator). Each
  * is written to the log with its lifecycle event before anything is dispatched, shows in the
  * saga's history (sl_log_saga's "history"), and returns once it is durable. Host threads
- * only (SL_ESTATE on the loop thread). `note` may be NULL. With the runtime stopped, the
- * sagalane binary records the same requests for its next start.
+ * only (SL_ESTATE on the loop thread). `note` may be NULL. With the runtime stopped, a tool can
+ * record the same requests in the log (its saga_request table) for the next start.
  */
 
 /** Runs the saga's compensations again: the one that failed (or was interrupted), then those
