@@ -185,9 +185,16 @@ SL_EXPORT int sl_runtime_open(const sl_runtime_options *options, sl_runtime **ou
 
 /**
  * Starts the runtime: seeds saga ids from the log (after every id it ever held, deleted ones
- * included), runs start-up recovery (every saga the log shows unfinished, running or
- * compensating, is marked failed_compensation, reason appended; final sagas are left as they
- * are), then takes events.
+ * included), runs start-up recovery, then takes events. Recovery deals with every saga the log
+ * shows unfinished (running or compensating: a runtime stopped or was killed while it ran) by
+ * its type's `recovery` policy (SL_RECOVERY_*; a type not registered yet counts as
+ * SL_RECOVERY_MARK_FAILED); final sagas are left as they are. Then it carries out the
+ * operators' requests (cancel, resume, retry compensation) a tool recorded in the log while the
+ * runtime was stopped.
+ * Register saga types and targets, and create the lanes sagas send commands to, before this
+ * call: a saga resumed or compensated here is dispatched to them at once.
+ * When it returns, every decision of recovery is durable: a saga marked failed reads so after
+ * another crash, a step dispatched again has its attempt counted in its row first.
  * Events published before the start are handled, in order, once recovery is done.
  *
  * SL_LOOP_THREAD: starts the loop thread and returns once recovery is done.
@@ -280,16 +287,38 @@ typedef struct sl_event {
     uint64_t version;          /* position in the bus's publication order, from 1 */
 } sl_event;
 
-/* Event types the runtime publishes. The three lifecycle events are never fed to sagas nor
-   matched by triggers. Payloads: {"name": saga type, "reason": text (failures)}; a SagaFailed
-   whose terminal row could not be written also carries "durable": false. */
+/* Event types the runtime publishes. Lifecycle events (the six SL_EVENT_SAGA_* but
+   SL_EVENT_SAGA_ACTION_FAILED) are never fed to sagas nor matched by triggers; each is written
+   to the log's lifecycle stream (sl_lifecycle_subscribe) in the transaction of the change it
+   announces, and published after that commit. A saga has exactly one terminal event,
+   SagaCompleted or SagaFailed, whose "state" says how it ended. Payloads:
+     SagaStarted        {"name"}
+     SagaCompensating   {"name", "reason"}: it failed and its compensations begin
+                        ("by": "operator", "note" when an operator asked for it again)
+     SagaResumed        {"name", "by": "recovery"|"operator", "phase": "running"|"compensating"}
+     SagaCompleted      {"name", "state": "completed"}
+     SagaFailed         {"name", "state": "failed"|"compensated"|"failed_compensation",
+                        "reason"}; "durable": false when its terminal row could not be written
+                        (then on the bus only), "recovered": "mark_failed" when start-up
+                        recovery ended it
+     SagaOperatorAction {"name", "action", "note"}: an operator resolved the saga, or left a
+                        request for the next start ("request_cancel", ...)
+   An operator's retry or resume reopens a failed_compensation saga, which then ends again,
+   with one more terminal event. */
 #define SL_EVENT_SAGA_STARTED "SagaStarted"
+#define SL_EVENT_SAGA_COMPENSATING "SagaCompensating"
+#define SL_EVENT_SAGA_RESUMED "SagaResumed"
 #define SL_EVENT_SAGA_COMPLETED "SagaCompleted"
 #define SL_EVENT_SAGA_FAILED "SagaFailed"
-/** Published by sl_step_fail(): tagged with the saga, payload {"reason", "step"}. */
+#define SL_EVENT_SAGA_OPERATOR_ACTION "SagaOperatorAction"
+/** Published by sl_step_fail(): tagged with the saga, payload {"reason", "step"}. A step
+    with retries is sent again; otherwise the saga fails. */
 #define SL_EVENT_SAGA_ACTION_FAILED "SagaActionFailed"
 /** Lane-target outcomes, tagged with the saga: payload {"lane", "job_id", "step"} plus
-    "result" (parsed when it is JSON), or "error" and "attempts". */
+    "result" (parsed when it is JSON), or "error" and "attempts". For a compensation or a step
+    with retries a failed or cancelled job is reported as the step's failure instead (retried,
+    or ending the saga). Each attempt of a step is a job of its own:
+    "saga-<id>-step-<n>", then "saga-<id>-step-<n>-attempt-<k>". */
 #define SL_EVENT_LANE_JOB_FINISHED "LaneJobFinished"
 #define SL_EVENT_LANE_JOB_FAILED "LaneJobFailed"
 #define SL_EVENT_LANE_JOB_CANCELLED "LaneJobCancelled"
@@ -327,6 +356,39 @@ SL_EXPORT int sl_subscribe(sl_runtime *rt, size_t buffer, sl_event_fn fn, void *
  */
 SL_EXPORT void sl_unsubscribe(sl_subscription *sub);
 
+/* ---- The lifecycle stream --------------------------------------------------------------------- */
+
+/** One lifecycle event of the log's stream. Borrowed: valid only during the callback. */
+typedef struct sl_lifecycle_event {
+    uint64_t position;         /* its place in the stream: one more than the event before it */
+    uint64_t saga_id;
+    const char *type;          /* SL_EVENT_SAGA_STARTED, ... (the lifecycle types only) */
+    const char *payload_json;  /* as the bus carries it */
+    int64_t at_ms;             /* when its transaction committed, milliseconds since the epoch */
+} sl_lifecycle_event;
+
+/** Receives lifecycle events in position order, on the subscription's own thread. */
+typedef void (*sl_lifecycle_fn)(void *userdata, const sl_lifecycle_event *event);
+
+/**
+ * Subscribes to the log's lifecycle stream from a position: `fn` gets every lifecycle event
+ * after `after` (0: every one the log holds), in order, exactly once each, then each new one
+ * as it is committed. Events the subscriber was away for (in an earlier process, before a
+ * crash, or because `fn` is slow) are read back from the log: a lifecycle subscriber never
+ * lags and never loses an event, and costs the runtime nothing while it is behind. Nothing is
+ * delivered before it is durable. Store the position of the last event handled to resume
+ * from it next time. Events of sagas a vacuum deleted are gone: the stream goes on after them.
+ *
+ * Allowed before sl_runtime_start(), to see recovery's events too. End it with
+ * sl_unsubscribe(); sl_runtime_close() ends it as well, before the log closes.
+ * @return 0, SL_EINVAL, SL_ECLOSED, SL_ETHREAD.
+ */
+SL_EXPORT int sl_lifecycle_subscribe(sl_runtime *rt, uint64_t after, sl_lifecycle_fn fn, void *userdata,
+                                     sl_subscription **out);
+
+/** The position of the latest lifecycle event the log committed (0: none yet). */
+SL_EXPORT int sl_lifecycle_position(sl_runtime *rt, uint64_t *position);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Sagas                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
@@ -336,6 +398,9 @@ typedef struct sl_saga_ctx {
     uint64_t saga_id;
     const char *type_name;
     uint32_t next_step;  /* the index the next issued step will get */
+    /** 1 while start-up recovery replays the saga's recorded history (SL_RECOVERY_RESUME):
+        the actions set are checked against the log, not carried out. */
+    int replaying;
 } sl_saga_ctx;
 
 /** A saga's next action, set during start/on_event with one sl_action_* call. Setting none
@@ -357,8 +422,91 @@ SL_EXPORT int sl_action_done(sl_action *action);
 SL_EXPORT int sl_action_fail(sl_action *action, const char *reason);
 
 /**
+ * What a step declares beyond its command (sl_action_issue_ex).
+ *
+ * Compensation: when the saga later fails (its own sl_action_fail, a target's failure, its
+ * deadline, a cancel) after this step succeeded, it moves to compensating and the
+ * compensations of its succeeded steps are dispatched in reverse order, each written to the
+ * log as a step of its own (its "compensates" field naming the step it undoes) before it is
+ * dispatched, each awaiting its echo with a timeout of its own; the saga ends compensated,
+ * or failed_compensation when one fails or times out. An echo of a compensation is any event
+ * tagged with the saga; one whose payload has a "step" other than the compensation's is taken
+ * for a late answer to an earlier step and passed over, so answer with the injected "step".
+ *
+ * Retries: an idempotent step with max_attempts > 1 is dispatched again, under the same saga
+ * id and step index, after sl_step_fail, a refusing target or its timeout, with exponential
+ * back-off and jitter; each attempt is counted in the step's row before it is dispatched.
+ */
+typedef struct sl_step_options {
+    size_t size;                      /* sizeof(sl_step_options) */
+    /** The compensating command (JSON text, "saga_id", "step" and "compensates" injected into
+        an object); NULL: nothing undoes this step. */
+    const char *compensation_json;
+    /** Where the compensation goes; NULL: the step's own target. */
+    const char *compensation_target;
+    /** How long each attempt waits for its answer; 0: only the saga's deadline. */
+    uint32_t timeout_ms;
+    /** How long each attempt of the compensation waits; 0: the saga type's. */
+    uint32_t compensation_timeout_ms;
+    /** Non-zero: the step may be dispatched more than once (its target recognises a repeat by
+        saga id and step). Needed for retries. */
+    int idempotent;
+    /** Dispatches in all for an idempotent step, the first included; 0 or 1: no retry. */
+    int max_attempts;
+    /** The first back-off before a retry, doubled each time, with jitter; 0 means 100. */
+    uint32_t retry_backoff_ms;
+    /** The longest back-off; 0 means 30000. */
+    uint32_t retry_max_backoff_ms;
+    /** Dispatches in all for the compensation; 0 or 1: no retry. */
+    int compensation_max_attempts;
+} sl_step_options;
+
+/** Fills `options` with the defaults (nothing declared), `size` included. */
+SL_EXPORT void sl_step_options_init(sl_step_options *options);
+
+/**
+ * sl_action_issue with what the step declares (NULL options: sl_action_issue).
+ * @return as sl_action_issue; SL_EINVAL also for retries on a step not declared idempotent.
+ */
+SL_EXPORT int sl_action_issue_ex(sl_action *action, const char *target, const char *command_json,
+                                 const sl_step_options *options);
+
+/**
+ * sl_action_issue with the step described as JSON, the form declarative sagas use:
+ *   {"target", "command", "timeout_ms", "idempotent", "retry", "compensation"}
+ * where "retry" is {"max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier",
+ * "jitter"} and "compensation" {"command", "target", "timeout_ms", "retry"}; only "target"
+ * and "command" are required.
+ * @return as sl_action_issue_ex.
+ */
+SL_EXPORT int sl_action_issue_step(sl_action *action, const char *step_json);
+
+/* What start-up recovery does with a saga of a type that a stopped runtime left unfinished. */
+enum {
+    /** Mark it failed_compensation ("interrupted: ..." appended to its reason) for an operator;
+        nothing is dispatched. The default. */
+    SL_RECOVERY_MARK_FAILED = 0,
+    /** Undo it: its pending step is marked failed and the compensations of its succeeded steps
+        run in reverse order; it ends compensated (failed_compensation if one fails, failed if
+        none of its steps has one). A saga interrupted while compensating goes on compensating. */
+    SL_RECOVERY_COMPENSATE = 1,
+    /** Go on: the saga is rebuilt with `create` from its stored input, `start` and `on_event`
+        are called again with its steps' recorded results (ctx->replaying is 1), each replayed
+        action checked against the recorded step (target and command: a mismatch fails the saga
+        with "determinism error: replaying step N, ..."), the pending step is dispatched again
+        under the same saga id and step index, and what is left of its deadline is armed. A
+        saga interrupted while compensating goes on compensating. */
+    SL_RECOVERY_RESUME = 2
+};
+
+/**
  * A saga type defined in C. Every callback gets the type's userdata and, but for `create`,
  * the saga's own state pointer.
+ *
+ * With SL_RECOVERY_RESUME, `create`, `start` and `on_event` are called again after a crash,
+ * with the stored input and each step's recorded result: they must decide the same actions
+ * from the same events and do nothing else (no I/O, no clock, no randomness). The events
+ * replayed are those that moved the saga on; events answered with "wait" are not.
  */
 typedef struct sl_saga_type {
     size_t size;        /* sizeof(sl_saga_type) */
@@ -390,6 +538,12 @@ typedef struct sl_saga_type {
     uint32_t timeout_ms;
     /** Called once with userdata when the runtime closes. May be NULL. */
     void (*release)(void *userdata);
+    /** What start-up recovery does with a saga of this type left unfinished: SL_RECOVERY_*;
+        0 is SL_RECOVERY_MARK_FAILED. */
+    int recovery;
+    /** How long a compensation waits for its answer unless its step says; 0 means 30000. The
+        saga's deadline does not cover its compensations. */
+    uint32_t compensation_timeout_ms;
 } sl_saga_type;
 
 /** Fills `type` with zeros and sets `size`. */
@@ -397,7 +551,8 @@ SL_EXPORT void sl_saga_type_init(sl_saga_type *type);
 
 /**
  * Registers a saga type (the struct and its strings are copied). Before or after start.
- * @return 0, SL_EINVAL (no name, no create/start/on_event), SL_EEXIST, SL_ECLOSED.
+ * @return 0, SL_EINVAL (no name, no create/start/on_event, an unknown recovery), SL_EEXIST,
+ * SL_ECLOSED.
  */
 SL_EXPORT int sl_saga_type_register(sl_runtime *rt, const sl_saga_type *type, void *userdata);
 
@@ -503,6 +658,12 @@ typedef struct sl_saga_start_options {
         still in flight when the runtime closes (its `ended` then never comes); never when the
         call fails. On a sagalane thread, or the closing thread. */
     void (*release)(void *userdata);
+    /** Non-NULL, non-empty: while a saga row holding this key exists (started by this runtime
+        or an earlier one, until a vacuum deletes it), the call starts nothing (`create` is not
+        called) and answers that saga's id, through `*saga_id` or `started`, and its end
+        through `ended`. Two threads racing with one key get one saga. Kept in the saga's row;
+        at most SL_MAX_VALUE_BYTES. */
+    const char *idempotency_key;
 } sl_saga_start_options;
 
 /** Fills `options` with the defaults (no callbacks, no wait for room), `size` included. */
@@ -539,6 +700,33 @@ SL_EXPORT int sl_saga_wait(sl_runtime *rt, uint64_t saga_id, int timeout_ms, int
  * SL_ECLOSED.
  */
 SL_EXPORT int sl_saga_cancel(sl_runtime *rt, uint64_t saga_id, const char *reason);
+
+/*
+ * Operators' actions on a saga in failed_compensation (one that waits for an operator). Each
+ * is written to the log with its lifecycle event before anything is dispatched, shows in the
+ * saga's history (sl_log_saga's "history"), and returns once it is durable. Host threads
+ * only (SL_ESTATE on the loop thread). `note` may be NULL. With the runtime stopped, a tool can
+ * record the same requests in the log (its saga_request table) for the next start.
+ */
+
+/** Runs the saga's compensations again: the one that failed (or was interrupted), then those
+    of the other succeeded steps not yet undone, last first. When it returns the saga is
+    compensating again; it ends compensated or failed_compensation, with a terminal event.
+    @return 0, SL_ENOTFOUND, SL_ESTATE (not failed_compensation, in flight, its type not
+    registered, or nothing left to compensate), the log's error. */
+SL_EXPORT int sl_saga_retry_compensation(sl_runtime *rt, uint64_t saga_id, const char *note);
+
+/** Sends the saga forward again, as SL_RECOVERY_RESUME does after a crash (rebuilt, replayed,
+    its pending step dispatched again under the same saga id and step), with a whole deadline:
+    for a saga interrupted under SL_RECOVERY_MARK_FAILED. When it returns the saga is running.
+    @return 0, SL_ENOTFOUND, SL_ESTATE (not failed_compensation, in flight, it began
+    compensating, or its type is not registered), the log's error. */
+SL_EXPORT int sl_saga_resume(sl_runtime *rt, uint64_t saga_id, const char *note);
+
+/** Marks the saga resolved by hand: it becomes failed (final, nothing left to compensate),
+    its reason ending "resolved by an operator: <note>". @return 0, SL_ENOTFOUND, SL_ESTATE
+    (not failed_compensation), the log's error. */
+SL_EXPORT int sl_saga_resolve(sl_runtime *rt, uint64_t saga_id, const char *note);
 
 /**
  * Dispatches one command to a host target. Loop thread; must hand the command off and return
@@ -698,6 +886,11 @@ typedef struct sl_job {
     int max_attempts;
     /** First back-off before a retry, doubled each time (with jitter); 0 means 100. */
     uint32_t retry_backoff_ms;
+    /** Non-NULL, non-empty: while a job submitted to this lane with this key is in the lane
+        (persisted lanes: while its row is in the log, until the sweeper purges it, also after
+        a restart), a submit with it queues nothing: it returns 0 with `out->duplicate` set and
+        `out->job_id` the existing job's, and `done` is never called for it. */
+    const char *idempotency_key;
 } sl_job;
 
 /** Fills `job` with zeros and sets `size`. */
@@ -757,11 +950,15 @@ typedef struct sl_submission {
     int position;                /* jobs ahead of it */
     uint64_t estimated_wait_ms;  /* from the recent mean run time; 0 until one ran */
     char *job_id;                /* the job's id (generated if none was given); sl_free() it */
+    /** 1: the job's idempotency key was taken, nothing was queued, `done` is not called, and
+        `job_id` is the job that holds the key. */
+    int duplicate;
 } sl_submission;
 
 /**
  * Submits a job. For a persisted lane it returns once the queued row is durable. On success
- * `job->done` is called exactly once; on failure never.
+ * `job->done` is called exactly once (but for a duplicate: see `idempotency_key`); on failure
+ * never.
  * @param out may be NULL; else its `size` must be set.
  * @return 0, SL_EINVAL, SL_EUTF8, SL_EEXIST (duplicate id), SL_ELOG (row not written: the job
  * never runs), SL_ECLOSED.
@@ -770,7 +967,8 @@ SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *ou
 
 /**
  * Submits a job and blocks the calling thread until it ends (`job->done` is not used): it
- * returns only once the job will not run again, so its userdata is then the caller's.
+ * returns only once the job will not run again, so its userdata is then the caller's. A job
+ * whose idempotency key is taken is not waited for: SL_EEXIST, the message naming the job.
  * Another thread can give up on it with sl_lane_interrupt(lane, job id): if the job has not
  * started (even while its queued row is being written) it never runs and this returns
  * SL_ECANCELED.
@@ -834,11 +1032,18 @@ SL_EXPORT int sl_lane_set_command_handler(sl_lane *lane, sl_job_fn fn, void *use
 
 /*
  * Sagas come out as JSON objects:
- *   {"id", "name", "state", "input", "failure_reason", "started_at", "ended_at", "steps"}
+ *   {"id", "name", "state", "input", "failure_reason", "started_at", "ended_at",
+ *    "idempotency_key", "steps"}
  * where "steps" is a count (sl_log_recent) or an array of
  *   {"index", "name", "target", "command", "state", "output", "failure_reason",
- *    "started_at", "ended_at"}.
- * Steps: pending, succeeded, failed, compensated. Times are UTC, ISO 8601 with milliseconds.
+ *    "started_at", "ended_at", "attempts", "compensates", "spec", "cause"}
+ * and sl_log_saga adds "history": the saga's lifecycle events (as sl_log_lifecycle lists
+ * them), its operators' actions included. "attempts" counts a step's dispatches (retries,
+ * re-dispatches after a restart); "compensates" is the step a compensation undoes (null for a
+ * forward step); "spec" what the step declared beyond its command (sl_action_issue_step's
+ * form without "target" and "command"; null when nothing); "cause" the event that led to the
+ * step when it answered no earlier one. Steps: pending, succeeded, failed, compensated (a
+ * succeeded step its compensation undid). Times are UTC, ISO 8601 with milliseconds.
  *
  * Saga states, each with one meaning:
  *   running, compensating   unfinished: in flight (its steps, or undoing them). Start-up
@@ -867,8 +1072,12 @@ SL_EXPORT int sl_log_unresolved_limit(sl_runtime *rt, int limit, char **json);
 /** sl_log_unresolved_limit() with SL_LOG_UNRESOLVED_DEFAULT_LIMIT. */
 SL_EXPORT int sl_log_unresolved(sl_runtime *rt, char **json);
 
-/** Saga `saga_id` with its steps, as a JSON object. @return 0, SL_ENOTFOUND, ... */
+/** Saga `saga_id` with its steps and history, as a JSON object. @return 0, SL_ENOTFOUND, ... */
 SL_EXPORT int sl_log_saga(sl_runtime *rt, uint64_t saga_id, char **json);
+
+/** Up to `limit` lifecycle events after position `after` (0: from the first), in order, as a
+    JSON array of {"position", "saga_id", "type", "payload", "at"}. `*json`: sl_free(). */
+SL_EXPORT int sl_log_lifecycle(sl_runtime *rt, uint64_t after, int limit, char **json);
 
 /**
  * Up to `limit` lane jobs, most recent activity first, as a JSON array of

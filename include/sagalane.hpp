@@ -140,6 +140,8 @@ inline event to_event(const sl_event *e) noexcept {
 }
 }  // namespace detail
 
+struct step_options;
+
 /** A saga's next action, returned by start and on_event. */
 class action {
 public:
@@ -148,6 +150,12 @@ public:
     static action issue(std::string target, std::string command_json) {
         return action(kind::issue, std::move(target), std::move(command_json));
     }
+    /** Sends `command_json` to `target` with what the step declares beyond it: a
+        compensation, a timeout, retries (see sl_step_options). Invalid options fail the saga. */
+    static action issue(std::string target, std::string command_json, const step_options &options);
+    /** Sends the step described as JSON, the form declarative sagas use (sl_action_issue_step):
+        {"target", "command", "timeout_ms", "idempotent", "retry", "compensation"}. */
+    static action issue_step(std::string step_json) { return action(kind::issue_step, {}, std::move(step_json)); }
     /** The saga succeeded. */
     static action done() { return action(kind::done, {}, {}); }
     /** The saga failed for `reason`. */
@@ -157,10 +165,40 @@ public:
 
 private:
     friend struct detail::glue;
-    enum class kind { wait, issue, done, fail };
+    enum class kind { wait, issue, issue_ex, issue_step, done, fail };
     action(kind k, std::string target, std::string text) : kind_(k), target_(std::move(target)), text_(std::move(text)) {}
     kind kind_;
     std::string target_, text_;
+    std::shared_ptr<const step_options> options_;
+};
+
+/** What a step declares beyond its command (sl_step_options). A compensation runs, in reverse
+    order of the steps, when the saga fails after this step succeeded; retries need
+    `idempotent` (the target recognises a repeat by saga id and step). */
+struct step_options {
+    std::optional<std::string> compensation_json;   // what undoes the step; nullopt: nothing
+    std::optional<std::string> compensation_target; // nullopt: the step's own target
+    std::chrono::milliseconds timeout{0};              // each attempt's; 0: the saga's deadline only
+    std::chrono::milliseconds compensation_timeout{0}; // 0: the saga type's
+    bool idempotent = false;
+    int max_attempts = 0;                              // dispatches in all; 0 or 1: no retry
+    std::chrono::milliseconds retry_backoff{0};        // first back-off, doubled, with jitter; 0: 100 ms
+    std::chrono::milliseconds retry_max_backoff{0};    // 0: 30 s
+    int compensation_max_attempts = 0;
+};
+
+inline action action::issue(std::string target, std::string command_json, const step_options &options) {
+    action a(kind::issue_ex, std::move(target), std::move(command_json));
+    a.options_ = std::make_shared<const step_options>(options);
+    return a;
+}
+
+/** What start-up recovery does with a saga of a type a stopped runtime left unfinished
+    (SL_RECOVERY_*; see sagalane.h and the README). */
+enum class recovery_policy {
+    mark_failed = SL_RECOVERY_MARK_FAILED,  // failed_compensation, for an operator
+    compensate = SL_RECOVERY_COMPENSATE,    // undo the succeeded steps, last first
+    resume = SL_RECOVERY_RESUME             // replay, then dispatch the pending step again
 };
 
 /** A saga type defined by a class: derive from it, and register the class with
@@ -197,6 +235,9 @@ struct saga_type {
     std::string name;                    // unique; stored in the log
     std::vector<std::string> interests;  // untagged event types these sagas want
     std::chrono::milliseconds timeout{0};  // how long a saga may run; 0 means 5000
+    recovery_policy recovery = recovery_policy::mark_failed;
+    /** How long a compensation waits for its answer unless its step says; 0 means 30000. */
+    std::chrono::milliseconds compensation_timeout{0};
 };
 
 /** A running job's view of itself. Valid only while the job function runs. */
@@ -273,6 +314,15 @@ struct lane_options {
     std::function<std::optional<job>(const job_record &)> reconstruct;
 };
 
+/** One event of the log's lifecycle stream (sl_lifecycle_event). Borrowed for the callback. */
+struct lifecycle_event {
+    std::uint64_t position;  // one more than the event before it; store it to resume after it
+    std::uint64_t saga_id;
+    std::string_view type;   // "SagaStarted", "SagaCompensating", "SagaResumed", ...
+    std::string_view payload_json;
+    std::int64_t at_ms;      // when its transaction committed, ms since the epoch
+};
+
 /** A saga's state, as the log and the end of a saga report it (SL_SAGA_*). */
 enum class saga_state {
     running = SL_SAGA_RUNNING,            // unfinished: start-up recovery acts on these
@@ -321,6 +371,9 @@ struct saga_start_options {
         throws is written to stderr and dropped. Never called for a saga that did not start,
         nor for one still in flight when the runtime closes. */
     std::function<void(const saga_end &)> on_end;
+    /** While a saga row holding this key exists (also from an earlier run, until a vacuum),
+        the start starts nothing and answers that saga's id (and its end). */
+    std::optional<std::string> idempotency_key;
 };
 
 /** A saga start_saga_future started, and its end to come. */
@@ -383,9 +436,39 @@ struct glue {
     static void apply(const action &a, sl_action *out) noexcept {
         switch (a.kind_) {
         case action::kind::issue: sl_action_issue(out, a.target_.c_str(), a.text_.c_str()); break;
+        case action::kind::issue_step: sl_action_issue_step(out, a.text_.c_str()); break;
+        case action::kind::issue_ex: {
+            const step_options &o = *a.options_;
+            sl_step_options c;
+            sl_step_options_init(&c);
+            c.compensation_json = o.compensation_json ? o.compensation_json->c_str() : nullptr;
+            c.compensation_target = o.compensation_target ? o.compensation_target->c_str() : nullptr;
+            c.timeout_ms = ms32(o.timeout);
+            c.compensation_timeout_ms = ms32(o.compensation_timeout);
+            c.idempotent = o.idempotent ? 1 : 0;
+            c.max_attempts = o.max_attempts;
+            c.retry_backoff_ms = ms32(o.retry_backoff);
+            c.retry_max_backoff_ms = ms32(o.retry_max_backoff);
+            c.compensation_max_attempts = o.compensation_max_attempts;
+            sl_action_issue_ex(out, a.target_.c_str(), a.text_.c_str(), &c);
+            break;
+        }
         case action::kind::done: sl_action_done(out); break;
         case action::kind::fail: sl_action_fail(out, a.text_.c_str()); break;
         case action::kind::wait: break;
+        }
+    }
+
+    static uint32_t ms32(std::chrono::milliseconds d) noexcept {
+        return static_cast<uint32_t>(std::clamp<std::chrono::milliseconds::rep>(d.count(), 0, UINT32_MAX));
+    }
+
+    static void deliver_lifecycle(void *userdata, const sl_lifecycle_event *e) noexcept {
+        try {
+            (*static_cast<std::function<void(const lifecycle_event &)> *>(userdata))(
+                lifecycle_event{e->position, e->saga_id, view(e->type), view(e->payload_json), e->at_ms});
+        } catch (...) {
+            drop_exception("a lifecycle subscriber");
         }
     }
 
@@ -717,6 +800,42 @@ private:
     std::shared_ptr<detail::runtime_life> life_;
 };
 
+/** A lifecycle subscription (runtime::subscribe_lifecycle): unsubscribes when destroyed. */
+class lifecycle_subscription {
+public:
+    lifecycle_subscription() = default;
+    lifecycle_subscription(lifecycle_subscription &&other) noexcept { swap(other); }
+    lifecycle_subscription &operator=(lifecycle_subscription &&other) noexcept {
+        lifecycle_subscription(std::move(other)).swap(*this);
+        return *this;
+    }
+    ~lifecycle_subscription() { reset(); }
+
+    /** Ends it now. Once it returns, the callback is never called again. */
+    void reset() noexcept {
+        if (!fn_) return;
+        {
+            std::lock_guard<std::mutex> lock(life_->mutex);
+            if (!life_->closed) sl_unsubscribe(sub_);
+        }
+        delete fn_;
+        fn_ = nullptr;
+        sub_ = nullptr;
+        life_.reset();
+    }
+
+private:
+    friend class runtime;
+    void swap(lifecycle_subscription &other) noexcept {
+        std::swap(sub_, other.sub_);
+        std::swap(fn_, other.fn_);
+        std::swap(life_, other.life_);
+    }
+    sl_subscription *sub_ = nullptr;
+    std::function<void(const lifecycle_event &)> *fn_ = nullptr;
+    std::shared_ptr<detail::runtime_life> life_;
+};
+
 /** A lane of the runtime's pool: a view, valid while the runtime is open. */
 class lane {
 public:
@@ -910,6 +1029,49 @@ public:
     /** subscribe(0, fn): a buffer of 4096 events. */
     subscription subscribe(std::function<void(const event &)> fn) { return subscribe(0, std::move(fn)); }
 
+    /** Calls `fn` with every lifecycle event after position `after` (0: all the log holds), in
+        order, exactly once each, on a thread of its own: those the subscriber was away for are
+        read back from the log, then each new one once it is durable (sl_lifecycle_subscribe).
+        Allowed before start(), to see recovery's events. What `fn` throws is dropped. */
+    lifecycle_subscription subscribe_lifecycle(std::uint64_t after, std::function<void(const lifecycle_event &)> fn) {
+        lifecycle_subscription s;
+        auto owned = std::make_unique<std::function<void(const lifecycle_event &)>>(std::move(fn));
+        detail::check(sl_lifecycle_subscribe(rt_, after, detail::glue::deliver_lifecycle, owned.get(), &s.sub_), rt_,
+                      "sl_lifecycle_subscribe");
+        s.fn_ = owned.release();
+        s.life_ = life_;
+        return s;
+    }
+
+    /** The position of the latest lifecycle event the log committed (0: none yet). */
+    std::uint64_t lifecycle_position() const {
+        std::uint64_t position = 0;
+        detail::check(sl_lifecycle_position(rt_, &position), rt_, "sl_lifecycle_position");
+        return position;
+    }
+
+    /** Up to `limit` lifecycle events after `after`, as sl_log_lifecycle's JSON array. */
+    std::string log_lifecycle(std::uint64_t after, int limit) const {
+        char *json = nullptr;
+        int rc = sl_log_lifecycle(rt_, after, limit, &json);
+        return detail::take(rc, json, rt_, "sl_log_lifecycle");
+    }
+
+    /** Operators' actions on a saga in failed_compensation, each written to the log with its
+        lifecycle event; host threads only. Runs its compensations again
+        (sl_saga_retry_compensation). */
+    void retry_compensation(std::uint64_t saga_id, const std::optional<std::string> &note = std::nullopt) {
+        detail::check(sl_saga_retry_compensation(rt_, saga_id, note ? note->c_str() : nullptr), rt_, "sl_saga_retry_compensation");
+    }
+    /** Sends it forward again, as SL_RECOVERY_RESUME would (sl_saga_resume). */
+    void resume_saga(std::uint64_t saga_id, const std::optional<std::string> &note = std::nullopt) {
+        detail::check(sl_saga_resume(rt_, saga_id, note ? note->c_str() : nullptr), rt_, "sl_saga_resume");
+    }
+    /** Marks it resolved by hand, with `note` (sl_saga_resolve). */
+    void resolve_saga(std::uint64_t saga_id, const std::string &note) {
+        detail::check(sl_saga_resolve(rt_, saga_id, note.c_str()), rt_, "sl_saga_resolve");
+    }
+
     /** Registers a saga type built by `factory`. Before or after start. */
     void register_saga_type(const saga_type &type, saga_factory factory) {
         if (!factory) throw error(SL_EINVAL, "sl_saga_type_register", "the factory is empty");
@@ -926,6 +1088,8 @@ public:
         c.interests = interests.data();
         c.interest_count = interests.size();
         c.timeout_ms = static_cast<uint32_t>(std::clamp<std::chrono::milliseconds::rep>(type.timeout.count(), 0, UINT32_MAX));
+        c.recovery = static_cast<int>(type.recovery);
+        c.compensation_timeout_ms = detail::glue::ms32(type.compensation_timeout);
         c.release = detail::release<saga_factory>;
         detail::check(sl_saga_type_register(rt_, &c, owned.get()), rt_, "sl_saga_type_register");
         owned.release();
@@ -1189,6 +1353,7 @@ private:
         sl_saga_start_options c;
         sl_saga_start_options_init(&c);
         c.room_timeout_ms = detail::timeout_ms(options.room_timeout);
+        c.idempotency_key = options.idempotency_key ? options.idempotency_key->c_str() : nullptr;
         std::future<saga_end> end;
         void *key = nullptr;
         if (on_started || options.on_end || want_future) {

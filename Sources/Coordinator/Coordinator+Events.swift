@@ -47,8 +47,16 @@ extension Coordinator {
         if event.isLifecycle { return }
         if event.type.isExactly(Event.sagaActionFailed), let id = event.sagaID {
             if let instance = sagas[id] {
-                let reason = event.payload["reason"]?.stringValue ?? event.payload.serialized
-                onLoop { await self.finish(instance, as: .failed, reason: "action failed: \(reason)") }
+                if instance.awaiting?.retry != nil {
+                    // A step with retries: retried in order with the saga's other events.
+                    deliver(event, to: instance)
+                } else {
+                    // Nothing to retry: the failure wins at once, even while the saga is busy.
+                    let reason = event.payload["reason"]?.stringValue ?? event.payload.serialized
+                    onLoop { await self.finish(instance, as: .failed, reason: "action failed: \(reason)") }
+                }
+            } else if let instance = compensatingSagas[id] {
+                deliver(event, to: instance)
             }
             return
         }
@@ -68,6 +76,9 @@ extension Coordinator {
             deliver(event, to: instance)
         } else if launching[id] != nil {
             launching[id]!.append(event)
+        } else if event.sagaID == id, let instance = compensatingSagas[id] {
+            // A compensating saga hears only what is tagged with it.
+            deliver(event, to: instance)
         }
     }
 

@@ -2,7 +2,7 @@ import SagaLaneJSON
 import SagaLaneLog
 import SagaLaneSupport
 
-/// Running a saga: its launch, its actions, its deadline, and its one end.
+/// Running a saga: its launch, its events, its deadline, and its one end.
 extension Coordinator {
     func launch(_ launch: Launch) {
         launching[launch.id] = []
@@ -12,15 +12,23 @@ extension Coordinator {
         onLoop { await self.run(launch) }
     }
 
-    /// A new saga's order of events: durable `running` row, `SagaStarted`, registry insert,
-    /// deadline armed, id handed out, `start`, its action applied.
+    /// A new saga's order of events: durable `running` row (with its `SagaStarted` in the
+    /// lifecycle stream), `SagaStarted` on the bus, registry insert, deadline armed, id handed
+    /// out, `start`, its action applied.
     private func run(_ launch: Launch) async {
         let id = launch.id, type = launch.type
+        let started = LifecycleNote(type: Event.sagaStarted, payload: ["name": .string(type.name)])
         do {
-            try await log.startSaga(id: id, name: type.name, inputJSON: launch.inputJSON)
+            try await log.write(.startSaga(id: id, name: type.name, inputJSON: launch.inputJSON, idempotencyKey: launch.idempotencyKey,
+                                           event: started))
         } catch {
             leaveLaunchQueue(launch)
             forgetLaunch(launch)
+            if error.code == .exists, let taken = error.underlying as? IdempotencyKeyTaken, let holder = taken.sagaID {
+                // Another start with the key won (a race, or a saga of an earlier run).
+                reportExisting(holder, onStarted: launch.onStarted, onEnded: launch.onEnded)
+                return
+            }
             let failure = SagaLaneError(error.code, "saga \(id) (\(type.name)) was not started: its running row could not be written: \(error.message)",
                                         underlying: error)
             diagnostics.error(failure.message)
@@ -33,18 +41,16 @@ extension Coordinator {
             launch.onStarted?(.failure(SagaLaneError(.closed, "the coordinator closed while saga \(id) was starting")))
             return
         }
-        bus.publish(type: Event.sagaStarted, sagaID: id, payload: ["name": .string(type.name)])
+        bus.publish(type: Event.sagaStarted, sagaID: id, payload: started.payload)
         let instance = SagaInstance(id: id, type: type, saga: launch.saga, onEnded: launch.onEnded)
         instance.mailbox = launching.removeValue(forKey: id) ?? []
         instance.busy = true
         sagas[id] = instance
         // The deadline counts from here: time spent waiting to launch is not the saga's.
-        instance.deadline = loop.scheduleTimer(after: type.timeout) { [self] in
-            assumeIsolated { $0.deadlinePassed(id) }
-        }
+        armDeadline(instance, after: type.timeout)
         launch.onStarted?(.success(id))
         let action = launch.saga.start(instance.context)
-        await apply(action, to: instance)
+        await apply(action, to: instance, cause: nil)
         await pump(instance)
     }
 
@@ -56,39 +62,69 @@ extension Coordinator {
         for waiter in waiters { waiter.done(.failure(SagaLaneError(.notFound, "saga \(launch.id) never started"))) }
     }
 
-    private func removeInterests(of type: SagaType, id: UInt64) {
+    func removeInterests(of type: SagaType, id: UInt64) {
         for interest in type.interests.map({ ExactName($0) }) {
             interested[interest]?.remove(id)
             if interested[interest]?.isEmpty == true { interested.removeValue(forKey: interest) }
         }
     }
 
+    func armDeadline(_ instance: SagaInstance, after duration: Duration) {
+        let id = instance.id
+        instance.deadline = loop.scheduleTimer(after: max(.zero, duration)) { [self] in
+            assumeIsolated { $0.deadlinePassed(id) }
+        }
+    }
+
     /// Feeds the saga its queued events one at a time; the saga is busy until its mailbox is
-    /// empty, so its events are handled in order even while log writes are in flight.
+    /// empty, so its events are handled in order even while log writes are in flight. A saga
+    /// that compensates gets its compensations' answers the same way.
     func pump(_ instance: SagaInstance) async {
-        while !instance.ended, instance.mailboxHead < instance.mailbox.count {
+        while instance.mailboxHead < instance.mailbox.count {
             let event = instance.mailbox[instance.mailboxHead]
             instance.mailboxHead += 1
-            let action = instance.saga.onEvent(event, instance.context)
-            if action == .wait { continue }
-            if let step = instance.awaiting?.step.step {
-                instance.awaiting = nil
-                do {
-                    try await log.finishStep(sagaID: instance.id, index: step, outputJSON: event.json.serialized)
-                } catch {
-                    await finish(instance, as: .failed, reason: "log write failed: step \(step) could not be marked succeeded: \(error.message)")
-                    break
-                }
-                if instance.ended { break }
+            if instance.phase == .compensating {
+                await compensationEvent(event, for: instance)
+            } else if !instance.ended {
+                await forwardEvent(event, for: instance)
             }
-            await apply(action, to: instance)
         }
         instance.mailbox.removeAll()
         instance.mailboxHead = 0
         instance.busy = false
     }
 
-    private func apply(_ action: SagaAction, to instance: SagaInstance) async {
+    private func forwardEvent(_ event: Event, for instance: SagaInstance) async {
+        if event.isStepFailure {
+            await stepFailed(instance, event)
+            return
+        }
+        let action = instance.saga.onEvent(event, instance.context)
+        if action == .wait { return }
+        // The event that moved the saga on is the awaited step's result; with no step awaited
+        // (its `start` waited) it is what the next step's row records as its cause.
+        var cause: String?
+        if let awaiting = instance.awaiting {
+            instance.awaiting = nil
+            cancelStepTimer(instance)
+            let step = awaiting.dispatch.step
+            do {
+                try await log.write(.finishStep(sagaID: instance.id, index: step, outputJSON: event.json.serialized))
+            } catch {
+                await finish(instance, as: .failed, reason: "log write failed: step \(step) could not be marked succeeded: \(error.message)")
+                return
+            }
+            if let compensation = awaiting.compensation {
+                instance.undo.append(SagaInstance.Undo(step: step, target: awaiting.dispatch.target, compensation: compensation))
+            }
+            if instance.ended { return }
+        } else {
+            cause = event.json.serialized
+        }
+        await apply(action, to: instance, cause: cause)
+    }
+
+    func apply(_ action: SagaAction, to instance: SagaInstance, cause: String?) async {
         switch action {
         case .wait:
             return
@@ -96,41 +132,10 @@ extension Coordinator {
             await finish(instance, as: .completed, reason: nil)
         case .failed(let reason):
             await finish(instance, as: .failed, reason: reason)
-        case .issue(let targetName, let command):
-            await issue(command, to: targetName, for: instance)
-        }
-    }
-
-    /// Writes the step row, then (once it is durable, and unless the saga ended meanwhile)
-    /// hands the command, with the saga id and step index injected, to its target.
-    private func issue(_ command: JSON, to targetName: String, for instance: SagaInstance) async {
-        let index = instance.nextStep
-        instance.nextStep += 1
-        let target: any SagaTarget
-        do { target = try registry.target(named: targetName) } catch {
-            await finish(instance, as: .failed, reason: "step \(index) names an unknown target: \(error.message)")
-            return
-        }
-        let injected: JSON
-        if case .object = command {
-            injected = command.setting("saga_id", to: .int(Int64(bitPattern: instance.id))).setting("step", to: .int(Int64(index)))
-        } else {
-            injected = command
-        }
-        do {
-            try await log.startStep(sagaID: instance.id, index: index, name: stepName(targetName, command),
-                                    target: targetName, commandJSON: injected.serialized)
-        } catch {
-            await finish(instance, as: .failed, reason: "log write failed: step \(index) could not be recorded, so it was not dispatched: \(error.message)")
-            return
-        }
-        if instance.ended { return }
-        let step = StepDispatch(sagaID: instance.id, step: index, target: targetName, command: injected)
-        instance.awaiting = (step, target)
-        do {
-            try target.dispatch(step, reporter: StepReporter(bus: bus, sagaID: instance.id, step: index))
-        } catch {
-            await finish(instance, as: .failed, reason: "target '\(targetName)' refused step \(index): \(error)")
+        case .issue(let target, let command):
+            await issue(SagaStep(target: target, command: command), for: instance, cause: cause)
+        case .step(let step):
+            await issue(step, for: instance, cause: cause)
         }
     }
 
@@ -140,9 +145,10 @@ extension Coordinator {
         onLoop { await self.finish(instance, as: .failed, reason: "saga timeout") }
     }
 
-    /// Takes the right to end the saga. Exactly one caller per saga gets `true`, whatever the
-    /// interleaving of done, failed, deadline, target-reported failure and cancel. The target
-    /// of a step still unanswered hears of the end at once, so it can drop what has not run.
+    /// Takes the right to end the saga's forward run. Exactly one caller per saga gets `true`,
+    /// whatever the interleaving of done, failed, deadline, target-reported failure and
+    /// cancel. The target of a step still unanswered hears of the end at once, so it can drop
+    /// what has not run.
     func claimTerminal(_ instance: SagaInstance) -> Bool {
         if instance.ended { return false }
         instance.ended = true
@@ -153,7 +159,8 @@ extension Coordinator {
             loop.cancelTimer(deadline)
             instance.deadline = nil
         }
-        if let (step, target) = instance.awaiting { target.sagaEnded(step) }
+        cancelStepTimer(instance)
+        if let awaiting = instance.awaiting { awaiting.target.sagaEnded(awaiting.dispatch) }
         return true
     }
 
@@ -162,21 +169,34 @@ extension Coordinator {
         await recordEnd(instance, as: state, reason: reason)
     }
 
-    /// Writes the end of a saga whose terminal claim was won, then publishes its one terminal
-    /// event and tells whoever waits for it.
+    /// Ends a saga whose terminal claim was won: a failure with steps to undo compensates
+    /// them first; every other end is written, then announced.
     func recordEnd(_ instance: SagaInstance, as state: SagaState, reason: String?) async {
-        if state != .completed, let step = instance.awaiting?.step.step {
+        if state != .completed, let step = instance.awaiting?.dispatch.step {
             instance.awaiting = nil
             // Best effort: the saga's terminal row below is what recovery and operators rely on.
-            try? await log.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed")
+            _ = try? await log.write(.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed"))
         }
-        var payload: JSONObject = ["name": .string(instance.type.name)]
+        if state == .failed && !instance.undo.isEmpty {
+            await beginCompensation(instance, reason: reason ?? "failed")
+            return
+        }
+        await writeEnd(instance, as: state, reason: reason)
+    }
+
+    /// Writes the saga's final row with its terminal event, publishes that event, and tells
+    /// whoever waits for the saga.
+    func writeEnd(_ instance: SagaInstance, as state: SagaState, reason: String?, extra: JSONObject = [:]) async {
+        var payload = extra
+        payload["name"] = .string(instance.type.name)
+        payload["state"] = .string(state.rawValue)
         if let reason { payload["reason"] = .string(reason) }
+        let type = state == .completed ? Event.sagaCompleted : Event.sagaFailed
         var end = SagaEnd(sagaID: instance.id, state: state, reason: reason)
         do {
-            try await log.terminateSaga(id: instance.id, state: state, reason: reason)
-            bus.publish(type: state == .completed ? Event.sagaCompleted : Event.sagaFailed,
-                        sagaID: instance.id, payload: .object(payload))
+            try await log.write(.terminateSaga(id: instance.id, state: state, reason: reason,
+                                               event: LifecycleNote(type: type, payload: .object(payload))))
+            bus.publish(type: type, sagaID: instance.id, payload: .object(payload))
         } catch {
             let why = "saga \(instance.id) ended \(state.rawValue) but its terminal row could not be written: \(error.message)"
             status.withLock { if $0.unhealthy == nil { $0.unhealthy = why } }
@@ -189,6 +209,7 @@ extension Coordinator {
             end.durable = false
             bus.publish(type: Event.sagaFailed, sagaID: instance.id, payload: .object(payload))
         }
+        compensatingSagas.removeValue(forKey: instance.id)
         ending.remove(instance.id)
         instance.onEnded?(end)
         for waiter in endWaiters.removeValue(forKey: instance.id) ?? [] { waiter.done(.success(end)) }
@@ -201,8 +222,17 @@ extension Coordinator {
         Task(executorPreference: loop, operation: body)
     }
 
-    private func stepName(_ target: String, _ command: JSON) -> String {
+    func stepName(_ prefix: String, _ target: String, _ command: JSON) -> String {
         let kind = command["type"]?.stringValue ?? command["cmd"]?.stringValue ?? "command"
-        return "issue_\(target)_\(kind)"
+        return "\(prefix)_\(target)_\(kind)"
+    }
+
+    /// The command as dispatched: the saga id and step index (and the step a compensation
+    /// undoes) injected into an object, any other value as it is.
+    func injected(_ command: JSON, sagaID: UInt64, step: UInt32, compensates: UInt32? = nil) -> JSON {
+        guard case .object = command else { return command }
+        var object = command.setting("saga_id", to: .int(Int64(bitPattern: sagaID))).setting("step", to: .int(Int64(step)))
+        if let compensates { object = object.setting("compensates", to: .int(Int64(compensates))) }
+        return object
     }
 }

@@ -73,7 +73,10 @@ public actor Coordinator {
     }
 
     // Loop-thread state.
+    /// Sagas running their steps.
     var sagas: [UInt64: SagaInstance] = [:]
+    /// Failed sagas undoing their succeeded steps.
+    var compensatingSagas: [UInt64: SagaInstance] = [:]
     /// Untagged event types, and the sagas (in flight or launching) that want them.
     var interested: [ExactName: Set<UInt64>] = [:]
     /// Events for sagas whose running row is not yet durable: delivered after their `start`.
@@ -162,7 +165,7 @@ public actor Coordinator {
             throw SagaLaneError(.corrupt, "the log's highest saga id \(Int64(bitPattern: maxID)) is out of range: the log was edited or is damaged")
         }
         nextID.store(maxID + 1, ordering: .sequentiallyConsistent)
-        let recovered = try await SagaRecovery(log: log, registry: registry).run()
+        let recovered = try await recover()
         status.withLock { $0.phase = .running }
         drainInbox()
         return recovered
@@ -173,11 +176,16 @@ public actor Coordinator {
     public func close() {
         status.withLock { $0.phase = .closed }
         bus.detachSink(sink.load(ordering: .acquiring))
-        for instance in sagas.values {
+        for instance in Array(sagas.values) + Array(compensatingSagas.values) {
             if let deadline = instance.deadline { loop.cancelTimer(deadline) }
+            cancelStepTimer(instance)
             instance.ended = true
+            instance.phase = .running
+            instance.awaiting = nil
         }
         sagas.removeAll()
+        compensatingSagas.removeAll()
+        ending.removeAll()
         interested.removeAll()
         launching.removeAll()
         let closed = SagaLaneError(.closed, "the coordinator closed before the saga ended")
@@ -198,37 +206,56 @@ public actor Coordinator {
     /// Whether the log can still record sagas' ends, and if not, why.
     public nonisolated var unhealthyReason: String? { status.withLock { $0.unhealthy } }
 
-    /// Sagas in flight.
-    public var inFlightCount: Int { sagas.count }
+    /// Sagas in flight: running, or compensating.
+    public var inFlightCount: Int { sagas.count + compensatingSagas.count }
+
+    /// Sagas compensating.
+    public var compensatingCount: Int { compensatingSagas.count }
 
     /// Sagas waiting for their running row.
     public var launchingCount: Int { launching.count }
 
     /// The ids of the sagas in flight.
-    public var inFlightIDs: [UInt64] { Array(sagas.keys) }
+    public var inFlightIDs: [UInt64] { Array(sagas.keys) + Array(compensatingSagas.keys) }
 
     // MARK: Starting sagas
 
     /// Starts a saga of type `name` with `input`: validates both now, then writes the
     /// `running` row and runs the saga on the loop. The id is handed out only once the row is
     /// durable, so an id a caller holds always names a saga in the log.
+    ///
+    /// **Idempotency keys.** With `idempotencyKey`, while a saga row holding that key exists
+    /// (from this run or an earlier one, until a vacuum deletes it), the call starts nothing:
+    /// `onStarted` gets that saga's id and `onEnded` its end. Two calls racing with one key
+    /// start one saga; both get its id. The key is kept in the saga's row.
     /// - Parameters:
     ///   - onStarted: Called on the loop thread with the saga's id once its `running` row is
     ///     durable and `SagaStarted` is published, or with the error that stopped it.
     ///   - onEnded: Called on the loop thread once the saga ended (after its terminal event),
     ///     unless it never started.
     /// - Throws: `.notFound` (no such type), `.refused` (the type's factory refused the input),
-    ///   `.again` (the launch queue is full), `.unhealthy`, `.state` (not started), `.closed`.
-    ///   Neither callback is called then.
+    ///   `.again` (the launch queue is full), `.unhealthy`, `.state` (not started), `.closed`,
+    ///   `.invalidArgument` (an empty key). Neither callback is called then.
     public nonisolated func startSaga(
         name: String,
         input: JSON,
+        idempotencyKey: String? = nil,
         onStarted: @escaping @Sendable (Result<UInt64, SagaLaneError>) -> Void,
         onEnded: (@Sendable (SagaEnd) -> Void)? = nil
     ) throws(SagaLaneError) {
         try checkAcceptingSagas()
         guard let type = registry.type(named: name) else {
             throw SagaLaneError(.notFound, "no saga type named '\(name)'")
+        }
+        if let key = idempotencyKey {
+            guard !key.isEmpty else { throw SagaLaneError(.invalidArgument, "an idempotency key must not be empty") }
+            try SagaLog.checkValueSize(key.utf8.count, of: "the idempotency key")
+            if let holder = try log.sagaID(idempotencyKey: key) {
+                loop.execute { [self] in
+                    assumeIsolated { $0.reportExisting(holder, onStarted: onStarted, onEnded: onEnded) }
+                }
+                return
+            }
         }
         let saga = try make(type, input)
         try joinLaunchQueue()
@@ -238,20 +265,31 @@ public actor Coordinator {
             throw error
         }
         enqueue(.launch(Launch(id: id, type: type, saga: saga, inputJSON: input.serialized,
-                               onStarted: onStarted, onEnded: onEnded, admitted: true)))
+                               onStarted: onStarted, onEnded: onEnded, admitted: true, idempotencyKey: idempotencyKey)))
     }
 
     /// Starts a saga and returns its id once its `running` row is durable and `SagaStarted`
-    /// is out.
-    public nonisolated func startSaga(name: String, input: JSON = .null) async throws(SagaLaneError) -> UInt64 {
+    /// is out (with a key another saga holds: that saga's id, at once).
+    public nonisolated func startSaga(name: String, input: JSON = .null, idempotencyKey: String? = nil) async throws(SagaLaneError) -> UInt64 {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<UInt64, SagaLaneError>, Never>) in
             do throws(SagaLaneError) {
-                try startSaga(name: name, input: input, onStarted: { continuation.resume(returning: $0) })
+                try startSaga(name: name, input: input, idempotencyKey: idempotencyKey, onStarted: { continuation.resume(returning: $0) })
             } catch {
                 continuation.resume(returning: .failure(error))
             }
         }
         return try result.get()
+    }
+
+    /// A start whose key saga `holder` holds: its id now, its end when it comes.
+    func reportExisting(_ holder: UInt64, onStarted: (@Sendable (Result<UInt64, SagaLaneError>) -> Void)?,
+                        onEnded: (@Sendable (SagaEnd) -> Void)?) {
+        onStarted?(.success(holder))
+        guard let onEnded else { return }
+        let token = nextWaiterToken.wrappingAdd(1, ordering: .relaxed).oldValue
+        addEndWaiter(holder, token: token, inFlight: nil) { result in
+            if case .success(let end) = result { onEnded(end) }
+        }
     }
 
     /// Calls `wake` once there may be room in the launch queue (at once if there is); for a
@@ -330,6 +368,9 @@ public actor Coordinator {
     /// - Throws: `.notFound` when no such saga is in flight.
     public func cancelSaga(id: UInt64, reason: String) async throws(SagaLaneError) {
         guard let instance = sagas[id], !instance.ended else {
+            if compensatingSagas[id] != nil {
+                throw SagaLaneError(.state, "saga \(id) is compensating: it failed already, and its compensations run to their end")
+            }
             throw SagaLaneError(.notFound, "no saga \(id) is in flight")
         }
         await finish(instance, as: .failed, reason: "cancelled: \(reason)")
@@ -374,7 +415,7 @@ public actor Coordinator {
         }
     }
 
-    private func addEndWaiter(_ id: UInt64, token: UInt64, inFlight: (@Sendable () -> Void)?,
+    func addEndWaiter(_ id: UInt64, token: UInt64, inFlight: (@Sendable () -> Void)?,
                               _ done: @escaping @Sendable (Result<SagaEnd, SagaLaneError>) -> Void) {
         if sagas[id] != nil || launching[id] != nil || ending.contains(id) {
             endWaiters[id, default: []].append((token, done))

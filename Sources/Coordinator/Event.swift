@@ -53,18 +53,49 @@ public struct Event: Sendable, Hashable, CustomStringConvertible {
 
 extension Event {
     /// Published when a saga's `running` row is durable, before its first action.
-    public static let sagaStarted = "SagaStarted"
-    /// Published when a saga's `completed` row is durable.
-    public static let sagaCompleted = "SagaCompleted"
-    /// Published when a saga's `failed` row is durable.
-    public static let sagaFailed = "SagaFailed"
+    public static let sagaStarted = LifecycleType.started
+    /// Published when a failed saga's `compensating` row is durable, before its first
+    /// compensation is dispatched; payload `{"name", "reason"}`.
+    public static let sagaCompensating = LifecycleType.compensating
+    /// Published when a saga interrupted by a restart, or reopened by an operator, goes on.
+    public static let sagaResumed = LifecycleType.resumed
+    /// Published when a saga's `completed` row is durable; payload `{"name", "state"}`.
+    public static let sagaCompleted = LifecycleType.completed
+    /// Published when a saga's final row is durable for any other end (`failed`,
+    /// `compensated`, `failed_compensation`); payload `{"name", "state", "reason"}`. With
+    /// `SagaCompleted`, a saga's one terminal event.
+    public static let sagaFailed = LifecycleType.failed
+    /// Published when an operator acted on a saga (see `LifecycleType.operatorAction`).
+    public static let sagaOperatorAction = LifecycleType.operatorAction
     /// Published by a target (or a host) to report that a saga's command failed; tagged with the
-    /// saga id, payload `{"reason": …, "step": …}`. Ends the saga as failed.
+    /// saga id, payload `{"reason": …, "step": …}` (and `"attempt"` from a `StepReporter`).
+    /// Retried when the step declared retries, else it ends the saga as failed.
     public static let sagaActionFailed = "SagaActionFailed"
 
     /// Lifecycle events are the coordinator's own output: they are never fed back into sagas
     /// nor matched against triggers, so a saga can never trigger itself in a loop.
     public var isLifecycle: Bool {
         type.isExactly(Event.sagaStarted) || type.isExactly(Event.sagaCompleted) || type.isExactly(Event.sagaFailed)
+            || type.isExactly(Event.sagaCompensating) || type.isExactly(Event.sagaResumed) || type.isExactly(Event.sagaOperatorAction)
+    }
+
+    /// A step's timer ran out: made by the coordinator for the saga's own mailbox, never
+    /// published (version 0, which no published event has).
+    static func stepTimedOut(sagaID: UInt64, step: UInt32, attempt: Int, after: Duration) -> Event {
+        Event(type: stepTimedOutType, sagaID: sagaID,
+              payload: ["step": .int(Int64(step)), "attempt": .int(Int64(attempt)), "after_ms": .int(after.wholeMilliseconds)])
+    }
+
+    /// A dispatch that threw, for the saga's own mailbox, never published.
+    static func dispatchFailed(sagaID: UInt64, step: UInt32, attempt: Int, reason: String) -> Event {
+        Event(type: sagaActionFailed, sagaID: sagaID,
+              payload: ["step": .int(Int64(step)), "attempt": .int(Int64(attempt)), "reason": .string(reason), "dispatch": true])
+    }
+
+    static let stepTimedOutType = "sagalane.StepTimedOut"
+
+    /// Whether this is a step's failure: a target's report, or (never published) a step timer.
+    var isStepFailure: Bool {
+        type.isExactly(Event.sagaActionFailed) || (version == 0 && type.isExactly(Event.stepTimedOutType))
     }
 }

@@ -15,6 +15,14 @@ import SagaLaneSupport
 /// triggered it (that event's payload is its input).
 ///
 /// Sagas live on the coordinator's loop thread; they need not be thread-safe.
+///
+/// **Determinism.** A saga type whose recovery policy is `.resume` is rebuilt after a crash
+/// from its stored input, and `start` and `onEvent` are called again with each step's
+/// recorded result (`SagaContext.replaying` is true meanwhile): they must decide the same
+/// actions from the same events, and do nothing else (no I/O, no clock, no randomness). The
+/// events that moved the saga on are replayed; events it answered with `.wait` are not, so a
+/// decision must not depend on them. A replayed action that differs from the recorded step
+/// fails the saga with a determinism error naming the step.
 public protocol Saga: AnyObject {
     /// The first action, called once the saga's `running` row is durable.
     func start(_ context: SagaContext) -> SagaAction
@@ -29,6 +37,9 @@ public enum SagaAction: Sendable, Equatable {
     /// injects `"saga_id"` and `"step"` into the command (when it is an object) and dispatches
     /// it. The saga then waits for an event tagged with its id.
     case issue(target: String, command: JSON)
+    /// Send a step with what it declares beyond its command: a compensation, a timeout,
+    /// retries (see `SagaStep`). `.issue(target:command:)` is `.step(SagaStep(target:command:))`.
+    case step(SagaStep)
     /// The saga succeeded.
     case done
     /// The saga failed for `reason`.
@@ -45,13 +56,37 @@ public struct SagaContext: Sendable {
     public let name: String
     /// The index the next issued step will get.
     public let nextStepIndex: UInt32
+    /// Whether the coordinator is replaying the saga's recorded history after a restart (see
+    /// `Saga`): the actions returned are checked against the log, not carried out.
+    public let replaying: Bool
+
+    init(sagaID: UInt64, name: String, nextStepIndex: UInt32, replaying: Bool = false) {
+        self.sagaID = sagaID
+        self.name = name
+        self.nextStepIndex = nextStepIndex
+        self.replaying = replaying
+    }
 }
 
-/// What the coordinator does at start-up with a saga of this type that the log shows unfinished.
-public enum RecoveryPolicy: Sendable, Equatable {
-    /// Mark it `failed_compensation` with a reason saying it was interrupted, for an operator to
-    /// review.
-    case markFailed
+/// What the coordinator does at start-up with a saga of this type that the log shows
+/// unfinished (`running` or `compensating`): a runtime stopped, or was killed, while it ran.
+/// A saga whose type is not registered when the runtime starts is marked failed.
+public enum RecoveryPolicy: String, Sendable, Equatable, CaseIterable {
+    /// Mark it `failed_compensation`, with a reason saying it was interrupted, for an operator
+    /// to review; nothing is dispatched. All of a page of such sagas are written in one go.
+    case markFailed = "mark_failed"
+    /// Undo it: the pending step is marked failed, and the compensations of the steps that
+    /// succeeded run in reverse order, as after any failure; it ends `compensated`
+    /// (`failed_compensation` when a compensation fails, `failed` when nothing undoes any of
+    /// them). A saga interrupted while compensating goes on compensating.
+    case compensate
+    /// Go on from where it was: the saga is rebuilt from its stored input, its recorded step
+    /// results are replayed through `onEvent` (each replayed action checked against the
+    /// recorded step: a mismatch fails the saga with a determinism error), the pending step is
+    /// dispatched again with the same saga id and step index, so its target can recognise it,
+    /// and what is left of its deadline is armed. A saga interrupted while compensating goes
+    /// on compensating.
+    case resume
 }
 
 /// A kind of saga, registered by name.
@@ -67,20 +102,29 @@ public struct SagaType: Sendable {
     public var timeout: Duration
     /// What start-up recovery does with an unfinished saga of this type.
     public var recovery: RecoveryPolicy
+    /// How long a compensation waits for its answer (each attempt) unless it says otherwise.
+    /// The saga's deadline does not cover its compensations.
+    public var compensationTimeout: Duration
     /// Builds a saga from its input; throws (any error) when the input is not acceptable.
+    /// Recovery under `.resume` calls it again with the input the log stored.
     public var make: @Sendable (JSON) throws -> Saga
+
+    /// How long a compensation waits for its answer unless its type or itself says.
+    public static let defaultCompensationTimeout = Duration.seconds(30)
 
     public init(
         name: String,
         interests: Set<String> = [],
         timeout: Duration = SagaType.defaultTimeout,
         recovery: RecoveryPolicy = .markFailed,
+        compensationTimeout: Duration = SagaType.defaultCompensationTimeout,
         make: @escaping @Sendable (JSON) throws -> Saga
     ) {
         self.name = name
         self.interests = interests
         self.timeout = timeout
         self.recovery = recovery
+        self.compensationTimeout = compensationTimeout
         self.make = make
     }
 }

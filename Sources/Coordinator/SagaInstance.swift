@@ -6,7 +6,7 @@ import SagaLaneSupport
 /// How a saga ended: what its end callbacks and `Coordinator.whenEnded` report.
 public struct SagaEnd: Sendable, Equatable {
     public var sagaID: UInt64
-    /// `completed`, `failed`, … (see `SagaState`).
+    /// `completed`, `failed`, `compensated` or `failed_compensation` (see `SagaState`).
     public var state: SagaState
     /// Why it failed; `nil` for a saga that completed.
     public var reason: String?
@@ -37,22 +37,54 @@ struct Launch: @unchecked Sendable {
     /// Whether it counts against the launch queue's limit (sagas started by triggers do not:
     /// an event that fires a trigger cannot be refused).
     let admitted: Bool
+    /// While a saga's row holds this key, a start with it starts nothing and answers that
+    /// saga's id.
+    var idempotencyKey: String? = nil
 }
 
 /// One saga in flight, owned by the loop thread.
 final class SagaInstance {
+    enum Phase { case running, compensating }
+
+    /// The step whose answer the saga waits for: its dispatch, its target, and what it
+    /// declared that the coordinator acts on.
+    struct Awaiting {
+        var dispatch: StepDispatch
+        let target: any SagaTarget
+        let timeout: Duration?
+        /// Retries left to the coordinator: an idempotent step's, or a compensation's.
+        let retry: RetryPolicy?
+        /// A forward step's compensation, kept once the step succeeds.
+        let compensation: Compensation?
+    }
+
+    /// A succeeded step with a compensation, which a failure undoes.
+    struct Undo {
+        let step: UInt32
+        let target: String
+        let compensation: Compensation
+    }
+
     let id: UInt64
     let type: SagaType
     let saga: Saga
     let onEnded: (@Sendable (SagaEnd) -> Void)?
     var nextStep: UInt32 = 0
-    /// The step whose echo the saga waits for, with the target it went to.
-    var awaiting: (step: StepDispatch, target: any SagaTarget)?
+    var phase = Phase.running
+    var awaiting: Awaiting?
+    /// The succeeded steps that have a compensation, by index: undone last first.
+    var undo: [Undo] = []
+    /// Why the saga failed, once it compensates.
+    var failureReason: String?
     var mailbox: [Event] = []
     var mailboxHead = 0
     var busy = false
+    /// The forward run is over: no more of the saga's own actions, whoever ended it. A saga
+    /// that compensates is still in flight after that (`phase`).
     var ended = false
     var deadline: TimerID?
+    /// The awaited step's own timeout, or the back-off before it is sent again.
+    var stepTimer: TimerID?
 
     init(id: UInt64, type: SagaType, saga: Saga, onEnded: (@Sendable (SagaEnd) -> Void)?) {
         self.id = id
@@ -62,4 +94,12 @@ final class SagaInstance {
     }
 
     var context: SagaContext { SagaContext(sagaID: id, name: type.name, nextStepIndex: nextStep) }
+}
+
+/// The saga of a type that could not be rebuilt after a restart: it can only be undone or end.
+final class UnrebuiltSaga: Saga {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+    func start(_ context: SagaContext) -> SagaAction { .failed(reason) }
+    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction { .failed(reason) }
 }

@@ -101,15 +101,24 @@ public final class Lane: Sendable {
     /// happens before the job starts (even while its queued row is being written) the job never
     /// runs and this throws `.cancelled`; a running job sees its cancellation flag.
     /// - Returns: The job's result text.
-    /// - Throws: `.jobFailed` (its `underlying` a `LaneJobFailure`), `.cancelled`, or a
-    ///   submission error.
+    /// - Throws: `.jobFailed` (its `underlying` a `LaneJobFailure`), `.cancelled`, `.exists`
+    ///   (its idempotency key is taken: nothing was queued), or a submission error.
     public func submitAndWait(_ job: LaneJob) async throws(SagaLaneError) -> String {
         let core = self.core
         let link = WaiterLink()
         let outcome: Result<LaneJobCompletion, SagaLaneError> = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<LaneJobCompletion, SagaLaneError>, Never>) in
+                let lane = core.name
                 core.submit(job, waiter: link, onQueued: { result in
-                    if case .failure(let error) = result { continuation.resume(returning: .failure(error)) }
+                    switch result {
+                    case .failure(let error):
+                        continuation.resume(returning: .failure(error))
+                    case .success(let submission) where submission.duplicate:
+                        continuation.resume(returning: .failure(SagaLaneError(
+                            .exists, "job '\(submission.jobID)' of lane '\(lane)' holds the idempotency key: nothing was queued")))
+                    case .success:
+                        break
+                    }
                 }, onComplete: { continuation.resume(returning: .success($0)) })
             }
         } onCancel: {

@@ -81,6 +81,9 @@ final class LaneCore: Sendable {
             case .closed:
                 break
             }
+            if let key = job.idempotencyKey, let holder = s.keys[ExactName(key)] {
+                return .success(LaneSubmission(position: 0, estimatedWait: .zero, jobID: holder.id, duplicate: true))
+            }
             if let existing = s.jobs.updateValue(entry, forKey: entry.key) {
                 s.jobs[entry.key] = existing
                 return .failure(SagaLaneError(.exists, "job '\(id)' is already in lane '\(name)'"))
@@ -89,11 +92,15 @@ final class LaneCore: Sendable {
                 s.jobs.removeValue(forKey: entry.key)
                 return .failure(SagaLaneError(.cancelled, "job '\(id)' was given up before it was queued"))
             }
+            if let key = job.idempotencyKey { s.keys[ExactName(key)] = entry.key }
             return .success(persisted ? nil : enqueue(&s, entry))
         }
         switch admitted {
         case .failure(let error):
             onQueued(.failure(error))
+            return nil
+        case .success(let submission?) where submission.duplicate:
+            onQueued(.success(submission))
             return nil
         case .success(let submission?):
             onQueued(.success(submission))
@@ -111,12 +118,18 @@ final class LaneCore: Sendable {
         case .failure(let error):
             let waiters = lock.withLock { s -> [CancelWaiter] in
                 s.jobs.removeValue(forKey: entry.key)
+                s.releaseKey(of: entry)
                 entry.state = .done
                 defer { entry.cancelWaiters = [] }
                 return entry.cancelWaiters
             }
-            onQueued(.failure(SagaLaneError(error.code, "job '\(entry.id)' was refused: its queued row could not be written: \(error.message)",
-                                            underlying: error)))
+            if error.code == .exists, let taken = error.underlying as? IdempotencyKeyTaken, let holder = taken.jobID {
+                // The key's row is in the log (a job of an earlier run): nothing is queued.
+                onQueued(.success(LaneSubmission(position: 0, estimatedWait: .zero, jobID: holder, duplicate: true)))
+            } else {
+                onQueued(.failure(SagaLaneError(error.code, "job '\(entry.id)' was refused: its queued row could not be written: \(error.message)",
+                                                underlying: error)))
+            }
             // A refused job never runs, which is all a cancel promises.
             for waiter in waiters { waiter(.success(())) }
         case .success:

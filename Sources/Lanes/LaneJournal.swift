@@ -13,7 +13,8 @@ struct LaneJournal: Sendable {
     typealias Written = @Sendable (Result<Int, SagaLaneError>) -> Void
 
     func writeQueued(_ job: LaneJob, id: String, then done: @escaping Written) {
-        write(.enqueueJob(id: id, lane: lane, caller: job.caller, priority: job.priority, metadata: job.metadata), done)
+        write(.enqueueJob(id: id, lane: lane, caller: job.caller, priority: job.priority, metadata: job.metadata,
+                          idempotencyKey: job.idempotencyKey), done)
     }
 
     func writeRunning(id: String, attempt: Int, then done: @escaping Written) {

@@ -31,6 +31,7 @@ extension LaneCore {
         /// Only the fields the lane uses once the job is submitted (the log keeps the caller
         /// and metadata): each field copied in costs a retain now and a release later.
         let key: JobKey
+        let idempotencyKey: String?
         let priority: Int
         let retry: RetryPolicy?
         let body: @Sendable (LaneJobContext) throws -> String
@@ -53,6 +54,7 @@ extension LaneCore {
 
         init(job: LaneJob, key: JobKey, onComplete: @escaping @Sendable (LaneJobCompletion) -> Void, attempt: Int, state: State) {
             self.key = key
+            idempotencyKey = job.idempotencyKey
             priority = job.priority
             retry = job.retry
             body = job.body
@@ -104,6 +106,8 @@ struct LaneState {
     var recovery = RecoveryWindow.open
     /// While recovering: the ids of the queued rows still to be rebuilt.
     var reservedIDs: Set<JobKey> = []
+    /// The idempotency keys of the jobs the lane holds, with each job's id.
+    var keys: [ExactName: JobKey] = [:]
     var completed = 0, failed = 0, cancelled = 0
     var runTimes = RunTimeWindow()
 
@@ -115,6 +119,7 @@ struct LaneState {
     /// result to `LaneCore.deliver` once the lock is released.
     mutating func end(_ entry: LaneCore.Entry, _ outcome: LaneJobOutcome, rowWritten: Bool = false) -> LaneCore.Ending {
         jobs.removeValue(forKey: entry.key)
+        releaseKey(of: entry)
         entry.state = .done
         entry.context = nil
         switch outcome {
@@ -123,6 +128,13 @@ struct LaneState {
         case .cancelled: cancelled += 1
         }
         return LaneCore.Ending(entry: entry, outcome: outcome, rowWritten: rowWritten)
+    }
+
+    /// The job no longer holds its idempotency key in memory (a persisted lane's row still does).
+    mutating func releaseKey(of entry: LaneCore.Entry) {
+        guard let name = entry.idempotencyKey else { return }
+        let key = ExactName(name)
+        if keys[key] == entry.key { keys.removeValue(forKey: key) }
     }
 
     /// Whether a worker would find something to do.

@@ -17,6 +17,11 @@ public struct LaneJob: Sendable {
     public var metadata: [UInt8]
     /// Retries for jobs declared idempotent; `nil` runs the job once.
     public var retry: RetryPolicy?
+    /// While a job submitted with this key is in the lane (or, for a persisted lane, while its
+    /// row is in the log, until the sweeper purges it), a submit with the same key queues
+    /// nothing and answers that job's id (`LaneSubmission.duplicate`); its completion is
+    /// never called. `nil`: no key.
+    public var idempotencyKey: String?
     /// The work. Returns the result text or throws; should check `context.isCancelled` when
     /// it runs long.
     public var body: @Sendable (LaneJobContext) throws -> String
@@ -27,6 +32,7 @@ public struct LaneJob: Sendable {
         priority: Int = 0,
         metadata: [UInt8] = [],
         retry: RetryPolicy? = nil,
+        idempotencyKey: String? = nil,
         body: @escaping @Sendable (LaneJobContext) throws -> String
     ) {
         self.id = id
@@ -34,6 +40,7 @@ public struct LaneJob: Sendable {
         self.priority = priority
         self.metadata = metadata
         self.retry = retry
+        self.idempotencyKey = idempotencyKey
         self.body = body
     }
 }
@@ -116,63 +123,6 @@ public struct RecoveredJob: Sendable {
     }
 }
 
-/// Retries with exponential back-off and jitter, for jobs that are safe to run again.
-///
-/// Any values are accepted, also when set after `init`: `backoff(after:random:)` reads a
-/// negative or NaN duration, multiplier or jitter as its neutral value and never traps.
-public struct RetryPolicy: Sendable, Equatable {
-    /// Runs in all, the first included.
-    public var maxAttempts: Int
-    public var initialBackoff: Duration
-    public var maxBackoff: Duration
-    public var multiplier: Double
-    /// Each delay is stretched by a random factor in [1, 1 + jitter], so failed jobs do not
-    /// retry in lockstep.
-    public var jitter: Double
-
-    /// The first back-off, unless a policy says otherwise.
-    public static let defaultInitialBackoff = Duration.milliseconds(100)
-
-    /// The longest delay `backoff` returns, whatever the policy says: a year. (Timers of
-    /// centuries would overflow the clocks that arm them.)
-    public static let longestBackoff = Duration.seconds(365 * 24 * 3600)
-
-    public init(maxAttempts: Int = 3, initialBackoff: Duration = RetryPolicy.defaultInitialBackoff, maxBackoff: Duration = .seconds(30),
-                multiplier: Double = 2, jitter: Double = 0.2) {
-        self.maxAttempts = max(1, maxAttempts)
-        self.initialBackoff = initialBackoff
-        self.maxBackoff = maxBackoff
-        self.multiplier = multiplier >= 1 ? multiplier : 1
-        self.jitter = jitter >= 0 ? jitter : 0
-    }
-
-    /// The delay before attempt `attempt + 1`, given `attempt` runs failed:
-    /// `initialBackoff × multiplier^(attempt − 1)`, at most `maxBackoff`, then stretched by
-    /// the jitter (`random` in [0, 1]); never negative nor longer than `longestBackoff`.
-    public func backoff(after attempt: Int, random: Double = Double.random(in: 0...1)) -> Duration {
-        let cap = Self.nanoseconds(Self.longestBackoff)
-        let initial = min(Self.nanoseconds(initialBackoff), cap)
-        let ceiling = min(Self.nanoseconds(maxBackoff), cap)
-        let growth = multiplier >= 1 ? multiplier : 1
-        let steps = attempt > 1 ? Double(attempt - 1) : 0
-        var delay = initial
-        // 0 × ∞ (a zero first delay, a huge growth) is NaN: a zero delay stays zero.
-        if initial > 0 && growth > 1 { delay = initial * pow(growth, steps) }
-        delay = min(delay, ceiling)
-        let stretch = jitter >= 0 ? jitter : 0
-        let spread = random >= 0 ? min(random, 1) : 0
-        if spread > 0 { delay *= 1 + stretch * spread }
-        guard delay.isFinite, delay < cap else { return Self.longestBackoff }
-        return .nanoseconds(Int64(max(0, delay)))
-    }
-
-    /// `duration` in nanoseconds, negative ones as zero.
-    private static func nanoseconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return max(0, Double(seconds) * 1e9 + Double(attoseconds) / 1e9)
-    }
-}
-
 /// Where a submitted job stands.
 public struct LaneSubmission: Sendable, Equatable {
     /// Jobs ahead of it in the queue (0: it starts as soon as a worker is free).
@@ -180,8 +130,12 @@ public struct LaneSubmission: Sendable, Equatable {
     /// `position`, plus the jobs running, spread over the workers, times the recent mean run
     /// time. Zero until the lane has run something.
     public var estimatedWait: Duration
-    /// The job's id (made up by the lane when the job had none).
+    /// The job's id (made up by the lane when the job had none); for a duplicate, the id of
+    /// the job that holds the key.
     public var jobID: String
+    /// The job's idempotency key was taken: nothing was queued, and the completion given with
+    /// this submit is never called.
+    public var duplicate: Bool = false
 }
 
 /// A lane's counters.

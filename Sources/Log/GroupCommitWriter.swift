@@ -34,6 +34,9 @@ final class GroupCommitWriter: Sendable {
 
     private let storage: any LogStorage
     private let queue = ConditionLock(Queue())
+    /// Told, on the writer thread, the lifecycle events of each batch just committed, before
+    /// the batch's records are reported durable.
+    private let committed: @Sendable ([LifecycleEntry]) -> Void
 
     /// Batches committed and records written, for tests and benchmarks.
     let batches = Atomic<Int>(0)
@@ -42,8 +45,9 @@ final class GroupCommitWriter: Sendable {
     /// Rows per bulk-delete transaction.
     static let bulkBatchSize = 500
 
-    init(storage: any LogStorage) throws(SagaLaneError) {
+    init(storage: any LogStorage, committed: @escaping @Sendable ([LifecycleEntry]) -> Void = { _ in }) throws(SagaLaneError) {
         self.storage = storage
+        self.committed = committed
         let thread = try OSThread(name: "sagalane-log-writer", role: .logWriter) { [self] in runLoop() }
         queue.withLock { $0.thread = thread }
     }
@@ -145,6 +149,8 @@ final class GroupCommitWriter: Sendable {
         }
         batches.add(1, ordering: .relaxed)
         records.add(group.count, ordering: .relaxed)
+        let events = storage.takeCommittedEvents()
+        if !events.isEmpty { committed(events) }
         for (item, result) in zip(group, results) { item.completion(result) }
     }
 

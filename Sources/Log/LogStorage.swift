@@ -43,6 +43,9 @@ public protocol LogStorage: AnyObject, Sendable {
     /// Closes the write side. The writer calls it once it has written everything; what the
     /// storage keeps (a file) must then be complete on its own.
     func closeWriting()
+    /// The lifecycle events the batch just committed wrote, in position order; each batch's
+    /// are handed out once. Empty after a rollback.
+    func takeCommittedEvents() -> [LifecycleEntry]
 
     // MARK: Reading (any thread)
 
@@ -72,4 +75,20 @@ public protocol LogStorage: AnyObject, Sendable {
     func stats() throws(SagaLaneError) -> LogStats
     /// The storage's own consistency check: "ok" when sound, else what is wrong.
     func integrityCheck() throws(SagaLaneError) -> String
+
+    // MARK: The lifecycle stream, keys, requests (any thread)
+
+    /// The highest lifecycle position the storage ever used (deleted events included), or 0;
+    /// read when the storage opened, then kept up to date by the writer.
+    var lastEventPosition: UInt64 { get }
+    /// Up to `limit` lifecycle events after `position`, in position order.
+    func lifecycleEvents(after position: UInt64, limit: Int) throws(SagaLaneError) -> [LifecycleEntry]
+    /// Saga `sagaID`'s lifecycle events, in position order.
+    func lifecycleEvents(sagaID: UInt64) throws(SagaLaneError) -> [LifecycleEntry]
+    /// The saga started with idempotency key `key`, if its row exists.
+    func sagaID(idempotencyKey key: String) throws(SagaLaneError) -> UInt64?
+    /// Lane `lane`'s job submitted with idempotency key `key`, if its row exists.
+    func job(lane: String, idempotencyKey key: String) throws(SagaLaneError) -> JobRecord?
+    /// Up to `limit` pending operator requests, by saga id.
+    func requests(limit: Int) throws(SagaLaneError) -> [SagaRequest]
 }

@@ -7,11 +7,15 @@ import SagaLaneSupport
 /// JSON, so a reader can query into it; text that does not parse (written by an older or
 /// foreign writer) is kept as a string rather than dropped.
 extension SagaRecord {
-    /// `{"id", "name", "state", "input", "failure_reason", "started_at", "ended_at", "steps"}`
-    /// with `steps` an array of step objects.
+    /// `{"id", "name", "state", "input", "failure_reason", "started_at", "ended_at",
+    /// "idempotency_key", "steps"}` with `steps` an array of step objects, and `"history"` (its
+    /// lifecycle events, as `LifecycleEntry.json`) when the record was read with it.
     public var json: JSON {
-        sagaJSON(id: id, name: name, state: state, inputJSON: inputJSON, failureReason: failureReason,
-                 startedAt: startedAt, endedAt: endedAt, steps: .array(steps.map(\.json)))
+        var json = sagaJSON(id: id, name: name, state: state, inputJSON: inputJSON, failureReason: failureReason,
+                            startedAt: startedAt, endedAt: endedAt, steps: .array(steps.map(\.json)))
+        json = json.setting("idempotency_key", to: idempotencyKey.map(JSON.string) ?? .null)
+        if let history { json = json.setting("history", to: .array(history.map(\.json))) }
+        return json
     }
 }
 
@@ -25,9 +29,16 @@ extension SagaSummary {
 
 extension StepRecord {
     /// `{"index", "name", "target", "command", "state", "output", "failure_reason",
-    /// "started_at", "ended_at"}`.
+    /// "started_at", "ended_at", "attempts", "compensates", "spec", "cause"}`: `compensates`
+    /// is the step a compensation undoes (null for a forward step), `spec` what the step
+    /// declared beyond its command (null when nothing), `cause` the event that led to the step
+    /// when it answered no earlier one.
     public var json: JSON {
         [
+            "attempts": .int(Int64(attempts)),
+            "cause": causeJSON.map(embedded) ?? .null,
+            "compensates": compensates.map { .int(Int64($0)) } ?? .null,
+            "spec": specJSON.map(embedded) ?? .null,
             "index": .int(Int64(index)),
             "name": .string(name),
             "target": .string(target),

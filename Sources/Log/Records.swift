@@ -1,3 +1,4 @@
+import SagaLaneJSON
 import SagaLaneSupport
 
 /// A saga's state in the log. What each one means, once:
@@ -60,6 +61,12 @@ public struct SagaRecord: Sendable, Equatable {
     public var startedAt: Timestamp
     public var endedAt: Timestamp?
     public var steps: [StepRecord]
+    /// The key it was started with, if any: while this row exists, a start with the same key
+    /// returns this saga instead of starting another.
+    public var idempotencyKey: String? = nil
+    /// Its lifecycle events and operator actions, oldest first, where the query provides them
+    /// (`SagaLog.saga(id:)`); `nil` elsewhere.
+    public var history: [LifecycleEntry]? = nil
 }
 
 /// One step row.
@@ -74,6 +81,16 @@ public struct StepRecord: Sendable, Equatable {
     public var failureReason: String?
     public var startedAt: Timestamp
     public var endedAt: Timestamp?
+    /// Dispatches made so far: 1, plus one per retry and per re-dispatch after a restart.
+    public var attempts: Int = 1
+    /// For a compensation: the index of the step it undoes.
+    public var compensates: UInt32? = nil
+    /// What the step declared beyond its command, as JSON (`SagaStep`'s stored form: its
+    /// timeout, retries, idempotence and compensation); `nil` when nothing.
+    public var specJSON: String? = nil
+    /// The event that led the saga to issue this step when it answered no earlier step (the
+    /// saga's `start` waited, and this event moved it on): resume replays it.
+    public var causeJSON: String? = nil
 }
 
 /// A saga row for diagnostics, with its number of steps instead of the steps themselves.
@@ -103,30 +120,92 @@ public struct JobRecord: Sendable, Equatable {
     public var finishedAt: Timestamp?
     public var cancelledAt: Timestamp?
     public var failedAt: Timestamp?
+    /// The key it was submitted with, if any: while this row exists, a submit with the same
+    /// key to the same lane queues nothing.
+    public var idempotencyKey: String? = nil
+}
+
+/// A lifecycle event a record announces: written in the same transaction as the change it
+/// announces, at the next position of the log's lifecycle stream (see `LifecycleEntry`).
+public struct LifecycleNote: Sendable, Equatable {
+    public var type: String
+    public var payload: JSON
+
+    public init(type: String, payload: JSON) {
+        self.type = type
+        self.payload = payload
+    }
+}
+
+/// What an operator asked of a saga while its runtime was stopped (`sagalane retry-compensation`
+/// and the like): the next start carries it out after start-up recovery.
+public enum SagaRequestAction: String, Sendable, CaseIterable {
+    case cancel
+    case resume
+    case retryCompensation = "retry_compensation"
+}
+
+/// One pending operator request.
+public struct SagaRequest: Sendable, Equatable {
+    public var sagaID: UInt64
+    public var action: SagaRequestAction
+    public var note: String?
+    public var requestedAt: Timestamp
+}
+
+/// A write refused because its idempotency key is taken: carried as the `underlying` error of
+/// the `.exists` error, with the saga (or job) that holds the key.
+public struct IdempotencyKeyTaken: Error, Sendable, Equatable {
+    /// The saga started with the key, for a saga's start.
+    public var sagaID: UInt64?
+    /// The job submitted with the key, for a lane job.
+    public var jobID: String?
 }
 
 /// A write to the log. Each goes through the group-commit writer.
+///
+/// A record with a `LifecycleNote` appends that event to the lifecycle stream in the same
+/// transaction as its change, so an event is never visible (nor published) without the change
+/// it announces, nor the change without its event.
 public enum LogRecord: Sendable {
-    /// A new saga in `running`. A duplicate id is an error, never an overwrite.
-    case startSaga(id: UInt64, name: String, inputJSON: String)
+    /// A new saga in `running`. A duplicate id is an error, never an overwrite; a key another
+    /// saga holds fails with `.exists`, its `underlying` an `IdempotencyKeyTaken` naming it.
+    case startSaga(id: UInt64, name: String, inputJSON: String, idempotencyKey: String? = nil, event: LifecycleNote? = nil)
     /// The saga's terminal (or other) state, `ended_at` and reason.
-    case terminateSaga(id: UInt64, state: SagaState, reason: String?)
-    /// A state change that does not end the saga (e.g. `compensating`).
-    case setSagaState(id: UInt64, state: SagaState)
-    /// A `pending` step row, written before its command is dispatched.
-    case startStep(sagaID: UInt64, index: UInt32, name: String, target: String, commandJSON: String)
+    case terminateSaga(id: UInt64, state: SagaState, reason: String?, event: LifecycleNote? = nil)
+    /// A state change that does not end the saga (e.g. `compensating`): `ended_at` is cleared
+    /// (an operator may reopen a saga), and the reason replaced when one is given (`""`
+    /// clears it).
+    case setSagaState(id: UInt64, state: SagaState, reason: String? = nil, event: LifecycleNote? = nil)
+    /// A `pending` step row, written before its command is dispatched; `compensates` names the
+    /// step a compensation undoes.
+    case startStep(sagaID: UInt64, index: UInt32, name: String, target: String, commandJSON: String,
+                   compensates: UInt32? = nil, specJSON: String? = nil, causeJSON: String? = nil)
     /// The step `succeeded` with the event that answered it.
     case finishStep(sagaID: UInt64, index: UInt32, outputJSON: String)
     /// The step `failed`.
     case failStep(sagaID: UInt64, index: UInt32, reason: String)
+    /// A pending step is dispatched again, as attempt `attempt`, because of `reason` (a failure
+    /// retried, or a restart): the row counts the attempt and appends the reason.
+    case retryStep(sagaID: UInt64, index: UInt32, attempt: Int, reason: String)
+    /// Compensation `index` succeeded with `outputJSON`, and the step it undoes, `compensated`,
+    /// is now `compensated`: one change, so the log never shows one without the other.
+    case compensateStep(sagaID: UInt64, index: UInt32, compensated: UInt32, outputJSON: String)
     /// Recovery's terminal write: `failed_compensation`, the reason appended to any earlier
     /// one, `ended_at` rewritten. Idempotent.
-    case markFailedCompensation(sagaID: UInt64, reason: String)
+    case markFailedCompensation(sagaID: UInt64, reason: String, event: LifecycleNote? = nil)
+    /// A lifecycle event on its own (a saga resumed, an operator's action).
+    case note(sagaID: UInt64, event: LifecycleNote)
+    /// Records an operator's request for the next start (replacing any earlier one).
+    case putRequest(sagaID: UInt64, action: SagaRequestAction, note: String?, event: LifecycleNote? = nil)
+    /// Removes a saga's pending request (the start that carries it out).
+    case deleteRequest(sagaID: UInt64)
     /// Deletes terminal sagas that ended before the cutoff (their steps cascade), in bounded
     /// batches. Output: the number of sagas deleted.
     case vacuum(olderThan: Timestamp)
-    /// A `queued` lane job. A duplicate id is an error.
-    case enqueueJob(id: String, lane: String, caller: String, priority: Int, metadata: [UInt8])
+    /// A `queued` lane job. A duplicate id is an error; a key another job of the lane holds
+    /// fails with `.exists`, its `underlying` an `IdempotencyKeyTaken` naming it.
+    case enqueueJob(id: String, lane: String, caller: String, priority: Int, metadata: [UInt8], idempotencyKey: String? = nil)
     /// A lane job's new state, stamping the matching time column.
     case updateJobState(id: String, state: JobState, attempts: Int?, error: String?)
     /// Deletes terminal lane jobs that ended before the cutoff, in bounded batches. Output:
@@ -183,35 +262,59 @@ extension LogRecord {
                 throw SagaLaneError(.invalidArgument, "saga id \(id) is past the largest the log stores (\(Int64.max))")
             }
         }
+        func note(_ event: LifecycleNote?, _ id: UInt64) throws(SagaLaneError) {
+            guard let event else { return }
+            try size(event.type, "saga \(id)'s event type")
+            // Payloads are small objects the coordinator builds around a reason or a note, each
+            // checked on its own where it enters; the serialized whole is checked on the writer.
+        }
         switch self {
-        case .startSaga(let id, let name, let input):
+        case .startSaga(let id, let name, let input, let key, let event):
             try saga(id)
             try size(name, "the saga's name")
             try size(input, "saga \(id)'s input")
-        case .terminateSaga(let id, _, let reason):
+            if let key { try size(key, "saga \(id)'s idempotency key") }
+            try note(event, id)
+        case .terminateSaga(let id, _, let reason, let event):
             try saga(id)
             if let reason { try size(reason, "saga \(id)'s failure reason") }
-        case .setSagaState(let id, _):
+            try note(event, id)
+        case .setSagaState(let id, _, let reason, let event):
             try saga(id)
-        case .startStep(let id, let index, let name, let target, let command):
+            if let reason { try size(reason, "saga \(id)'s failure reason") }
+            try note(event, id)
+        case .startStep(let id, let index, let name, let target, let command, _, let spec, let cause):
             try saga(id)
             try size(name, "step \(index)'s name")
             try size(target, "step \(index)'s target")
             try size(command, "step \(index) of saga \(id)'s command")
-        case .finishStep(let id, let index, let output):
+            if let spec { try size(spec, "step \(index) of saga \(id)'s declaration") }
+            if let cause { try size(cause, "the event before step \(index) of saga \(id)") }
+        case .finishStep(let id, let index, let output), .compensateStep(let id, let index, _, let output):
             try saga(id)
             try size(output, "step \(index) of saga \(id)'s output")
-        case .failStep(let id, let index, let reason):
+        case .failStep(let id, let index, let reason), .retryStep(let id, let index, _, let reason):
             try saga(id)
             try size(reason, "step \(index) of saga \(id)'s failure reason")
-        case .markFailedCompensation(let id, let reason):
+        case .markFailedCompensation(let id, let reason, let event):
             try saga(id)
             try size(reason, "saga \(id)'s failure reason")
-        case .enqueueJob(let id, let lane, let caller, _, let metadata):
+            try note(event, id)
+        case .note(let id, let event):
+            try saga(id)
+            try note(event, id)
+        case .putRequest(let id, _, let text, let event):
+            try saga(id)
+            if let text { try size(text, "the request's note") }
+            try note(event, id)
+        case .deleteRequest(let id):
+            try saga(id)
+        case .enqueueJob(let id, let lane, let caller, _, let metadata, let key):
             try size(id, "the job id")
             try size(lane, "the lane name")
             try size(caller, "job '\(id.prefix(64))'s caller")
             try SagaLog.checkValueSize(metadata.count, of: "job '\(id.prefix(64))'s metadata")
+            if let key { try size(key, "job '\(id.prefix(64))'s idempotency key") }
         case .updateJobState(let id, _, _, let error):
             try size(id, "the job id")
             if let error { try size(error, "job '\(id.prefix(64))'s error") }

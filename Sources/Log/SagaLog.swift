@@ -11,16 +11,25 @@ public final class SagaLog: Sendable {
     /// Where the records are kept.
     public let storage: any LogStorage
     private let writer: GroupCommitWriter?
+    /// The lifecycle stream: every lifecycle event this log commits, for cursors reading it
+    /// from a position (see `LifecycleFeed`). A read-only log's feed has what the file held
+    /// when it opened, and nothing more comes.
+    public let lifecycle: LifecycleFeed
 
     /// Puts a group-commit writer on `storage` (none for a read-only storage).
     /// - Throws: `.thread` when the writer thread cannot start; the storage is then closed.
     public init(storage: any LogStorage) throws(SagaLaneError) {
         self.storage = storage
+        let feed = LifecycleFeed(last: storage.lastEventPosition) { (position, limit) throws(SagaLaneError) in
+            try storage.lifecycleEvents(after: position, limit: limit)
+        }
+        lifecycle = feed
         if storage.isReadOnly {
             writer = nil
+            feed.close()
         } else {
             do {
-                writer = try GroupCommitWriter(storage: storage)
+                writer = try GroupCommitWriter(storage: storage) { feed.publish($0) }
             } catch {
                 storage.closeWriting()
                 storage.closeReading()
@@ -68,6 +77,7 @@ public final class SagaLog: Sendable {
     /// `.closed`.
     public func close() {
         writer?.stop()
+        lifecycle.close()
         storage.closeReading()
     }
 
@@ -99,6 +109,26 @@ public final class SagaLog: Sendable {
             submit(record) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Writes `records` at once, so that they go in as few batches as the writer can make,
+    /// and returns once each is durable or failed, with its result, in order.
+    public nonisolated(nonsending) func writeAll(_ records: [LogRecord]) async -> [Result<Int, SagaLaneError>] {
+        if records.isEmpty { return [] }
+        let results = ConditionLock<(values: [Result<Int, SagaLaneError>?], left: Int)>((Array(repeating: nil, count: records.count), records.count))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            for (index, record) in records.enumerated() {
+                submit(record) { result in
+                    let done = results.withLock { state -> Bool in
+                        state.values[index] = result
+                        state.left -= 1
+                        return state.left == 0
+                    }
+                    if done { continuation.resume() }
+                }
+            }
+        }
+        return results.withLock { $0.values.map { $0! } }
     }
 
     /// Deletes terminal sagas (never `running` or `compensating`) that ended before `cutoff`;
@@ -205,4 +235,25 @@ public final class SagaLog: Sendable {
 
     /// The storage's consistency check ("ok" when the database is sound).
     public func integrityCheck() throws(SagaLaneError) -> String { try storage.integrityCheck() }
+
+    /// Up to `limit` lifecycle events after `position` (0: from the first), in order.
+    public func lifecycleEvents(after position: UInt64, limit: Int) throws(SagaLaneError) -> [LifecycleEntry] {
+        try storage.lifecycleEvents(after: position, limit: limit)
+    }
+
+    /// Saga `sagaID`'s lifecycle events and operator actions, oldest first.
+    public func lifecycleEvents(sagaID: UInt64) throws(SagaLaneError) -> [LifecycleEntry] {
+        try storage.lifecycleEvents(sagaID: sagaID)
+    }
+
+    /// The saga whose row holds idempotency key `key`.
+    public func sagaID(idempotencyKey key: String) throws(SagaLaneError) -> UInt64? { try storage.sagaID(idempotencyKey: key) }
+
+    /// Lane `lane`'s job whose row holds idempotency key `key`.
+    public func job(lane: String, idempotencyKey key: String) throws(SagaLaneError) -> JobRecord? {
+        try storage.job(lane: lane, idempotencyKey: key)
+    }
+
+    /// Up to `limit` operators' requests waiting for the next start, by saga id.
+    public func requests(limit: Int) throws(SagaLaneError) -> [SagaRequest] { try storage.requests(limit: limit) }
 }

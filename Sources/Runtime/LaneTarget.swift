@@ -7,7 +7,13 @@ import Synchronization
 /// The `lane:<name>` target: a saga's command becomes a job on that lane, and the job's outcome
 /// comes back as an event tagged with the saga id: `LaneJobFinished` (payload `lane`, `job_id`,
 /// `step`, `result` — parsed as JSON when it is JSON), `LaneJobFailed` (`error`, `attempts`)
-/// or `LaneJobCancelled`. The saga decides what a failure means.
+/// or `LaneJobCancelled`. The saga decides what a failure means — but for a compensation or a
+/// step with retries, whose failure the coordinator deals with: their failed or cancelled job
+/// is reported as the step's failure (retried, or ending the saga).
+///
+/// Each attempt of a step is a job of its own: `saga-<id>-step-<n>` for the first, then
+/// `saga-<id>-step-<n>-attempt-<k>`, so a retry or a re-dispatch after a restart never
+/// collides with the row of an earlier attempt.
 ///
 /// A lane used as a target needs a command handler: the function that runs a command. The job's
 /// metadata is the command itself, so a persisted lane can rebuild the job after a restart.
@@ -20,12 +26,15 @@ struct LaneTarget: SagaTarget {
     static let failed = "LaneJobFailed"
     static let cancelled = "LaneJobCancelled"
 
-    /// The id of the job that step `step` of saga `sagaID` becomes.
-    static func jobID(sagaID: UInt64, step: UInt32) -> String { "saga-\(sagaID)-step-\(step)" }
+    /// The id of the job that attempt `attempt` of step `step` of saga `sagaID` becomes.
+    static func jobID(sagaID: UInt64, step: UInt32, attempt: Int = 1) -> String {
+        attempt <= 1 ? "saga-\(sagaID)-step-\(step)" : "saga-\(sagaID)-step-\(step)-attempt-\(attempt)"
+    }
 
     func dispatch(_ step: StepDispatch, reporter: StepReporter) throws {
         let command = step.command
-        let jobID = LaneTarget.jobID(sagaID: step.sagaID, step: step.step)
+        let jobID = LaneTarget.jobID(sagaID: step.sagaID, step: step.step, attempt: step.attempt)
+        let reportsFailures = step.reportsFailures
         let handler = self.handler
         let job = LaneJob(
             id: jobID,
@@ -43,10 +52,14 @@ struct LaneTarget: SagaTarget {
             case .finished(let result):
                 payload["result"] = (try? JSON(parsing: result)) ?? .string(result)
                 reporter.publish(type: LaneTarget.finished, payload: .object(payload))
+            case .failed(let error) where reportsFailures:
+                reporter.fail("lane '\(lane.name)' job '\(jobID)' failed: \(error)")
             case .failed(let error):
                 payload["error"] = .string(error)
                 payload["attempts"] = .int(Int64(completion.attempts))
                 reporter.publish(type: LaneTarget.failed, payload: .object(payload))
+            case .cancelled where reportsFailures:
+                reporter.fail("lane '\(lane.name)' job '\(jobID)' was cancelled")
             case .cancelled:
                 reporter.publish(type: LaneTarget.cancelled, payload: .object(payload))
             }
@@ -62,13 +75,15 @@ extension LaneTarget {
     /// `.notQueued` when the job is running or between retries (it finishes, and its outcome
     /// event goes nowhere either); `.notFound` when it already ended or was never queued.
     /// Safe from any thread, and it never blocks: the coordinator calls it on the loop.
-    func sagaEnded(sagaID: UInt64, step: UInt32, completion: @escaping @Sendable (Result<Void, SagaLaneError>) -> Void = { _ in }) {
-        lane.cancel(jobID: LaneTarget.jobID(sagaID: sagaID, step: step), completion: completion)
+    func sagaEnded(sagaID: UInt64, step: UInt32, attempt: Int = 1,
+                   completion: @escaping @Sendable (Result<Void, SagaLaneError>) -> Void = { _ in }) {
+        lane.cancel(jobID: LaneTarget.jobID(sagaID: sagaID, step: step, attempt: attempt), completion: completion)
     }
 
-    /// The coordinator's word that the saga ended with this step unanswered.
+    /// The coordinator's word that the saga ended with this step unanswered (or gave up on
+    /// this attempt).
     func sagaEnded(_ step: StepDispatch) {
-        sagaEnded(sagaID: step.sagaID, step: step.step)
+        sagaEnded(sagaID: step.sagaID, step: step.step, attempt: step.attempt)
     }
 
     /// Lets `coordinator`'s sagas issue commands to `lane:<name>` for the lanes in `pool`. Each

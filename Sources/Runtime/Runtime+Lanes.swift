@@ -83,7 +83,10 @@ extension Runtime {
     public func submitAndWait(_ job: LaneJob, to lane: Lane) throws(SagaLaneError) -> String {
         try checkMayWaitForJobs()
         let done = Completion<LaneJobCompletion>()
-        try lane.submitBlocking(job) { done.set($0) }
+        let submission = try lane.submitBlocking(job) { done.set($0) }
+        if submission.duplicate {
+            throw SagaLaneError(.exists, "job '\(submission.jobID)' of lane '\(lane.name)' holds the idempotency key: nothing was queued, and only its own submitter hears how it ends")
+        }
         return try driver.wait(for: done).result()
     }
 

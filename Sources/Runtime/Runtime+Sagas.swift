@@ -37,6 +37,8 @@ extension Runtime {
     /// Starts a saga of type `name` and returns its id once its running row is durable: from
     /// then on the saga exists, in the log, under that id, whatever happens to the process.
     /// - Parameters:
+    ///   - idempotencyKey: While a saga row holding this key exists, nothing is started and
+    ///     that saga's id is returned (see `Coordinator.startSaga`).
     ///   - roomTimeoutMilliseconds: How long to wait for room when the launch queue is full
     ///     (0: not at all, `.again` at once; negative: as long as it takes).
     ///   - onEnded: Called once the saga ended, on the loop thread.
@@ -44,13 +46,13 @@ extension Runtime {
     ///   (not started, or called on the loop thread, where it cannot wait: use
     ///   `startSaga(name:input:onStarted:)` there), `.closed`, or the log's error.
     @discardableResult
-    public func startSaga(name: String, input: JSON, roomTimeoutMilliseconds: Int = 0,
+    public func startSaga(name: String, input: JSON, idempotencyKey: String? = nil, roomTimeoutMilliseconds: Int = 0,
                           onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) -> UInt64 {
         guard !loop.inEventLoop else {
             throw SagaLaneError(.state, "starting a saga and waiting for its row would block the event loop; start it with a callback instead")
         }
         let started = Completion<Result<UInt64, SagaLaneError>>()
-        try startSaga(name: name, input: input, roomTimeoutMilliseconds: roomTimeoutMilliseconds,
+        try startSaga(name: name, input: input, idempotencyKey: idempotencyKey, roomTimeoutMilliseconds: roomTimeoutMilliseconds,
                       onStarted: { started.set($0) }, onEnded: onEnded)
         return try driver.wait(for: started).get()
     }
@@ -60,7 +62,7 @@ extension Runtime {
     /// - Parameter roomTimeoutMilliseconds: As for the waiting form; when it is not 0 the call
     ///   may block for room, so only 0 is allowed on the loop thread.
     /// - Throws: what `Coordinator.startSaga` throws; the callbacks are then never called.
-    public func startSaga(name: String, input: JSON, roomTimeoutMilliseconds: Int = 0,
+    public func startSaga(name: String, input: JSON, idempotencyKey: String? = nil, roomTimeoutMilliseconds: Int = 0,
                           onStarted: @escaping @Sendable (Result<UInt64, SagaLaneError>) -> Void,
                           onEnded: (@Sendable (SagaEnd) -> Void)? = nil) throws(SagaLaneError) {
         try checkRunning()
@@ -71,7 +73,8 @@ extension Runtime {
         let deadline = clock.now + .milliseconds(max(0, roomTimeoutMilliseconds))
         while true {
             do throws(SagaLaneError) {
-                return try coordinator.startSaga(name: name, input: input, onStarted: onStarted, onEnded: onEnded)
+                return try coordinator.startSaga(name: name, input: input, idempotencyKey: idempotencyKey,
+                                                 onStarted: onStarted, onEnded: onEnded)
             } catch where error.code == .again && roomTimeoutMilliseconds != 0 {
                 let remaining = roomTimeoutMilliseconds < 0 ? Duration.seconds(3600) : deadline - clock.now
                 guard remaining > .zero else { throw error }
@@ -165,6 +168,79 @@ extension Runtime {
     /// returns (or, called from `deliver` itself, once it returns).
     public func unsubscribe(_ delivery: EventDelivery) {
         _ = state.withLock { $0.deliveries.removeValue(forKey: ObjectIdentifier(delivery)) }
+        delivery.stop()
+    }
+}
+
+/// Operators' actions, and the lifecycle stream.
+extension Runtime {
+    /// Runs a `failed_compensation` saga's compensations again (see
+    /// `Coordinator.retryCompensation`); returns once it is `compensating` again, durably.
+    /// Host threads only.
+    public func retryCompensation(id: UInt64, note: String?) throws(SagaLaneError) {
+        try onCoordinator { (coordinator) throws(SagaLaneError) in try await coordinator.retryCompensation(id: id, note: note) }
+    }
+
+    /// Sends a `failed_compensation` saga forward again (see `Coordinator.resumeSaga`);
+    /// returns once it is `running` again, durably. Host threads only.
+    public func resumeSaga(id: UInt64, note: String?) throws(SagaLaneError) {
+        try onCoordinator { (coordinator) throws(SagaLaneError) in try await coordinator.resumeSaga(id: id, note: note) }
+    }
+
+    /// Marks a `failed_compensation` saga resolved by hand: it becomes `failed`, the note in
+    /// its reason and its history. Returns once that is durable. Host threads only.
+    public func resolveSaga(id: UInt64, note: String) throws(SagaLaneError) {
+        try onCoordinator { (coordinator) throws(SagaLaneError) in try await coordinator.resolveSaga(id: id, note: note) }
+    }
+
+    private func onCoordinator(_ body: @escaping @Sendable (Coordinator) async throws(SagaLaneError) -> Void) throws(SagaLaneError) {
+        try checkRunning()
+        guard !loop.inEventLoop else {
+            throw SagaLaneError(.state, "this call waits for the log and would block the event loop; make it from a host thread")
+        }
+        let coordinator = self.coordinator
+        let result = driver.waitFor { () async -> Result<Void, SagaLaneError> in
+            do throws(SagaLaneError) { try await body(coordinator); return .success(()) } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+
+    /// The position of the latest lifecycle event the log committed (0: none yet).
+    public var lifecyclePosition: UInt64 { log.lifecycle.lastPosition }
+
+    /// Up to `limit` lifecycle events after `position`, from the log, as a JSON array of
+    /// `LifecycleEntry.json`.
+    public func lifecycleEvents(after position: UInt64, limit: Int) throws(SagaLaneError) -> JSON {
+        .array(try log.lifecycleEvents(after: position, limit: limit).map(\.json))
+    }
+
+    /// Delivers every lifecycle event after `position` (0: every one the log holds) to
+    /// `deliver`, in order, once each, on a thread of its own: first those already in the log
+    /// (however many, also from before a crash), then each as it is committed. It never
+    /// drops one, however slow `deliver` is. Allowed before `start()`, so recovery's events
+    /// are seen too.
+    /// - Parameter failed: Called (on the delivery thread) if events could not be read back
+    ///   from the log; the delivery has stopped then.
+    public func subscribeLifecycle(after position: UInt64, deliver: @escaping @Sendable (LifecycleEntry) -> Void,
+                                   failed: @escaping @Sendable (SagaLaneError) -> Void = { _ in }) throws(SagaLaneError) -> LifecycleDelivery {
+        try checkOpen()
+        let delivery = try LifecycleDelivery(feed: log.lifecycle, after: position, deliver: deliver, failed: failed)
+        let accepted = state.withLock { state -> Bool in
+            guard state.phase != .closing && state.phase != .closed else { return false }
+            state.lifecycleDeliveries[ObjectIdentifier(delivery)] = delivery
+            return true
+        }
+        guard accepted else {
+            delivery.stop()
+            throw SagaLaneError(.closed, "the runtime is closed")
+        }
+        return delivery
+    }
+
+    /// Stops a delivery made with `subscribeLifecycle`; `deliver` is never called again once
+    /// this returns (or, called from `deliver` itself, once it returns).
+    public func unsubscribe(_ delivery: LifecycleDelivery) {
+        _ = state.withLock { $0.lifecycleDeliveries.removeValue(forKey: ObjectIdentifier(delivery)) }
         delivery.stop()
     }
 }

@@ -79,6 +79,7 @@ public final class Runtime: Sendable {
     struct State {
         var phase = Phase.created
         var deliveries: [ObjectIdentifier: EventDelivery] = [:]
+        var lifecycleDeliveries: [ObjectIdentifier: LifecycleDelivery] = [:]
         var whenClosed: [@Sendable () -> Void] = []
     }
 
@@ -253,6 +254,13 @@ public final class Runtime: Sendable {
         lanes.shutdown()
         laneHandlers.removeAll()
         loop.shutdown()
+        // Lifecycle subscribers stop before the log closes: what they have not read yet they
+        // read, from their position, next time.
+        let lifecycle = state.withLock { state -> [LifecycleDelivery] in
+            defer { state.lifecycleDeliveries.removeAll() }
+            return Array(state.lifecycleDeliveries.values)
+        }
+        for delivery in lifecycle { delivery.stop() }
         log.close()
         // Every outcome is known once the log closed; its callbacks run before close returns.
         callbacks.stop()

@@ -108,8 +108,13 @@ private struct HostJob {
             ? RetryPolicy(maxAttempts: Int(c.max_attempts),
                           initialBackoff: c.retry_backoff_ms == 0 ? RetryPolicy.defaultInitialBackoff : .milliseconds(Int64(c.retry_backoff_ms)))
             : nil
+        let key = try optionalString(c.idempotency_key, "job->idempotency_key")
+        if let key {
+            guard !key.isEmpty else { throw SagaLaneError(.invalidArgument, "job->idempotency_key is empty") }
+            try SagaLog.checkValueSize(key.utf8.count, of: "job->idempotency_key")
+        }
         job = LaneJob(id: try optionalString(c.id, "job->id") ?? "", caller: try optionalString(c.caller, "job->caller") ?? "",
-                      priority: Int(c.priority), metadata: metadata, retry: retry) { [metadata] context in
+                      priority: Int(c.priority), metadata: metadata, retry: retry, idempotencyKey: key) { [metadata] context in
             try runHostJob(run, userdata, context, metadata: metadata)
         }
         done = c.done
@@ -224,6 +229,7 @@ public func sl_lane_submit(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<s
             out.pointee.estimated_wait_ms = UInt64(max(0, submission.estimatedWait / .milliseconds(1)))
         }
         if has(size, \sl_submission.job_id) { out.pointee.job_id = strdup(submission.jobID) }
+        if has(size, \sl_submission.duplicate) { out.pointee.duplicate = submission.duplicate ? 1 : 0 }
     }
 }
 

@@ -74,7 +74,8 @@ final class CSagaType: @unchecked Sendable {
     /// Calls a saga callback with an action to fill, and returns what it chose.
     func decide(_ context: SagaContext, _ body: (UnsafePointer<sl_saga_ctx>, OpaquePointer) -> Void) -> SagaAction {
         let action = ActionBox(messages: messages)
-        var ctx = sl_saga_ctx(saga_id: context.sagaID, type_name: nameC, next_step: context.nextStepIndex)
+        var ctx = sl_saga_ctx(saga_id: context.sagaID, type_name: nameC, next_step: context.nextStepIndex,
+                              replaying: context.replaying ? 1 : 0)
         withExtendedLifetime(action) { body(&ctx, action.handle) }
         return action.action ?? .wait
     }
@@ -126,7 +127,7 @@ final class ActionBox {
     }
 }
 
-private func withAction(_ pointer: OpaquePointer?, _ body: () throws(SagaLaneError) -> SagaAction) -> Int32 {
+func withAction(_ pointer: OpaquePointer?, _ body: () throws(SagaLaneError) -> SagaAction) -> Int32 {
     guard let pointer else {
         orphanMessages.set("the sl_action is NULL")
         return Int32(SL_EINVAL)
@@ -176,9 +177,19 @@ public func sl_saga_type_register(_ rt: OpaquePointer?, _ type: UnsafePointer<sl
             guard let list = table.interests else { throw SagaLaneError(.invalidArgument, "type->interests is NULL but interest_count is \(table.interest_count)") }
             for i in 0..<table.interest_count { interests.insert(try string(list[i], "type->interests[\(i)]")) }
         }
+        let recovery: RecoveryPolicy
+        switch table.recovery {
+        case Int32(SL_RECOVERY_MARK_FAILED): recovery = .markFailed
+        case Int32(SL_RECOVERY_COMPENSATE): recovery = .compensate
+        case Int32(SL_RECOVERY_RESUME): recovery = .resume
+        default: throw SagaLaneError(.invalidArgument, "type->recovery is \(table.recovery), not one of SL_RECOVERY_*")
+        }
         let cType = CSagaType(name: name, table: table, userdata: userdata, messages: handle.messages)
         let timeout = table.timeout_ms == 0 ? SagaType.defaultTimeout : .milliseconds(Int64(table.timeout_ms))
-        try runtime.register(SagaType(name: name, interests: interests, timeout: timeout) { try cType.make($0) })
+        let compensationTimeout = table.compensation_timeout_ms == 0 ? SagaType.defaultCompensationTimeout
+            : .milliseconds(Int64(table.compensation_timeout_ms))
+        try runtime.register(SagaType(name: name, interests: interests, timeout: timeout, recovery: recovery,
+                                      compensationTimeout: compensationTimeout) { try cType.make($0) })
         handle.keep(cType)
     }
 }
@@ -295,17 +306,18 @@ private func startSaga(_ runtime: Runtime, _ name: String, _ input: JSON,
     sl_saga_start_options_init(&c)
     if let options { c = try versioned(options, "sl_saga_start_options", defaults: c) }
     let room = Int(c.room_timeout_ms)
+    let key = try optionalString(c.idempotency_key, "options->idempotency_key")
     guard c.started != nil || c.ended != nil || c.release != nil else {
-        return try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room)
+        return try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room)
     }
     let callbacks = StartCallbacks(c)
     let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil && c.release == nil ? nil : { @Sendable in callbacks.ended($0) }
     guard c.started != nil else {
-        let id = try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room, onEnded: onEnded)
+        let id = try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room, onEnded: onEnded)
         callbacks.accepted = true
         return id
     }
-    try runtime.startSaga(name: name, input: input, roomTimeoutMilliseconds: room,
+    try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room,
                           onStarted: { callbacks.started($0) }, onEnded: onEnded)
     callbacks.accepted = true
     return nil
@@ -376,13 +388,18 @@ public func sl_publish(_ rt: OpaquePointer?, _ type: UnsafePointer<CChar>?, _ sa
     }
 }
 
-/// What `sl_subscription *` points to.
+/// What `sl_subscription *` points to: a bus subscription, or a lifecycle stream's.
 final class SubscriptionHandle: CHandle {
+    enum Delivery: Sendable {
+        case bus(EventDelivery)
+        case lifecycle(LifecycleDelivery)
+    }
+
     let runtime: Runtime
-    let delivery: EventDelivery
+    let delivery: Delivery
     let owner: RuntimeHandle?
 
-    init(runtime: Runtime, delivery: EventDelivery, owner: RuntimeHandle) {
+    init(runtime: Runtime, delivery: Delivery, owner: RuntimeHandle) {
         self.runtime = runtime
         self.delivery = delivery
         self.owner = owner
@@ -409,7 +426,7 @@ public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?
                 withCEvent(Event(type: laggedType, payload: ["missed": .int(Int64(missed))])) { fn(data.pointer, $0) }
             }
         }
-        out.pointee = handle.adopt(SubscriptionHandle(runtime: runtime, delivery: delivery, owner: handle))
+        out.pointee = handle.adopt(SubscriptionHandle(runtime: runtime, delivery: .bus(delivery), owner: handle))
     }
 }
 
@@ -418,5 +435,8 @@ public func sl_unsubscribe(_ sub: OpaquePointer?) {
     if sl_in_forked_child() != 0 { return }
     guard let sub, let handle = Handles.lookup(sub, as: SubscriptionHandle.self) else { return }
     if let owner = handle.owner { owner.forget(sub) } else { Handles.remove(sub) }
-    handle.runtime.unsubscribe(handle.delivery)
+    switch handle.delivery {
+    case .bus(let delivery): handle.runtime.unsubscribe(delivery)
+    case .lifecycle(let delivery): handle.runtime.unsubscribe(delivery)
+    }
 }

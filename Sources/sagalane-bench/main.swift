@@ -1,7 +1,7 @@
 // sagalane-bench: prints throughput and memory figures, each beside a baseline measured in the
 // same run (these machines are shared and noisy: compare ratios, not absolute numbers).
 //
-//   sagalane-bench [log|saga|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]
+//   sagalane-bench [log|saga|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]
 //                  [--commands N] [--terminal-sagas N]
 //   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
 //   sagalane-bench agent-peer ...         the other process of the agent benchmarks
@@ -19,7 +19,7 @@ var directory = ".build"
 var index = 0
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
+    case "log", "saga", "recovery", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
     case "--commands" where index + 1 < arguments.count:
         index += 1
         commands = max(1, Int(arguments[index]) ?? commands)
@@ -36,7 +36,7 @@ while index < arguments.count {
         index += 1
         directory = arguments[index]
     case "-h", "--help":
-        print("usage: sagalane-bench [log|saga|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
+        print("usage: sagalane-bench [log|saga|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
         print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
@@ -60,6 +60,9 @@ Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
         }
         if what == "saga" || what == "all" {
             try await runSagaBench(directory: directory, sagas: sagas)
+        }
+        if what == "recovery" || what == "all" {
+            try await runRecoveryBench(directory: directory, sagas: sagas)
         }
         if what == "lane" || what == "all" {
             try runLaneBench(directory: directory, jobs: sagas * 4)

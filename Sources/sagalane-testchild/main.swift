@@ -13,6 +13,10 @@ case "lane-run":
     runLaneRun(Array(arguments.dropFirst()))
 case "lane-cancel":
     runLaneCancel(Array(arguments.dropFirst()))
+case "saga-crash":
+    runSagaCrash(Array(arguments.dropFirst()))
+case "lifecycle-crash":
+    runLifecycleCrash(Array(arguments.dropFirst()))
 case "log-append":
     runLogAppend(Array(arguments.dropFirst()))
 case "agent":

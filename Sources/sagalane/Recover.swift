@@ -10,10 +10,14 @@ struct Recover: AsyncParsableCommand {
         discussion: """
             When the program that owns the log starts (a host, or sagalane agent), recovery \
             applies each unfinished saga's recovery policy (its type's) before anything else \
-            runs. --dry-run lists, for each saga in running or compensating, what its policy \
-            would do: the library's one policy, mark_failed, leaves it in failed_compensation \
-            with a reason naming the steps that were pending, for an operator to look at. \
-            Nothing is written: it reads the log read-only, also while its owner runs.
+            runs. --dry-run lists, for each saga in running or compensating, what a policy \
+            would do, from the log's rows: mark_failed (the default) leaves it in \
+            failed_compensation with a reason naming the steps that were pending, for an \
+            operator to look at; compensate undoes its succeeded steps that declared a \
+            compensation, latest first; resume replays its recorded step results and sends its \
+            pending step again under the same saga id and index. The log does not record a \
+            type's policy (the program that registers the type does): --policy says which to \
+            show. Nothing is written: it reads the log read-only, also while its owner runs.
 
             Recovery itself is never run from here: it belongs to the process that will go on \
             running the sagas.
@@ -21,6 +25,7 @@ struct Recover: AsyncParsableCommand {
             Examples:
               sagalane recover app.db --dry-run
               sagalane recover app.db --dry-run --name order.checkout --limit 1000 --format jsonl
+              sagalane recover app.db --dry-run --policy resume
             """)
 
     @OptionGroup var log: LogArgument
@@ -33,6 +38,14 @@ struct Recover: AsyncParsableCommand {
     var state: [[SagaState]] = []
     @Option(help: ArgumentHelp("Only sagas of this type (its name, byte for byte).", valueName: "name"))
     var name: String?
+    @Option(help: ArgumentHelp("The policy to show: mark_failed (default), compensate or resume.", valueName: "policy"),
+            transform: { text in
+                guard let policy = RecoveryPolicy(rawValue: text) else {
+                    throw ValidationError("--policy takes mark_failed, compensate or resume, not '\(text)'")
+                }
+                return policy
+            })
+    var policy: RecoveryPolicy = .markFailed
     @OptionGroup var time: TimeOptions
     @Option(help: ArgumentHelp("Show at most this many sagas (default 100).", valueName: "count"), transform: validLimit)
     var limit: Int = 100
@@ -70,14 +83,14 @@ struct Recover: AsyncParsableCommand {
                     matching += 1
                     guard shown < limit else { continue }
                     shown += 1
-                    let plan = RecoveryPlan(saga, policy: .markFailed)
+                    let plan = RecoveryPlan(saga, policy: policy)
                     let json: JSON = [
                         "id": .int(Int64(saga.id)), "name": .string(saga.name), "state": .string(saga.state.rawValue),
-                        "started_at": .string(saga.startedAt.iso8601), "policy": "mark_failed",
+                        "started_at": .string(saga.startedAt.iso8601), "policy": .string(policy.rawValue),
                         "new_state": .string(plan.newState.rawValue), "reason": .string(plan.reason),
                     ]
                     listing.add(json, row: [String(saga.id), saga.name, saga.state.rawValue, shortTime(saga.startedAt),
-                                            "mark_failed", plan.newState.rawValue, plan.reason])
+                                            policy.rawValue, plan.newState.rawValue, plan.reason])
                 }
                 read += page.count
                 progress.update("recover \(log.path ?? self.log.database): read \(grouped(read)) unfinished sagas")

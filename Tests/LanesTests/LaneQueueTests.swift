@@ -1,6 +1,7 @@
 import SagaLaneTestSupport
 import Testing
 @testable import SagaLaneLanes
+import SagaLaneSupport
 
 /// The queue behind a reference, so that `#expect` can call its mutating methods.
 private final class TestQueue<Element> {

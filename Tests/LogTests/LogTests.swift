@@ -82,11 +82,11 @@ struct LogTests {
         #expect(try log.maxSagaID() == 1)
         log.close()
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [4])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [6])
         #expect(try raw.query("PRAGMA application_id") { $0.int(0) } == [Int64(Schema.applicationID)])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
+        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])
         // Restart recovery and the sweeper search their indexes, whatever the table's size.
         func plan(_ sql: String) throws -> String {
             try raw.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }.joined(separator: "; ")
@@ -139,15 +139,15 @@ struct LogTests {
 
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
         defer { raw.close() }
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [4])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [6])
         #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_ended", "lane_job_pending", "saga_by_recency", "saga_by_state"])
+        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])
         #expect(throws: SagaLaneError.self, "the state CHECK still holds") {
-            try raw.execute("INSERT INTO saga VALUES (3, 'x', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL)")
+            try raw.execute("INSERT INTO saga (id, name, state, input_json, started_at) VALUES (3, 'x', 'bogus', '{}', '2026-01-01T00:00:00.000Z')")
         }
         // The point of version 2: checking a state no longer builds a temporary b-tree per row.
-        let plan = try raw.query("EXPLAIN INSERT INTO saga VALUES (3, 'x', 'running', '{}', NULL, 'now', NULL)") { $0.text(1) }
+        let plan = try raw.query("EXPLAIN INSERT INTO saga (id, name, state, input_json, started_at) VALUES (3, 'x', 'running', '{}', 'now')") { $0.text(1) }
         #expect(!plan.contains("OpenEphemeral"))
     }
 

@@ -62,7 +62,8 @@ int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscript
 }
 
 int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const *interests,
-                            size_t interest_count, uint32_t timeout_ms, uintptr_t handle) {
+                            size_t interest_count, uint32_t timeout_ms, int recovery,
+                            uint32_t compensation_timeout_ms, uintptr_t handle) {
     sl_saga_type type;
     sl_saga_type_init(&type);
     type.name = name;
@@ -73,6 +74,8 @@ int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const 
     type.interests = interests;
     type.interest_count = interest_count;
     type.timeout_ms = timeout_ms;
+    type.recovery = recovery;
+    type.compensation_timeout_ms = compensation_timeout_ms;
     type.release = slgo_release;
     return sl_saga_type_register(rt, &type, (void *)handle);
 }
@@ -110,10 +113,11 @@ int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle) {
 }
 
 int slgo_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, int room_timeout_ms,
-                    uintptr_t handle, uint64_t *saga_id) {
+                    const char *idempotency_key, uintptr_t handle, uint64_t *saga_id) {
     sl_saga_start_options options;
     sl_saga_start_options_init(&options);
     options.room_timeout_ms = room_timeout_ms;
+    options.idempotency_key = idempotency_key;
     if (handle != 0) {
         options.ended = slgo_saga_ended;
         options.release = slgo_saga_start_release;

@@ -14,14 +14,15 @@
 
 int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out);
 int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const *interests,
-                            size_t interest_count, uint32_t timeout_ms, uintptr_t handle);
+                            size_t interest_count, uint32_t timeout_ms, int recovery,
+                            uint32_t compensation_timeout_ms, uintptr_t handle);
 /* handle 0: no predicate (every event starts a saga) and nothing to release. */
 int slgo_trigger_add(sl_runtime *rt, const char *event_type, const char *saga_type, uintptr_t handle);
 int slgo_target_register(sl_runtime *rt, const char *name, uintptr_t handle);
 /* sl_saga_start_ex, waiting for the running row; a non-zero handle gets the saga's end
    (goslSagaEnded) and is released after it (goslSagaStartRelease). */
 int slgo_saga_start(sl_runtime *rt, const char *type_name, const char *input_json, int room_timeout_ms,
-                    uintptr_t handle, uint64_t *saga_id);
+                    const char *idempotency_key, uintptr_t handle, uint64_t *saga_id);
 /* Creates a lane; a non-zero handle becomes its reconstruct callback's userdata (the options'
    reconstruct and reconstruct_userdata are set here). */
 int slgo_lane_create(sl_runtime *rt, const char *name, sl_lane_options *options, uintptr_t handle, sl_lane **out);

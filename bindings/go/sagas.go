@@ -20,6 +20,9 @@ type SagaContext struct {
 	ID       uint64
 	Type     string
 	NextStep uint32 // the index the next issued step will get
+	// Replaying is true while start-up recovery replays the saga's recorded history
+	// (RecoverResume): the actions returned are checked against the log, not carried out.
+	Replaying bool
 }
 
 // Saga is one running saga of a type defined in Go. Its methods run on the loop thread, one
@@ -43,7 +46,28 @@ type SagaType struct {
 	Interests []string
 	// Timeout is how long a saga may run before it fails with "saga timeout"; 0 means 5 s.
 	Timeout time.Duration
+	// Recovery is what Start does with a saga of this type a stopped process left unfinished
+	// (see RecoveryPolicy); the zero value is RecoverMarkFailed.
+	Recovery RecoveryPolicy
+	// CompensationTimeout is how long a compensation waits for its answer unless its step
+	// says; 0 means 30 s. The saga's Timeout does not cover its compensations.
+	CompensationTimeout time.Duration
 }
+
+// RecoveryPolicy is what start-up recovery does with an unfinished saga (SL_RECOVERY_*).
+type RecoveryPolicy int
+
+const (
+	// RecoverMarkFailed makes it failed_compensation, for an operator; nothing is dispatched.
+	RecoverMarkFailed RecoveryPolicy = C.SL_RECOVERY_MARK_FAILED
+	// RecoverCompensate undoes its succeeded steps, last first.
+	RecoverCompensate RecoveryPolicy = C.SL_RECOVERY_COMPENSATE
+	// RecoverResume rebuilds it with New from its stored input, replays its recorded step
+	// results (SagaContext.Replaying), and dispatches its pending step again under the same
+	// saga id and step. A replayed action that differs from the log fails it with a
+	// determinism error.
+	RecoverResume RecoveryPolicy = C.SL_RECOVERY_RESUME
+)
 
 type actionKind int
 
@@ -52,6 +76,7 @@ const (
 	actionIssue
 	actionDone
 	actionFail
+	actionStep
 )
 
 // Action is what a saga does next. The zero value is Wait.
@@ -70,6 +95,15 @@ func Issue(target, commandJSON string) Action {
 	return Action{kind: actionIssue, target: target, command: commandJSON}
 }
 
+// IssueStep sends the step described as JSON, the form declarative sagas use:
+// {"target", "command", "timeout_ms", "idempotent", "retry", "compensation"}, where "retry"
+// is {"max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter"} and
+// "compensation" {"command", "target", "timeout_ms", "retry"}. A compensation runs, last
+// first, when the saga fails after the step succeeded; retries need "idempotent": true.
+func IssueStep(stepJSON string) Action {
+	return Action{kind: actionStep, command: stepJSON}
+}
+
 // Done ends the saga as completed.
 func Done() Action { return Action{kind: actionDone} }
 
@@ -85,6 +119,8 @@ func (a Action) String() string {
 	switch a.kind {
 	case actionIssue:
 		return "issue " + a.command + " to " + a.target
+	case actionStep:
+		return "issue step " + a.command
 	case actionDone:
 		return "done"
 	case actionFail:
@@ -111,6 +147,15 @@ func (a Action) apply(action *C.sl_action) {
 		}
 		C.sl_action_issue(action, target, command)
 		freeAll(target, command)
+	case actionStep:
+		step, err := cString("sl_action_issue_step", "step", a.command)
+		if err != nil {
+			failAction(action, err.Error())
+			return
+		}
+		// A step the library refuses fails the saga, with the reason.
+		C.sl_action_issue_step(action, step)
+		freeAll(step)
 	case actionDone:
 		C.sl_action_done(action)
 	case actionFail:
@@ -154,6 +199,9 @@ func (r *Runtime) RegisterSagaType(t SagaType) error {
 	if t.Timeout < 0 || t.Timeout/time.Millisecond > 1<<32-1 {
 		return errorf(C.SL_EINVAL, fn, "saga type %q: timeout %v is out of range", t.Name, t.Timeout)
 	}
+	if t.CompensationTimeout < 0 || t.CompensationTimeout/time.Millisecond > 1<<32-1 {
+		return errorf(C.SL_EINVAL, fn, "saga type %q: compensation timeout %v is out of range", t.Name, t.CompensationTimeout)
+	}
 	name, err := cString(fn, "saga type name", t.Name)
 	if err != nil {
 		return err
@@ -177,7 +225,7 @@ func (r *Runtime) RegisterSagaType(t SagaType) error {
 	entry.h = r.newHandle(entry)
 	err = r.call(fn, func() C.int {
 		return C.slgo_saga_type_register(r.rt, name, interests, C.size_t(len(t.Interests)),
-			C.uint32_t(t.Timeout/time.Millisecond), entry.h)
+			C.uint32_t(t.Timeout/time.Millisecond), C.int(t.Recovery), C.uint32_t(t.CompensationTimeout/time.Millisecond), entry.h)
 	})
 	if err != nil {
 		r.deleteHandle(entry.h)
@@ -291,6 +339,14 @@ type StartOption func(*startOptions)
 type startOptions struct {
 	room  time.Duration
 	onEnd func(SagaEnd)
+	key   string
+}
+
+// IdempotencyKey makes StartSaga start nothing while a saga row holding key exists (started
+// by this process or an earlier one, until a vacuum deletes it): it returns that saga's id.
+// Two goroutines racing with one key get one saga.
+func IdempotencyKey(key string) StartOption {
+	return func(o *startOptions) { o.key = key }
 }
 
 // WaitForRoom makes StartSaga wait for room when too many sagas (1024) wait for their
@@ -411,15 +467,22 @@ func (r *Runtime) StartSaga(ctx context.Context, typeName, inputJSON string, opt
 		freeAll(name)
 		return 0, err
 	}
+	var key *C.char
+	if o.key != "" {
+		if key, err = cString(fn, "idempotency key", o.key); err != nil {
+			freeAll(name, input)
+			return 0, err
+		}
+	}
 	var id uint64
 	err = r.await(ctx, fn, func() error {
-		defer freeAll(name, input)
+		defer freeAll(name, input, key)
 		var h C.uintptr_t
 		if o.onEnd != nil {
 			h = r.newStartEntry(o.onEnd)
 		}
 		var err error
-		id, err = r.startSaga(ctx, fn, name, input, o.room, h)
+		id, err = r.startSaga(ctx, fn, name, input, key, o.room, h)
 		if err != nil && h != 0 {
 			// sagalane calls nothing back for a start that failed.
 			takeStartEntry(h)
@@ -435,7 +498,7 @@ func (r *Runtime) StartSaga(ctx context.Context, typeName, inputJSON string, opt
 // startSaga calls sl_saga_start_ex until the saga is accepted or there is no point waiting
 // for room any more: once when room is 0; in slices of at most roomSlice while a ctx that can
 // be cancelled has not ended.
-func (r *Runtime) startSaga(ctx context.Context, fn string, name, input *C.char, room time.Duration,
+func (r *Runtime) startSaga(ctx context.Context, fn string, name, input, key *C.char, room time.Duration,
 	h C.uintptr_t) (uint64, error) {
 	var until time.Time
 	if room > 0 {
@@ -459,7 +522,7 @@ func (r *Runtime) startSaga(ctx context.Context, fn string, name, input *C.char,
 		default:
 			wait = millis(roomSlice)
 		}
-		id, err := r.startOnce(fn, name, input, wait, h)
+		id, err := r.startOnce(fn, name, input, key, wait, h)
 		if room == 0 || !errors.Is(err, ErrAgain) {
 			return id, err
 		}
@@ -470,7 +533,7 @@ func (r *Runtime) startSaga(ctx context.Context, fn string, name, input *C.char,
 }
 
 // startOnce is one sl_saga_start_ex, with why New refused when it did.
-func (r *Runtime) startOnce(fn string, name, input *C.char, room C.int, h C.uintptr_t) (uint64, error) {
+func (r *Runtime) startOnce(fn string, name, input, key *C.char, room C.int, h C.uintptr_t) (uint64, error) {
 	var id C.uint64_t
 	// New runs on this thread, inside the call: stay on it to find why it refused.
 	runtime.LockOSThread()
@@ -479,7 +542,7 @@ func (r *Runtime) startOnce(fn string, name, input *C.char, room C.int, h C.uint
 	r.mu.Lock()
 	delete(r.refusals, tid)
 	r.mu.Unlock()
-	err := r.call(fn, func() C.int { return C.slgo_saga_start(r.rt, name, input, room, h, &id) })
+	err := r.call(fn, func() C.int { return C.slgo_saga_start(r.rt, name, input, room, key, h, &id) })
 	r.mu.Lock()
 	refusal := r.refusals[tid]
 	delete(r.refusals, tid)
@@ -590,6 +653,62 @@ func (r *Runtime) CancelSaga(ctx context.Context, id uint64, reason string) erro
 		defer freeAll(c)
 		return r.call(fn, func() C.int { return C.sl_saga_cancel(r.rt, C.uint64_t(id), c) })
 	}, nil)
+}
+
+// RetryCompensation runs a failed_compensation saga's compensations again, from the one that
+// failed; it returns once the saga is compensating again, durably (sl_saga_retry_compensation).
+// ErrInvalidState when the saga does not wait for an operator.
+func (r *Runtime) RetryCompensation(ctx context.Context, id uint64, note string) error {
+	return r.operatorCall(ctx, "sl_saga_retry_compensation", note, func(c *C.char) C.int {
+		return C.sl_saga_retry_compensation(r.rt, C.uint64_t(id), c)
+	})
+}
+
+// ResumeSaga sends a failed_compensation saga that never began compensating forward again, as
+// RecoverResume would after a crash (sl_saga_resume).
+func (r *Runtime) ResumeSaga(ctx context.Context, id uint64, note string) error {
+	return r.operatorCall(ctx, "sl_saga_resume", note, func(c *C.char) C.int { return C.sl_saga_resume(r.rt, C.uint64_t(id), c) })
+}
+
+// ResolveSaga marks a failed_compensation saga resolved by hand, with note (sl_saga_resolve).
+func (r *Runtime) ResolveSaga(ctx context.Context, id uint64, note string) error {
+	return r.operatorCall(ctx, "sl_saga_resolve", note, func(c *C.char) C.int { return C.sl_saga_resolve(r.rt, C.uint64_t(id), c) })
+}
+
+func (r *Runtime) operatorCall(ctx context.Context, fn, note string, f func(*C.char) C.int) error {
+	if err := notBegun(ctx, fn); err != nil {
+		return err
+	}
+	var c *C.char
+	if note != "" {
+		var err error
+		if c, err = cString(fn, "note", note); err != nil {
+			return err
+		}
+	}
+	return r.await(ctx, fn, func() error {
+		defer freeAll(c)
+		return r.call(fn, func() C.int { return f(c) })
+	}, nil)
+}
+
+// LifecyclePosition is the position of the latest lifecycle event the log committed (0: none).
+func (r *Runtime) LifecyclePosition() (uint64, error) {
+	var position C.uint64_t
+	err := r.call("sl_lifecycle_position", func() C.int { return C.sl_lifecycle_position(r.rt, &position) })
+	return uint64(position), err
+}
+
+// LifecycleEventsJSON is up to limit lifecycle events after position after, in order, as the
+// log's JSON array of {"position", "saga_id", "type", "payload", "at"} (sl_log_lifecycle).
+// A reader that stores the position of the last event it handled and asks after it next time
+// gets every event once, in order, also those written while it was away or before a crash.
+func (r *Runtime) LifecycleEventsJSON(ctx context.Context, after uint64, limit int) (string, error) {
+	const fn = "sl_log_lifecycle"
+	if limit < 0 || limit > 1<<31-1 {
+		return "", errorf(C.SL_EINVAL, fn, "limit %d is out of range", limit)
+	}
+	return r.logText(ctx, fn, func(out **C.char) C.int { return C.sl_log_lifecycle(r.rt, C.uint64_t(after), C.int(limit), out) })
 }
 
 // Command is a command a saga sent to a target registered with RegisterTarget.

@@ -123,9 +123,10 @@ func decide(state C.uintptr_t, ctx *C.sl_saga_ctx, action *C.sl_action, method s
 		s = handleValue(state).(*sagaEntry)
 		s.typ.r.sawLoopThread()
 		next = f(s.saga, SagaContext{
-			ID:       uint64(ctx.saga_id),
-			Type:     C.GoString(ctx.type_name),
-			NextStep: uint32(ctx.next_step),
+			ID:        uint64(ctx.saga_id),
+			Type:      C.GoString(ctx.type_name),
+			NextStep:  uint32(ctx.next_step),
+			Replaying: ctx.replaying != 0,
 		})
 	}()
 	defer recoverLost("saga action")

@@ -97,12 +97,12 @@ int main(void) {
         if (id % 2 == 0) {
             const rec_event *end = rec_find_locked(&rec, SL_EVENT_SAGA_COMPLETED, id);
             EXPECT(end != NULL);
-            EXPECT_STREQ(end->payload, "{\"name\":\"t\"}");
+            EXPECT_STREQ(end->payload, "{\"name\":\"t\",\"state\":\"completed\"}");
             EXPECT(started->version < end->version);
         } else {
             const rec_event *end = rec_find_locked(&rec, SL_EVENT_SAGA_FAILED, id);
             EXPECT(end != NULL);
-            EXPECT_STREQ(end->payload, "{\"name\":\"t\",\"reason\":\"action failed: odd\"}");
+            EXPECT_STREQ(end->payload, "{\"name\":\"t\",\"reason\":\"action failed: odd\",\"state\":\"failed\"}");
             EXPECT(started->version < end->version);
             const rec_event *action = rec_find_locked(&rec, SL_EVENT_SAGA_ACTION_FAILED, id);
             EXPECT(action != NULL);

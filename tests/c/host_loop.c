@@ -191,7 +191,7 @@ int main(void) {
     CHECK(sl_saga_cancel(rt, held, "host thread"));
     drive_until(has_ended, &rec, held);
     char *end = rec_wait_terminal(&rec, held);
-    EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"cancelled: host thread\"}");
+    EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"cancelled: host thread\",\"state\":\"failed\"}");
     free(end);
     /* A lane job from the loop thread, with a done callback (sl_lane_submit_wait would block
        the loop thread: host_lane_wait.c). */

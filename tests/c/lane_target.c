@@ -144,13 +144,13 @@ int main(void) {
     CHECK(sl_saga_start(rt, "t", "{\"target\":\"lane:bare\",\"mode\":\"json\"}", &no_handler));
 
     char *end = rec_wait_terminal(&rec, ok);
-    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"t\"}");
+    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"t\",\"state\":\"completed\"}");
     free(end);
     end = rec_wait_terminal(&rec, text);
-    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"t\"}");
+    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"t\",\"state\":\"completed\"}");
     free(end);
     end = rec_wait_terminal(&rec, failed);
-    EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"the lane job failed\"}");
+    EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"the lane job failed\",\"state\":\"failed\"}");
     free(end);
     end = rec_wait_terminal(&rec, unknown);
     EXPECT_CONTAINS(end, "SagaFailed");
@@ -184,14 +184,14 @@ int main(void) {
     snprintf(job_id, sizeof job_id, "saga-%llu-step-0", (unsigned long long)cancelled);
     POLL_UNTIL(sl_lane_cancel(lane, job_id) == 0);
     end = rec_wait_terminal(&rec, cancelled);
-    EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"the lane job was cancelled\"}");
+    EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"the lane job was cancelled\",\"state\":\"failed\"}");
     free(end);
     mon_lock();
     EXPECT_EQ_INT(rec_count_locked(&rec, SL_EVENT_LANE_JOB_CANCELLED, cancelled), 1);
     gate_open = 1;
     mon_unlock_signal();
     end = rec_wait_terminal(&rec, gate);
-    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"t\"}");
+    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"t\",\"state\":\"completed\"}");
     free(end);
 
     /* The log shows the lane step with its command and output. */

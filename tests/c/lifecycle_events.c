@@ -80,7 +80,7 @@ int main(void) {
     /* An ordinary interest still reaches it. */
     CHECK(sl_publish(rt, "Done", 0, NULL));
     char *end = rec_wait_terminal(&rec, watcher);
-    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"watcher\"}");
+    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"watcher\",\"state\":\"completed\"}");
     free(end);
 
     sl_unsubscribe(sub);

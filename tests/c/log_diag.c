@@ -140,7 +140,7 @@ int main(void) {
     CHECK(sl_log_saga(rt, completed, &json));
     EXPECT(json[0] == '{');
     char part[96];
-    snprintf(part, sizeof part, "\"id\":%llu,\"input\":{\"do\":\"answer\",\"n\":1}", (unsigned long long)completed);
+    snprintf(part, sizeof part, "\"id\":%llu,\"idempotency_key\":null,\"input\":{\"do\":\"answer\",\"n\":1}", (unsigned long long)completed);
     EXPECT_CONTAINS(json, part);
     EXPECT_CONTAINS(json, "\"name\":\"diag\"");
     EXPECT_CONTAINS(json, "\"state\":\"completed\"");

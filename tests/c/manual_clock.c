@@ -102,7 +102,7 @@ int main(void) {
     uint64_t long_one = start_saga("default_timeout", "{}");
     uint64_t answered = start_saga("one_second", "{\"answer\":true}");
     char *end = rec_wait_terminal(&rec, answered);
-    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"one_second\"}");
+    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"one_second\",\"state\":\"completed\"}");
     free(end);
 
     CHECK(sl_runtime_advance_time(rt, 999));
@@ -110,7 +110,7 @@ int main(void) {
     expect_state(long_one, "running");
     CHECK(sl_runtime_advance_time(rt, 2));
     end = rec_wait_terminal(&rec, short_one);
-    EXPECT_STREQ(end, "SagaFailed {\"name\":\"one_second\",\"reason\":\"saga timeout\"}");
+    EXPECT_STREQ(end, "SagaFailed {\"name\":\"one_second\",\"reason\":\"saga timeout\",\"state\":\"failed\"}");
     free(end);
     expect_state(short_one, "failed");
     expect_state(long_one, "running");
@@ -119,7 +119,7 @@ int main(void) {
     expect_state(long_one, "running");
     CHECK(sl_runtime_advance_time(rt, 2));
     end = rec_wait_terminal(&rec, long_one);
-    EXPECT_STREQ(end, "SagaFailed {\"name\":\"default_timeout\",\"reason\":\"saga timeout\"}");
+    EXPECT_STREQ(end, "SagaFailed {\"name\":\"default_timeout\",\"reason\":\"saga timeout\",\"state\":\"failed\"}");
     free(end);
 
     /* Far past every deadline: nothing ends twice. */

@@ -70,7 +70,7 @@ static uint64_t start_saga(const char *input) {
 static void expect_cancelled(uint64_t id, const char *reason) {
     char *end = rec_wait_terminal(&rec, id);
     char expected[128];
-    snprintf(expected, sizeof expected, "SagaFailed {\"name\":\"t\",\"reason\":\"cancelled: %s\"}", reason);
+    snprintf(expected, sizeof expected, "SagaFailed {\"name\":\"t\",\"reason\":\"cancelled: %s\",\"state\":\"failed\"}", reason);
     EXPECT_STREQ(end, expected);
     free(end);
     char *json = NULL;

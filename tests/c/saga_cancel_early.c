@@ -22,7 +22,7 @@ int main(void) {
         CHECK(sl_saga_start(rt, "t", NULL, &id));
         CHECK(sl_saga_cancel(rt, id, "early"));
         char *end = rec_wait_terminal(&rec, id);
-        EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"cancelled: early\"}");
+        EXPECT_STREQ(end, "SagaFailed {\"name\":\"t\",\"reason\":\"cancelled: early\",\"state\":\"failed\"}");
         free(end);
         mon_lock();
         EXPECT_EQ_INT(rec_terminals_locked(&rec, id), 1);

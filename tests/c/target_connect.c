@@ -205,7 +205,7 @@ int main(void) {
     CHECK(sl_saga_start(rt, "one", "{\"n\":0}", &id));
     EXPECT_EQ_INT(host_answer(&h), 0);
     char *end = rec_wait_terminal(&rec, id);
-    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"one\"}");
+    EXPECT_STREQ(end, "SagaCompleted {\"name\":\"one\",\"state\":\"completed\"}");
     free(end);
 
     /* The host goes away; three sagas' commands wait for it and reach it in order. */

@@ -200,15 +200,18 @@ static void *answer_thread(void *unused) {
     }
 }
 
-/* The subscription: every terminal event is an acknowledgement of how the saga ended. */
+/* The subscription: every terminal event is an acknowledgement of how the saga ended. Ends
+   that start-up recovery gave sagas of an earlier process ("recovered" in the payload) are
+   acknowledged too, but do not count against this process's sagas in flight. */
 static void on_lifecycle(void *userdata, const sl_event *event) {
     (void)userdata;
+    int ours = strstr(event->payload_json, "\"recovered\":") == NULL;
     if (strcmp(event->type, SL_EVENT_SAGA_COMPLETED) == 0) {
         ack("saga-end %llu completed %s", (unsigned long long)event->saga_id, event->payload_json);
-        counts_add(&sagas_ended, 1);
+        if (ours) counts_add(&sagas_ended, 1);
     } else if (strcmp(event->type, SL_EVENT_SAGA_FAILED) == 0) {
         ack("saga-end %llu failed %s", (unsigned long long)event->saga_id, event->payload_json);
-        counts_add(&sagas_ended, 1);
+        if (ours) counts_add(&sagas_ended, 1);
     } else if (strcmp(event->type, SL_EVENT_LAGGED) == 0) {
         ack("lagged %s", event->payload_json);
     }

@@ -155,6 +155,8 @@ final class SQLiteConnection: @unchecked Sendable {
             return String(cString: p)
         }
 
+        func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
+
         func optionalText(_ column: Int32) -> String? {
             sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : text(column)
         }

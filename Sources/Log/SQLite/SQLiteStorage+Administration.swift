@@ -93,7 +93,7 @@ extension SQLiteStorage: LogAdministration {
             orderBy = "id"
         }
         let sql = """
-            SELECT \(Self.sagaColumns), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
+            SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
             FROM saga \(Self.whereClause(conditions)) ORDER BY \(orderBy) LIMIT ?
             """
         return try read { (c) throws(SagaLaneError) in
@@ -114,7 +114,7 @@ extension SQLiteStorage: LogAdministration {
         guard limit > 0 else { return [] }
         let (conditions, arguments) = Self.conditions(filter)
         let sql = """
-            SELECT \(Self.jobColumns) FROM lane_job \(Self.whereClause(conditions))
+            SELECT \(columns.job) FROM lane_job \(Self.whereClause(conditions))
             ORDER BY \(Self.jobActivity) DESC, rowid DESC LIMIT ?
             """
         return try read { (c) throws(SagaLaneError) in

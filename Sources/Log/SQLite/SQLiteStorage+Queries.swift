@@ -4,28 +4,53 @@ import SagaLaneSupport
 
 /// The queries the log answers, on the read connection.
 extension SQLiteStorage {
-    static let sagaColumns = "id, name, state, input_json, failure_reason, started_at, ended_at"
-    static let stepColumns = "saga_id, step_index, name, target, command_json, state, output_json, failure_reason, started_at, ended_at"
-    static let jobColumns = "id, lane, caller, priority, metadata, state, attempts, error, enqueued_at, started_at, finished_at, cancelled_at, failed_at"
+    /// The columns each record is read from, by the file's schema version: a read-only open of
+    /// an older log (which it does not migrate) reads the columns it lacks as their defaults.
+    struct Columns {
+        let saga: String
+        let step: String
+        let job: String
+        let hasEvents: Bool
+
+        init(schemaVersion: Int) {
+            let current = schemaVersion >= 5
+            saga = "id, name, state, input_json, failure_reason, started_at, ended_at, " + (current ? "idempotency_key" : "NULL")
+            step = "saga_id, step_index, name, target, command_json, state, output_json, failure_reason, started_at, ended_at, "
+                + (current ? "attempts, compensates, spec_json, cause_json" : "1, NULL, NULL, NULL")
+            job = "id, lane, caller, priority, metadata, state, attempts, error, enqueued_at, started_at, finished_at, cancelled_at, "
+                + "failed_at, " + (current ? "idempotency_key" : "NULL")
+            hasEvents = current
+        }
+    }
+
+    /// The columns of the event table, in `event(_:)`'s order.
+    static let eventColumns = "position, saga_id, type, payload_json, at"
 
     static func saga(_ row: SQLiteConnection.Row) -> SagaRecord {
         SagaRecord(id: UInt64(bitPattern: row.int(0)), name: row.text(1), state: SagaState(rawValue: row.text(2)) ?? .failed,
                    inputJSON: row.text(3), failureReason: row.optionalText(4), startedAt: row.timestamp(5),
-                   endedAt: row.optionalTimestamp(6), steps: [])
+                   endedAt: row.optionalTimestamp(6), steps: [], idempotencyKey: row.optionalText(7))
     }
 
     static func step(_ row: SQLiteConnection.Row) -> StepRecord {
         StepRecord(sagaID: UInt64(bitPattern: row.int(0)), index: UInt32(truncatingIfNeeded: row.int(1)), name: row.text(2),
                    target: row.text(3), commandJSON: row.text(4), state: StepState(rawValue: row.text(5)) ?? .failed,
                    outputJSON: row.optionalText(6), failureReason: row.optionalText(7), startedAt: row.timestamp(8),
-                   endedAt: row.optionalTimestamp(9))
+                   endedAt: row.optionalTimestamp(9), attempts: Int(row.int(10)),
+                   compensates: row.isNull(11) ? nil : UInt32(truncatingIfNeeded: row.int(11)), specJSON: row.optionalText(12),
+                   causeJSON: row.optionalText(13))
     }
 
     static func job(_ row: SQLiteConnection.Row) -> JobRecord {
         JobRecord(id: row.text(0), lane: row.text(1), caller: row.text(2), priority: Int(row.int(3)), metadata: row.blob(4),
                   state: JobState(rawValue: row.text(5)) ?? .failed, attempts: Int(row.int(6)), error: row.optionalText(7),
                   enqueuedAt: row.timestamp(8), startedAt: row.optionalTimestamp(9), finishedAt: row.optionalTimestamp(10),
-                  cancelledAt: row.optionalTimestamp(11), failedAt: row.optionalTimestamp(12))
+                  cancelledAt: row.optionalTimestamp(11), failedAt: row.optionalTimestamp(12), idempotencyKey: row.optionalText(13))
+    }
+
+    static func event(_ row: SQLiteConnection.Row) -> LifecycleEntry {
+        LifecycleEntry(position: UInt64(bitPattern: row.int(0)), sagaID: UInt64(bitPattern: row.int(1)), type: row.text(2),
+                       payloadJSON: row.text(3), at: row.timestamp(4))
     }
 
     public func maxSagaID() throws(SagaLaneError) -> UInt64 {
@@ -53,17 +78,26 @@ extension SQLiteStorage {
     public func sagas(in states: [SagaState], after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaRecord] {
         guard !states.isEmpty, limit > 0 else { return [] }
         let placeholders = Array(repeating: "?", count: states.count).joined(separator: ", ")
+        let bounds: [SQLValue] = [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))]
+        // Through the state index: the sagas asked for are few beside the finished ones. The
+        // unfinished ones (recovery's pages) through their own partial index by id, one seek a
+        // page; the query spells out the index's condition, as SQLite needs to use it.
+        let unfinished = Set(states) == Set(SagaState.unfinished)
+        let page = unfinished
+            ? "SELECT id FROM saga INDEXED BY saga_unfinished WHERE state IN ('running', 'compensating') AND id > ? ORDER BY id LIMIT ?"
+            : "SELECT id FROM saga INDEXED BY saga_by_state WHERE state IN (\(placeholders)) AND id > ? ORDER BY id LIMIT ?"
+        let arguments: [SQLValue] = (unfinished ? [] : states.map { .text($0.rawValue) }) + bounds
         return try read { (c) throws(SagaLaneError) in
-            // Through the state index: the sagas asked for are few beside the finished ones.
-            var sagas = try c.query(
-                """
-                SELECT \(Self.sagaColumns) FROM saga INDEXED BY saga_by_state
-                WHERE state IN (\(placeholders)) AND id > ? ORDER BY id LIMIT ?
-                """, states.map { .text($0.rawValue) } + [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))],
-                Self.saga)
+            var sagas = try c.query("SELECT \(columns.saga) FROM saga WHERE id IN (\(page)) ORDER BY id", arguments, Self.saga)
+            // Every step of the page in one query, each saga's steps by index.
+            let steps = try c.query("SELECT \(columns.step) FROM saga_step WHERE saga_id IN (\(page)) ORDER BY saga_id, step_index",
+                                    arguments, Self.step)
+            var at = 0
             for i in sagas.indices {
-                sagas[i].steps = try c.query("SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
-                                             [.int(Int64(bitPattern: sagas[i].id))], Self.step)
+                while at < steps.count && steps[at].sagaID < sagas[i].id { at += 1 }
+                let first = at
+                while at < steps.count && steps[at].sagaID == sagas[i].id { at += 1 }
+                sagas[i].steps = Array(steps[first..<at])
             }
             return sagas
         }
@@ -71,18 +105,22 @@ extension SQLiteStorage {
 
     public func sagaSteps(sagaID: UInt64) throws(SagaLaneError) -> [StepRecord] {
         try read { (c) throws(SagaLaneError) in
-            try c.query("SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
+            try c.query("SELECT \(columns.step) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
                         [.int(Int64(bitPattern: sagaID))], Self.step)
         }
     }
 
     public func saga(id: UInt64) throws(SagaLaneError) -> SagaRecord? {
         try read { (c) throws(SagaLaneError) -> SagaRecord? in
-            guard var saga = try c.query("SELECT \(Self.sagaColumns) FROM saga WHERE id = ?", [.int(Int64(bitPattern: id))], Self.saga).first else {
+            guard var saga = try c.query("SELECT \(columns.saga) FROM saga WHERE id = ?", [.int(Int64(bitPattern: id))], Self.saga).first else {
                 return nil
             }
-            saga.steps = try c.query("SELECT \(Self.stepColumns) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
+            saga.steps = try c.query("SELECT \(columns.step) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
                                      [.int(Int64(bitPattern: id))], Self.step)
+            saga.history = columns.hasEvents
+                ? try c.query("SELECT \(Self.eventColumns) FROM saga_event WHERE saga_id = ? ORDER BY position",
+                          [.int(Int64(bitPattern: id))], Self.event)
+                : []
             return saga
         }
     }
@@ -91,10 +129,10 @@ extension SQLiteStorage {
         try read { (c) throws(SagaLaneError) in
             try c.query(
                 """
-                SELECT \(Self.sagaColumns), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
+                SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
                 FROM saga ORDER BY COALESCE(ended_at, started_at) DESC, id DESC LIMIT ?
                 """, [.int(Int64(max(0, limit)))]) { row in
-                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(7)))
+                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(8)))
             }
         }
     }
@@ -103,10 +141,10 @@ extension SQLiteStorage {
         try read { (c) throws(SagaLaneError) in
             switch state {
             case .queued:
-                try c.query("SELECT \(Self.jobColumns) FROM lane_job WHERE lane = ? AND state = 'queued' ORDER BY priority DESC, enqueued_at, rowid",
+                try c.query("SELECT \(columns.job) FROM lane_job WHERE lane = ? AND state = 'queued' ORDER BY priority DESC, enqueued_at, rowid",
                             [.text(lane)], Self.job)
             case .running:
-                try c.query("SELECT \(Self.jobColumns) FROM lane_job WHERE lane = ? AND state = 'running' ORDER BY enqueued_at, rowid",
+                try c.query("SELECT \(columns.job) FROM lane_job WHERE lane = ? AND state = 'running' ORDER BY enqueued_at, rowid",
                             [.text(lane)], Self.job)
             case .finished, .cancelled, .failed:
                 throw SagaLaneError(.invalidArgument, "pending jobs are queued or running, not \(state.rawValue)")
@@ -118,7 +156,7 @@ extension SQLiteStorage {
         try read { (c) throws(SagaLaneError) in
             try c.query(
                 """
-                SELECT \(Self.jobColumns) FROM lane_job
+                SELECT \(columns.job) FROM lane_job
                 WHERE (?1 IS NULL OR lane = ?1) AND (?2 IS NULL OR state = ?2)
                 ORDER BY COALESCE(finished_at, cancelled_at, failed_at, started_at, enqueued_at) DESC, rowid DESC LIMIT ?3
                 """, [.optional(lane), .optional(state?.rawValue), .int(Int64(max(0, limit)))], Self.job)
@@ -127,7 +165,7 @@ extension SQLiteStorage {
 
     public func job(id: String) throws(SagaLaneError) -> JobRecord? {
         try read { (c) throws(SagaLaneError) in
-            try c.query("SELECT \(Self.jobColumns) FROM lane_job WHERE id = ?", [.text(id)], Self.job).first
+            try c.query("SELECT \(columns.job) FROM lane_job WHERE id = ?", [.text(id)], Self.job).first
         }
     }
 

@@ -24,13 +24,20 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     public var isReadOnly: Bool { writer == nil }
 
     /// The write connection; touched only by the writer thread once the storage is shared.
-    private let writer: SQLiteConnection?
+    let writer: SQLiteConnection?
     private let writerLock: WriterLock?
     private let reader: Mutex<ReadConnection>
     private let busyTimeoutMilliseconds: Int32
     /// The batch's timestamp, formatted once: formatting it per record costs more than the
     /// insert.
-    private var batchTime = SQLValue.null
+    var batchTime = SQLValue.null
+    var batchTimestamp = Timestamp(millisecondsSinceEpoch: 0)
+    /// The lifecycle stream's positions: the last one assigned (writer thread), the last one
+    /// committed (any thread), and the events of the open batch.
+    var assignedEventPosition: UInt64 = 0
+    private let committedEventPosition = Atomic<UInt64>(0)
+    var batchEvents: [LifecycleEntry] = []
+    private var committedEvents: [LifecycleEntry] = []
 
     private struct ReadConnection: ~Copyable {
         var connection: SQLiteConnection?
@@ -40,8 +47,12 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         var closed = false
     }
 
+    /// The columns queries read, for the file's schema version.
+    let columns: Columns
+
     private init(path: String?, writer: SQLiteConnection?, writerLock: WriterLock?, reader: SQLiteConnection,
-                 snapshot: ReadOnlyFile.Snapshot? = nil, busyTimeoutMilliseconds: Int32) {
+                 snapshot: ReadOnlyFile.Snapshot? = nil, busyTimeoutMilliseconds: Int32, schemaVersion: Int = Schema.version) {
+        columns = Columns(schemaVersion: schemaVersion)
         self.path = path
         self.writer = writer
         self.writerLock = writerLock
@@ -101,7 +112,9 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
             connections.append(read)
             try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-            return SQLiteStorage(path: path, writer: write, writerLock: lock, reader: read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            let storage = SQLiteStorage(path: path, writer: write, writerLock: lock, reader: read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            try storage.loadEventPosition(write)
+            return storage
         } catch {
             for connection in connections.reversed() { connection.close() }
             lock.release()
@@ -162,9 +175,11 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             }
             do throws(SagaLaneError) {
                 switch try contents.get() {
-                case .log:
-                    return SQLiteStorage(path: path, writer: nil, writerLock: nil, reader: read, snapshot: snapshot,
-                                         busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+                case .log(let version):
+                    let storage = SQLiteStorage(path: path, writer: nil, writerLock: nil, reader: read, snapshot: snapshot,
+                                                busyTimeoutMilliseconds: busyTimeoutMilliseconds, schemaVersion: version)
+                    try storage.read { (c) throws(SagaLaneError) in try storage.loadEventPosition(c) }
+                    return storage
                 case .empty:
                     // A writer making the log holds its lock file: wait for the schema.
                     guard ReadOnlyFile.isBeingWritten(path) else {
@@ -214,17 +229,47 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     public func beginBatch(at now: Timestamp) throws(SagaLaneError) {
         try writeConnection().run("BEGIN IMMEDIATE")
         batchTime = .text(now.iso8601)
+        batchTimestamp = now
+        batchEvents.removeAll(keepingCapacity: true)
+        assignedEventPosition = committedEventPosition.load(ordering: .relaxed)
     }
 
     public var isBatchOpen: Bool { !(writer?.isAutocommit ?? true) }
 
     public func commitBatch() throws(SagaLaneError) {
         try writeConnection().run("COMMIT")
+        committedEventPosition.store(assignedEventPosition, ordering: .releasing)
+        swap(&committedEvents, &batchEvents)
+        batchEvents.removeAll(keepingCapacity: true)
     }
 
     public func rollbackBatch() {
+        // The batch's positions were never committed: the next batch assigns them again.
+        assignedEventPosition = committedEventPosition.load(ordering: .relaxed)
+        batchEvents.removeAll(keepingCapacity: true)
         guard let writer, !writer.isAutocommit else { return }
         try? writer.execute("ROLLBACK")
+    }
+
+    public func takeCommittedEvents() -> [LifecycleEntry] {
+        guard !committedEvents.isEmpty else { return [] }
+        defer { committedEvents.removeAll(keepingCapacity: true) }
+        return committedEvents
+    }
+
+    public var lastEventPosition: UInt64 { committedEventPosition.load(ordering: .acquiring) }
+
+    /// Reads the highest position ever used, once the file is open: the stream's events and the
+    /// mark a vacuum raises before it deletes any.
+    func loadEventPosition(_ connection: SQLiteConnection) throws(SagaLaneError) {
+        let hasEvents = try connection.query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'saga_event'") {
+            $0.int(0)
+        }.first == 1
+        guard hasEvents else { return }
+        let highest = try connection.query(
+            "SELECT MAX(COALESCE((SELECT MAX(position) FROM saga_event), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0))",
+            [.text(Schema.eventPositionHighWater)]) { $0.int(0) }.first ?? 0
+        committedEventPosition.store(UInt64(max(0, highest)), ordering: .releasing)
     }
 
     /// Closes the read side too (so that nothing of this log waits on the checkpoint), moves
@@ -248,73 +293,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         try writeConnection().execute(sql)
     }
 
-    public func apply(_ record: LogRecord) throws(SagaLaneError) -> Int {
-        let c = try writeConnection()
-        let now = batchTime
-        switch record {
-        case .startSaga(let id, let name, let input):
-            return try c.run(
-                "INSERT INTO saga (id, name, state, input_json, started_at) VALUES (?, ?, 'running', ?, ?)",
-                [.int(Int64(bitPattern: id)), .text(name), .text(input), now])
-        case .terminateSaga(let id, let state, let reason):
-            return try expectRow(c.run(
-                "UPDATE saga SET state = ?, failure_reason = ?, ended_at = ? WHERE id = ?",
-                [.text(state.rawValue), .optional(reason), now, .int(Int64(bitPattern: id))]), "saga \(id)")
-        case .setSagaState(let id, let state):
-            return try expectRow(c.run(
-                "UPDATE saga SET state = ? WHERE id = ?", [.text(state.rawValue), .int(Int64(bitPattern: id))]), "saga \(id)")
-        case .startStep(let sagaID, let index, let name, let target, let command):
-            return try c.run(
-                "INSERT INTO saga_step (saga_id, step_index, name, target, command_json, state, started_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                [.int(Int64(bitPattern: sagaID)), .int(Int64(index)), .text(name), .text(target), .text(command), now])
-        case .finishStep(let sagaID, let index, let output):
-            return try expectRow(c.run(
-                "UPDATE saga_step SET state = 'succeeded', output_json = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
-                [.text(output), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
-        case .failStep(let sagaID, let index, let reason):
-            return try expectRow(c.run(
-                "UPDATE saga_step SET state = 'failed', failure_reason = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
-                [.text(reason), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
-        case .markFailedCompensation(let sagaID, let reason):
-            // Keep the first failure's cause and add the new context after it, unless this very
-            // reason is already recorded (so repeated recoveries do not grow the text).
-            return try expectRow(c.run(
-                """
-                UPDATE saga SET state = 'failed_compensation', ended_at = ?2,
-                    failure_reason = CASE
-                        WHEN failure_reason IS NULL OR failure_reason = '' THEN ?1
-                        WHEN instr(failure_reason, ?1) > 0 THEN failure_reason
-                        ELSE failure_reason || '; ' || ?1 END
-                WHERE id = ?3
-                """, [.text(reason), now, .int(Int64(bitPattern: sagaID))]), "saga \(sagaID)")
-        case .enqueueJob(let id, let lane, let caller, let priority, let metadata):
-            return try c.run(
-                "INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-                [.text(id), .text(lane), .text(caller), .int(Int64(priority)), .blob(metadata), now])
-        case .updateJobState(let id, let state, let attempts, let error):
-            return try expectRow(c.run(
-                Self.updateJobSQL(stamping: state),
-                [.text(state.rawValue), now, attempts.map { .int(Int64($0)) } ?? .null, .optional(error), .text(id)]), "lane job '\(id)'")
-        case .vacuum, .purgeFinishedJobs:
-            throw SagaLaneError(.invalidArgument, "a bulk deletion is not applied inside a batch")
-        }
-    }
-
-    /// The job update for each state, which stamps that state's own timestamp column. A state
-    /// given no error keeps the one recorded (a retry's running row still says why the last
-    /// attempt failed), except `finished`.
-    private static func updateJobSQL(stamping state: JobState) -> String {
-        switch state {
-        case .queued: "UPDATE lane_job SET state = ?, enqueued_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
-        case .running: "UPDATE lane_job SET state = ?, started_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
-        // A finished job has no error: an earlier attempt's is not what finished.
-        case .finished: "UPDATE lane_job SET state = ?, finished_at = ?, attempts = COALESCE(?, attempts), error = ? WHERE id = ?"
-        case .cancelled: "UPDATE lane_job SET state = ?, cancelled_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
-        case .failed: "UPDATE lane_job SET state = ?, failed_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
-        }
-    }
-
-    private func expectRow(_ changed: Int, _ what: String) throws(SagaLaneError) -> Int {
+    func expectRow(_ changed: Int, _ what: String) throws(SagaLaneError) -> Int {
         if changed == 0 { throw SagaLaneError(.notFound, "no such \(what)") }
         return changed
     }
@@ -340,6 +319,12 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
                         INSERT INTO meta (key, value) VALUES (?1, ?2)
                             ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)
                         """, [.text(Schema.sagaIDHighWater), .int(highest)])
+                    // So do their lifecycle events' positions: no later event gets one.
+                    try c.run(
+                        """
+                        INSERT INTO meta (key, value) VALUES (?1, ?2)
+                            ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)
+                        """, [.text(Schema.eventPositionHighWater), .int(Int64(bitPattern: lastEventPosition))])
                 }
                 deleted = ids.count
             case .terminalJobs:

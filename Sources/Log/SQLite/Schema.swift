@@ -139,6 +139,45 @@ enum Schema {
         INSERT INTO meta (key, value) SELECT 'saga_id_high_water', MAX(0, COALESCE(MAX(id), 0)) FROM saga;
         PRAGMA application_id = \(applicationID);
         """,
+        // Version 5: compensations, retries and resume (a step's attempts, the step a
+        // compensation undoes, what the step declared beyond its command, the event that led to
+        // a step when it answered no earlier step); idempotency keys
+        // for sagas and lane jobs (unique while their row exists; rows without a key cost the
+        // indexes nothing); the lifecycle stream, an outbox each lifecycle event is written to
+        // in the transaction of the change it announces, its position never reused (the
+        // high-water mark keeps it past a vacuum); and operators' requests for the next start.
+        // Columns are added, not rebuilt: this migration is quick on a large log.
+        """
+        ALTER TABLE saga ADD COLUMN idempotency_key TEXT;
+        CREATE UNIQUE INDEX saga_by_key ON saga(idempotency_key) WHERE idempotency_key IS NOT NULL;
+        ALTER TABLE saga_step ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE saga_step ADD COLUMN compensates INTEGER;
+        ALTER TABLE saga_step ADD COLUMN spec_json TEXT;
+        ALTER TABLE saga_step ADD COLUMN cause_json TEXT;
+        ALTER TABLE lane_job ADD COLUMN idempotency_key TEXT;
+        CREATE UNIQUE INDEX lane_job_by_key ON lane_job(lane, idempotency_key) WHERE idempotency_key IS NOT NULL;
+        CREATE TABLE saga_event (
+            position INTEGER PRIMARY KEY,
+            saga_id INTEGER NOT NULL REFERENCES saga(id) ON DELETE CASCADE,
+            type TEXT NOT NULL,
+            payload_json TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX saga_event_by_saga ON saga_event(saga_id);
+        CREATE TABLE saga_request (
+            saga_id INTEGER PRIMARY KEY REFERENCES saga(id) ON DELETE CASCADE,
+            action TEXT NOT NULL CHECK (action = 'cancel' OR action = 'resume' OR action = 'retry_compensation'),
+            note TEXT,
+            requested_at TEXT NOT NULL
+        );
+        INSERT INTO meta (key, value) VALUES ('\(eventPositionHighWater)', 0);
+        """,
+        // Version 6: the unfinished sagas get an index of their own, by id, so recovery pages
+        // through them with one seek a page (the state index orders them by end time first,
+        // so each page scanned every unfinished saga before it).
+        """
+        CREATE INDEX saga_unfinished ON saga(id) WHERE state IN ('running', 'compensating');
+        """,
     ]
 
     /// `PRAGMA application_id` of a sagalane log (schema version 4 and later): "sagl".
@@ -146,6 +185,9 @@ enum Schema {
 
     /// The `meta` key of the highest saga id ever used.
     static let sagaIDHighWater = "saga_id_high_water"
+
+    /// The `meta` key of the highest lifecycle-stream position ever used.
+    static let eventPositionHighWater = "event_position_high_water"
 
     /// What a file holds, as far as the log is concerned.
     enum Contents: Equatable {

@@ -1,0 +1,261 @@
+import SagaLaneJSON
+import SagaLaneLog
+import SagaLaneSupport
+
+/// Start-up recovery: before the coordinator takes its first event, every saga the log shows
+/// unfinished is dealt with by its type's `RecoveryPolicy` (an unregistered type's by
+/// `.markFailed`), a page of sagas at a time: what each page needs written goes to the log at
+/// once, so the writer commits it in a few batches rather than one per saga; then the sagas
+/// that go on are dispatched again. Operators' requests recorded while the runtime was stopped
+/// are carried out next.
+extension Coordinator {
+    /// Sagas read at a time, so recovering a big log never holds it all in memory.
+    static let recoveryPageSize = 500
+
+    /// What a recovered saga does once the page's records are durable.
+    enum Resumption {
+        /// Its awaited step (or compensation) was rebuilt: dispatch it again; a running saga
+        /// gets what is left of its deadline.
+        case send(SagaInstance, deadline: Duration?)
+        /// Every step answered: carry out the action its last result led to.
+        case apply(SagaInstance, SagaAction, deadline: Duration)
+        /// It fails (and compensates what it can).
+        case fail(SagaInstance, String)
+        /// A running saga to undo: move it to compensating.
+        case compensate(SagaInstance, String, JSONObject)
+        /// A compensating saga between compensations.
+        case nextCompensation(SagaInstance)
+        /// It ends here.
+        case end(SagaInstance, SagaState, String)
+    }
+
+    /// - Returns: How many unfinished sagas there were.
+    func recover() async throws(SagaLaneError) -> Int {
+        var requests: [UInt64: SagaRequest] = [:]
+        do { for request in try log.requests(limit: 100_000) { requests[request.sagaID] = request } } catch {
+            throw SagaLaneError(error.code, "cannot read operators' requests: \(error.message)", underlying: error)
+        }
+        var count = 0, last: UInt64 = 0
+        // A few pages' writes in flight while the next page is read: each page's sagas go on
+        // (events published, steps dispatched) only once its writes are durable, in page order.
+        var inFlight: [PagePlan] = []
+        while true {
+            let page: [SagaRecord]
+            do { page = try log.unfinishedSagas(after: last, limit: Self.recoveryPageSize) } catch {
+                throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
+            }
+            inFlight.append(plan(page, requests: &requests))
+            if inFlight.count > Self.recoveryPagesInFlight { try await settle(inFlight.removeFirst()) }
+            count += page.count
+            guard page.count == Self.recoveryPageSize, let next = page.last?.id else { break }
+            last = next
+        }
+        for plan in inFlight { try await settle(plan) }
+        for request in requests.values.sorted(by: { $0.sagaID < $1.sagaID }) { await carryOut(request) }
+        return count
+    }
+
+    /// Pages whose writes may be in flight at once.
+    static let recoveryPagesInFlight = 3
+
+    /// A page of recovered sagas: its writes (submitted), and what happens once they are durable.
+    struct PagePlan {
+        let writes: Task<[Result<Int, SagaLaneError>], Never>
+        let ended: [(UInt64, JSON)]
+        let resumptions: [Resumption]
+    }
+
+    private func settle(_ plan: PagePlan) async throws(SagaLaneError) {
+        for case .failure(let error) in await plan.writes.value {
+            throw SagaLaneError(error.code, "start-up recovery could not write to the log: \(error.message)", underlying: error)
+        }
+        for (id, payload) in plan.ended { bus.publish(type: Event.sagaFailed, sagaID: id, payload: payload) }
+        for resumption in plan.resumptions { resume(resumption) }
+    }
+
+    private func plan(_ page: [SagaRecord], requests: inout [UInt64: SagaRequest]) -> PagePlan {
+        var writes: [LogRecord] = []
+        var ended: [(UInt64, JSON)] = []
+        var resumptions: [Resumption] = []
+        for record in page {
+            var cancel: String?
+            if let request = requests[record.id], request.action == .cancel {
+                requests.removeValue(forKey: record.id)
+                writes.append(.deleteRequest(sagaID: record.id))
+                cancel = request.note ?? "no reason given"
+            }
+            let type = registry.type(named: record.name)
+            var policy = type?.recovery ?? .markFailed
+            if cancel != nil && record.state == .running { policy = .compensate }
+            guard let type, policy != .markFailed else {
+                let (write, payload) = markFailed(record)
+                writes.append(write)
+                ended.append((record.id, payload))
+                continue
+            }
+            do throws(SagaLaneError) {
+                let resumption = try plan(record, type: type, policy: policy, cancel: cancel, writes: &writes)
+                resumptions.append(resumption)
+            } catch {
+                let (write, payload) = markFailed(record, because: error.message)
+                writes.append(write)
+                ended.append((record.id, payload))
+            }
+        }
+        let log = self.log
+        let batch = writes
+        return PagePlan(writes: Task(executorPreference: loop) { await log.writeAll(batch) }, ended: ended, resumptions: resumptions)
+    }
+
+    /// The saga is left for an operator: `failed_compensation`, with what was interrupted.
+    private func markFailed(_ record: SagaRecord, because problem: String? = nil) -> (LogRecord, JSON) {
+        var reason = RecoveryPlan.markFailedReason(record)
+        if let problem { reason += "; \(problem)" }
+        // What the row reads once the reason is appended (see `LogRecord.markFailedCompensation`).
+        let old = record.failureReason ?? ""
+        let full = old.isEmpty ? reason : old.contains(reason) ? old : "\(old); \(reason)"
+        let payload: JSON = ["name": .string(record.name), "state": .string(SagaState.failedCompensation.rawValue),
+                             "reason": .string(full), "recovered": .string(RecoveryPolicy.markFailed.rawValue)]
+        return (.markFailedCompensation(sagaID: record.id, reason: reason, event: LifecycleNote(type: Event.sagaFailed, payload: payload)),
+                payload)
+    }
+
+    /// Decides how an unfinished saga goes on under `policy` (`.compensate` or `.resume`),
+    /// adding to `writes` what the log must hold before it does.
+    private func plan(_ record: SagaRecord, type: SagaType, policy: RecoveryPolicy, cancel: String?,
+                      writes: inout [LogRecord]) throws(SagaLaneError) -> Resumption {
+        func resumed(_ phase: SagaInstance.Phase, _ extra: JSONObject = [:]) -> LogRecord {
+            var payload = extra
+            payload["name"] = .string(type.name)
+            payload["by"] = "recovery"
+            payload["phase"] = .string(phase == .running ? "running" : "compensating")
+            return .note(sagaID: record.id, event: LifecycleNote(type: Event.sagaResumed, payload: .object(payload)))
+        }
+        if record.state == .compensating {
+            if cancel != nil {
+                writes.append(.note(sagaID: record.id, event: operatorNote(type.name, "request_dropped",
+                                                                            "the saga was compensating already: a cancel changes nothing")))
+            }
+            let (instance, pending, failed) = try compensatingInstance(record, type: type)
+            if pending == nil, let failed {
+                return .end(instance, .failedCompensation,
+                            "\(instance.failureReason ?? "failed"); the compensation of step \(failed.compensates ?? 0) failed: \(failed.failureReason ?? "failed")")
+            }
+            writes.append(resumed(.compensating))
+            guard let pending else { return .nextCompensation(instance) }
+            let step = try SagaStep(target: pending.target, command: .null, storedSpec: pending.specJSON)
+            guard let awaiting = redispatching(pending, step: step, for: instance) else {
+                throw SagaLaneError(.corrupt, "compensation step \(pending.index)'s command cannot be read")
+            }
+            instance.awaiting = awaiting
+            writes.append(.retryStep(sagaID: record.id, index: pending.index, attempt: awaiting.dispatch.attempt,
+                                     reason: "attempt \(awaiting.dispatch.attempt - 1): interrupted by a restart"))
+            return .send(instance, deadline: nil)
+        }
+        if policy == .compensate {
+            let instance = SagaInstance(id: record.id, type: type, saga: UnrebuiltSaga("undone after a restart"), onEnded: nil)
+            instance.nextStep = nextIndex(after: record.steps)
+            instance.undo = try undoList(record.steps)
+            for row in record.steps where row.state == .pending {
+                writes.append(.failStep(sagaID: record.id, index: row.index, reason: "interrupted by a restart"))
+            }
+            let reason = cancel.map { "cancelled: \($0)" } ?? "interrupted: the runtime restarted while the saga was running"
+            if instance.undo.isEmpty { return .end(instance, .failed, "\(reason); none of its steps has a compensation") }
+            let announce: JSONObject = cancel != nil ? ["by": "operator"] : ["recovered": .string(RecoveryPolicy.compensate.rawValue)]
+            return .compensate(instance, reason, announce)
+        }
+        switch replay(record, type: type) {
+        case .redispatch(let instance, let row, let step):
+            guard let awaiting = redispatching(row, step: step, for: instance) else {
+                return .fail(instance, "step \(row.index)'s stored command cannot be read")
+            }
+            instance.awaiting = awaiting
+            writes.append(.retryStep(sagaID: record.id, index: row.index, attempt: awaiting.dispatch.attempt,
+                                     reason: "attempt \(awaiting.dispatch.attempt - 1): interrupted by a restart"))
+            writes.append(resumed(.running, ["step": .int(Int64(row.index))]))
+            return .send(instance, deadline: remainingDeadline(type, startedAt: record.startedAt))
+        case .apply(let instance, let action):
+            writes.append(resumed(.running))
+            return .apply(instance, action, deadline: remainingDeadline(type, startedAt: record.startedAt))
+        case .fail(let instance, let reason):
+            for row in record.steps where row.state == .pending {
+                writes.append(.failStep(sagaID: record.id, index: row.index, reason: "interrupted by a restart; \(reason)"))
+            }
+            return .fail(instance, reason)
+        }
+    }
+
+    /// What is left of a saga's deadline, counted from its running row (none: it passes at
+    /// once).
+    private func remainingDeadline(_ type: SagaType, startedAt: Timestamp) -> Duration {
+        let elapsed = Duration.milliseconds(max(0, Timestamp.now().millisecondsSinceEpoch - startedAt.millisecondsSinceEpoch))
+        return max(.zero, type.timeout - elapsed)
+    }
+
+    /// Puts a recovered saga back in flight and sets it going.
+    func resume(_ resumption: Resumption) {
+        switch resumption {
+        case .send(let instance, let deadline):
+            register(instance, deadline: deadline)
+            send(instance)
+        case .apply(let instance, let action, let deadline):
+            register(instance, deadline: deadline)
+            instance.busy = true
+            onLoop {
+                await self.apply(action, to: instance, cause: nil)
+                await self.pump(instance)
+            }
+        case .fail(let instance, let reason):
+            register(instance)
+            onLoop { await self.finish(instance, as: .failed, reason: reason) }
+        case .compensate(let instance, let reason, let announce):
+            instance.ended = true
+            ending.insert(instance.id)
+            onLoop { await self.beginCompensation(instance, reason: reason, announce: announce) }
+        case .nextCompensation(let instance):
+            register(instance)
+            onLoop { await self.nextCompensation(instance) }
+        case .end(let instance, let state, let reason):
+            instance.ended = true
+            ending.insert(instance.id)
+            onLoop { await self.writeEnd(instance, as: state, reason: reason) }
+        }
+    }
+
+    /// In flight again: running (with `deadline`, or a whole one), or compensating.
+    func register(_ instance: SagaInstance, deadline: Duration? = nil) {
+        if instance.phase == .compensating {
+            compensatingSagas[instance.id] = instance
+            ending.insert(instance.id)
+            return
+        }
+        sagas[instance.id] = instance
+        for interest in instance.type.interests { interested[ExactName(interest), default: []].insert(instance.id) }
+        armDeadline(instance, after: deadline ?? instance.type.timeout)
+    }
+
+    func operatorNote(_ name: String, _ action: String, _ note: String?) -> LifecycleNote {
+        LifecycleNote(type: Event.sagaOperatorAction,
+                      payload: ["name": .string(name), "action": .string(action), "note": note.map(JSON.string) ?? .null])
+    }
+
+    /// An operator's request recorded while the runtime was stopped, for a saga recovery left
+    /// alone: carried out if the saga is in the state it was asked for, else dropped with a
+    /// note in its history.
+    private func carryOut(_ request: SagaRequest) async {
+        let id = request.sagaID
+        do throws(SagaLaneError) {
+            try await log.write(.deleteRequest(sagaID: id))
+            switch request.action {
+            case .resume: try await resumeSaga(id: id, note: request.note)
+            case .retryCompensation: try await retryCompensation(id: id, note: request.note)
+            case .cancel: throw SagaLaneError(.state, "saga \(id) was no longer in flight")
+            }
+        } catch {
+            diagnostics.warning("an operator's \(request.action.rawValue) request for saga \(id) was dropped: \(error.message)")
+            if let name = try? log.saga(id: id)?.name {
+                _ = try? await log.write(.note(sagaID: id, event: operatorNote(name, "request_dropped", error.message)))
+            }
+        }
+    }
+}
