@@ -1,3 +1,4 @@
+import SagaLaneCoordinator
 import SagaLaneJSON
 import SagaLaneSupport
 
@@ -13,13 +14,7 @@ struct DefinitionReader {
     static let maxTimeoutMilliseconds: Int64 = 365 * 24 * 3_600_000
 
     /// Members this build reads but cannot carry out yet: refused by name, never ignored.
-    static let unhonoured: [String: String] = [
-        "compensation": "compensating commands are not supported by this build yet",
-        "retry": "step retries are not supported by this build yet",
-        "idempotent": "idempotent steps (for retries) are not supported by this build yet",
-        "recovery": "recovery policies other than the default are not supported by this build yet",
-        "compensation_timeout_ms": "compensations are not supported by this build yet",
-    ]
+    static let unhonoured: [String: String] = [:]
 
     mutating func problem(_ path: String, _ context: String, _ message: String) {
         let (line, column) = locator.location(of: path)
@@ -84,7 +79,8 @@ struct DefinitionReader {
         }
         let name = object["name"]?.stringValue ?? ""
         let context = name.isEmpty ? "saga \(index + 1)" : "saga \"\(name)\""
-        checkMembers(object, at: path, known: ["name", "description", "trigger", "input", "steps", "timeout_ms"],
+        checkMembers(object, at: path, known: ["name", "description", "trigger", "input", "steps", "timeout_ms", "recovery",
+                                               "compensation_timeout_ms"],
                      context: context, what: "a saga")
         var ok = true
         if name.isEmpty {
@@ -103,6 +99,17 @@ struct DefinitionReader {
             if trigger == nil { ok = false }
         }
         let timeout = milliseconds(object["timeout_ms"], at: path + ".timeout_ms", context: context, field: "timeout_ms")
+        let compensationTimeout = milliseconds(object["compensation_timeout_ms"], at: path + ".compensation_timeout_ms",
+                                               context: context, field: "compensation_timeout_ms")
+        var recovery = RecoveryPolicy.markFailed
+        if let value = object["recovery"] {
+            if let policy = value.stringValue.flatMap(RecoveryPolicy.init(rawValue:)) {
+                recovery = policy
+            } else {
+                problem(path + ".recovery", context, "field \"recovery\" must be \"mark_failed\", \"compensate\" or \"resume\"")
+                ok = false
+            }
+        }
         var steps: [StepDefinition] = []
         if let value = object["steps"] {
             if let list = value.arrayValue, !list.isEmpty {
@@ -122,9 +129,9 @@ struct DefinitionReader {
             problem(path, context, "the saga has no \"steps\"")
             ok = false
         }
-        guard ok, let inputFields, let timeout else { return nil }
+        guard ok, let inputFields, let timeout, let compensationTimeout else { return nil }
         return SagaDefinition(name: name, summary: summary, triggerDefinition: trigger, inputFields: inputFields,
-                              steps: steps, timeout: timeout)
+                              steps: steps, timeout: timeout, recovery: recovery, compensationTimeout: compensationTimeout)
     }
 
     private mutating func trigger(_ json: JSON, at path: String, context: String) -> TriggerDefinition? {
@@ -170,7 +177,8 @@ struct DefinitionReader {
         }
         let name = object["name"]?.stringValue ?? "\(index + 1)"
         let context = object["name"] == nil ? "\(saga), step \(index + 1)" : "\(saga), step \(index + 1) (\"\(name)\")"
-        checkMembers(object, at: path, known: ["name", "target", "command", "completes_on", "fails_on"], context: context, what: "a step")
+        checkMembers(object, at: path, known: ["name", "target", "command", "completes_on", "fails_on", "compensation", "timeout_ms",
+                                               "idempotent", "retry"], context: context, what: "a step")
         var ok = true
         if let value = object["name"] {
             if value.stringValue?.isEmpty ?? true {
@@ -214,8 +222,81 @@ struct DefinitionReader {
             problem(path + ".fails_on", context, "\"\(overlap)\" both completes and fails the step")
             ok = false
         }
-        guard ok, let command, let completes, !completes.isEmpty, let fails else { return nil }
-        return StepDefinition(name: name, target: target, command: command, completesOn: completes, failsOn: fails)
+        let scope = Template.Scope(earlierSteps: earlier.map(\.name), inputFields: inputFields)
+        let stepTimeout = milliseconds(object["timeout_ms"], at: path + ".timeout_ms", context: context, field: "timeout_ms")
+        var idempotent = false
+        if let value = object["idempotent"] {
+            if let flag = value.boolValue { idempotent = flag } else {
+                problem(path + ".idempotent", context, "field \"idempotent\" must be true or false")
+                ok = false
+            }
+        }
+        let retry = self.retry(object["retry"], at: path + ".retry", context: context)
+        if object["retry"] != nil && !idempotent {
+            problem(path + ".retry", context, "a step with \"retry\" must be declared \"idempotent\": true (its target must recognise a repeat by saga id and step)")
+            ok = false
+        }
+        let compensation = self.compensation(object["compensation"], at: path + ".compensation", context: context, scope: scope)
+        guard ok, let command, let completes, !completes.isEmpty, let fails, let stepTimeout, let retry, let compensation else { return nil }
+        return StepDefinition(name: name, target: target, command: command, completesOn: completes, failsOn: fails,
+                              compensation: compensation, timeout: stepTimeout, idempotent: idempotent, retry: retry)
+    }
+
+    /// `{"command", "target", "timeout_ms", "retry"}`: what undoes a step. `.some(nil)` when absent.
+    private mutating func compensation(_ json: JSON?, at path: String, context: String,
+                                       scope: Template.Scope) -> CompensationDefinition?? {
+        guard let json else { return .some(nil) }
+        let context = context + ", compensation"
+        guard let object = json.objectValue else {
+            problem(path, context, "field \"compensation\" must be an object: {\"command\": ..., \"target\": ..., \"timeout_ms\": ..., \"retry\": {...}}")
+            return nil
+        }
+        checkMembers(object, at: path, known: ["command", "target", "timeout_ms", "retry"], context: context, what: "a compensation")
+        var ok = true
+        var target: String?
+        if let value = object["target"] {
+            if let name = value.stringValue, !name.isEmpty { target = name } else {
+                problem(path + ".target", context, "field \"target\" must be a non-empty string (leave it out for the step's own target)")
+                ok = false
+            }
+        }
+        var command: Template?
+        if let value = object["command"] {
+            var templateProblems: [(String, String)] = []
+            command = Template(value, scope: scope) { templateProblems.append(($0, $1)) }
+            for (sub, message) in templateProblems {
+                problem(path + ".command" + sub, context, "field \"command\": \(message)")
+                ok = false
+            }
+        } else {
+            problem(path, context, "the compensation has no \"command\"")
+            ok = false
+        }
+        let timeout = milliseconds(object["timeout_ms"], at: path + ".timeout_ms", context: context, field: "timeout_ms")
+        let retry = self.retry(object["retry"], at: path + ".retry", context: context)
+        guard ok, let command, let timeout, let retry else { return nil }
+        return .some(CompensationDefinition(target: target, command: command, timeout: timeout, retry: retry))
+    }
+
+    /// `{"max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter"}`, each
+    /// optional. `.some(nil)` when absent.
+    private mutating func retry(_ json: JSON?, at path: String, context: String) -> RetryPolicy?? {
+        guard let json else { return .some(nil) }
+        guard let object = json.objectValue else {
+            problem(path, context, "field \"retry\" must be an object: {\"max_attempts\": 3, \"initial_backoff_ms\": 100, ...}")
+            return nil
+        }
+        checkMembers(object, at: path, known: ["max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter"],
+                     context: context + ", retry", what: "a retry policy")
+        do {
+            return .some(try RetryPolicy(json: json))
+        } catch {
+            // The policy's own check names the member; place it on the member it names.
+            let member = ["max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter"]
+                .first { error.message.contains("\"\($0)\"") }
+            problem(member.map { path + "." + $0 } ?? path, context + ", retry", error.message)
+            return nil
+        }
     }
 
     /// A string or an array of strings.

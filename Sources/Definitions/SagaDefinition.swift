@@ -14,11 +14,17 @@ public struct SagaDefinition: Sendable {
     public let steps: [StepDefinition]
     /// How long a saga may run; `nil`: `SagaType.defaultTimeout`.
     public let timeout: Duration?
+    /// What start-up recovery does with a saga of this type that a crash interrupted.
+    public let recovery: RecoveryPolicy
+    /// How long each compensation waits for its answer unless it says; `nil`:
+    /// `SagaType.defaultCompensationTimeout`.
+    public let compensationTimeout: Duration?
 
     /// The saga type to register.
     public var sagaType: SagaType {
         let definition = self
-        return SagaType(name: name, timeout: timeout ?? SagaType.defaultTimeout) { input in
+        return SagaType(name: name, timeout: timeout ?? SagaType.defaultTimeout, recovery: recovery,
+                        compensationTimeout: compensationTimeout ?? SagaType.defaultCompensationTimeout) { input in
             DefinedSaga(definition: definition, input: input)
         }
     }
@@ -77,6 +83,25 @@ public struct StepDefinition: Sendable {
     public let completesOn: [String]
     /// Event types that fail the step, and with it the saga.
     public let failsOn: [String]
+    /// What undoes the step once it succeeded, should the saga fail later.
+    let compensation: CompensationDefinition?
+    /// How long each attempt waits for its answer; `nil`: only the saga's deadline.
+    public let timeout: Duration?
+    /// Whether the step may be sent more than once; retries need it.
+    public let idempotent: Bool
+    public let retry: RetryPolicy?
+
+    /// Whether the step declares a compensation.
+    public var isCompensated: Bool { compensation != nil }
+}
+
+/// What undoes a declared step: a command template (over the input and the results of the
+/// steps before it), to the step's target unless it names another.
+struct CompensationDefinition: Sendable {
+    let target: String?
+    let command: Template
+    let timeout: Duration?
+    let retry: RetryPolicy?
 }
 
 /// A saga run from its definition: issues each step's command in turn, moves on when an
@@ -114,7 +139,15 @@ final class DefinedSaga: Saga {
         let step = definition.steps[index]
         do {
             let command = try step.command.render(input: input, results: results, sagaID: context.sagaID, sagaName: definition.name)
-            return .issue(target: step.target, command: command)
+            var compensation: Compensation?
+            if let undo = step.compensation {
+                compensation = Compensation(target: undo.target,
+                                            command: try undo.command.render(input: input, results: results, sagaID: context.sagaID,
+                                                                             sagaName: definition.name),
+                                            timeout: undo.timeout, retry: undo.retry)
+            }
+            return .step(SagaStep(target: step.target, command: command, compensation: compensation, timeout: step.timeout,
+                                  idempotent: step.idempotent, retry: step.retry))
         } catch {
             return .failed("step \"\(step.name)\": \"${\(error.reference)}\" has no value")
         }

@@ -61,14 +61,17 @@ struct PythonExamplesTests {
         #expect(run.lines.first?.hasPrefix("connected to sagalane \(SagaLaneVersion.string) (protocol 1)") == true, "\(run.lines)")
         #expect(run.lines.contains("saga 1 completed"), "\(run.lines)")
         #expect(run.lines.contains("saga 2 completed"), "\(run.lines)")
-        #expect(run.lines.contains { $0.hasPrefix("saga 3 failed:") && $0.contains("card declined for 2500 cents") }, "\(run.lines)")
+        #expect(run.lines.contains { $0.hasPrefix("saga 3 compensated:") && $0.contains("card declined for 2500 cents") }, "\(run.lines)")
+        // The declined order's reservation was released: the compensation of its one succeeded step.
+        #expect(run.lines.contains("  saga 3 step 2: release order-3 (undoes step 0)"), "\(run.lines)")
+        #expect(!run.lines.contains { $0.contains("refund") }, "the charge did not succeed: nothing to refund")
         // What the host answered is in the log: the receipt the first step's event carried.
         let client = try agent.client()
         let saga = try #require(try client.ok(.sagaGet(sagaID: 2))["saga"])
         #expect(saga["state"] == "completed")
         let steps = try #require(saga["steps"]?.arrayValue)
-        #expect(steps.count == 2)
-        #expect(steps.first?["output"]?.serialized.contains("r-order-2-200") == true, "\(steps.first?.serialized ?? "")")
+        #expect(steps.count == 3)
+        #expect(steps[1]["output"]?.serialized.contains("r-order-2-200") == true, "\(steps[1].serialized)")
         // The saga carried the charge's receipt into the email command, as checkout.json says.
         #expect(steps.last?["command"]?["receipt"] == "r-order-2-200", "\(steps.last?.serialized ?? "")")
     }

@@ -1,5 +1,6 @@
 import SagaLaneCoordinator
 import SagaLaneJSON
+import SagaLaneSupport
 import Testing
 @testable import SagaLaneDefinitions
 
@@ -99,11 +100,53 @@ private let okStep = #"{"target": "host", "command": {"cmd": "go"}, "completes_o
         #expect(found.contains { $0.contains(expected) }, "expected a problem containing \(expected), got \(found)")
     }
 
-    /// A field the library cannot carry out yet is refused by name, never ignored.
-    @Test(arguments: ["compensation", "retry", "idempotent"])
-    func aStepFieldThisBuildCannotHonourIsRefusedByName(field: String) {
-        let found = problems(file(#""name": "s", "steps": [{"target": "h", "command": 1, "completes_on": "E", "\#(field)": {}}]"#))
-        #expect(found.count == 1 && found[0].contains("field \"\(field)\": ") && found[0].contains("not supported by this build yet"), "\(found)")
+    /// Compensations, retries, step timeouts and recovery policies are read into the saga type
+    /// and the steps it issues.
+    @Test func compensationsRetriesTimeoutsAndPoliciesAreRead() throws {
+        let file = try SagaFile(text: """
+        {"sagas": [{"name": "order", "recovery": "resume", "compensation_timeout_ms": 9000, "input": ["id"],
+          "steps": [
+            {"name": "reserve", "target": "stock", "command": {"op": "reserve", "order": "${input.id}"}, "completes_on": "Reserved",
+             "compensation": {"command": {"op": "release", "order": "${input.id}"}, "timeout_ms": 2000, "retry": {"max_attempts": 2}}},
+            {"name": "charge", "target": "billing", "command": {"op": "charge"}, "completes_on": "Charged", "timeout_ms": 1500,
+             "idempotent": true, "retry": {"max_attempts": 4, "initial_backoff_ms": 50, "max_backoff_ms": 400, "multiplier": 3, "jitter": 0},
+             "compensation": {"target": "refunds", "command": {"op": "refund", "reservation": "${steps.reserve.reservation}"}}}
+          ]}]}
+        """)
+        let order = file.definitions[0]
+        #expect(order.recovery == .resume && order.compensationTimeout == .seconds(9))
+        let type = order.sagaType
+        #expect(type.recovery == .resume && type.compensationTimeout == .seconds(9))
+        #expect(order.steps[0].isCompensated && order.steps[0].timeout == nil && !order.steps[0].idempotent)
+        #expect(order.steps[1].timeout == .milliseconds(1500) && order.steps[1].idempotent)
+        #expect(order.steps[1].retry == RetryPolicy(maxAttempts: 4, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(400),
+                                                    multiplier: 3, jitter: 0))
+    }
+
+    @Test(arguments: [
+        (#""recovery": "retry""#, #"field "recovery" must be "mark_failed", "compensate" or "resume""#),
+        (#""compensation_timeout_ms": 0"#, #"field "compensation_timeout_ms" must be a whole number"#),
+    ])
+    func aSagasRecoveryMembersAreChecked(member: String, expected: String) {
+        let found = problems(file(#""name": "s", \#(member), "steps": [\#(okStep)]"#))
+        #expect(found.count == 1 && found[0].contains(expected), "\(found)")
+    }
+
+    @Test(arguments: [
+        (#""retry": {"max_attempts": 2}"#, #"a step with "retry" must be declared "idempotent": true"#),
+        (#""idempotent": 1"#, #"field "idempotent" must be true or false"#),
+        (#""idempotent": true, "retry": {"max_attempts": 0}"#, #"retry: "max_attempts" must be an integer from 1 to 1000000"#),
+        (#""idempotent": true, "retry": {"tries": 2}"#, #"unknown field "tries" in a retry policy"#),
+        (#""timeout_ms": -1"#, #"field "timeout_ms" must be a whole number of milliseconds"#),
+        (#""compensation": "undo""#, #"field "compensation" must be an object"#),
+        (#""compensation": {"target": "h"}"#, #"compensation: the compensation has no "command""#),
+        (#""compensation": {"command": "${steps.later}"}"#, #"compensation: field "command": "${steps.later}" refers to step "later""#),
+        (#""compensation": {"command": 1, "target": ""}"#, #"compensation: field "target" must be a non-empty string"#),
+        (#""compensation": {"command": 1, "when": 2}"#, #"unknown field "when" in a compensation"#),
+    ])
+    func aStepsCompensationAndRetriesAreChecked(member: String, expected: String) {
+        let found = problems(file(#""name": "s", "steps": [{"target": "h", "command": 1, "completes_on": "E", \#(member)}]"#))
+        #expect(found.count == 1 && found[0].contains(expected), "\(found)")
     }
 
     @Test func everyProblemIsReportedAtOnceInTheOrderOfTheFile() throws {

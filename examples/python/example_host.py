@@ -5,15 +5,17 @@ their commands and waits for every saga to end.
     sagalane agent --data-dir DATA_DIR --sagas checkout.json &
     python3 example_host.py --socket DATA_DIR/agent.sock [--sagas 3]
 
-The sagas are of the `checkout` type, declared in checkout.json beside this file: charge an
-order (a command to target "billing"), then email the receipt the charge produced. This host
-holds "billing": it answers "charge" with a `Charged` event whose payload carries a receipt
-number (which the saga puts in the next command), and "email" with `Emailed`. An amount over
-1000 cents is declined (`step.failed`), so the last saga fails; the others complete. Another
+The sagas are of the `checkout` type, declared in checkout.json beside this file: reserve an
+order's stock, charge it (commands to target "billing"), then email the receipt the charge
+produced. This host holds "billing": it answers "reserve" with `Reserved`, "charge" with a
+`Charged` event whose payload carries a receipt number (which the saga puts in the next
+command), and "email" with `Emailed`. An amount over 1000 cents is declined (`step.failed`),
+so the last saga fails and sagalane compensates it: the host is sent "release" for the
+reservation and answers `Released`; that saga ends compensated, the others complete. Another
 saga type can be started with --saga TYPE --input JSON (one saga).
 
-Prints one line per saga end ("saga 3 completed", "saga 4 failed: ...") and exits 0 when every
-saga ended as expected.
+Prints one line per command it is sent and per saga end ("saga 3 completed", "saga 4
+compensated: ...") and exits 0 when every saga ended as expected.
 """
 
 import argparse
@@ -28,7 +30,14 @@ def answer(agent, frame):
     command = frame["command"]
     saga_id, step = frame["saga_id"], frame["step"]
     op = command.get("op") if isinstance(command, dict) else None
-    if op == "charge":
+    undoing = f" (undoes step {command['compensates']})" if isinstance(command, dict) and "compensates" in command else ""
+    print(f"  saga {saga_id} step {step}: {op} {command.get('order', command.get('to', ''))}{undoing}", flush=True)
+    if op == "reserve":
+        agent.notify("step.done", saga_id=saga_id, step=step, event="Reserved", payload={"order": command.get("order")})
+    elif op in ("release", "refund"):
+        agent.notify("step.done", saga_id=saga_id, step=step, event="Released" if op == "release" else "Refunded",
+                     payload={"order": command.get("order")})
+    elif op == "charge":
         cents = command.get("cents", 0)
         if cents > 1000:
             # No id: only an error would come back (the saga ended meanwhile, say).
@@ -48,7 +57,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", required=True, help="the agent's socket")
     parser.add_argument("--target", default="billing", help="the target to hold (checkout.json's is billing)")
-    parser.add_argument("--sagas", type=int, default=3, help="how many sagas to start (the last one is declined)")
+    parser.add_argument("--sagas", type=int, default=3, help="how many sagas to start (the last one is declined and compensated)")
     parser.add_argument("--saga", default="checkout", help="the saga type to start")
     parser.add_argument("--input", help="the saga input (JSON) instead of the checkout sagas")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each frame")
@@ -67,7 +76,7 @@ def main():
                 declined = args.sagas > 1 and n == args.sagas - 1
                 cents = 2500 if declined else 100 * (n + 1)
                 order = {"order": f"order-{n + 1}", "cents": cents, "email": f"customer-{n + 1}@example.com"}
-                inputs.append((order, "failed" if declined else "completed"))
+                inputs.append((order, "compensated" if declined else "completed"))
 
         # Pipelined: every start goes out before any reply is read.
         starts = [(agent.request("saga.start", saga=args.saga, input=saga_input), outcome) for saga_input, outcome in inputs]

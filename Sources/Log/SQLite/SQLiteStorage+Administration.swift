@@ -98,7 +98,7 @@ extension SQLiteStorage: LogAdministration {
             """
         return try read { (c) throws(SagaLaneError) in
             try c.query(sql, arguments + [.int(Int64(limit))]) { row in
-                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(7)))
+                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(8)))
             }
         }
     }
