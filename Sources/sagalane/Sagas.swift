@@ -5,12 +5,13 @@ import SagaLaneSupport
 
 struct Sagas: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List sagas, show one as a timeline, list those that need a look, or cancel one.",
-        subcommands: [SagasList.self, SagasShow.self, SagasUnresolved.self, SagasCancel.self])
+        abstract: "List sagas, show one as a timeline, list those that need a look; cancel, resolve, retry or resume one.",
+        subcommands: [SagasList.self, SagasShow.self, SagasUnresolved.self, SagasCancel.self, SagasResolve.self, SagasRetry.self,
+                      SagasResume.self])
 
     /// `sagalane sagas` alone is a usage error: it names the subcommands instead of guessing one.
     func run() throws {
-        throw CommandFailure.usage("sagas needs a subcommand: list, show, unresolved or cancel\n\n" + Sagalane.helpMessage(for: Sagas.self))
+        throw CommandFailure.usage("sagas needs a subcommand: list, show, unresolved, cancel, resolve, retry or resume\n\n" + Sagalane.helpMessage(for: Sagas.self))
     }
 }
 

@@ -11,7 +11,7 @@ struct CLITests {
     // MARK: Help
 
     @Test(arguments: [
-        ["agent"], ["sagas"], ["sagas", "list"], ["sagas", "show"], ["sagas", "unresolved"], ["sagas", "cancel"], ["jobs"], ["lanes"], ["stats"],
+        ["agent"], ["sagas"], ["sagas", "list"], ["sagas", "show"], ["sagas", "unresolved"], ["sagas", "cancel"], ["sagas", "resolve"], ["sagas", "retry"], ["sagas", "resume"], ["jobs"], ["lanes"], ["stats"],
         ["vacuum"], ["recover"], ["validate"], ["version"],
     ])
     func everyCommandHasItsOwnHelp(_ command: [String]) {

@@ -1,0 +1,98 @@
+import ArgumentParser
+import SagaLaneLog
+import SagaLaneSupport
+
+/// `sagas resolve|retry|resume ID`: an operator's hand on a saga a crash or a failed
+/// compensation left for them. Written to the log with their note (each shows in the saga's
+/// history); the log must not be open by another writer (its owner stopped: only then is a
+/// saga in failed_compensation not in its hands).
+struct SagasResolve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resolve",
+        abstract: "Close a saga in failed_compensation by hand: it becomes failed, with your note.",
+        discussion: """
+            For a saga whose compensation failed (or that recovery left for an operator) once \
+            you have put right by hand what its steps did. Its reason ends "resolved by an \
+            operator: NOTE". Writes the log: its owner (a host, or sagalane agent) must be \
+            stopped.
+
+            Examples:
+              sagalane sagas resolve app.db 42 --note "refunded by hand, ticket 7"
+            """)
+
+    @OptionGroup var log: LogArgument
+    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id")) var id: UInt64
+    @Option(help: ArgumentHelp("What was done, for the saga's history.", valueName: "text")) var note: String
+
+    func run() async throws {
+        let log = try self.log.openForWriting()
+        defer { log.close() }
+        do {
+            let record = try await log.resolveSaga(id: id, note: note)
+            emit("saga \(id) resolved: \(record.state.rawValue) (\(record.failureReason ?? ""))\n")
+            flushOutput()
+        } catch {
+            throw operatorFailure(error)
+        }
+    }
+}
+
+struct SagasRetry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retry",
+        abstract: "Ask the log's owner to run a failed_compensation saga's compensations again.",
+        discussion: """
+            Leaves a request in the log that the next start of its owner carries out after its \
+            recovery: the compensations of the saga's succeeded steps that are not undone yet \
+            are sent again, latest first. Writes the log: its owner must be stopped.
+
+            Examples:
+              sagalane sagas retry app.db 42 --note "billing is back"
+            """)
+
+    @OptionGroup var log: LogArgument
+    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id")) var id: UInt64
+    @Option(help: ArgumentHelp("Why, for the saga's history.", valueName: "text")) var note: String?
+
+    func run() async throws { try await leaveRequest(.retryCompensation, log: log, id: id, note: note, "its compensations will run again") }
+}
+
+struct SagasResume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Ask the log's owner to take a failed_compensation saga up where it stopped.",
+        discussion: """
+            For a saga recovery left in failed_compensation (its type's policy was mark_failed) \
+            that never began compensating: at the next start its owner rebuilds it from its \
+            input, replays its recorded step results and sends its pending step again under the \
+            same saga id and index. Writes the log: its owner must be stopped.
+
+            Examples:
+              sagalane sagas resume app.db 42
+            """)
+
+    @OptionGroup var log: LogArgument
+    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id")) var id: UInt64
+    @Option(help: ArgumentHelp("Why, for the saga's history.", valueName: "text")) var note: String?
+
+    func run() async throws { try await leaveRequest(.resume, log: log, id: id, note: note, "it will be resumed") }
+}
+
+private func leaveRequest(_ action: SagaRequestAction, log argument: LogArgument, id: UInt64, note: String?,
+                          _ outcome: String) async throws {
+    let log = try argument.openForWriting()
+    defer { log.close() }
+    do {
+        try await log.request(action, sagaID: id, note: note)
+        emit("saga \(id): request recorded; at the next start of the log's owner \(outcome)\n")
+        flushOutput()
+    } catch {
+        throw operatorFailure(error)
+    }
+}
+
+/// The library's refusal, in the command's terms: a saga in the wrong state or not there is
+/// the operation failing (1).
+private func operatorFailure(_ error: any Error) -> CommandFailure {
+    CommandFailure.operation((error as? SagaLaneError)?.message ?? "\(error)")
+}
