@@ -108,16 +108,21 @@ extension Coordinator {
             instance.awaiting = nil
             cancelStepTimer(instance)
             let step = awaiting.dispatch.step
-            do {
-                try await log.write(.finishStep(sagaID: instance.id, index: step, outputJSON: event.json.serialized))
-            } catch {
-                await finish(instance, as: .failed, reason: "log write failed: step \(step) could not be marked succeeded: \(error.message)")
-                return
+            // Not waited for: what the saga does next (the next step's row, or its terminal
+            // row) is queued right behind it and shares its group commit, or follows it into
+            // the next one; nothing is dispatched or announced before that record is durable,
+            // so the log never shows a later step or an end before this step's success. A
+            // failure of the whole batch fails that next record too, and with it the saga; a
+            // failure of this record alone (its row missing: a damaged log) is said.
+            let id = instance.id, diagnostics = self.diagnostics
+            log.submit(.finishStep(sagaID: id, index: step, outputJSON: event.json.serialized)) { result in
+                if case .failure(let error) = result {
+                    diagnostics.error("saga \(id): step \(step) could not be marked succeeded: \(error.message)")
+                }
             }
             if let compensation = awaiting.compensation {
                 instance.undo.append(SagaInstance.Undo(step: step, target: awaiting.dispatch.target, compensation: compensation))
             }
-            if instance.ended { return }
         } else {
             cause = event.json.serialized
         }

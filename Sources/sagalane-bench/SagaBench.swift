@@ -65,6 +65,12 @@ private struct SagaRig {
 
 /// End-to-end two-step sagas per second with an echoing callback target.
 func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, concurrency: Int) async throws -> Double {
+    try await measureSagas(path: path, durability: durability, sagas: n, concurrency: concurrency).rate
+}
+
+/// Two-step sagas per second, and the log's commits per saga (each one an fsync a saga that
+/// runs alone waits for in turn).
+func measureSagas(path: String, durability: Durability, sagas n: Int, concurrency: Int) async throws -> (rate: Double, commitsPerSaga: Double) {
     let rig = try SagaRig(path: path, durability: durability)
     try rig.coordinator.register(SagaType(name: "two_step", timeout: .seconds(3600)) { _ in TwoStepSaga() })
     try rig.coordinator.register(target: CallbackTarget { step, reporter in
@@ -91,9 +97,10 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
         }
     }
     let elapsed = monotonicSeconds() - start
+    let commits = rig.log.commitCounts.batches
     sub.cancel()
     await rig.shutdown(path: path)
-    return Double(n) / elapsed
+    return (Double(n) / elapsed, Double(commits) / Double(n))
 }
 
 /// Starts a saga, waiting for room in the launch queue while it is full.
@@ -152,7 +159,15 @@ func runSagaBench(directory: String, sagas: Int) async throws {
         print(pad("  \(durability.rawValue)", 10) + pad("end to end \(format(endToEnd)) sagas/s", 34)
               + pad("log ceiling \(format(ceiling)) sagas/s", 34) + "ratio \(format(endToEnd / ceiling * 100))%")
     }
+    try await runSequentialSagas(directory: directory)
     let inFlight = 100_000
     let memory = try await measureMemoryPerSaga(path: directory + "/bench-memory.db", sagas: inFlight)
     print("  memory: \(inFlight) sagas in flight: \(Int(memory.bytesPerSaga)) bytes RSS per saga, freed memory returned to the system first (process RSS before: \(memory.baseline / 1_048_576) MiB)")
+}
+
+/// One saga at a time, as a host that waits for each: every commit is an fsync it waits for in
+/// turn, so commits per saga set its pace.
+func runSequentialSagas(directory: String) async throws {
+    let alone = try await measureSagas(path: directory + "/bench-sequential.db", durability: .full, sagas: 200, concurrency: 1)
+    print("  one two-step saga at a time, full durability: \(format(alone.rate)) sagas/s, \(format(alone.commitsPerSaga)) commits per saga")
 }

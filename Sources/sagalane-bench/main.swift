@@ -19,7 +19,7 @@ var directory = ".build"
 var index = 0
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "recovery", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
+    case "log", "saga", "sequential", "recovery", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
     case "--commands" where index + 1 < arguments.count:
         index += 1
         commands = max(1, Int(arguments[index]) ?? commands)
@@ -36,7 +36,7 @@ while index < arguments.count {
         index += 1
         directory = arguments[index]
     case "-h", "--help":
-        print("usage: sagalane-bench [log|saga|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
+        print("usage: sagalane-bench [log|saga|sequential|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
         print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
@@ -75,6 +75,9 @@ Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
         }
         if what == "agent" || what == "all" {
             try await runAgentBench(directory: directory, commands: commands, sagas: sagas, terminalSagas: terminalSagas)
+        }
+        if what == "sequential" {
+            try await runSequentialSagas(directory: directory)
         }
         if what == "counted" {
             try await runCountedSagas(directory: directory, sagas: sagas)
