@@ -23,8 +23,8 @@ extension Coordinator {
         payload["name"] = .string(instance.type.name)
         payload["reason"] = .string(reason)
         do {
-            try await log.write(.setSagaState(id: instance.id, state: .compensating, reason: reason,
-                                              event: LifecycleNote(type: Event.sagaCompensating, payload: .object(payload))))
+            try await write(.setSagaState(id: instance.id, state: .compensating, reason: reason,
+                                          event: LifecycleNote(type: Event.sagaCompensating, payload: .object(payload))), for: instance)
         } catch {
             // Write-ahead: no compensation goes out that the log does not know of.
             await writeEnd(instance, as: .failedCompensation,

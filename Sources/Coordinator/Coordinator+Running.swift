@@ -108,18 +108,11 @@ extension Coordinator {
             instance.awaiting = nil
             cancelStepTimer(instance)
             let step = awaiting.dispatch.step
-            // Not waited for: what the saga does next (the next step's row, or its terminal
-            // row) is queued right behind it and shares its group commit, or follows it into
-            // the next one; nothing is dispatched or announced before that record is durable,
-            // so the log never shows a later step or an end before this step's success. A
-            // failure of the whole batch fails that next record too, and with it the saga; a
-            // failure of this record alone (its row missing: a damaged log) is said.
-            let id = instance.id, diagnostics = self.diagnostics
-            log.submit(.finishStep(sagaID: id, index: step, outputJSON: event.json.serialized)) { result in
-                if case .failure(let error) = result {
-                    diagnostics.error("saga \(id): step \(step) could not be marked succeeded: \(error.message)")
-                }
-            }
+            // Held back, to be written with what the saga does next (the next step's row, its
+            // end, or its move to compensating) in one group commit: nothing is dispatched or
+            // announced before that record is durable, and the log never shows a later step
+            // or an end before this step's success.
+            instance.heldSuccess = .finishStep(sagaID: instance.id, index: step, outputJSON: event.json.serialized)
             if let compensation = awaiting.compensation {
                 instance.undo.append(SagaInstance.Undo(step: step, target: awaiting.dispatch.target, compensation: compensation))
             }
@@ -180,7 +173,7 @@ extension Coordinator {
         if state != .completed, let step = instance.awaiting?.dispatch.step {
             instance.awaiting = nil
             // Best effort: the saga's terminal row below is what recovery and operators rely on.
-            _ = try? await log.write(.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed"))
+            _ = try? await write(.failStep(sagaID: instance.id, index: step, reason: reason ?? "failed"), for: instance)
         }
         if state == .failed && !instance.undo.isEmpty {
             await beginCompensation(instance, reason: reason ?? "failed")
@@ -199,8 +192,8 @@ extension Coordinator {
         let type = state == .completed ? Event.sagaCompleted : Event.sagaFailed
         var end = SagaEnd(sagaID: instance.id, state: state, reason: reason)
         do {
-            try await log.write(.terminateSaga(id: instance.id, state: state, reason: reason,
-                                               event: LifecycleNote(type: type, payload: .object(payload))))
+            try await write(.terminateSaga(id: instance.id, state: state, reason: reason,
+                                           event: LifecycleNote(type: type, payload: .object(payload))), for: instance)
             bus.publish(type: type, sagaID: instance.id, payload: .object(payload))
         } catch {
             let why = "saga \(instance.id) ended \(state.rawValue) but its terminal row could not be written: \(error.message)"
@@ -239,5 +232,21 @@ extension Coordinator {
         var object = command.setting("saga_id", to: .int(Int64(bitPattern: sagaID))).setting("step", to: .int(Int64(step)))
         if let compensates { object = object.setting("compensates", to: .int(Int64(compensates))) }
         return object
+    }
+}
+
+extension Coordinator {
+    /// Writes `record` for `instance`, after the step success held back for it (if any) in
+    /// the same group commit. The held record failing alone (its row missing: a damaged log)
+    /// is said; `record`'s own failure is thrown.
+    @discardableResult
+    func write(_ record: LogRecord, for instance: SagaInstance) async throws(SagaLaneError) -> Int {
+        guard let held = instance.heldSuccess else { return try await log.write(record) }
+        instance.heldSuccess = nil
+        let (first, second) = await log.write(held, then: record)
+        if case .failure(let error) = first {
+            diagnostics.error("saga \(instance.id): a step could not be marked succeeded: \(error.message)")
+        }
+        return try second.get()
     }
 }

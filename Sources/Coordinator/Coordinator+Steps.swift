@@ -21,9 +21,9 @@ extension Coordinator {
         }
         let command = injected(step.command, sagaID: instance.id, step: index)
         do {
-            try await log.write(.startStep(sagaID: instance.id, index: index, name: stepName("issue", step.target, step.command),
-                                           target: step.target, commandJSON: command.serialized, specJSON: step.storedSpec,
-                                           causeJSON: cause))
+            try await write(.startStep(sagaID: instance.id, index: index, name: stepName("issue", step.target, step.command),
+                                       target: step.target, commandJSON: command.serialized, specJSON: step.storedSpec,
+                                       causeJSON: cause), for: instance)
         } catch {
             await finish(instance, as: .failed, reason: "log write failed: step \(index) could not be recorded, so it was not dispatched: \(error.message)")
             return

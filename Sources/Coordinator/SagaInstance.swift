@@ -72,6 +72,9 @@ final class SagaInstance {
     var nextStep: UInt32 = 0
     var phase = Phase.running
     var awaiting: Awaiting?
+    /// The awaited step's success, held back to go into the log together with the saga's next
+    /// record (see `Coordinator.write(_:for:)`).
+    var heldSuccess: LogRecord?
     /// The succeeded steps that have a compensation, by index: undone last first.
     var undo: [Undo] = []
     /// Why the saga failed, once it compensates.

@@ -65,6 +65,18 @@ final class GroupCommitWriter: Sendable {
         if !accepted { completion(.failure(.logClosed())) } else if wake { queue.condition.signal() }
     }
 
+    /// Queues several records at once: they go into one batch together (the writer takes
+    /// what is queued as a whole), in this order.
+    func submit(together items: [(Work, Completion)]) {
+        let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
+            if queue.stopping { return (false, false) }
+            let wasEmpty = queue.pending.isEmpty
+            for (work, completion) in items { queue.pending.append(Pending(work: work, completion: completion)) }
+            return (true, wasEmpty)
+        }
+        if !accepted { for (_, completion) in items { completion(.failure(.logClosed())) } } else if wake { queue.condition.signal() }
+    }
+
     /// Writes everything already queued, then stops the thread and closes the storage's write
     /// side.
     func stop() {

@@ -100,6 +100,38 @@ public final class SagaLog: Sendable {
         writer.submit(.record(record), completion: completion)
     }
 
+    /// Writes `first` and `then` in one group commit, in that order, and returns once both are
+    /// durable or failed, with their results: for a record that nothing external may separate
+    /// from the one before it (a step's success and the saga's next step). A record that
+    /// cannot be queued (see `submit`) fails alone; the other is still written.
+    public nonisolated(nonsending) func write(_ first: LogRecord, then second: LogRecord) async -> (Result<Int, SagaLaneError>, Result<Int, SagaLaneError>) {
+        guard let writer else {
+            let error = SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")
+            return (.failure(error), .failure(error))
+        }
+        let results = ConditionLock<(Result<Int, SagaLaneError>?, Result<Int, SagaLaneError>?)>((nil, nil))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            var items: [(GroupCommitWriter.Work, GroupCommitWriter.Completion)] = []
+            for (index, record) in [first, second].enumerated() {
+                let completion: GroupCommitWriter.Completion = { result in
+                    let done = results.withLock { state -> Bool in
+                        if index == 0 { state.0 = result } else { state.1 = result }
+                        return state.0 != nil && state.1 != nil
+                    }
+                    if done { continuation.resume() }
+                }
+                do throws(SagaLaneError) {
+                    try record.validate()
+                    items.append((.record(record), completion))
+                } catch {
+                    completion(.failure(error))
+                }
+            }
+            writer.submit(together: items)
+        }
+        return results.withLock { ($0.0!, $0.1!) }
+    }
+
     /// Writes `record` and returns once it is durable. The caller stays on its own executor
     /// (an actor on the event loop resumes there directly, with no hop through the global
     /// pool): the wait is a continuation the writer thread resumes.

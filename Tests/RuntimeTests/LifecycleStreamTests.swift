@@ -190,11 +190,15 @@ struct IdempotencyTests {
                 defer { closeAndWait(runtime) }
                 try runtime.start()
                 let lane = try runtime.createLane(name: "mail", maxConcurrent: 1, persisted: true)
-                // A blocker keeps the keyed job queued for the first repeat.
+                // A blocker keeps the keyed job queued for the first repeat: it holds the lane's
+                // one worker from before the keyed job is submitted.
+                let blocking = Completion<Bool>()
                 try runtime.submit(LaneJob(id: "blocker") { _ in
+                    blocking.set(true)
                     while !release.load(ordering: .relaxed) { usleep(1_000) }
                     return ""
                 }, to: lane)
+                #expect(blocking.wait(milliseconds: 30_000) == true)
                 let done = Completion<LaneJobCompletion>()
                 let first = try runtime.submit(LaneJob(idempotencyKey: "welcome-42") { _ in runs.add(1, ordering: .relaxed); return "sent" },
                                                to: lane, onComplete: { done.set($0) })
