@@ -386,7 +386,8 @@ typedef void (*sl_lifecycle_fn)(void *userdata, const sl_lifecycle_event *event)
 SL_EXPORT int sl_lifecycle_subscribe(sl_runtime *rt, uint64_t after, sl_lifecycle_fn fn, void *userdata,
                                      sl_subscription **out);
 
-/** The position of the latest lifecycle event the log committed (0: none yet). */
+/** The position of the latest lifecycle event the log committed (0: none yet): durable, so
+    a subscriber that stores it loses nothing after a crash by resuming from it. */
 SL_EXPORT int sl_lifecycle_position(sl_runtime *rt, uint64_t *position);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -465,7 +466,10 @@ typedef struct sl_step_options {
 SL_EXPORT void sl_step_options_init(sl_step_options *options);
 
 /**
- * sl_action_issue with what the step declares (NULL options: sl_action_issue).
+ * sl_action_issue with what the step declares (NULL options: sl_action_issue). What it
+ * declares is written to the step's row with its command, before the command is dispatched:
+ * after a SIGKILL, start-up recovery compensates, retries or resumes the step with exactly
+ * this declaration (tests/c/saga_compensation_crash.c, Tests/RuntimeTests/SagaCrashTests.swift).
  * @return as sl_action_issue; SL_EINVAL also for retries on a step not declared idempotent.
  */
 SL_EXPORT int sl_action_issue_ex(sl_action *action, const char *target, const char *command_json,
@@ -476,7 +480,7 @@ SL_EXPORT int sl_action_issue_ex(sl_action *action, const char *target, const ch
  *   {"target", "command", "timeout_ms", "idempotent", "retry", "compensation"}
  * where "retry" is {"max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier",
  * "jitter"} and "compensation" {"command", "target", "timeout_ms", "retry"}; only "target"
- * and "command" are required.
+ * and "command" are required. Stored, and so recovered after a crash, as sl_action_issue_ex's.
  * @return as sl_action_issue_ex.
  */
 SL_EXPORT int sl_action_issue_step(sl_action *action, const char *step_json);
@@ -581,8 +585,10 @@ SL_EXPORT int sl_trigger_add(sl_runtime *rt, const char *event_type, const char 
  * All or nothing: the whole text is checked first, and every problem is reported at once in
  * sl_runtime_errmsg, one a line, as `<sagas>:LINE:COLUMN: saga "NAME", step N ("STEP"): what`;
  * then either every saga type is registered or, when one name is already registered, none
- * is. Before or after start. Registration lives in memory only: a host loads its file again
- * each time it opens the runtime (before sl_runtime_start, so recovery knows the types).
+ * is. Before or after start. Registration lives in memory only, and a SIGKILL leaves nothing
+ * of it: a host loads its file again each time it opens the runtime (before sl_runtime_start,
+ * so that recovery rebuilds the log's unfinished sagas of those types; the steps they issued,
+ * with their compensations, are in the log already).
  * @param json_text UTF-8, at most SL_MAX_VALUE_BYTES bytes.
  * @param loaded set to the number of saga types registered (may be NULL).
  * @return 0, SL_EINVAL (not a valid saga file, malformed JSON included: see the message), SL_EUTF8,
@@ -797,7 +803,12 @@ SL_EXPORT void sl_target_connect_options_init(sl_target_connect_options *options
 /**
  * Registers target `name` (no ':') as a pipe target whose host listens on the Unix socket at
  * `path` (at most 107 bytes), and starts dialling it (once the runtime's loop runs). Before or
- * after sl_runtime_start(); the connection closes with the runtime.
+ * after sl_runtime_start(); the connection closes with the runtime. The registration, the
+ * connection and the commands waiting for it are in memory only: every command's step row is
+ * durable before the command is sent or buffered, so after a SIGKILL the saga is unfinished in
+ * the log and start-up recovery acts on it under its type's policy (a resumed step is sent
+ * again under the same saga id and step; the agent's kill test covers the accepted form,
+ * Tests/AgentTests/AgentProcessTests.swift).
  * @param options NULL for the defaults.
  * @return 0, SL_EINVAL (empty or ':' name, path empty or too long, a field out of range),
  *         SL_EUTF8, SL_EEXIST (a target of that name), SL_ECLOSED.
@@ -819,7 +830,7 @@ typedef struct sl_target_status {
 } sl_target_status;
 
 /** Reads pipe target `name`'s figures into `out` (its `size` must be set). Any thread; waits
-    for the loop. @return 0, SL_EINVAL, SL_ENOTFOUND (no pipe target of that name), SL_ECLOSED. */
+    for the loop. The figures are this process's, in memory: a restart starts them at zero. @return 0, SL_EINVAL, SL_ENOTFOUND (no pipe target of that name), SL_ECLOSED. */
 SL_EXPORT int sl_target_get_status(sl_runtime *rt, const char *name, sl_target_status *out);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1076,7 +1087,10 @@ SL_EXPORT int sl_log_unresolved(sl_runtime *rt, char **json);
 SL_EXPORT int sl_log_saga(sl_runtime *rt, uint64_t saga_id, char **json);
 
 /** Up to `limit` lifecycle events after position `after` (0: from the first), in order, as a
-    JSON array of {"position", "saga_id", "type", "payload", "at"}. `*json`: sl_free(). */
+    JSON array of {"position", "saga_id", "type", "payload", "at"}. `*json`: sl_free(). Only
+    committed events: each is in the log in the transaction of the change it announces, so what
+    this returns is there after a SIGKILL too, at the same positions (the lifecycle-crash test
+    of Tests/RuntimeTests/LifecycleStreamTests.swift reads it back after a kill). */
 SL_EXPORT int sl_log_lifecycle(sl_runtime *rt, uint64_t after, int limit, char **json);
 
 /**
