@@ -248,7 +248,7 @@ final class RemoteLanes: @unchecked Sendable {
                 switch result {
                 case .success(let submission):
                     session.reply(id, ["job_id": .string(submission.jobID), "position": .int(Int64(submission.position)),
-                                       "estimated_wait_ms": .int(milliseconds(submission.estimatedWait))])
+                                       "estimated_wait_ms": .int(submission.estimatedWait.wholeMilliseconds)])
                 case .failure(let error):
                     session.refuse(WireError(wireCode(error, notFound: .unknownLane), error.message, id: id, about: "lane.submit"))
                 }
@@ -334,7 +334,7 @@ final class RemoteLanes: @unchecked Sendable {
         job.timer = loop.scheduleTimer(after: job.reservation) { [weak self, weak worker] in
             guard let self, let worker, worker.held[job.jobID] === job else { return }
             job.timer = nil
-            let milliseconds = SagaLaneAgent.milliseconds(job.reservation)
+            let milliseconds = job.reservation.wholeMilliseconds
             self.release(job, from: worker, .failed("worker lost: connection \(worker.session.label) did not answer within its reservation of \(milliseconds) ms"))
         }
     }
@@ -424,11 +424,3 @@ extension Session {
     }
 }
 
-/// `duration` in whole milliseconds, saturating rather than trapping for durations past what
-/// an Int64 of milliseconds holds.
-func milliseconds(_ duration: Duration) -> Int64 {
-    let (seconds, attoseconds) = duration.components
-    let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-    if overflow { return seconds < 0 ? Int64.min : Int64.max }
-    return scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue
-}

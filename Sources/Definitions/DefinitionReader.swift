@@ -13,9 +13,6 @@ struct DefinitionReader {
     /// The longest timeout a file may give: a year (timers far beyond overflow the clocks).
     static let maxTimeoutMilliseconds: Int64 = 365 * 24 * 3_600_000
 
-    /// Members this build reads but cannot carry out yet: refused by name, never ignored.
-    static let unhonoured: [String: String] = [:]
-
     mutating func problem(_ path: String, _ context: String, _ message: String) {
         let (line, column) = locator.location(of: path)
         problems.append(.init(line: line, column: column, context: context, message: message))
@@ -24,11 +21,7 @@ struct DefinitionReader {
     /// Reports members of `object` at `path` that are not in `known`.
     mutating func checkMembers(_ object: JSONObject, at path: String, known: [String], context: String, what: String) {
         for (key, _) in object where !known.contains(where: { $0.isExactly(key) }) {
-            if let why = DefinitionReader.unhonoured[key] {
-                problem(join(path, key), context, "field \"\(key)\": \(why)")
-            } else {
-                problem(join(path, key), context, "unknown field \"\(key)\" in \(what) (known: \(known.joined(separator: ", ")))")
-            }
+            problem(join(path, key), context, "unknown field \"\(key)\" in \(what) (known: \(known.joined(separator: ", ")))")
         }
     }
 

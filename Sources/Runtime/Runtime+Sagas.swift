@@ -152,15 +152,7 @@ extension Runtime {
                           deliver: @escaping @Sendable (BusDelivery) -> Void) throws(SagaLaneError) -> EventDelivery {
         try checkOpen()
         let delivery = try EventDelivery(bus: bus, bufferSize: bufferSize, deliver: deliver)
-        let accepted = state.withLock { state -> Bool in
-            guard state.phase != .closing && state.phase != .closed else { return false }
-            state.deliveries[ObjectIdentifier(delivery)] = delivery
-            return true
-        }
-        guard accepted else {
-            delivery.stop()
-            throw SagaLaneError(.closed, "the runtime is closed")
-        }
+        try adopt(delivery, into: \.deliveries, stop: delivery.stop)
         return delivery
     }
 
@@ -225,15 +217,7 @@ extension Runtime {
                                    failed: @escaping @Sendable (SagaLaneError) -> Void = { _ in }) throws(SagaLaneError) -> LifecycleDelivery {
         try checkOpen()
         let delivery = try LifecycleDelivery(feed: log.lifecycle, after: position, deliver: deliver, failed: failed)
-        let accepted = state.withLock { state -> Bool in
-            guard state.phase != .closing && state.phase != .closed else { return false }
-            state.lifecycleDeliveries[ObjectIdentifier(delivery)] = delivery
-            return true
-        }
-        guard accepted else {
-            delivery.stop()
-            throw SagaLaneError(.closed, "the runtime is closed")
-        }
+        try adopt(delivery, into: \.lifecycleDeliveries, stop: delivery.stop)
         return delivery
     }
 
@@ -242,5 +226,22 @@ extension Runtime {
     public func unsubscribe(_ delivery: LifecycleDelivery) {
         _ = state.withLock { $0.lifecycleDeliveries.removeValue(forKey: ObjectIdentifier(delivery)) }
         delivery.stop()
+    }
+}
+
+extension Runtime {
+    /// Keeps `delivery` until it is unsubscribed or the runtime closes; stops it and throws
+    /// `.closed` when the runtime is already closing.
+    fileprivate func adopt<D: AnyObject>(_ delivery: D, into table: WritableKeyPath<State, [ObjectIdentifier: D]>,
+                                         stop: () -> Void) throws(SagaLaneError) {
+        let accepted = state.withLock { state -> Bool in
+            guard state.phase != .closing && state.phase != .closed else { return false }
+            state[keyPath: table][ObjectIdentifier(delivery)] = delivery
+            return true
+        }
+        guard accepted else {
+            stop()
+            throw SagaLaneError(.closed, "the runtime is closed")
+        }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import SagaLaneDefinitions
 import SagaLaneJSON
+import SagaLaneSupport
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,14 +34,14 @@ struct Validate: ParsableCommand {
         ])
         for definition in sagas.definitions {
             let trigger = definition.triggerDefinition?.eventType
-            let timeout = definition.timeout.map { "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) ms" }
+            let timeout = definition.timeout.map { "\($0.wholeMilliseconds) ms" }
             let steps = definition.steps.map { "\($0.name) → \($0.target)" }
             listing.add([
                 "name": .string(definition.name),
                 "trigger": trigger.map { .string($0) } ?? .null,
                 "steps": .array(definition.steps.map { ["name": .string($0.name), "target": .string($0.target),
                                                          "completes_on": .array($0.completesOn.map { .string($0) })] }),
-                "timeout_ms": definition.timeout.map { .int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? .null,
+                "timeout_ms": definition.timeout.map { .int($0.wholeMilliseconds) } ?? .null,
             ], row: [definition.name, trigger ?? "(started by name)", steps.joined(separator: ", "), timeout ?? "default"])
         }
         listing.finish(empty: "", footer: "\(file): valid, \(sagas.definitions.count) saga type\(sagas.definitions.count == 1 ? "" : "s")")
