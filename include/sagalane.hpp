@@ -762,17 +762,18 @@ inline int timeout_ms(std::chrono::milliseconds timeout) noexcept {
 }
 }  // namespace detail
 
-/** A subscription: unsubscribes when destroyed. Destroy it before or after its runtime, from
-    any thread but its own callback's. */
-class subscription {
+/** A subscription (runtime::subscribe, runtime::subscribe_lifecycle): unsubscribes when
+    destroyed. Destroy it before or after its runtime, from any thread but its own callback's. */
+template <class Event>
+class basic_subscription {
 public:
-    subscription() = default;
-    subscription(subscription &&other) noexcept { swap(other); }
-    subscription &operator=(subscription &&other) noexcept {
-        subscription(std::move(other)).swap(*this);
+    basic_subscription() = default;
+    basic_subscription(basic_subscription &&other) noexcept { swap(other); }
+    basic_subscription &operator=(basic_subscription &&other) noexcept {
+        basic_subscription(std::move(other)).swap(*this);
         return *this;
     }
-    ~subscription() { reset(); }
+    ~basic_subscription() { reset(); }
 
     /** Ends the subscription now. Once it returns, the callback is never called again. */
     void reset() noexcept {
@@ -790,51 +791,20 @@ public:
 
 private:
     friend class runtime;
-    void swap(subscription &other) noexcept {
+    void swap(basic_subscription &other) noexcept {
         std::swap(sub_, other.sub_);
         std::swap(fn_, other.fn_);
         std::swap(life_, other.life_);
     }
     sl_subscription *sub_ = nullptr;
-    std::function<void(const event &)> *fn_ = nullptr;
+    std::function<void(const Event &)> *fn_ = nullptr;
     std::shared_ptr<detail::runtime_life> life_;
 };
 
-/** A lifecycle subscription (runtime::subscribe_lifecycle): unsubscribes when destroyed. */
-class lifecycle_subscription {
-public:
-    lifecycle_subscription() = default;
-    lifecycle_subscription(lifecycle_subscription &&other) noexcept { swap(other); }
-    lifecycle_subscription &operator=(lifecycle_subscription &&other) noexcept {
-        lifecycle_subscription(std::move(other)).swap(*this);
-        return *this;
-    }
-    ~lifecycle_subscription() { reset(); }
-
-    /** Ends it now. Once it returns, the callback is never called again. */
-    void reset() noexcept {
-        if (!fn_) return;
-        {
-            std::lock_guard<std::mutex> lock(life_->mutex);
-            if (!life_->closed) sl_unsubscribe(sub_);
-        }
-        delete fn_;
-        fn_ = nullptr;
-        sub_ = nullptr;
-        life_.reset();
-    }
-
-private:
-    friend class runtime;
-    void swap(lifecycle_subscription &other) noexcept {
-        std::swap(sub_, other.sub_);
-        std::swap(fn_, other.fn_);
-        std::swap(life_, other.life_);
-    }
-    sl_subscription *sub_ = nullptr;
-    std::function<void(const lifecycle_event &)> *fn_ = nullptr;
-    std::shared_ptr<detail::runtime_life> life_;
-};
+/** A subscription to the event bus (runtime::subscribe). */
+using subscription = basic_subscription<event>;
+/** A subscription to the durable lifecycle stream (runtime::subscribe_lifecycle). */
+using lifecycle_subscription = basic_subscription<lifecycle_event>;
 
 /** A lane of the runtime's pool: a view, valid while the runtime is open. */
 class lane {

@@ -116,10 +116,21 @@ public struct LaneJobFailure: Error, Sendable, Equatable {
 public struct RecoveredJob: Sendable {
     public var job: LaneJob
     public var onComplete: @Sendable (LaneJobCompletion) -> Void
+    /// Why the rebuilt job cannot run (`init(unusable:onComplete:)`): its row is marked
+    /// failed, `onComplete` hears this reason, and the lane's diagnostics name the job.
+    public let unusable: String?
 
     public init(job: LaneJob, onComplete: @escaping @Sendable (LaneJobCompletion) -> Void = { _ in }) {
         self.job = job
         self.onComplete = onComplete
+        unusable = nil
+    }
+
+    /// A job its host rebuilt wrongly (a job that cannot be queued, for `reason`).
+    public init(unusable reason: String, onComplete: @escaping @Sendable (LaneJobCompletion) -> Void) {
+        job = LaneJob { _ in reason }
+        self.onComplete = onComplete
+        unusable = reason
     }
 }
 

@@ -103,17 +103,9 @@ public final class PipeListener: @unchecked Sendable {
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw SagaLaneError(.exists, "\(path) exists and is not a socket")
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SagaLaneError(.loop, "socket: \(String(cString: strerror(errno)))") }
+        let fd = try unixSocket()
         defer { Glibc.close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            _ = path.utf8CString.withUnsafeBytes { memcpy(raw.baseAddress!, $0.baseAddress!, min($0.count, raw.count - 1)) }
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let rc = withUnixAddress(path) { connect(fd, $0, $1) }
         if rc == 0 {
             throw SagaLaneError(.exists, "another process listens on \(path)")
         }

@@ -22,6 +22,26 @@ func checkSocketPath(_ path: String) throws(SagaLaneError) {
     if path.utf8.contains(0) { throw SagaLaneError(.invalidArgument, "the socket path holds a NUL byte") }
 }
 
+/// A new Unix-domain stream socket's descriptor.
+func unixSocket() throws(SagaLaneError) -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw SagaLaneError(.loop, "socket: \(String(cString: strerror(errno)))") }
+    return fd
+}
+
+/// Calls `body` (`connect` or `bind`) with the address of the socket at `path` (checked by
+/// `checkSocketPath`).
+func withUnixAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        _ = path.utf8CString.withUnsafeBytes { memcpy(raw.baseAddress!, $0.baseAddress!, min($0.count, raw.count - 1)) }
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}
+
 /// Who is at the other end of a Unix-domain socket, as the kernel says (`SO_PEERCRED`).
 public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
     public var pid: Int32

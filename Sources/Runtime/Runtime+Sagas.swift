@@ -28,6 +28,18 @@ extension Runtime {
         return try coordinator.register(types: file.sagaTypes, triggers: file.triggers, onlyNew: onlyNew)
     }
 
+    /// Reads a saga file's text and registers its sagas as `register(_:onlyNew:)` does.
+    /// - Throws: `.invalidArgument` with every problem of the file (`SagaFileError`'s
+    ///   description, `<sagas>:LINE:COLUMN: …` a line), or what `register` throws.
+    @discardableResult
+    public func registerSagaFile(text: String, onlyNew: Bool = false) throws(SagaLaneError) -> [String] {
+        let file: SagaFile
+        do throws(SagaFileError) { file = try SagaFile(text: text, source: "<sagas>") } catch {
+            throw SagaLaneError(.invalidArgument, error.description, underlying: error)
+        }
+        return try register(file, onlyNew: onlyNew)
+    }
+
     /// Registers a command target under `name` (non-empty, no ':').
     public func register(target: any SagaTarget, named name: String) throws(SagaLaneError) {
         try checkOpen()

@@ -52,19 +52,16 @@ final class ErrorMessages: Sendable {
     private static var thread: UInt { UInt(bitPattern: Int(bitPattern: UInt(pthread_self()))) }
 
     func set(_ message: String) {
-        let copy = CString(strdup(message))
-        let thread = Self.thread
-        let old = messages.withLock { messages -> CString in
-            defer { messages[thread] = copy.pointer }
-            return CString(messages[thread])
+        let copy = strdup(message)
+        messages.withLock { messages in
+            free(messages[Self.thread])
+            messages[Self.thread] = copy
         }
-        free(old.pointer)
     }
 
     /// The calling thread's last message; "" when there is none.
     var current: UnsafePointer<CChar> {
-        if let message = messages.withLock({ $0[Self.thread] }) { return UnsafePointer(message) }
-        return StaticCString.empty
+        messages.withLock { $0[Self.thread].map { UnsafePointer($0) } } ?? StaticCString.empty
     }
 
     deinit {
@@ -72,12 +69,6 @@ final class ErrorMessages: Sendable {
             for message in messages.values { free(message) }
         }
     }
-}
-
-/// A C string pointer handed between threads under a lock.
-private struct CString: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<CChar>?
-    init(_ pointer: UnsafeMutablePointer<CChar>?) { self.pointer = pointer }
 }
 
 /// C strings that live as long as the process.
@@ -173,6 +164,13 @@ func string(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneErr
     return text
 }
 
+/// A required, non-empty UTF-8 string argument.
+func nonEmpty(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> String {
+    let text = try string(pointer, name)
+    guard !text.isEmpty else { throw SagaLaneError(.invalidArgument, "\(name) is empty") }
+    return text
+}
+
 /// An optional UTF-8 string argument: NULL gives `nil`.
 func optionalString(_ pointer: UnsafePointer<CChar>?, _ name: String) throws(SagaLaneError) -> String? {
     guard let pointer else { return nil }
@@ -218,6 +216,35 @@ func versioned<T>(_ pointer: UnsafePointer<T>, _ name: String, defaults: T) thro
         target.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: min(size, target.count)))
     }
     return copy
+}
+
+/// Sets a versioned struct (leading `size` field) to `value`, its `size` to its own.
+func initialize<T>(_ pointer: UnsafeMutablePointer<T>?, _ value: T) {
+    guard let pointer else { return }
+    pointer.pointee = value
+    UnsafeMutableRawPointer(pointer).storeBytes(of: MemoryLayout<T>.size, as: Int.self)
+}
+
+/// Copies `value` into the versioned struct (leading `size` field) the host passed for an
+/// answer, as far as the host's `size` reaches; the host's `size` stays.
+func handOut<T>(_ value: T, to out: UnsafeMutablePointer<T>?, _ name: String) throws(SagaLaneError) {
+    guard let out else { throw SagaLaneError(.invalidArgument, "out is NULL") }
+    let size = try structSize(UnsafeRawPointer(out).load(as: Int.self), name)
+    withUnsafeBytes(of: value) { source in
+        UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
+    }
+    UnsafeMutableRawPointer(out).storeBytes(of: size, as: Int.self)
+}
+
+/// A C option's value in ms, 0 meaning `fallback`.
+func milliseconds(_ value: some BinaryInteger, or fallback: Duration?) -> Duration? {
+    value == 0 ? fallback : .milliseconds(Int64(value))
+}
+
+/// The core's value for a C constant, from `choices`; anything else is refused, naming them.
+func choice<T>(_ value: Int32, _ field: String, _ choices: KeyValuePairs<Int, (name: String, value: T)>) throws(SagaLaneError) -> T {
+    if let match = choices.first(where: { $0.key == Int(value) }) { return match.value.value }
+    throw SagaLaneError(.invalidArgument, "\(field) \(value) is not one of \(choices.map(\.value.name).joined(separator: ", "))")
 }
 
 /// Whether a versioned struct (leading `size` field) is big enough to hold `field`.

@@ -101,29 +101,19 @@ private func runtimeOptions(_ pointer: UnsafePointer<sl_runtime_options>?) throw
     let size = try structSize(c.size, "sl_runtime_options")
     if has(size, \sl_runtime_options.db_path) { options.databasePath = try optionalString(c.db_path, "options.db_path") }
     if has(size, \sl_runtime_options.durability) {
-        switch Int(c.durability) {
-        case SL_DURABILITY_FULL: options.durability = .full
-        case SL_DURABILITY_NORMAL: options.durability = .normal
-        default: throw SagaLaneError(.invalidArgument, "options.durability \(c.durability) is neither SL_DURABILITY_FULL nor SL_DURABILITY_NORMAL")
-        }
+        options.durability = try choice(c.durability, "options.durability",
+                                        [SL_DURABILITY_FULL: ("SL_DURABILITY_FULL", .full), SL_DURABILITY_NORMAL: ("SL_DURABILITY_NORMAL", .normal)])
     }
     if has(size, \sl_runtime_options.busy_timeout_ms) {
         guard c.busy_timeout_ms >= 0 else { throw SagaLaneError(.invalidArgument, "options.busy_timeout_ms is negative") }
         options.busyTimeoutMilliseconds = c.busy_timeout_ms == 0 ? RuntimeOptions.defaultBusyTimeoutMilliseconds : c.busy_timeout_ms
     }
     if has(size, \sl_runtime_options.loop_mode) {
-        switch Int(c.loop_mode) {
-        case SL_LOOP_THREAD: options.loopMode = .ownThread
-        case SL_LOOP_HOST: options.loopMode = .host
-        default: throw SagaLaneError(.invalidArgument, "options.loop_mode \(c.loop_mode) is neither SL_LOOP_THREAD nor SL_LOOP_HOST")
-        }
+        options.loopMode = try choice(c.loop_mode, "options.loop_mode",
+                                      [SL_LOOP_THREAD: ("SL_LOOP_THREAD", .ownThread), SL_LOOP_HOST: ("SL_LOOP_HOST", .host)])
     }
     if has(size, \sl_runtime_options.clock) {
-        switch Int(c.clock) {
-        case SL_CLOCK_SYSTEM: options.clock = .system
-        case SL_CLOCK_MANUAL: options.clock = .manual
-        default: throw SagaLaneError(.invalidArgument, "options.clock \(c.clock) is neither SL_CLOCK_SYSTEM nor SL_CLOCK_MANUAL")
-        }
+        options.clock = try choice(c.clock, "options.clock", [SL_CLOCK_SYSTEM: ("SL_CLOCK_SYSTEM", .system), SL_CLOCK_MANUAL: ("SL_CLOCK_MANUAL", .manual)])
     }
     if has(size, \sl_runtime_options.read_only) { options.readOnly = c.read_only != 0 }
     return options
@@ -159,12 +149,8 @@ public func sl_runtime_start(_ rt: OpaquePointer?) -> Int32 {
 @implementation @_cdecl("sl_runtime_run")
 public func sl_runtime_run(_ rt: OpaquePointer?, _ mode: Int32) -> Int32 {
     callRuntime(rt) { runtime in
-        switch Int(mode) {
-        case SL_RUN_DEFAULT: try runtime.run(.default)
-        case SL_RUN_ONCE: try runtime.run(.once)
-        case SL_RUN_NOWAIT: try runtime.run(.noWait)
-        default: throw SagaLaneError(.invalidArgument, "mode \(mode) is not SL_RUN_DEFAULT, SL_RUN_ONCE or SL_RUN_NOWAIT")
-        }
+        try runtime.run(choice(mode, "mode", [SL_RUN_DEFAULT: ("SL_RUN_DEFAULT", .default), SL_RUN_ONCE: ("SL_RUN_ONCE", .once),
+                                              SL_RUN_NOWAIT: ("SL_RUN_NOWAIT", .noWait)]))
     }
 }
 

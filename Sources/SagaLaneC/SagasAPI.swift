@@ -137,11 +137,7 @@ func withAction(_ pointer: OpaquePointer?, _ body: () throws(SagaLaneError) -> S
 
 @implementation @_cdecl("sl_action_issue")
 public func sl_action_issue(_ action: OpaquePointer?, _ target: UnsafePointer<CChar>?, _ command: UnsafePointer<CChar>?) -> Int32 {
-    withAction(action) { () throws(SagaLaneError) -> SagaAction in
-        let target = try string(target, "target")
-        guard !target.isEmpty else { throw SagaLaneError(.invalidArgument, "target is empty") }
-        return .issue(target: target, command: try json(command, "command_json"))
-    }
+    sl_action_issue_ex(action, target, command, nil)
 }
 
 @implementation @_cdecl("sl_action_done")
@@ -156,9 +152,7 @@ public func sl_action_fail(_ action: OpaquePointer?, _ reason: UnsafePointer<CCh
 
 @implementation @_cdecl("sl_saga_type_init")
 public func sl_saga_type_init(_ type: UnsafeMutablePointer<sl_saga_type>?) {
-    guard let type else { return }
-    type.pointee = sl_saga_type()
-    type.pointee.size = MemoryLayout<sl_saga_type>.size
+    initialize(type, sl_saga_type())
 }
 
 @implementation @_cdecl("sl_saga_type_register")
@@ -168,28 +162,22 @@ public func sl_saga_type_register(_ rt: OpaquePointer?, _ type: UnsafePointer<sl
         guard let type else { throw SagaLaneError(.invalidArgument, "type is NULL") }
         let table = try versioned(type, "sl_saga_type", defaults: sl_saga_type())
         let name = try string(table.name, "type->name")
-        guard !name.isEmpty else { throw SagaLaneError(.invalidArgument, "type->name is empty") }
         guard table.create != nil, table.start != nil, table.on_event != nil else {
             throw SagaLaneError(.invalidArgument, "saga type '\(name)' needs create, start and on_event")
         }
-        var interests: Set<String> = []
-        if table.interest_count > 0 {
-            guard let list = table.interests else { throw SagaLaneError(.invalidArgument, "type->interests is NULL but interest_count is \(table.interest_count)") }
-            for i in 0..<table.interest_count { interests.insert(try string(list[i], "type->interests[\(i)]")) }
+        guard table.interest_count == 0 || table.interests != nil else {
+            throw SagaLaneError(.invalidArgument, "type->interests is NULL but interest_count is \(table.interest_count)")
         }
-        let recovery: RecoveryPolicy
-        switch table.recovery {
-        case Int32(SL_RECOVERY_MARK_FAILED): recovery = .markFailed
-        case Int32(SL_RECOVERY_COMPENSATE): recovery = .compensate
-        case Int32(SL_RECOVERY_RESUME): recovery = .resume
-        default: throw SagaLaneError(.invalidArgument, "type->recovery is \(table.recovery), not one of SL_RECOVERY_*")
-        }
+        let interests = try (0..<table.interest_count).map { (i) throws(SagaLaneError) in try string(table.interests![i], "type->interests[\(i)]") }
+        let recovery: RecoveryPolicy = try choice(table.recovery, "type->recovery", [
+            SL_RECOVERY_MARK_FAILED: ("SL_RECOVERY_MARK_FAILED", .markFailed), SL_RECOVERY_COMPENSATE: ("SL_RECOVERY_COMPENSATE", .compensate),
+            SL_RECOVERY_RESUME: ("SL_RECOVERY_RESUME", .resume)])
         let cType = CSagaType(name: name, table: table, userdata: userdata, messages: handle.messages)
-        let timeout = table.timeout_ms == 0 ? SagaType.defaultTimeout : .milliseconds(Int64(table.timeout_ms))
-        let compensationTimeout = table.compensation_timeout_ms == 0 ? SagaType.defaultCompensationTimeout
-            : .milliseconds(Int64(table.compensation_timeout_ms))
-        try runtime.register(SagaType(name: name, interests: interests, timeout: timeout, recovery: recovery,
-                                      compensationTimeout: compensationTimeout) { try cType.make($0) })
+        try runtime.register(SagaType(name: name, interests: Set(interests), timeout: milliseconds(table.timeout_ms, or: SagaType.defaultTimeout)!,
+                                      recovery: recovery,
+                                      compensationTimeout: milliseconds(table.compensation_timeout_ms, or: SagaType.defaultCompensationTimeout)!) {
+            try cType.make($0)
+        })
         handle.keep(cType)
     }
 }
@@ -204,8 +192,7 @@ public func sl_trigger_add(
 ) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
-        let eventType = try string(eventType, "event_type")
-        guard !eventType.isEmpty else { throw SagaLaneError(.invalidArgument, "event_type is empty") }
+        let eventType = try nonEmpty(eventType, "event_type")
         let sagaType = try string(sagaType, "saga_type")
         let data = UserData(pointer: userdata)
         var trigger = Trigger(on: eventType, start: sagaType)
@@ -222,16 +209,10 @@ public func sl_trigger_add(
 @implementation @_cdecl("sl_saga_types_load")
 public func sl_saga_types_load(_ rt: OpaquePointer?, _ jsonText: UnsafePointer<CChar>?,
                                _ loaded: UnsafeMutablePointer<Int32>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let runtime = try handle.open()
+    callRuntime(rt) { runtime in
         guard let jsonText else { throw SagaLaneError(.invalidArgument, "json_text is NULL") }
         try SagaLog.checkValueSize(strlen(jsonText), of: "json_text")
-        let text = try string(jsonText, "json_text")
-        let file: SagaFile
-        do throws(SagaFileError) { file = try SagaFile(text: text, source: "<sagas>") } catch {
-            throw SagaLaneError(.invalidArgument, error.description)
-        }
-        let names = try runtime.register(file)
+        let names = try runtime.registerSagaFile(text: try string(jsonText, "json_text"))
         loaded?.pointee = Int32(clamping: names.count)
     }
 }
@@ -244,9 +225,7 @@ public func sl_saga_start(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>
 
 @implementation @_cdecl("sl_saga_start_options_init")
 public func sl_saga_start_options_init(_ options: UnsafeMutablePointer<sl_saga_start_options>?) {
-    guard let options else { return }
-    options.pointee = sl_saga_start_options()
-    options.pointee.size = MemoryLayout<sl_saga_start_options>.size
+    initialize(options, sl_saga_start_options())
 }
 
 /// SL_SAGA_* for a saga state.
@@ -293,8 +272,8 @@ private final class StartCallbacks: @unchecked Sendable {
 @implementation @_cdecl("sl_saga_start_ex")
 public func sl_saga_start_ex(_ rt: OpaquePointer?, _ typeName: UnsafePointer<CChar>?, _ input: UnsafePointer<CChar>?,
                              _ options: UnsafePointer<sl_saga_start_options>?, _ sagaID: UnsafeMutablePointer<UInt64>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let id = try startSaga(try handle.open(), try string(typeName, "type_name"), try json(input, "input_json"), options)
+    callRuntime(rt) { runtime in
+        let id = try startSaga(runtime, try string(typeName, "type_name"), try json(input, "input_json"), options)
         if let id { sagaID?.pointee = id }
     }
 }
@@ -307,9 +286,6 @@ private func startSaga(_ runtime: Runtime, _ name: String, _ input: JSON,
     if let options { c = try versioned(options, "sl_saga_start_options", defaults: c) }
     let room = Int(c.room_timeout_ms)
     let key = try optionalString(c.idempotency_key, "options->idempotency_key")
-    guard c.started != nil || c.ended != nil || c.release != nil else {
-        return try runtime.startSaga(name: name, input: input, idempotencyKey: key, roomTimeoutMilliseconds: room)
-    }
     let callbacks = StartCallbacks(c)
     let onEnded: (@Sendable (SagaEnd) -> Void)? = c.ended == nil && c.release == nil ? nil : { @Sendable in callbacks.ended($0) }
     guard c.started != nil else {
@@ -326,8 +302,8 @@ private func startSaga(_ runtime: Runtime, _ name: String, _ input: JSON,
 @implementation @_cdecl("sl_saga_wait")
 public func sl_saga_wait(_ rt: OpaquePointer?, _ sagaID: UInt64, _ timeoutMs: Int32, _ state: UnsafeMutablePointer<Int32>?,
                          _ reason: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let end = try handle.open().waitForSaga(id: sagaID, timeoutMilliseconds: Int(timeoutMs))
+    callRuntime(rt) { runtime in
+        let end = try runtime.waitForSaga(id: sagaID, timeoutMilliseconds: Int(timeoutMs))
         state?.pointee = cState(end.state)
         reason?.pointee = nil
         if let text = end.reason { try handOut(text, to: reason) }
@@ -336,8 +312,8 @@ public func sl_saga_wait(_ rt: OpaquePointer?, _ sagaID: UInt64, _ timeoutMs: In
 
 @implementation @_cdecl("sl_saga_cancel")
 public func sl_saga_cancel(_ rt: OpaquePointer?, _ sagaID: UInt64, _ reason: UnsafePointer<CChar>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        try handle.open().cancelSaga(id: sagaID, reason: try optionalString(reason, "reason") ?? "no reason given")
+    callRuntime(rt) { runtime in
+        try runtime.cancelSaga(id: sagaID, reason: try optionalString(reason, "reason") ?? "no reason given")
     }
 }
 
@@ -370,9 +346,9 @@ public func sl_target_register(
 
 @implementation @_cdecl("sl_step_fail")
 public func sl_step_fail(_ rt: OpaquePointer?, _ sagaID: UInt64, _ step: UInt32, _ reason: UnsafePointer<CChar>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
+    callRuntime(rt) { runtime in
         guard sagaID != 0 else { throw SagaLaneError(.invalidArgument, "saga_id is 0") }
-        try handle.open().failStep(sagaID: sagaID, step: step, reason: try optionalString(reason, "reason") ?? "failed")
+        try runtime.failStep(sagaID: sagaID, step: step, reason: try optionalString(reason, "reason") ?? "failed")
     }
 }
 
@@ -380,53 +356,47 @@ public func sl_step_fail(_ rt: OpaquePointer?, _ sagaID: UInt64, _ step: UInt32,
 
 @implementation @_cdecl("sl_publish")
 public func sl_publish(_ rt: OpaquePointer?, _ type: UnsafePointer<CChar>?, _ sagaID: UInt64, _ payload: UnsafePointer<CChar>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let runtime = try handle.open()
-        let type = try string(type, "type")
-        guard !type.isEmpty else { throw SagaLaneError(.invalidArgument, "type is empty") }
+    callRuntime(rt) { runtime in
+        let type = try nonEmpty(type, "type")
         try runtime.publish(Event(type: type, sagaID: sagaID == 0 ? nil : sagaID, payload: try json(payload, "payload_json")))
     }
 }
 
 /// What `sl_subscription *` points to: a bus subscription, or a lifecycle stream's.
-final class SubscriptionHandle: CHandle {
-    enum Delivery: Sendable {
-        case bus(EventDelivery)
-        case lifecycle(LifecycleDelivery)
-    }
-
-    let runtime: Runtime
-    let delivery: Delivery
-    let owner: RuntimeHandle?
-
-    init(runtime: Runtime, delivery: Delivery, owner: RuntimeHandle) {
-        self.runtime = runtime
-        self.delivery = delivery
-        self.owner = owner
-    }
+enum Subscription: Sendable {
+    case bus(EventDelivery)
+    case lifecycle(LifecycleDelivery)
 }
+
+typealias SubscriptionHandle = ChildHandle<Subscription>
 
 /// The payload of a lag notice.
 private let laggedType = SL_EVENT_LAGGED
 
-@implementation @_cdecl("sl_subscribe")
-public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?, _ userdata: UnsafeMutableRawPointer?,
-                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+/// A subscribe call: checks `fn` and `out`, and hands out the subscription `body` makes.
+func subscribe<Callback>(_ rt: OpaquePointer?, _ fn: Callback?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                         _ body: (Runtime, RuntimeHandle, Callback) throws(SagaLaneError) -> Subscription) -> Int32 {
     call(rt, as: RuntimeHandle.self) { handle in
         let runtime = try handle.open()
         guard let fn else { throw SagaLaneError(.invalidArgument, "fn is NULL") }
         let out = try required(out, "out")
+        out.pointee = handle.adopt(SubscriptionHandle(runtime: runtime, object: try body(runtime, handle, fn), owner: handle))
+    }
+}
+
+@implementation @_cdecl("sl_subscribe")
+public func sl_subscribe(_ rt: OpaquePointer?, _ buffer: Int, _ fn: sl_event_fn?, _ userdata: UnsafeMutableRawPointer?,
+                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    subscribe(rt, fn, out) { (runtime, _, fn) throws(SagaLaneError) in
         let data = UserData(pointer: userdata)
-        let size = buffer == 0 ? EventBus.defaultBufferSize : min(buffer, 1 << 30)
-        let delivery = try runtime.subscribe(bufferSize: size) { delivery in
+        return .bus(try runtime.subscribe(bufferSize: buffer == 0 ? EventBus.defaultBufferSize : min(buffer, 1 << 30)) { delivery in
             switch delivery {
             case .event(let event):
                 withCEvent(event) { fn(data.pointer, $0) }
             case .lagged(let missed):
                 withCEvent(Event(type: laggedType, payload: ["missed": .int(Int64(missed))])) { fn(data.pointer, $0) }
             }
-        }
-        out.pointee = handle.adopt(SubscriptionHandle(runtime: runtime, delivery: .bus(delivery), owner: handle))
+        })
     }
 }
 
@@ -435,7 +405,7 @@ public func sl_unsubscribe(_ sub: OpaquePointer?) {
     if sl_in_forked_child() != 0 { return }
     guard let sub, let handle = Handles.lookup(sub, as: SubscriptionHandle.self) else { return }
     if let owner = handle.owner { owner.forget(sub) } else { Handles.remove(sub) }
-    switch handle.delivery {
+    switch handle.object {
     case .bus(let delivery): handle.runtime.unsubscribe(delivery)
     case .lifecycle(let delivery): handle.runtime.unsubscribe(delivery)
     }

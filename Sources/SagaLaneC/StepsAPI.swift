@@ -6,27 +6,22 @@ import SagaLane
 
 @implementation @_cdecl("sl_step_options_init")
 public func sl_step_options_init(_ options: UnsafeMutablePointer<sl_step_options>?) {
-    guard let options else { return }
-    options.pointee = sl_step_options()
-    options.pointee.size = MemoryLayout<sl_step_options>.size
+    initialize(options, sl_step_options())
 }
 
 /// The retries `attempts` (1 or less: none) with a first and longest back-off in ms (0: the
 /// defaults).
 private func retries(_ attempts: Int32, _ first: UInt32, _ longest: UInt32) -> RetryPolicy? {
     guard attempts > 1 else { return nil }
-    return RetryPolicy(maxAttempts: Int(attempts),
-                       initialBackoff: first == 0 ? RetryPolicy.defaultInitialBackoff : .milliseconds(Int64(first)),
-                       maxBackoff: longest == 0 ? .seconds(30) : .milliseconds(Int64(longest)))
+    return RetryPolicy(maxAttempts: Int(attempts), initialBackoff: milliseconds(first, or: RetryPolicy.defaultInitialBackoff)!,
+                       maxBackoff: milliseconds(longest, or: RetryPolicy.defaultMaxBackoff)!)
 }
 
 @implementation @_cdecl("sl_action_issue_ex")
 public func sl_action_issue_ex(_ action: OpaquePointer?, _ target: UnsafePointer<CChar>?, _ command: UnsafePointer<CChar>?,
                                _ options: UnsafePointer<sl_step_options>?) -> Int32 {
     withAction(action) { () throws(SagaLaneError) -> SagaAction in
-        let target = try string(target, "target")
-        guard !target.isEmpty else { throw SagaLaneError(.invalidArgument, "target is empty") }
-        var step = SagaStep(target: target, command: try json(command, "command_json"))
+        var step = SagaStep(target: try nonEmpty(target, "target"), command: try json(command, "command_json"))
         if let options {
             var c = sl_step_options()
             sl_step_options_init(&c)
@@ -35,10 +30,10 @@ public func sl_action_issue_ex(_ action: OpaquePointer?, _ target: UnsafePointer
                 step.compensation = Compensation(
                     target: try optionalString(c.compensation_target, "options->compensation_target"),
                     command: try json(c.compensation_json, "options->compensation_json"),
-                    timeout: c.compensation_timeout_ms == 0 ? nil : .milliseconds(Int64(c.compensation_timeout_ms)),
+                    timeout: milliseconds(c.compensation_timeout_ms, or: nil),
                     retry: retries(c.compensation_max_attempts, c.retry_backoff_ms, c.retry_max_backoff_ms))
             }
-            step.timeout = c.timeout_ms == 0 ? nil : .milliseconds(Int64(c.timeout_ms))
+            step.timeout = milliseconds(c.timeout_ms, or: nil)
             step.idempotent = c.idempotent != 0
             step.retry = retries(c.max_attempts, c.retry_backoff_ms, c.retry_max_backoff_ms)
         }
@@ -61,22 +56,22 @@ public func sl_action_issue_step(_ action: OpaquePointer?, _ stepJSON: UnsafePoi
 
 @implementation @_cdecl("sl_saga_retry_compensation")
 public func sl_saga_retry_compensation(_ rt: OpaquePointer?, _ sagaID: UInt64, _ note: UnsafePointer<CChar>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        try handle.open().retryCompensation(id: sagaID, note: try optionalString(note, "note"))
+    callRuntime(rt) { runtime in
+        try runtime.retryCompensation(id: sagaID, note: try optionalString(note, "note"))
     }
 }
 
 @implementation @_cdecl("sl_saga_resume")
 public func sl_saga_resume(_ rt: OpaquePointer?, _ sagaID: UInt64, _ note: UnsafePointer<CChar>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        try handle.open().resumeSaga(id: sagaID, note: try optionalString(note, "note"))
+    callRuntime(rt) { runtime in
+        try runtime.resumeSaga(id: sagaID, note: try optionalString(note, "note"))
     }
 }
 
 @implementation @_cdecl("sl_saga_resolve")
 public func sl_saga_resolve(_ rt: OpaquePointer?, _ sagaID: UInt64, _ note: UnsafePointer<CChar>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        try handle.open().resolveSaga(id: sagaID, note: try optionalString(note, "note") ?? "no note given")
+    callRuntime(rt) { runtime in
+        try runtime.resolveSaga(id: sagaID, note: try optionalString(note, "note") ?? "no note given")
     }
 }
 
@@ -85,13 +80,9 @@ public func sl_saga_resolve(_ rt: OpaquePointer?, _ sagaID: UInt64, _ note: Unsa
 @implementation @_cdecl("sl_lifecycle_subscribe")
 public func sl_lifecycle_subscribe(_ rt: OpaquePointer?, _ after: UInt64, _ fn: sl_lifecycle_fn?, _ userdata: UnsafeMutableRawPointer?,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let runtime = try handle.open()
-        guard let fn else { throw SagaLaneError(.invalidArgument, "fn is NULL") }
-        let out = try required(out, "out")
-        let data = UserData(pointer: userdata)
-        let messages = handle.messages
-        let delivery = try runtime.subscribeLifecycle(after: after, deliver: { entry in
+    subscribe(rt, fn, out) { (runtime, handle, fn) throws(SagaLaneError) in
+        let data = UserData(pointer: userdata), messages = handle.messages
+        return .lifecycle(try runtime.subscribeLifecycle(after: after, deliver: { entry in
             entry.type.withCString { type in
                 entry.payloadJSON.withCString { payload in
                     var c = sl_lifecycle_event(position: entry.position, saga_id: entry.sagaID, type: type, payload_json: payload,
@@ -101,24 +92,23 @@ public func sl_lifecycle_subscribe(_ rt: OpaquePointer?, _ after: UInt64, _ fn: 
             }
         }, failed: { error in
             messages.set("the lifecycle subscription stopped: \(error.message)")
-        })
-        out.pointee = handle.adopt(SubscriptionHandle(runtime: runtime, delivery: .lifecycle(delivery), owner: handle))
+        }))
     }
 }
 
 @implementation @_cdecl("sl_lifecycle_position")
 public func sl_lifecycle_position(_ rt: OpaquePointer?, _ position: UnsafeMutablePointer<UInt64>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        try required(position, "position").pointee = try handle.open().lifecyclePosition
+    callRuntime(rt) { runtime in
+        try required(position, "position").pointee = runtime.lifecyclePosition
     }
 }
 
 @implementation @_cdecl("sl_log_lifecycle")
 public func sl_log_lifecycle(_ rt: OpaquePointer?, _ after: UInt64, _ limit: Int32,
                              _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
+    callRuntime(rt) { runtime in
         let out = try required(out, "json")
         guard limit >= 0 else { throw SagaLaneError(.invalidArgument, "limit is negative (\(limit))") }
-        try handOut(try handle.open().lifecycleEvents(after: after, limit: Int(limit)).serialized, to: out)
+        try handOut(runtime.lifecycleEvents(after: after, limit: Int(limit)).serialized, to: out)
     }
 }

@@ -17,12 +17,14 @@ public struct RetryPolicy: Sendable, Equatable {
 
     /// The first back-off, unless a policy says otherwise.
     public static let defaultInitialBackoff = Duration.milliseconds(100)
+    /// The longest back-off, unless a policy says otherwise.
+    public static let defaultMaxBackoff = Duration.seconds(30)
 
     /// The longest delay `backoff` returns, whatever the policy says: a year. (Timers of
     /// centuries would overflow the clocks that arm them.)
     public static let longestBackoff = Duration.seconds(365 * 24 * 3600)
 
-    public init(maxAttempts: Int = 3, initialBackoff: Duration = RetryPolicy.defaultInitialBackoff, maxBackoff: Duration = .seconds(30),
+    public init(maxAttempts: Int = 3, initialBackoff: Duration = RetryPolicy.defaultInitialBackoff, maxBackoff: Duration = RetryPolicy.defaultMaxBackoff,
                 multiplier: Double = 2, jitter: Double = 0.2) {
         self.maxAttempts = max(1, maxAttempts)
         self.initialBackoff = initialBackoff

@@ -17,21 +17,18 @@ var commands = 1_000_000
 var terminalSagas = 1_000_000
 var directory = ".build"
 var index = 0
+/// Reads the next argument as a count of at least 1 into `value` (kept when it is not one).
+@MainActor func readCount(_ value: inout Int) {
+    index += 1
+    value = max(1, Int(arguments[index]) ?? value)
+}
 while index < arguments.count {
     switch arguments[index] {
     case "log", "saga", "sequential", "recovery", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
-    case "--commands" where index + 1 < arguments.count:
-        index += 1
-        commands = max(1, Int(arguments[index]) ?? commands)
-    case "--terminal-sagas" where index + 1 < arguments.count:
-        index += 1
-        terminalSagas = max(1, Int(arguments[index]) ?? terminalSagas)
-    case "--burst" where index + 1 < arguments.count:
-        index += 1
-        burst = max(1, Int(arguments[index]) ?? burst)
-    case "--sagas" where index + 1 < arguments.count:
-        index += 1
-        sagas = max(1, Int(arguments[index]) ?? sagas)
+    case "--commands" where index + 1 < arguments.count: readCount(&commands)
+    case "--terminal-sagas" where index + 1 < arguments.count: readCount(&terminalSagas)
+    case "--burst" where index + 1 < arguments.count: readCount(&burst)
+    case "--sagas" where index + 1 < arguments.count: readCount(&sagas)
     case "--dir" where index + 1 < arguments.count:
         index += 1
         directory = arguments[index]

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 
-from sagalane_client import Connection, ProtocolError
+from sagalane_client import Connection, exit_with
 
 
 def answer(agent, frame):
@@ -113,8 +113,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ProtocolError as error:
-        print(f"refused: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

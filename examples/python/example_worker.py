@@ -17,7 +17,7 @@ when each ends) and, once it has answered them, prints how each ended: a self-co
 import argparse
 import sys
 
-from sagalane_client import Connection, ProtocolError
+from sagalane_client import Connection, exit_with
 
 
 def run(payload):
@@ -84,8 +84,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ProtocolError as error:
-        print(f"refused: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_with(main)

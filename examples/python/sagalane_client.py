@@ -18,6 +18,7 @@ or through `wait_reply(id)`.
 import collections
 import json
 import socket
+import sys
 import time
 
 PROTOCOL_VERSION = 1
@@ -182,3 +183,12 @@ class Connection:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def exit_with(main):
+    """Exits with what `main()` returns; a refusal by the agent exits 1 with its reason."""
+    try:
+        sys.exit(main())
+    except ProtocolError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        sys.exit(1)
