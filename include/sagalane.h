@@ -977,6 +977,45 @@ typedef struct sl_submission {
 SL_EXPORT int sl_lane_submit(sl_lane *lane, const sl_job *job, sl_submission *out);
 
 /**
+ * Submits `count` jobs in one call: for a persisted lane, the queued rows of the jobs it
+ * takes go to the log together, in one group commit (one fsync for the batch), and it returns
+ * once each is durable or refused. Each job is taken or refused on its own, as
+ * sl_lane_submit() would: a taken job's `done` is called exactly once (but for a duplicate),
+ * a refused one's never. When it returns, every job it reported taken (code 0) has its queued
+ * row on disk, so after a SIGKILL at the next instruction the next sl_lane_create() of this
+ * lane finds it and rebuilds it; a refused job is in no row (tests/c/lane_batch_crash.c).
+ * @param jobs `count` pointers to jobs.
+ * @param codes NULL, or room for `count` codes: 0 (taken, or a duplicate) or the SL_E* code
+ *        that refused each job.
+ * @param out NULL, or `count` pointers, each NULL or an sl_submission with `size` set (its
+ *        `job_id` to sl_free()), filled for each job taken.
+ * @return 0 when every job was taken; else the code of the first job refused (its message,
+ *         naming its index, in sl_runtime_errmsg), or SL_EINVAL for `jobs` or an `out` entry
+ *         themselves, before anything was submitted.
+ */
+SL_EXPORT int sl_lane_submit_batch(sl_lane *lane, const sl_job *const *jobs, size_t count, int *codes,
+                                   sl_submission *const *out);
+
+/** How a job given to sl_lane_submit_async() was queued: `rc` 0 and `submission` (borrowed for
+    the call: do not sl_free() its `job_id`), or the SL_E* code that refused it and NULL (its
+    message in sl_runtime_errmsg() during the call). */
+typedef void (*sl_queued_fn)(void *userdata, int rc, const sl_submission *submission);
+
+/**
+ * Submits a job and returns at once, without waiting for its queued row, so that one thread
+ * can submit at the rate of the log's group commits instead of one fsync per job. `queued`
+ * (may be NULL) is called exactly once, on the runtime's callback thread: with 0 once the
+ * job's queued row is durable (an in-memory lane: once it is queued), or with the code that
+ * refused the job, whose `done` is then never called; `done` always comes after `queued`.
+ * Until `queued` reports 0, a crash may lose the job; once it has, after a SIGKILL at the
+ * next instruction the job's row is in the log and the next sl_lane_create() of this lane
+ * rebuilds it (tests/c/lane_batch_crash.c).
+ * @return 0 (`queued` will be called), SL_EINVAL, SL_EUTF8 or SL_ECLOSED (refused at once:
+ *         `queued` is not called).
+ */
+SL_EXPORT int sl_lane_submit_async(sl_lane *lane, const sl_job *job, sl_queued_fn queued, void *userdata);
+
+/**
  * Submits a job and blocks the calling thread until it ends (`job->done` is not used): it
  * returns only once the job will not run again, so its userdata is then the caller's. A job
  * whose idempotency key is taken is not waited for: SL_EEXIST, the message naming the job.

@@ -73,6 +73,35 @@ public final class Lane: Sendable {
         core.submit(job, onQueued: onQueued, onComplete: onComplete)
     }
 
+    /// Submits `jobs` in one call. Each is taken or refused on its own, as
+    /// `submit(_:onQueued:onComplete:)` would, and `onQueued` runs once per job with its index
+    /// in `jobs`; for a persisted lane, the queued rows of the jobs taken go to the log in one
+    /// group commit (one fsync for all), and `onQueued` runs once each is durable.
+    public func submit(batch jobs: [(job: LaneJob, onComplete: @Sendable (LaneJobCompletion) -> Void)],
+                       onQueued: @escaping @Sendable (Int, Result<LaneSubmission, SagaLaneError>) -> Void) {
+        core.submit(batch: jobs, onQueued: onQueued)
+    }
+
+    /// `submit(batch:onQueued:)`, blocking the calling thread until every job is queued
+    /// (durably, for a persisted lane) or refused; the results in the order of `jobs`.
+    public func submitBlocking(batch jobs: [(job: LaneJob, onComplete: @Sendable (LaneJobCompletion) -> Void)])
+        -> [Result<LaneSubmission, SagaLaneError>] {
+        if jobs.isEmpty { return [] }
+        let results = ConditionLock<(values: [Result<LaneSubmission, SagaLaneError>?], left: Int)>(
+            (Array(repeating: nil, count: jobs.count), jobs.count))
+        let done = Completion<Void>()
+        core.submit(batch: jobs) { index, result in
+            let last = results.withLock { state -> Bool in
+                state.values[index] = result
+                state.left -= 1
+                return state.left == 0
+            }
+            if last { done.set(()) }
+        }
+        done.wait()
+        return results.withLock { $0.values.map { $0! } }
+    }
+
     /// Submits `job`, returning once it is queued (durably, for a persisted lane).
     /// - Throws: `.exists` (an id the lane holds, or a persisted lane's log already has),
     ///   `.closed`, or the log's error for a row that could not be written (the job never runs).

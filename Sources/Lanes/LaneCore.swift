@@ -66,6 +66,31 @@ final class LaneCore: Sendable {
     func submit(_ job: LaneJob, waiter: WaiterLink? = nil,
                 onQueued: @escaping @Sendable (Result<LaneSubmission, SagaLaneError>) -> Void,
                 onComplete: @escaping @Sendable (LaneJobCompletion) -> Void) -> Entry? {
+        var rows: [LaneJournal.QueuedRow] = []
+        let entry = admit(job, waiter: waiter, onQueued: onQueued, onComplete: onComplete, rows: &rows)
+        journal.writeQueued(rows)
+        return entry
+    }
+
+    /// Admits each job as `submit` does; a persisted lane writes the queued rows of those it
+    /// took in one group commit.
+    func submit(batch jobs: [(job: LaneJob, onComplete: @Sendable (LaneJobCompletion) -> Void)],
+                onQueued: @escaping @Sendable (Int, Result<LaneSubmission, SagaLaneError>) -> Void) {
+        var rows: [LaneJournal.QueuedRow] = []
+        rows.reserveCapacity(jobs.count)
+        for (index, item) in jobs.enumerated() {
+            admit(item.job, waiter: nil, onQueued: { onQueued(index, $0) }, onComplete: item.onComplete, rows: &rows)
+        }
+        journal.writeQueued(rows)
+    }
+
+    /// Takes `job` into the lane's table; for a persisted lane, adds its queued row to `rows`
+    /// (written by the caller), else queues it at once.
+    @discardableResult
+    private func admit(_ job: LaneJob, waiter: WaiterLink?,
+                       onQueued: @escaping @Sendable (Result<LaneSubmission, SagaLaneError>) -> Void,
+                       onComplete: @escaping @Sendable (LaneJobCompletion) -> Void,
+                       rows: inout [LaneJournal.QueuedRow]) -> Entry? {
         let id = job.id.isEmpty ? madeUpID() : job.id
         let entry = Entry(job: job, key: JobKey(id), onComplete: onComplete, attempt: 1, state: .persisting)
         let persisted = self.persisted
@@ -105,7 +130,7 @@ final class LaneCore: Sendable {
         case .success(let submission?):
             onQueued(.success(submission))
         case .success(nil):
-            journal.writeQueued(job, id: id) { [self] result in queuedRowWritten(entry, result, onQueued: onQueued) }
+            rows.append(LaneJournal.QueuedRow(job: job, id: id) { [self] result in queuedRowWritten(entry, result, onQueued: onQueued) })
         }
         return entry
     }

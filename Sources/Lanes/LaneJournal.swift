@@ -12,9 +12,25 @@ struct LaneJournal: Sendable {
 
     typealias Written = @Sendable (Result<Int, SagaLaneError>) -> Void
 
-    func writeQueued(_ job: LaneJob, id: String, then done: @escaping Written) {
-        write(.enqueueJob(id: id, lane: lane, caller: job.caller, priority: job.priority, metadata: job.metadata,
-                          idempotencyKey: job.idempotencyKey), done)
+    /// An admitted job's queued row, and what follows once it is durable.
+    struct QueuedRow {
+        let job: LaneJob
+        let id: String
+        let written: Written
+    }
+
+    /// Writes the queued rows of admitted jobs, in one group commit together.
+    func writeQueued(_ rows: [QueuedRow]) {
+        guard let log, rows.count > 1 else {
+            for row in rows { write(queuedRecord(row), row.written) }
+            return
+        }
+        log.submit(together: rows.map { (queuedRecord($0), $0.written) })
+    }
+
+    private func queuedRecord(_ row: QueuedRow) -> LogRecord {
+        .enqueueJob(id: row.id, lane: lane, caller: row.job.caller, priority: row.job.priority, metadata: row.job.metadata,
+                    idempotencyKey: row.job.idempotencyKey)
     }
 
     func writeRunning(id: String, attempt: Int, then done: @escaping Written) {
@@ -63,8 +79,13 @@ extension LaneCore {
                 guard row.attempts >= 0, row.attempts < Int(Int32.max) else {
                     throw SagaLaneError(.corrupt, "lane job '\(row.id)' has an impossible attempt count \(row.attempts): the log was edited or is damaged")
                 }
-                guard var rebuilt = reconstruct(row) else {
+                let recovered = reconstruct(row)
+                guard var rebuilt = recovered, rebuilt.unusable == nil else {
                     try await log.updateJobState(id: row.id, state: .failed, error: "lost on restart: cannot reconstruct")
+                    if let reason = recovered?.unusable {
+                        diagnostics.warning("lane '\(name)': job '\(row.id)' could not be rebuilt: \(reason)")
+                        recovered?.onComplete(LaneJobCompletion(jobID: row.id, attempts: row.attempts, outcome: .failed(error: reason)))
+                    }
                     failed += 1
                     continue
                 }

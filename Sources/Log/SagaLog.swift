@@ -100,6 +100,28 @@ public final class SagaLog: Sendable {
         writer.submit(.record(record), completion: completion)
     }
 
+    /// Queues `records` for one group commit together, in order, each with its completion as
+    /// `submit` gives it. A record that cannot be queued fails alone; the others are written.
+    public func submit(together records: [(LogRecord, @Sendable (Result<Int, SagaLaneError>) -> Void)]) {
+        guard let writer else {
+            for (_, completion) in records {
+                completion(.failure(SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")))
+            }
+            return
+        }
+        var items: [(GroupCommitWriter.Work, GroupCommitWriter.Completion)] = []
+        items.reserveCapacity(records.count)
+        for (record, completion) in records {
+            do throws(SagaLaneError) {
+                try record.validate()
+                items.append((.record(record), completion))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+        writer.submit(together: items)
+    }
+
     /// Writes `first` and `then` in one group commit, in that order, and returns once both are
     /// durable or failed, with their results: for a record that nothing external may separate
     /// from the one before it (a step's success and the saga's next step). A record that

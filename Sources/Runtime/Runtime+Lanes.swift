@@ -74,6 +74,50 @@ extension Runtime {
         return try lane.submitBlocking(job) { completion in callbacks.async { onComplete(completion) } }
     }
 
+    /// Submits `jobs` to `lane` in one call (for a persisted lane, one group commit: see
+    /// `Lane.submit(batch:onQueued:)`) and returns once each is queued or refused, with its
+    /// result, in order. A job's `onComplete` runs once, on the callback thread, unless it was
+    /// refused.
+    public func submit(batch jobs: [(job: LaneJob, onComplete: (@Sendable (LaneJobCompletion) -> Void)?)],
+                       to lane: Lane) -> [Result<LaneSubmission, SagaLaneError>] {
+        let callbacks = self.callbacks
+        return lane.submitBlocking(batch: jobs.map { item in
+            let onComplete = item.onComplete
+            return (item.job, { completion in if let onComplete { callbacks.async { onComplete(completion) } } })
+        })
+    }
+
+    /// Submits `job` to `lane` and returns at once: `onQueued` runs once, on the callback
+    /// thread, when the job's queued row is durable (an in-memory lane: once it is queued) or
+    /// with the error that refused it (then `onComplete` never runs); `onComplete` runs once
+    /// after it, on the callback thread too.
+    public func submit(_ job: LaneJob, to lane: Lane, onQueued: @escaping @Sendable (Result<LaneSubmission, SagaLaneError>) -> Void,
+                       onComplete: (@Sendable (LaneJobCompletion) -> Void)? = nil) {
+        let callbacks = self.callbacks
+        // Both run on the callback thread; a job of an in-memory lane can end before its
+        // queued callback was queued there, so its end waits for it.
+        let order = ConditionLock<(queued: Bool, early: LaneJobCompletion?)>((false, nil))
+        lane.submit(job, onQueued: { result in
+            callbacks.async {
+                onQueued(result)
+                let early = order.withLock { state -> LaneJobCompletion? in
+                    state.queued = true
+                    defer { state.early = nil }
+                    return state.early
+                }
+                if let early { onComplete?(early) }
+            }
+        }, onComplete: { completion in
+            callbacks.async {
+                let now = order.withLock { state -> Bool in
+                    if !state.queued { state.early = completion }
+                    return state.queued
+                }
+                if now { onComplete?(completion) }
+            }
+        })
+    }
+
     /// Submits `job` to `lane` and blocks the calling thread until the job ended for good.
     /// - Returns: Its result text.
     /// - Throws: `.jobFailed` (its `underlying` a `LaneJobFailure` with the job's error text),

@@ -105,8 +105,7 @@ private struct HostJob {
         }
         let userdata = UserData(pointer: c.userdata)
         let retry = c.max_attempts > 1
-            ? RetryPolicy(maxAttempts: Int(c.max_attempts),
-                          initialBackoff: c.retry_backoff_ms == 0 ? RetryPolicy.defaultInitialBackoff : .milliseconds(Int64(c.retry_backoff_ms)))
+            ? RetryPolicy(maxAttempts: Int(c.max_attempts), initialBackoff: milliseconds(c.retry_backoff_ms, or: RetryPolicy.defaultInitialBackoff)!)
             : nil
         let key = try optionalString(c.idempotency_key, "job->idempotency_key")
         if let key {
@@ -131,54 +130,36 @@ private struct HostJob {
 
 @implementation @_cdecl("sl_job_init")
 public func sl_job_init(_ job: UnsafeMutablePointer<sl_job>?) {
-    guard let job else { return }
-    job.pointee = sl_job()
-    job.pointee.size = MemoryLayout<sl_job>.size
+    initialize(job, sl_job())
 }
 
 @implementation @_cdecl("sl_lane_options_init")
 public func sl_lane_options_init(_ options: UnsafeMutablePointer<sl_lane_options>?) {
-    guard let options else { return }
-    options.pointee = sl_lane_options()
-    options.pointee.size = MemoryLayout<sl_lane_options>.size
-    options.pointee.max_concurrent = 1
-    options.pointee.persisted = 1
+    initialize(options, sl_lane_options(size: 0, max_concurrent: 1, persisted: 1, reconstruct: nil, reconstruct_userdata: nil))
 }
 
 /// Rebuilds a job from its row with the host's `reconstruct`; `nil` marks the row failed.
-private func rebuild(_ row: JobRecord, _ reconstruct: sl_job_reconstruct_fn, _ userdata: UserData,
-                     runtime: Runtime, diagnostics: Diagnostics) -> RecoveredJob? {
+private func rebuild(_ row: JobRecord, _ reconstruct: sl_job_reconstruct_fn, _ userdata: UserData) -> RecoveredJob? {
     // The host may point the job at the record's strings: read it while they live.
-    let rebuilt = row.id.withCString { id in
+    row.id.withCString { id in
         row.caller.withCString { caller in
-            row.metadata.withUnsafeBytes { metadata -> Result<HostJob, SagaLaneError>? in
+            row.metadata.withUnsafeBytes { metadata -> RecoveredJob? in
                 var record = sl_job_record(job_id: id, caller: caller, priority: Int32(clamping: row.priority),
                                            metadata: metadata.baseAddress, metadata_length: metadata.count,
                                            attempts: Int32(clamping: row.attempts))
                 var job = sl_job()
                 sl_job_init(&job)
                 guard reconstruct(userdata.pointer, &record, &job) == 0 else { return nil }
-                do throws(SagaLaneError) { return .success(try HostJob(&job)) } catch {
+                do throws(SagaLaneError) {
+                    let host = try HostJob(&job)
+                    return RecoveredJob(job: host.job, onComplete: host.onComplete ?? { _ in })
+                } catch {
                     // Its userdata goes back through its done, if it has one.
-                    if let done = job.done {
-                        let data = UserData(pointer: job.userdata), id = row.id
-                        runtime.onCallbackThread {
-                            report(LaneJobCompletion(jobID: id, attempts: 0, outcome: .failed(error: error.message)), to: done, data)
-                        }
-                    }
-                    return .failure(error)
+                    let done = job.done, data = UserData(pointer: job.userdata)
+                    return RecoveredJob(unusable: error.message) { completion in if let done { report(completion, to: done, data) } }
                 }
             }
         }
-    }
-    switch rebuilt {
-    case nil:
-        return nil
-    case .failure(let error):
-        diagnostics.warning("lane '\(row.lane)': job '\(row.id)' could not be rebuilt: \(error.message)")
-        return nil
-    case .success(let host):
-        return RecoveredJob(job: host.job, onComplete: host.onComplete ?? { _ in })
     }
 }
 
@@ -194,8 +175,8 @@ public func sl_lane_create(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, 
         let c = try options.map { (options) throws(SagaLaneError) in try versioned(options, "sl_lane_options", defaults: defaults) } ?? defaults
         guard c.max_concurrent >= 0 else { throw SagaLaneError(.invalidArgument, "options->max_concurrent is negative") }
         let reconstruct = c.reconstruct.map { fn in
-            let userdata = UserData(pointer: c.reconstruct_userdata), diagnostics = runtime.options.diagnostics
-            return { @Sendable (row: JobRecord) in rebuild(row, fn, userdata, runtime: runtime, diagnostics: diagnostics) }
+            let userdata = UserData(pointer: c.reconstruct_userdata)
+            return { @Sendable (row: JobRecord) in rebuild(row, fn, userdata) }
         }
         let lane = try runtime.createLane(name: name, maxConcurrent: max(1, Int(c.max_concurrent)), persisted: c.persisted != 0,
                                           reconstruct: reconstruct)
@@ -205,8 +186,7 @@ public func sl_lane_create(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, 
 
 @implementation @_cdecl("sl_lane_find")
 public func sl_lane_find(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    call(rt, as: RuntimeHandle.self) { handle in
-        let runtime = try handle.open()
+    callRuntime(rt) { runtime in
         let name = try string(name, "name")
         let out = try required(out, "out")
         // A lane's handle is registered under the lane's own address.
@@ -216,20 +196,76 @@ public func sl_lane_find(_ rt: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ 
     }
 }
 
+/// `submission` as C sees it (`job_id` borrowed from `id`).
+private func cSubmission(_ submission: LaneSubmission, id: UnsafePointer<CChar>?) -> sl_submission {
+    sl_submission(size: MemoryLayout<sl_submission>.size, position: Int32(clamping: submission.position),
+                  estimated_wait_ms: UInt64(max(0, submission.estimatedWait / .milliseconds(1))),
+                  job_id: UnsafeMutablePointer(mutating: id), duplicate: submission.duplicate ? 1 : 0)
+}
+
+/// Hands `submission` to the host's `out` (its `job_id` a copy the host frees).
+private func handOut(_ submission: LaneSubmission, to out: UnsafeMutablePointer<sl_submission>?) throws(SagaLaneError) {
+    guard let out else { return }
+    let id = has(out.pointee.size, \sl_submission.job_id) ? strdup(submission.jobID) : nil
+    try handOut(cSubmission(submission, id: id), to: out, "sl_submission")
+}
+
 @implementation @_cdecl("sl_lane_submit")
 public func sl_lane_submit(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<sl_job>?, _ out: UnsafeMutablePointer<sl_submission>?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
         let job = try HostJob(job)
         if let out { _ = try structSize(out.pointee.size, "sl_submission") }
-        let submission = try handle.runtime.submit(job.job, to: handle.lane, onComplete: job.onComplete)
-        guard let out else { return }
-        let size = out.pointee.size
-        if has(size, \sl_submission.position) { out.pointee.position = Int32(clamping: submission.position) }
-        if has(size, \sl_submission.estimated_wait_ms) {
-            out.pointee.estimated_wait_ms = UInt64(max(0, submission.estimatedWait / .milliseconds(1)))
+        try handOut(try handle.runtime.submit(job.job, to: handle.lane, onComplete: job.onComplete), to: out)
+    }
+}
+
+@implementation @_cdecl("sl_lane_submit_batch")
+public func sl_lane_submit_batch(_ lanePointer: OpaquePointer?, _ jobs: UnsafePointer<UnsafePointer<sl_job>?>?, _ count: Int,
+                                 _ codes: UnsafeMutablePointer<Int32>?, _ out: UnsafePointer<UnsafeMutablePointer<sl_submission>?>?) -> Int32 {
+    call(lanePointer, as: LaneHandle.self) { handle in
+        // size_t arrives as Int: a count past Int.max (a negative size, cast) reads negative.
+        guard count >= 0 else { throw SagaLaneError(.invalidArgument, "count is out of range") }
+        guard count == 0 || jobs != nil else { throw SagaLaneError(.invalidArgument, "jobs is NULL") }
+        for i in 0..<count { if let each = out?[i] { _ = try structSize(each.pointee.size, "out[\(i)]") } }
+        var refusals: [Int: SagaLaneError] = [:]
+        var taken: [(index: Int, job: HostJob)] = []
+        for i in 0..<count {
+            do throws(SagaLaneError) { taken.append((i, try HostJob(jobs![i]))) } catch { refusals[i] = error }
         }
-        if has(size, \sl_submission.job_id) { out.pointee.job_id = strdup(submission.jobID) }
-        if has(size, \sl_submission.duplicate) { out.pointee.duplicate = submission.duplicate ? 1 : 0 }
+        let results = handle.runtime.submit(batch: taken.map { ($0.job.job, $0.job.onComplete) }, to: handle.lane)
+        for (item, result) in zip(taken, results) {
+            switch result {
+            case .success(let submission): try handOut(submission, to: out?[item.index])
+            case .failure(let error): refusals[item.index] = error
+            }
+        }
+        for i in 0..<count { codes?[i] = refusals[i].map(errorCode) ?? 0 }
+        if let (i, error) = refusals.min(by: { $0.key < $1.key }) {
+            throw SagaLaneError(error.code, "jobs[\(i)]: \(error.message)", underlying: error)
+        }
+    }
+}
+
+@implementation @_cdecl("sl_lane_submit_async")
+public func sl_lane_submit_async(_ lanePointer: OpaquePointer?, _ job: UnsafePointer<sl_job>?, _ queued: sl_queued_fn?,
+                                 _ userdata: UnsafeMutableRawPointer?) -> Int32 {
+    call(lanePointer, as: LaneHandle.self) { handle in
+        let job = try HostJob(job)
+        let data = UserData(pointer: userdata), messages = handle.owner?.messages
+        handle.runtime.submit(job.job, to: handle.lane, onQueued: { result in
+            guard let queued else { return }
+            switch result {
+            case .success(let submission):
+                submission.jobID.withCString { id in
+                    var c = cSubmission(submission, id: id)
+                    queued(data.pointer, 0, &c)
+                }
+            case .failure(let error):
+                // The message is the callback thread's, for sl_runtime_errmsg in the callback.
+                messages?.set(error.message)
+                queued(data.pointer, errorCode(error), nil)
+            }
+        }, onComplete: job.onComplete)
     }
 }
 
@@ -266,21 +302,11 @@ public func sl_lane_set_max_concurrent(_ lanePointer: OpaquePointer?, _ maxConcu
 @implementation @_cdecl("sl_lane_get_stats")
 public func sl_lane_get_stats(_ lanePointer: OpaquePointer?, _ out: UnsafeMutablePointer<sl_lane_stats>?) -> Int32 {
     call(lanePointer, as: LaneHandle.self) { handle in
-        guard let out else { throw SagaLaneError(.invalidArgument, "out is NULL") }
-        let size = try structSize(out.pointee.size, "sl_lane_stats")
         let stats = handle.lane.stats
-        var c = sl_lane_stats()
-        c.size = size
-        c.queued = Int32(clamping: stats.queued)
-        c.running = Int32(clamping: stats.running)
-        c.max_concurrent = Int32(clamping: stats.maxConcurrent)
-        c.completed = UInt64(stats.completed)
-        c.failed = UInt64(stats.failed)
-        c.cancelled = UInt64(stats.cancelled)
-        c.mean_run_ms = Double(stats.meanRunTime / .microseconds(1)) / 1000
-        withUnsafeBytes(of: &c) { source in
-            UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
-        }
+        try handOut(sl_lane_stats(size: 0, queued: Int32(clamping: stats.queued), running: Int32(clamping: stats.running),
+                                  max_concurrent: Int32(clamping: stats.maxConcurrent), completed: UInt64(stats.completed),
+                                  failed: UInt64(stats.failed), cancelled: UInt64(stats.cancelled),
+                                  mean_run_ms: Double(stats.meanRunTime / .microseconds(1)) / 1000), to: out, "sl_lane_stats")
     }
 }
 
