@@ -16,7 +16,7 @@
  *   kill <n> <ms> <phase> [after-<kind>-<k>]   (parent) it was killed after ms milliseconds,
  *                                    in phase, right after its k-th line of that kind
  *   open-ok | start-ok <recovered> | lane-ok <rebuilt> | clean-done | closed
- *   saga-start <id> <nonce>          sl_saga_start returned 0 with this id
+ *   saga-start <id> <nonce> <type>   sl_saga_start returned 0 with this id
  *   saga-cancel-ok <id>              sl_saga_cancel returned 0
  *   saga-end <id> <completed|failed> <payload JSON>   SagaCompleted / SagaFailed delivered
  *   job-submit <id> <idempotent 0|1> sl_lane_submit returned 0
@@ -26,11 +26,20 @@
  *   job-end <id> <finished|failed|cancelled> <attempts>   the job's done callback
  *   job-rebuilt <id> <attempts>      the lane's reconstruct callback rebuilt a queued row
  *   lagged <payload JSON>            the subscription missed events (its acks are missing)
+ *   dispatch <saga> <step> <target> do <k> <fate>   a target got step k of a saga of many
+ *                                    steps under that step index; fate ok, fail or silent
+ *   dispatch <saga> <step> <target> undo <k> <fate> <compensates>   ... the compensation of
+ *                                    step k, with the "compensates" the runtime injected
+ *   answer <saga> <step> <ok|fail>   the host is about to answer that dispatch
+ *
+ * The dispatch lines are written on the loop thread without fdatasync: a line written is in
+ * the page cache, which a SIGKILL of the child does not lose.
  */
 #ifndef SAGALANE_SOAK_H
 #define SAGALANE_SOAK_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* ---- Small things every part uses ----------------------------------------------------------- */
