@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void *xrealloc(void *p, size_t size) {
@@ -641,13 +642,40 @@ static void log_view_free(log_view *view) {
 }
 
 /* Reads every saga and job row. Returns 0, or -1 with the reason in `why`. */
+static int copy_whole(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    int ok = in && out;
+    char buffer[65536];
+    size_t n;
+    while (ok && (n = fread(buffer, 1, sizeof buffer, in)) > 0) ok = fwrite(buffer, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = 0;
+    return ok ? 0 : -1;
+}
+
 static int log_view_read(const char *db_path, log_view *view, char *why, size_t why_size, int *exists) {
     *exists = access(db_path, F_OK) == 0;
     if (!*exists) return 0; /* killed before the open created it: an empty log */
     sqlite3 *db = NULL;
+    /* A child killed while it created the log (before the log switched to WAL) leaves a hot
+       rollback journal, which a read-only connection cannot roll back ("attempt to write a
+       readonly database"); the next open rolls it back. Read a copy, rolled back, instead. */
+    char journal[4096], copy[4096], copy_journal[4096 + 16];
+    snprintf(journal, sizeof journal, "%s-journal", db_path);
+    struct stat st;
+    int hot = stat(journal, &st) == 0 && st.st_size > 0;
+    if (hot) {
+        snprintf(copy, sizeof copy, "%s.rolled-back", db_path);
+        snprintf(copy_journal, sizeof copy_journal, "%s-journal", copy);
+        if (copy_whole(db_path, copy) != 0 || copy_whole(journal, copy_journal) != 0) {
+            snprintf(why, why_size, "cannot copy %s and its journal: %s", db_path, strerror(errno));
+            return -1;
+        }
+        db_path = copy;
+    }
     /* Read-only: no checkpoint, no write, so the next child finds the log exactly as the
        killed one left it, WAL included. */
-    int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL);
+    int rc = sqlite3_open_v2(db_path, &db, hot ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 5000);
     sqlite3_stmt *stmt = NULL;
     int status = -1;
