@@ -14,8 +14,10 @@
  *       Shows that each check fires: a clean run must give no violation; forged lines that
  *       contradict it, appended to a copy of its ack file, must each be reported; so must a
  *       copy of its log with a zeroed index page, one where an ended saga was rewritten as
- *       recovery would, and one left with a saga running and a job queued; and a child that
- *       exits or aborts instead of being killed, and a clean child that aborts.
+ *       recovery would, one left with a saga running and a job queued, and one whose sagas of
+ *       many steps ended wrong (a step left undone, a terminal event doubled or missing, a
+ *       determinism error); and a child that exits or aborts instead of being killed, and a
+ *       clean child that aborts.
  *   sagalane-soak child --db P --acks P --cycle N --seed S [--mode run|clean|exit|abort]
  *       The child (child.c). The parent starts it with fork and exec, never fork alone: a
  *       forked copy of a process must not call sagalane before it execs.
