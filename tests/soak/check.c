@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void *xrealloc(void *p, size_t size) {
@@ -113,6 +114,15 @@ static const char *const violation_names[V_COUNT] = {
     [V_JOB_END_MISMATCH] = "job-end-mismatch",
     [V_JOB_END_TWICE] = "job-end-twice",
     [V_JOB_NEVER_ENDED] = "job-never-ended",
+    [V_STEP_NOT_DURABLE] = "step-not-durable",
+    [V_STEP_KEY_CONFLICT] = "step-key-conflict",
+    [V_STEP_TWO_KEYS] = "step-two-keys",
+    [V_STEP_ORDER] = "step-out-of-order",
+    [V_UNDO_UNSUCCEEDED] = "undo-of-unsucceeded-step",
+    [V_UNDO_ORDER] = "undo-out-of-order",
+    [V_UNDO_INCOMPLETE] = "undo-incomplete",
+    [V_TERMINAL_COUNT] = "terminal-event-count",
+    [V_DETERMINISM] = "determinism-error",
     [V_CHILD_NOT_KILLED] = "child-not-killed",
     [V_CLEAN_RUN_FAILED] = "clean-run-failed",
 };
@@ -157,6 +167,8 @@ typedef struct saga_ack {
 } saga_ack;
 
 #define JOB_MAX_STARTS 8
+/* The steps a saga of many steps may have (the child's MULTI_STEPS_MAX, and room). */
+#define MULTI_K_MAX 16
 
 typedef struct job_ack {
     char *id;
@@ -173,6 +185,32 @@ typedef struct job_ack {
     char end_states[2][16];
     size_t rebuilt_line;
 } job_ack;
+
+/* What the targets of a saga of many steps got ("dispatch" lines) and what the host answered
+   ("answer" lines), in the order of the ack file. */
+typedef struct dispatch_ack {
+    size_t line;
+    uint32_t step;
+    int undo;        /* 0: a step; 1: a compensation */
+    int k;           /* the step it does or undoes, from its command */
+    int compensates; /* what the runtime injected into a compensation's command */
+    char target[16];
+    char fate[8];
+} dispatch_ack;
+
+typedef struct answer_ack {
+    size_t line;
+    uint32_t step;
+    int ok;
+} answer_ack;
+
+typedef struct multi_ack {
+    uint64_t id;
+    dispatch_ack *dispatches;
+    size_t dispatch_count, dispatch_capacity;
+    answer_ack *answers;
+    size_t answer_count, answer_capacity;
+} multi_ack;
 
 typedef struct cycle_info {
     int phase;        /* 0 nothing, 1 open-ok, 2 start-ok, 3 lane-ok */
@@ -205,6 +243,10 @@ struct ack_model {
     size_t job_count, job_capacity;
     strmap job_by_id;
 
+    multi_ack *multis;
+    size_t multi_count, multi_capacity;
+    strmap multi_by_id;
+
     model_totals totals;
 };
 
@@ -232,6 +274,12 @@ void model_free(ack_model *model) {
     for (size_t i = 0; i < model->job_count; i++) free(model->jobs[i].id);
     free(model->jobs);
     strmap_free(&model->job_by_id);
+    for (size_t i = 0; i < model->multi_count; i++) {
+        free(model->multis[i].dispatches);
+        free(model->multis[i].answers);
+    }
+    free(model->multis);
+    strmap_free(&model->multi_by_id);
     free(model);
 }
 
@@ -278,6 +326,20 @@ static job_ack *job_named(ack_model *model, const char *id) {
     return job;
 }
 
+static multi_ack *multi_of(ack_model *model, uint64_t id) {
+    char key[32];
+    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+    size_t index;
+    if (strmap_get(&model->multi_by_id, key, &index)) return &model->multis[index];
+    GROW(model->multis, model->multi_count, model->multi_capacity);
+    index = model->multi_count++;
+    multi_ack *multi = &model->multis[index];
+    memset(multi, 0, sizeof *multi);
+    multi->id = id;
+    *strmap_slot(&model->multi_by_id, key, 1) = index;
+    return multi;
+}
+
 static void model_apply(ack_model *model, const char *line, size_t number) {
     char word[32] = "", a[192] = "", b[192] = "";
     unsigned long long id = 0;
@@ -309,6 +371,10 @@ static void model_apply(ack_model *model, const char *line, size_t number) {
         cycle_at(model, model->cycle)->phase = 3;
     } else if (strcmp(word, "saga-start") == 0 && sscanf(rest, "%llu %191s", &id, a) == 2) {
         model->totals.saga_starts++;
+        if (sscanf(rest, "%*u %*s %31s", b) == 1) {
+            if (strcmp(b, "resume") == 0) model->totals.multi_starts[0]++;
+            if (strcmp(b, "compensate") == 0) model->totals.multi_starts[1]++;
+        }
         char key[64];
         snprintf(key, sizeof key, "%d:%llu", model->cycle, id);
         size_t index;
@@ -390,6 +456,28 @@ static void model_apply(ack_model *model, const char *line, size_t number) {
         job->rebuilt_line = number;
     } else if (strcmp(word, "lagged") == 0) {
         model->totals.lagged++;
+    } else if (strcmp(word, "dispatch") == 0) {
+        dispatch_ack d;
+        memset(&d, 0, sizeof d);
+        char kind[8] = "";
+        unsigned step = 0;
+        int fields = sscanf(rest, "%llu %u %15s %7s %d %7s %d", &id, &step, d.target, kind, &d.k, d.fate, &d.compensates);
+        if (fields < 6) return;
+        d.line = number;
+        d.step = step;
+        d.undo = strcmp(kind, "undo") == 0;
+        if (!d.undo) d.compensates = -1;
+        if (d.undo) model->totals.undo_dispatches++;
+        else model->totals.step_dispatches++;
+        multi_ack *multi = multi_of(model, id);
+        GROW(multi->dispatches, multi->dispatch_count, multi->dispatch_capacity);
+        multi->dispatches[multi->dispatch_count++] = d;
+    } else if (strcmp(word, "answer") == 0) {
+        unsigned step = 0;
+        if (sscanf(rest, "%llu %u %7s", &id, &step, a) != 3) return;
+        multi_ack *multi = multi_of(model, id);
+        GROW(multi->answers, multi->answer_count, multi->answer_capacity);
+        multi->answers[multi->answer_count++] = (answer_ack){number, step, strcmp(a, "ok") == 0};
     }
 }
 
@@ -466,6 +554,14 @@ model_picks model_pick(const ack_model *model) {
             picks.failed_saga_end_line = saga->end_lines[0];
         }
     }
+    for (size_t i = 0; i < model->multi_count && !picks.multi_saga; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < model->multis[i].dispatch_count; k++) {
+            const dispatch_ack *d = &model->multis[i].dispatches[k];
+            if (!d->undo && d->k == (int)d->step && d->k < 2) seen |= 1 << d->k;
+        }
+        if (seen == 3) picks.multi_saga = model->multis[i].id;
+    }
     for (size_t i = 0; i < model->job_count; i++) {
         const job_ack *job = &model->jobs[i];
         if (job->start_count != 1 || job->cancel_line || job->end_count != 1) continue;
@@ -483,8 +579,20 @@ model_picks model_pick(const ack_model *model) {
 
 typedef struct saga_row {
     unsigned long long id;
-    char *state, *input, *reason;
+    char *state, *input, *reason, *name;
+    size_t first_step, step_count; /* its rows in log_view.steps, by step index */
+    int terminal_count;            /* its SagaCompleted and SagaFailed in the lifecycle table */
+    char terminal_state[24];       /* the first one's "state" */
+    size_t terminal_position;
 } saga_row;
+
+typedef struct step_row {
+    unsigned long long saga_id;
+    unsigned step;
+    char *target, *command, *state;
+    int compensates; /* -1: a forward step */
+    int attempts;
+} step_row;
 
 typedef struct job_row {
     char *id, *lane, *state, *error, *metadata;
@@ -498,6 +606,8 @@ typedef struct log_view {
     job_row *jobs;
     size_t job_count, job_capacity;
     strmap job_by_id;
+    step_row *steps; /* by saga id, then step index */
+    size_t step_count, step_capacity;
 } log_view;
 
 static char *column_text(sqlite3_stmt *stmt, int column) {
@@ -510,7 +620,14 @@ static void log_view_free(log_view *view) {
         free(view->sagas[i].state);
         free(view->sagas[i].input);
         free(view->sagas[i].reason);
+        free(view->sagas[i].name);
     }
+    for (size_t i = 0; i < view->step_count; i++) {
+        free(view->steps[i].target);
+        free(view->steps[i].command);
+        free(view->steps[i].state);
+    }
+    free(view->steps);
     free(view->sagas);
     strmap_free(&view->saga_by_id);
     for (size_t i = 0; i < view->job_count; i++) {
@@ -525,13 +642,40 @@ static void log_view_free(log_view *view) {
 }
 
 /* Reads every saga and job row. Returns 0, or -1 with the reason in `why`. */
+static int copy_whole(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    int ok = in && out;
+    char buffer[65536];
+    size_t n;
+    while (ok && (n = fread(buffer, 1, sizeof buffer, in)) > 0) ok = fwrite(buffer, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = 0;
+    return ok ? 0 : -1;
+}
+
 static int log_view_read(const char *db_path, log_view *view, char *why, size_t why_size, int *exists) {
     *exists = access(db_path, F_OK) == 0;
     if (!*exists) return 0; /* killed before the open created it: an empty log */
     sqlite3 *db = NULL;
+    /* A child killed while it created the log (before the log switched to WAL) leaves a hot
+       rollback journal, which a read-only connection cannot roll back ("attempt to write a
+       readonly database"); the next open rolls it back. Read a copy, rolled back, instead. */
+    char journal[4096], copy[4096], copy_journal[4096 + 16];
+    snprintf(journal, sizeof journal, "%s-journal", db_path);
+    struct stat st;
+    int hot = stat(journal, &st) == 0 && st.st_size > 0;
+    if (hot) {
+        snprintf(copy, sizeof copy, "%s.rolled-back", db_path);
+        snprintf(copy_journal, sizeof copy_journal, "%s-journal", copy);
+        if (copy_whole(db_path, copy) != 0 || copy_whole(journal, copy_journal) != 0) {
+            snprintf(why, why_size, "cannot copy %s and its journal: %s", db_path, strerror(errno));
+            return -1;
+        }
+        db_path = copy;
+    }
     /* Read-only: no checkpoint, no write, so the next child finds the log exactly as the
        killed one left it, WAL included. */
-    int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL);
+    int rc = sqlite3_open_v2(db_path, &db, hot ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, 5000);
     sqlite3_stmt *stmt = NULL;
     int status = -1;
@@ -554,30 +698,86 @@ static int log_view_read(const char *db_path, log_view *view, char *why, size_t 
     /* The tables exist once the first migration committed; a child killed before that left
        none, and nothing acknowledged either. */
     int tables = 0;
-    rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('saga', 'lane_job')",
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                            " AND name IN ('saga', 'lane_job', 'saga_step', 'saga_event')",
                             -1, &stmt, NULL);
     if (rc != SQLITE_OK) goto failed;
     if ((rc = sqlite3_step(stmt)) != SQLITE_ROW) goto failed;
     tables = sqlite3_column_int(stmt, 0);
     sqlite3_finalize(stmt);
     stmt = NULL;
-    if (tables < 2) {
+    if (tables < 4) {
         status = 0;
         goto done;
     }
 
-    rc = sqlite3_prepare_v2(db, "SELECT id, state, input_json, failure_reason FROM saga", -1, &stmt, NULL);
+    rc = sqlite3_prepare_v2(db, "SELECT id, state, input_json, failure_reason, name FROM saga", -1, &stmt, NULL);
     if (rc != SQLITE_OK) goto failed;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         GROW(view->sagas, view->saga_count, view->saga_capacity);
         saga_row *row = &view->sagas[view->saga_count];
+        memset(row, 0, sizeof *row);
         row->id = (unsigned long long)sqlite3_column_int64(stmt, 0);
         row->state = column_text(stmt, 1);
         row->input = column_text(stmt, 2);
         row->reason = column_text(stmt, 3);
+        row->name = column_text(stmt, 4);
         char key[32];
         snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(stmt, 0));
         *strmap_slot(&view->saga_by_id, key, 1) = view->saga_count++;
+    }
+    if (rc != SQLITE_DONE) goto failed;
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+
+    /* The steps of the sagas of many steps (the others' are the existing checks' business
+       through their sagas' ends), and every saga's terminal events. */
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT s.saga_id, s.step_index, s.target, s.command_json, s.state, s.compensates, s.attempts"
+                            " FROM saga_step s JOIN saga g ON g.id = s.saga_id"
+                            " WHERE g.name IN ('resume', 'compensate') ORDER BY s.saga_id, s.step_index",
+                            -1, &stmt, NULL);
+    if (rc != SQLITE_OK) goto failed;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        GROW(view->steps, view->step_count, view->step_capacity);
+        step_row *row = &view->steps[view->step_count];
+        row->saga_id = (unsigned long long)sqlite3_column_int64(stmt, 0);
+        row->step = (unsigned)sqlite3_column_int(stmt, 1);
+        row->target = column_text(stmt, 2);
+        row->command = column_text(stmt, 3);
+        row->state = column_text(stmt, 4);
+        row->compensates = sqlite3_column_type(stmt, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(stmt, 5);
+        row->attempts = sqlite3_column_int(stmt, 6);
+        char key[32];
+        snprintf(key, sizeof key, "%llu", row->saga_id);
+        size_t index;
+        if (strmap_get(&view->saga_by_id, key, &index)) {
+            if (view->sagas[index].step_count == 0) view->sagas[index].first_step = view->step_count;
+            view->sagas[index].step_count++;
+        }
+        view->step_count++;
+    }
+    if (rc != SQLITE_DONE) goto failed;
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT saga_id, position, json_extract(payload_json, '$.state') FROM saga_event"
+                            " WHERE type IN ('SagaCompleted', 'SagaFailed') ORDER BY position",
+                            -1, &stmt, NULL);
+    if (rc != SQLITE_OK) goto failed;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        char key[32];
+        snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(stmt, 0));
+        size_t index;
+        if (!strmap_get(&view->saga_by_id, key, &index)) continue; /* the foreign key forbids it */
+        saga_row *row = &view->sagas[index];
+        if (row->terminal_count++ == 0) {
+            const unsigned char *state = sqlite3_column_text(stmt, 2);
+            snprintf(row->terminal_state, sizeof row->terminal_state, "%s", state ? (const char *)state : "");
+            row->terminal_position = (size_t)sqlite3_column_int64(stmt, 1);
+        }
     }
     if (rc != SQLITE_DONE) goto failed;
     sqlite3_finalize(stmt);
@@ -818,7 +1018,9 @@ static void check_sagas(const ack_model *model, const log_view *view, int final,
                 wrong = "the cancel was not durable: a restart found the saga unfinished and marked it interrupted";
             else if (!saga_unfinished(row->state) && strncmp(row->reason, "cancelled: ", 11) != 0)
                 wrong = "the log gives another reason";
-            else if (saga_unfinished(row->state))
+            else if (strcmp(row->state, "compensating") == 0 && strncmp(row->reason, "cancelled: ", 11) != 0)
+                wrong = "it is compensating for another reason";
+            else if (saga_unfinished(row->state) && (final || strcmp(row->state, "running") == 0))
                 wrong = final ? "it never ended"
                               : "the cancel was not durable: after the kill the log still says running (the next start marks it interrupted)";
             if (wrong) {
@@ -957,6 +1159,252 @@ static void check_jobs(const ack_model *model, const log_view *view, int final, 
     }
 }
 
+/* ---- Sagas of many steps -------------------------------------------------------------------- */
+
+static const step_row *step_row_of(const log_view *view, const saga_row *saga, unsigned step) {
+    for (size_t i = 0; saga && i < saga->step_count; i++)
+        if (view->steps[saga->first_step + i].step == step) return &view->steps[saga->first_step + i];
+    return NULL;
+}
+
+/* Whether a command holds "key":k, and not "key":k0 or the like. */
+static int command_has(const char *command, const char *key, int k) {
+    char needle[32];
+    int n = snprintf(needle, sizeof needle, "\"%s\":%d", key, k);
+    for (const char *at = strstr(command, needle); at; at = strstr(at + 1, needle))
+        if (at[n] < '0' || at[n] > '9') return 1;
+    return 0;
+}
+
+static int is_multi(const saga_row *row) { return strcmp(row->name, "resume") == 0 || strcmp(row->name, "compensate") == 0; }
+
+static void text_dispatch(text *t, const ack_model *model, const dispatch_ack *d) { text_line(t, model, d->line); }
+
+static void text_step_row(text *t, const step_row *row) {
+    if (row)
+        text_add(t, "\n    log: saga_step %llu/%u target=%s state=%s compensates=%d attempts=%d command=%s", row->saga_id,
+                 row->step, row->target, row->state, row->compensates, row->attempts, row->command);
+}
+
+static void text_steps(text *t, const log_view *view, const saga_row *saga) {
+    for (size_t i = 0; saga && i < saga->step_count; i++) text_step_row(t, &view->steps[saga->first_step + i]);
+}
+
+/* The earliest line at which the host answered `step` ok, before line `before` (0 if none). */
+static size_t ok_answer_before(const multi_ack *multi, uint32_t step, size_t before) {
+    for (size_t i = 0; i < multi->answer_count; i++)
+        if (multi->answers[i].step == step && multi->answers[i].ok && multi->answers[i].line < before) return multi->answers[i].line;
+    return 0;
+}
+
+/* Holds each saga of many steps to what its targets got: every dispatch under a step row
+   already in the log, one step per (saga id, step) and one (saga id, step) per step (a
+   re-dispatch under the same key is resume's promise, not a fault), forward steps one after
+   another, compensations only of steps the host answered ok and the log says succeeded, in
+   reverse order, each after the one before it succeeded. */
+static void check_dispatches(const ack_model *model, const log_view *view, violation_list *out) {
+    text t = {0};
+    char subject[96];
+    for (size_t m = 0; m < model->multi_count; m++) {
+        const multi_ack *multi = &model->multis[m];
+        const saga_row *saga = saga_row_of(view, multi->id);
+        /* The first dispatch of each step index, and of each (kind, step it does or undoes). */
+        const dispatch_ack *by_step[64] = {0}, *by_k[2][MULTI_K_MAX] = {{0}};
+        const dispatch_ack *order[64]; /* first dispatches of step indexes, in line order */
+        size_t order_count = 0;
+        const dispatch_ack *first_undo = NULL;
+        for (size_t i = 0; i < multi->dispatch_count; i++) {
+            const dispatch_ack *d = &multi->dispatches[i];
+            snprintf(subject, sizeof subject, "%llu/%u", (unsigned long long)multi->id, d->step);
+            if (d->undo && !first_undo) first_undo = d;
+            if (!d->undo && first_undo) {
+                text_add(&t, "saga %llu's step %d was dispatched after its compensations had begun", (unsigned long long)multi->id, d->k);
+                text_dispatch(&t, model, first_undo);
+                text_dispatch(&t, model, d);
+                size_t why[2] = {first_undo->line, d->line};
+                add(out, V_STEP_ORDER, subject, why, 2, &t);
+            }
+            const step_row *row = step_row_of(view, saga, d->step);
+            const char *wrong = NULL;
+            if (!saga) wrong = "the log has no row of its saga";
+            else if (!row) wrong = "the log has no row of that step";
+            else if (strcmp(row->target, d->target) != 0) wrong = "the step row names another target";
+            else if (!command_has(row->command, d->undo ? "undo" : "do", d->k)) wrong = "the step row holds another command";
+            else if (row->compensates != (d->undo ? d->k : -1)) wrong = "the step row undoes another step";
+            if (wrong) {
+                /* The row is written and durable before the command goes out, and never deleted
+                   while the saga is there. */
+                text_add(&t, "saga %llu's step %u was dispatched, but %s", (unsigned long long)multi->id, d->step, wrong);
+                text_dispatch(&t, model, d);
+                text_step_row(&t, row);
+                add(out, V_STEP_NOT_DURABLE, subject, &d->line, 1, &t);
+            }
+            if (d->undo && d->compensates != d->k) {
+                text_add(&t, "saga %llu's compensation of step %d went out saying it compensates step %d",
+                         (unsigned long long)multi->id, d->k, d->compensates);
+                text_dispatch(&t, model, d);
+                add(out, V_STEP_KEY_CONFLICT, subject, &d->line, 1, &t);
+            }
+            if (d->step >= 64 || d->k < 0 || d->k >= MULTI_K_MAX) continue;
+            const dispatch_ack *first = by_step[d->step];
+            if (!first) {
+                by_step[d->step] = d;
+                order[order_count++] = d;
+            } else if (first->undo != d->undo || first->k != d->k || strcmp(first->target, d->target) != 0) {
+                text_add(&t, "saga %llu's step %u was dispatched as %s %d to %s, then as %s %d to %s", (unsigned long long)multi->id,
+                         d->step, first->undo ? "undo" : "do", first->k, first->target, d->undo ? "undo" : "do", d->k, d->target);
+                text_dispatch(&t, model, first);
+                text_dispatch(&t, model, d);
+                size_t why[2] = {first->line, d->line};
+                add(out, V_STEP_KEY_CONFLICT, subject, why, 2, &t);
+            }
+            const dispatch_ack *same = by_k[d->undo][d->k];
+            if (!same) {
+                by_k[d->undo][d->k] = d;
+            } else if (same->step != d->step) {
+                text_add(&t, "saga %llu's %s of step %d was dispatched under step %u, then under step %u",
+                         (unsigned long long)multi->id, d->undo ? "compensation" : "forward command", d->k, same->step, d->step);
+                text_dispatch(&t, model, same);
+                text_dispatch(&t, model, d);
+                size_t why[2] = {same->line, d->line};
+                snprintf(subject, sizeof subject, "%llu/%s%d", (unsigned long long)multi->id, d->undo ? "undo" : "do", d->k);
+                add(out, V_STEP_TWO_KEYS, subject, why, 2, &t);
+            }
+        }
+
+        /* Forward steps: step k under index k, each first sent once step k-1 was answered ok,
+           (none once compensations began: the loop above). Compensations: of steps answered ok and succeeded in
+           the log, latest first, each once the one before it was answered ok. */
+        const dispatch_ack *previous_step = NULL, *previous_undo = NULL;
+        for (size_t i = 0; i < order_count; i++) {
+            const dispatch_ack *d = order[i];
+            snprintf(subject, sizeof subject, "%llu/%u", (unsigned long long)multi->id, d->step);
+            if (!d->undo) {
+                const char *wrong = NULL;
+                if ((int)d->step != d->k) wrong = "under another step index than its place";
+                else if (d->k > 0 && (!previous_step || previous_step->k != d->k - 1)) wrong = "without the step before it";
+                else if (d->k > 0 && !ok_answer_before(multi, previous_step->step, d->line))
+                    wrong = "before the step before it succeeded";
+                if (wrong) {
+                    text_add(&t, "saga %llu's step %d was dispatched %s", (unsigned long long)multi->id, d->k, wrong);
+                    if (previous_step) text_dispatch(&t, model, previous_step);
+                    text_dispatch(&t, model, d);
+                    text_steps(&t, view, saga);
+                    add(out, V_STEP_ORDER, subject, &d->line, 1, &t);
+                }
+                previous_step = d;
+                continue;
+            }
+            const dispatch_ack *forward = by_k[0][d->k];
+            const step_row *forward_row = forward ? step_row_of(view, saga, forward->step) : NULL;
+            const char *wrong = NULL;
+            if (!forward) wrong = "the step was never dispatched";
+            else if (strcmp(forward->fate, "ok") != 0) wrong = "its target never answers it ok";
+            else if (!ok_answer_before(multi, forward->step, d->line)) wrong = "its target had not answered it ok";
+            else if (!forward_row || (strcmp(forward_row->state, "succeeded") != 0 && strcmp(forward_row->state, "compensated") != 0))
+                wrong = "the log does not say it succeeded";
+            if (wrong) {
+                text_add(&t, "saga %llu's step %d was compensated, but %s", (unsigned long long)multi->id, d->k, wrong);
+                if (forward) text_dispatch(&t, model, forward);
+                text_dispatch(&t, model, d);
+                text_steps(&t, view, saga);
+                size_t why[2] = {d->line, forward ? forward->line : 0};
+                add(out, V_UNDO_UNSUCCEEDED, subject, why, 2, &t);
+            }
+            if (previous_undo) {
+                wrong = NULL;
+                if (d->k >= previous_undo->k) wrong = "not in reverse order of the steps";
+                else if (!ok_answer_before(multi, previous_undo->step, d->line)) wrong = "before the one before it succeeded";
+                if (wrong) {
+                    text_add(&t, "saga %llu's compensation of step %d was dispatched after that of step %d, %s",
+                             (unsigned long long)multi->id, d->k, previous_undo->k, wrong);
+                    text_dispatch(&t, model, previous_undo);
+                    text_dispatch(&t, model, d);
+                    size_t why[2] = {previous_undo->line, d->line};
+                    add(out, V_UNDO_ORDER, subject, why, 2, &t);
+                }
+            }
+            previous_undo = d;
+        }
+    }
+}
+
+/* Holds the log's sagas of many steps to how they ended, and every saga to its terminal
+   events in the lifecycle table. */
+static void check_endings(const log_view *view, int final, violation_list *out) {
+    text t = {0};
+    char subject[64];
+    for (size_t i = 0; i < view->saga_count; i++) {
+        const saga_row *saga = &view->sagas[i];
+        snprintf(subject, sizeof subject, "%llu", saga->id);
+        /* The terminal row and its event share one transaction: a final saga has exactly one,
+           an unfinished one none, and its "state" is the row's. */
+        int unfinished = saga_unfinished(saga->state);
+        int expected = unfinished ? 0 : 1;
+        if (saga->terminal_count != expected || (!unfinished && strcmp(saga->terminal_state, saga->state) != 0)) {
+            text_add(&t, "saga %llu is %s, and the lifecycle table has %d terminal event%s for it%s%s", saga->id, saga->state,
+                     saga->terminal_count, saga->terminal_count == 1 ? "" : "s", saga->terminal_count ? ", the first saying " : "",
+                     saga->terminal_state);
+            text_saga_row(&t, saga->id, saga);
+            add(out, V_TERMINAL_COUNT, subject, NULL, 0, &t);
+        }
+        if (!is_multi(saga)) continue;
+        if (strstr(saga->reason, "determinism error")) {
+            text_add(&t, "saga %llu (%s) is %s: its replay after a restart diverged from its log", saga->id, saga->name, saga->state);
+            text_saga_row(&t, saga->id, saga);
+            text_steps(&t, view, saga);
+            add(out, V_DETERMINISM, subject, NULL, 0, &t);
+        }
+        if (unfinished) continue;
+        int steps = 0;
+        {
+            const char *at = strstr(saga->input, "\"steps\":");
+            if (at) steps = atoi(at + strlen("\"steps\":"));
+        }
+        int forward = 0, succeeded = 0, not_undone = -1, undone_unproven = -1, failed_undo = 0, undos = 0;
+        for (size_t k = 0; k < saga->step_count; k++) {
+            const step_row *row = &view->steps[saga->first_step + k];
+            if (row->compensates >= 0) {
+                undos++;
+                failed_undo |= strcmp(row->state, "failed") == 0;
+                continue;
+            }
+            forward++;
+            if (strcmp(row->state, "succeeded") == 0) {
+                succeeded++;
+                if (not_undone < 0) not_undone = (int)row->step;
+            } else if (strcmp(row->state, "compensated") == 0) {
+                int proven = 0;
+                for (size_t c = 0; c < saga->step_count; c++) {
+                    const step_row *undo = &view->steps[saga->first_step + c];
+                    proven |= undo->compensates == (int)row->step && strcmp(undo->state, "succeeded") == 0;
+                }
+                if (!proven && undone_unproven < 0) undone_unproven = (int)row->step;
+            }
+        }
+        const char *wrong = NULL;
+        violation_kind kind = V_UNDO_INCOMPLETE;
+        if (strcmp(saga->state, "completed") == 0) {
+            kind = V_STEP_ORDER;
+            if (forward != steps || succeeded != steps || undos) wrong = "its steps are not all there, each succeeded";
+        } else if (strcmp(saga->state, "compensated") == 0) {
+            if (not_undone >= 0) wrong = "a step that succeeded was never undone";
+            else if (undone_unproven >= 0) wrong = "a step reads compensated, but no compensation of it succeeded";
+        } else if (strcmp(saga->state, "failed") == 0) {
+            if (succeeded) wrong = "a step that succeeded was never undone, yet each has a compensation";
+        } else if (strcmp(saga->state, "failed_compensation") == 0) {
+            if (!failed_undo) wrong = "none of its compensations failed";
+        }
+        if (wrong) {
+            text_add(&t, "saga %llu (%s, %d steps) ended %s, but %s", saga->id, saga->name, steps, saga->state, wrong);
+            text_saga_row(&t, saga->id, saga);
+            text_steps(&t, view, saga);
+            add(out, kind, subject, NULL, 0, &t);
+        }
+    }
+    (void)final;
+}
+
 void check_log(const ack_model *model, const char *db_path, int final, violation_list *out) {
     log_view view;
     memset(&view, 0, sizeof view);
@@ -967,6 +1415,33 @@ void check_log(const ack_model *model, const char *db_path, int final, violation
     } else {
         check_sagas(model, &view, final, out);
         check_jobs(model, &view, final, out);
+        check_dispatches(model, &view, out);
+        check_endings(&view, final, out);
     }
     log_view_free(&view);
+}
+
+void log_summary(const char *db_path, FILE *out) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT name, state, count(*) FROM saga GROUP BY name, state ORDER BY name, state", -1, &stmt,
+                           NULL) != SQLITE_OK) {
+        fprintf(out, "  (cannot read the log's saga counts: %s)\n", db ? sqlite3_errmsg(db) : "no connection");
+    } else {
+        char name[64] = "";
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+            const char *type = (const char *)sqlite3_column_text(stmt, 0);
+            if (strcmp(type, name) != 0) {
+                fprintf(out, "%s  sagas of type %s in the log:", name[0] ? "\n" : "", type);
+                snprintf(name, sizeof name, "%s", type);
+            } else {
+                fputc(',', out);
+            }
+            fprintf(out, " %s %d", (const char *)sqlite3_column_text(stmt, 1), sqlite3_column_int(stmt, 2));
+        }
+        if (name[0]) fputc('\n', out);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
 }

@@ -12,6 +12,14 @@
  * saga. Each saga's input carries a unique nonce, so the parent can tell which saga a log row
  * belongs to.
  *
+ * Sagas of types "resume" (SL_RECOVERY_RESUME) and "compensate" (SL_RECOVERY_COMPENSATE): two
+ * to four steps to the host target "ledger", each declaring a compensation to the target
+ * "refund". The input plans each saga's fate: a step the target fails, a step it never answers
+ * (the saga's deadline then fails it), a compensation that fails or is never answered; so
+ * they compensate in runs that are not killed too. Both targets write a "dispatch" line for
+ * every command they receive, and the host thread an "answer" line before each answer it
+ * gives, so the parent knows every dispatch and every success a step or compensation had.
+ *
  * Lane jobs on the persisted lane "work": priorities, 2 to 4 at a time, some idempotent with
  * retries whose first attempt fails, cancelled at random while queued. The lane's reconstruct
  * callback rebuilds queued rows found at creation from their metadata, so jobs outlive the
@@ -19,7 +27,8 @@
  * all cycles.
  *
  * Every API error other than the answers the header documents for a race (SL_ENOTFOUND for a
- * saga that already ended, SL_ENOTQUEUED for a job that started) ends the child with a
+ * saga that already ended, SL_ESTATE for one compensating already, SL_ENOTQUEUED for a job
+ * that started) ends the child with a
  * message and a non-zero status: under this load none is expected, and the parent reports a
  * child that exits.
  */
@@ -37,13 +46,18 @@
 #include <unistd.h>
 
 #define SAGA_TIMEOUT_MS 200
+/* The sagas of many steps: long enough for four steps answered within 30 ms each, short enough
+   that one left unanswered fails soon. A compensation waits less than the default 30 s. */
+#define MULTI_TIMEOUT_MS 600
+#define MULTI_COMPENSATION_TIMEOUT_MS 250
+#define MULTI_STEPS_MAX 4
 #define MAX_SAGAS_IN_FLIGHT 24
 #define MAX_JOBS_QUEUED 24
 /* Cancels pick among the most recent ids: old ones have ended, so cancelling them would only
    give SL_ENOTFOUND. */
 #define RECENT 8
 /* What the clean run does before it waits for everything to end. */
-#define CLEAN_SAGAS 40
+#define CLEAN_SAGAS 60
 #define CLEAN_JOBS 60
 #define CLEAN_GUARD_MS 30000
 
@@ -88,6 +102,19 @@ static void ack(const char *fmt, ...) {
     ssize_t written = write(ack_fd, line, (size_t)n);
     if (written != n) soak_die("cannot write the ack file: %s", strerror(errno));
     if (fdatasync(ack_fd) != 0) soak_die("cannot fdatasync the ack file: %s", strerror(errno));
+}
+
+/* An acknowledgement without the fdatasync, for the loop thread. */
+static void ack_nosync(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ack_nosync(const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= (int)sizeof line - 1) soak_die("ack line too long: %.80s", line);
+    line[n++] = '\n';
+    if (write(ack_fd, line, (size_t)n) != n) soak_die("cannot write the ack file: %s", strerror(errno));
 }
 
 /* ---- Sagas ---------------------------------------------------------------------------------- */
@@ -147,7 +174,8 @@ typedef struct answer {
     uint64_t saga_id;
     uint32_t step;
     int64_t due_ms;
-    int fail; /* sl_step_fail rather than the echo */
+    int fail;   /* sl_step_fail rather than the echo */
+    int ledger; /* a step or compensation of a saga of many steps: "Done", with an answer line */
 } answer;
 
 #define ANSWERS_MAX 4096
@@ -157,17 +185,23 @@ static size_t answer_count;
 static int answers_stop;
 static soak_rng target_rng; /* used on the loop thread only */
 
+/* Returns what a target returns: a refusal fails the saga (or its compensation) at once,
+   which the checks accept. */
+static int queue_answer(const answer *a) {
+    pthread_mutex_lock(&answers_mutex);
+    int full = answer_count == ANSWERS_MAX;
+    if (!full) answers[answer_count++] = *a;
+    pthread_mutex_unlock(&answers_mutex);
+    return full ? 1 : 0;
+}
+
 /* Loop thread: decides the command's fate and returns at once. */
 static int host_target(void *userdata, uint64_t saga_id, uint32_t step, const char *command) {
     (void)userdata, (void)command;
     uint64_t fate = rng_below(&target_rng, 100);
     if (fate >= 85) return 0; /* never answered: the saga's deadline ends it */
-    answer a = {saga_id, step, soak_now_ms() + (int64_t)rng_below(&target_rng, 30), fate >= 72};
-    pthread_mutex_lock(&answers_mutex);
-    int full = answer_count == ANSWERS_MAX;
-    if (!full) answers[answer_count++] = a;
-    pthread_mutex_unlock(&answers_mutex);
-    return full ? 1 : 0; /* a refusal fails the saga at once, which the checks accept */
+    answer a = {saga_id, step, soak_now_ms() + (int64_t)rng_below(&target_rng, 30), fate >= 72, 0};
+    return queue_answer(&a);
 }
 
 /* The host thread: answers commands once they are due. */
@@ -192,8 +226,18 @@ static void *answer_thread(void *unused) {
         }
         pthread_mutex_unlock(&answers_mutex);
         for (size_t i = 0; i < n; i++) {
-            int rc = due[i].fail ? sl_step_fail(rt, due[i].saga_id, due[i].step, "the host said no")
+            int rc;
+            if (due[i].ledger) {
+                /* Written before the answer: a success the runtime may act on is always here. */
+                ack("answer %llu %u %s", (unsigned long long)due[i].saga_id, due[i].step, due[i].fail ? "fail" : "ok");
+                char payload[48];
+                snprintf(payload, sizeof payload, "{\"step\":%u}", due[i].step);
+                rc = due[i].fail ? sl_step_fail(rt, due[i].saga_id, due[i].step, "the ledger said no")
+                                 : sl_publish(rt, "Done", due[i].saga_id, payload);
+            } else {
+                rc = due[i].fail ? sl_step_fail(rt, due[i].saga_id, due[i].step, "the host said no")
                                  : sl_publish(rt, "Answer", due[i].saga_id, "{\"ok\":true}");
+            }
             if (rc != 0) fail_call(due[i].fail ? "sl_step_fail" : "sl_publish", rc);
         }
         soak_sleep_ms(1);
@@ -205,7 +249,10 @@ static void *answer_thread(void *unused) {
    acknowledged too, but do not count against this process's sagas in flight. */
 static void on_lifecycle(void *userdata, const sl_event *event) {
     (void)userdata;
-    int ours = strstr(event->payload_json, "\"recovered\":") == NULL;
+    /* Sagas of many steps are counted by their `ended` callback: those of an earlier process
+       that recovery resumed or compensated end here without "recovered" in the payload. */
+    int ours = strstr(event->payload_json, "\"recovered\":") == NULL &&
+               strstr(event->payload_json, "\"name\":\"soak\"") != NULL;
     if (strcmp(event->type, SL_EVENT_SAGA_COMPLETED) == 0) {
         ack("saga-end %llu completed %s", (unsigned long long)event->saga_id, event->payload_json);
         if (ours) counts_add(&sagas_ended, 1);
@@ -231,6 +278,136 @@ static int step_job(void *userdata, sl_job_ctx *ctx) {
         return 1;
     }
     return sl_job_set_result(ctx, "{\"ok\":true}");
+}
+
+/* ---- Sagas of many steps: resume and compensate ---------------------------------------------- */
+
+/* A saga's plan, all in its input so that a saga rebuilt from it after a crash decides the
+   same commands: "steps" in all, and the step (or -1) whose command the ledger fails
+   ("fail_at"), never answers ("silent_at"), whose compensation the refund target fails
+   ("undo_fail") or never answers ("undo_silent"). */
+typedef struct multi_plan {
+    char nonce[64];
+    int steps, fail_at, silent_at, undo_fail, undo_silent;
+} multi_plan;
+
+static int json_int(const char *json, const char *key, int *out) {
+    char needle[32];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *at = strstr(json, needle);
+    if (!at) return -1;
+    char *end = NULL;
+    long value = strtol(at + strlen(needle), &end, 10);
+    if (end == at + strlen(needle)) return -1;
+    *out = (int)value;
+    return 0;
+}
+
+static int multi_create(void *userdata, const char *input, void **state) {
+    (void)userdata;
+    const char *at = strstr(input, "\"nonce\":\"");
+    multi_plan plan;
+    memset(&plan, 0, sizeof plan);
+    if (!at || json_int(input, "steps", &plan.steps) || json_int(input, "fail_at", &plan.fail_at) ||
+        json_int(input, "silent_at", &plan.silent_at) || json_int(input, "undo_fail", &plan.undo_fail) ||
+        json_int(input, "undo_silent", &plan.undo_silent) || plan.steps < 1 || plan.steps > MULTI_STEPS_MAX)
+        return 1;
+    at += strlen("\"nonce\":\"");
+    size_t length = strcspn(at, "\"");
+    if (length >= sizeof plan.nonce) length = sizeof plan.nonce - 1;
+    memcpy(plan.nonce, at, length);
+    multi_plan *s = malloc(sizeof *s);
+    if (!s) return SL_ENOMEM;
+    *s = plan;
+    *state = s;
+    return 0;
+}
+
+/* Step k and its compensation, as the plan says. Same plan, same commands: a replay after a
+   crash issues exactly what the log recorded. */
+static int multi_issue(const multi_plan *plan, int k, sl_action *action) {
+    char command[192], compensation[192];
+    const char *fate = k == plan->fail_at ? "fail" : k == plan->silent_at ? "silent" : "ok";
+    const char *undo = k == plan->undo_fail ? "fail" : k == plan->undo_silent ? "silent" : "ok";
+    snprintf(command, sizeof command, "{\"nonce\":\"%s\",\"do\":%d,\"fate\":\"%s\"}", plan->nonce, k, fate);
+    snprintf(compensation, sizeof compensation, "{\"nonce\":\"%s\",\"undo\":%d,\"fate\":\"%s\"}", plan->nonce, k, undo);
+    sl_step_options options;
+    sl_step_options_init(&options);
+    options.compensation_json = compensation;
+    options.compensation_target = "refund";
+    return sl_action_issue_ex(action, "ledger", command, &options);
+}
+
+static void multi_start(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action) {
+    (void)userdata, (void)ctx;
+    int rc = multi_issue(state, 0, action);
+    if (rc != 0) fail_call("sl_action_issue_ex(ledger)", rc);
+}
+
+/* The ledger's "Done" for the step issued last moves the saga on; anything else (a late echo
+   of an earlier attempt) is waited past. */
+static void multi_on_event(void *userdata, void *state, const sl_saga_ctx *ctx, const sl_event *event, sl_action *action) {
+    (void)userdata;
+    const multi_plan *plan = state;
+    int step = -1, rc = 0;
+    if (strcmp(event->type, "Done") != 0 || json_int(event->payload_json, "step", &step) != 0) return;
+    if (step + 1 != (int)ctx->next_step) return;
+    if (step + 1 < plan->steps)
+        rc = multi_issue(plan, step + 1, action);
+    else
+        rc = sl_action_done(action);
+    if (rc != 0) fail_call("a saga action", rc);
+}
+
+static void multi_ended(void *userdata, const sl_saga_end *end) {
+    (void)userdata, (void)end;
+    counts_add(&sagas_ended, 1);
+}
+
+/* "ledger" (steps) and "refund" (compensations), on the loop thread. Each writes down the
+   command it received before anything can answer it: "dispatch <saga> <step> <target> do <k>
+   <fate>" or "... undo <k> <fate> <compensates>", with "compensates" as the runtime injected
+   it. The line is one write(2): once it returns the line outlives a SIGKILL (the page cache
+   belongs to the kernel); an fdatasync here would stall the loop for every command. */
+static int ledger_target(void *userdata, uint64_t saga_id, uint32_t step, const char *command) {
+    const char *target = userdata;
+    int k = -1, compensates = -1, undo = json_int(command, "undo", &k) == 0;
+    if (!undo && json_int(command, "do", &k) != 0) return 1;
+    const char *fate_at = strstr(command, "\"fate\":\"");
+    char fate[16] = "?";
+    if (fate_at) snprintf(fate, sizeof fate, "%.*s", (int)strcspn(fate_at + 8, "\""), fate_at + 8);
+    if (undo) {
+        if (json_int(command, "compensates", &compensates) != 0) compensates = -1;
+        ack_nosync("dispatch %llu %u %s undo %d %s %d", (unsigned long long)saga_id, step, target, k, fate, compensates);
+    } else {
+        ack_nosync("dispatch %llu %u %s do %d %s", (unsigned long long)saga_id, step, target, k, fate);
+    }
+    if (strcmp(fate, "silent") == 0) return 0; /* never answered: a deadline or timeout ends it */
+    answer a = {saga_id, step, soak_now_ms() + 1 + (int64_t)rng_below(&target_rng, 20), strcmp(fate, "fail") == 0, 1};
+    return queue_answer(&a);
+}
+
+static const char *const multi_types[2] = {"resume", "compensate"};
+
+static void register_multi_types(void) {
+    static const int policies[2] = {SL_RECOVERY_RESUME, SL_RECOVERY_COMPENSATE};
+    for (int i = 0; i < 2; i++) {
+        sl_saga_type type;
+        sl_saga_type_init(&type);
+        type.name = multi_types[i];
+        type.create = multi_create;
+        type.destroy = saga_destroy;
+        type.start = multi_start;
+        type.on_event = multi_on_event;
+        type.timeout_ms = MULTI_TIMEOUT_MS;
+        type.compensation_timeout_ms = MULTI_COMPENSATION_TIMEOUT_MS;
+        type.recovery = policies[i];
+        int rc = sl_saga_type_register(rt, &type, NULL);
+        if (rc != 0) fail_call("sl_saga_type_register", rc);
+    }
+    int rc = sl_target_register(rt, "ledger", ledger_target, (void *)"ledger", NULL);
+    if (rc == 0) rc = sl_target_register(rt, "refund", ledger_target, (void *)"refund", NULL);
+    if (rc != 0) fail_call("sl_target_register", rc);
 }
 
 /* ---- Lane jobs ------------------------------------------------------------------------------ */
@@ -328,19 +505,50 @@ static char recent_jobs[RECENT][48];
 static uint64_t recent_job_count;
 static uint64_t job_counter;
 
+/* A random plan for a saga of many steps: most complete, a third fail at a step and undo
+   the ones before it, some of those with a compensation that fails or is never answered. */
+static void multi_input(const char *nonce, char *input, size_t size) {
+    int steps = 2 + (int)rng_below(&saga_rng, MULTI_STEPS_MAX - 1);
+    int fail_at = -1, silent_at = -1, undo_fail = -1, undo_silent = -1;
+    uint64_t fate = rng_below(&saga_rng, 100);
+    if (fate < 25)
+        fail_at = (int)rng_below(&saga_rng, (uint64_t)steps);
+    else if (fate < 33)
+        silent_at = (int)rng_below(&saga_rng, (uint64_t)steps);
+    uint64_t undo = rng_below(&saga_rng, 100);
+    if (undo < 8)
+        undo_fail = (int)rng_below(&saga_rng, (uint64_t)steps);
+    else if (undo < 11)
+        undo_silent = (int)rng_below(&saga_rng, (uint64_t)steps);
+    snprintf(input, size, "{\"nonce\":\"%s\",\"steps\":%d,\"fail_at\":%d,\"silent_at\":%d,\"undo_fail\":%d,\"undo_silent\":%d}",
+             nonce, steps, fail_at, silent_at, undo_fail, undo_silent);
+}
+
 static void start_saga(void) {
     pthread_mutex_lock(&counts_mutex);
     int busy = sagas_started - sagas_ended >= MAX_SAGAS_IN_FLIGHT;
     pthread_mutex_unlock(&counts_mutex);
     if (busy) return;
-    char nonce[64], input[128];
+    char nonce[64], input[256];
     snprintf(nonce, sizeof nonce, "%d-%llu-%08llx", args->cycle, (unsigned long long)++saga_counter,
              (unsigned long long)(rng_next(&saga_rng) & 0xffffffffu));
-    snprintf(input, sizeof input, "{\"nonce\":\"%s\"}", nonce);
+    /* Two in five of the default policy, the others of many steps, resume or compensate. */
+    uint64_t kind = rng_below(&saga_rng, 10);
+    const char *type = kind < 4 ? "soak" : multi_types[kind < 7 ? 0 : 1];
     uint64_t id = 0;
-    int rc = sl_saga_start(rt, "soak", input, &id);
+    int rc;
+    if (kind < 4) {
+        snprintf(input, sizeof input, "{\"nonce\":\"%s\"}", nonce);
+        rc = sl_saga_start(rt, "soak", input, &id);
+    } else {
+        multi_input(nonce, input, sizeof input);
+        sl_saga_start_options options;
+        sl_saga_start_options_init(&options);
+        options.ended = multi_ended;
+        rc = sl_saga_start_ex(rt, type, input, &options, &id);
+    }
     if (rc != 0) fail_call("sl_saga_start", rc);
-    ack("saga-start %llu %s", (unsigned long long)id, nonce);
+    ack("saga-start %llu %s %s", (unsigned long long)id, nonce, type);
     counts_add(&sagas_started, 1);
     recent_sagas[recent_saga_count++ % RECENT] = id;
     /* Sometimes at once, while its running row may not be durable yet: the header promises
@@ -349,7 +557,7 @@ static void start_saga(void) {
         rc = sl_saga_cancel(rt, id, "the soak cancelled it");
         if (rc == 0)
             ack("saga-cancel-ok %llu", (unsigned long long)id);
-        else if (rc != SL_ENOTFOUND)
+        else if (rc != SL_ENOTFOUND && rc != SL_ESTATE)
             fail_call("sl_saga_cancel", rc);
     }
 }
@@ -360,7 +568,7 @@ static void cancel_saga(void) {
     int rc = sl_saga_cancel(rt, id, "the soak cancelled it");
     if (rc == 0)
         ack("saga-cancel-ok %llu", (unsigned long long)id);
-    else if (rc != SL_ENOTFOUND)
+    else if (rc != SL_ENOTFOUND && rc != SL_ESTATE)
         fail_call("sl_saga_cancel", rc);
 }
 
@@ -445,6 +653,21 @@ static void wait_for_everything(void) {
     pthread_mutex_unlock(&counts_mutex);
 }
 
+/* Then for the sagas of earlier processes that recovery resumed or set compensating: the
+   log must show none unfinished before the close, or they would be left running. */
+static void wait_for_recovered(void) {
+    int64_t until = soak_now_ms() + CLEAN_GUARD_MS;
+    long left;
+    while ((left = unfinished_sagas()) > 0) {
+        if (soak_now_ms() > until) {
+            fprintf(stderr, "soak child (clean): after %d ms, the log still has %ld sagas running or compensating\n",
+                    CLEAN_GUARD_MS, left);
+            _exit(3);
+        }
+        soak_sleep_ms(5);
+    }
+}
+
 static void *drive_sagas(void *unused) {
     (void)unused;
     int clean = args->mode == CHILD_CLEAN;
@@ -505,6 +728,7 @@ int child_main(const child_args *child) {
     type.timeout_ms = SAGA_TIMEOUT_MS;
     if ((rc = sl_saga_type_register(rt, &type, NULL)) != 0) fail_call("sl_saga_type_register", rc);
     if ((rc = sl_target_register(rt, "host", host_target, NULL, NULL)) != 0) fail_call("sl_target_register", rc);
+    register_multi_types();
     /* A large buffer: acks are slow (an fdatasync each), and a lagging subscriber would lose
        saga-end acknowledgements (it would say so with a "lagged" line). */
     sl_subscription *sub = NULL;
@@ -541,6 +765,7 @@ int child_main(const child_args *child) {
     /* The clean run: everything ends, then the answer thread stops (it calls into the
        runtime, so before the close) and the runtime closes. */
     wait_for_everything();
+    wait_for_recovered();
     pthread_mutex_lock(&answers_mutex);
     answers_stop = 1;
     pthread_mutex_unlock(&answers_mutex);

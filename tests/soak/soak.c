@@ -14,8 +14,10 @@
  *       Shows that each check fires: a clean run must give no violation; forged lines that
  *       contradict it, appended to a copy of its ack file, must each be reported; so must a
  *       copy of its log with a zeroed index page, one where an ended saga was rewritten as
- *       recovery would, and one left with a saga running and a job queued; and a child that
- *       exits or aborts instead of being killed, and a clean child that aborts.
+ *       recovery would, one left with a saga running and a job queued, and one whose sagas of
+ *       many steps ended wrong (a step left undone, a terminal event doubled or missing, a
+ *       determinism error); and a child that exits or aborts instead of being killed, and a
+ *       clean child that aborts.
  *   sagalane-soak child --db P --acks P --cycle N --seed S [--mode run|clean|exit|abort]
  *       The child (child.c). The parent starts it with fork and exec, never fork alone: a
  *       forked copy of a process must not call sagalane before it execs.
@@ -352,9 +354,12 @@ static int64_t pick_delay(soak_rng *rng, int max_kill_ms) {
    answers that return before their work is done (a start, a cancel) come up twice as often:
    the kinds take turns in this order, from a random start, so even a short run kills after
    each of them. */
-static const char *const triggers[] = {"saga-start", "saga-cancel-ok", "job-cancel-ok", "job-submit", "saga-end", "job-end"};
+static const char *const triggers[] = {"saga-start", "saga-cancel-ok", "job-cancel-ok", "job-submit",
+                                       "saga-end",   "job-end",        "dispatch",      "answer"};
 #define TRIGGER_COUNT (sizeof triggers / sizeof *triggers)
-static const int trigger_turns[] = {0, 1, 2, 3, 4, 5, 0, 1, 2};
+/* A dispatch is the moment its step row must be durable already; an answer the one where a
+   step's success is not yet. */
+static const int trigger_turns[] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 6};
 #define TURN_COUNT (sizeof trigger_turns / sizeof *trigger_turns)
 
 /* One cycle in three is killed at a random time, the others right after an ack. */
@@ -424,6 +429,9 @@ static int run(const options *o) {
            totals.saga_completed, totals.saga_failed, totals.saga_cancels);
     printf("  jobs acknowledged: %zu submitted, %zu cancels returned 0, %zu starts, %zu ends, %zu rebuilt at lane creation\n",
            totals.job_submits, totals.job_cancels, totals.job_starts, totals.job_ends, totals.job_rebuilt);
+    printf("  sagas of many steps acknowledged: %zu resume, %zu compensate started; %zu step dispatches, %zu compensation dispatches\n",
+           totals.multi_starts[0], totals.multi_starts[1], totals.step_dispatches, totals.undo_dispatches);
+    log_summary(p.db, stdout);
     if (totals.lagged) printf("  the subscription lagged %zu times (saga-end acks missing)\n", totals.lagged);
     if (model_torn_tail(model)) printf("  the ack file ends in a torn line (a write(2) was not whole)\n");
     printf("  violations: %zu\n", seen.keys.count);
@@ -529,7 +537,7 @@ static int selftest(const options *o) {
                     "the clean run gave ids to forge from (%d completed sagas, jobs '%s' '%s' '%s')", picks.saga_count,
                     picks.started_job, picks.started_job2, picks.finished_job);
     if (picks.saga_count < 4) picks.saga_count = 0;
-    forgery forged[24];
+    forgery forged[32];
     int n = 0;
     /* the same saga-start again: one id acknowledged twice */
     snprintf(forged[n].line, sizeof forged[n].line, "%s", picks.first_saga_line);
@@ -571,6 +579,24 @@ static int selftest(const options *o) {
         snprintf(forged[n].line, sizeof forged[n].line, "job-submit %s 0", picks.started_job);
         forged[n++].kind = V_JOB_SUBMIT_TWICE;
     }
+    /* Sagas of many steps: a dispatch with no step row; one (saga id, step) sent as another
+       step, one step sent under another index (of a saga whose steps 0 and 1 went out); a
+       step 1 with no step 0 before it; a compensation of a step never sent; compensations
+       in the order of their steps. The sagas 98765400x have no rows. */
+    snprintf(forged[n].line, sizeof forged[n].line, "dispatch 987654001 0 ledger do 0 ok");
+    forged[n++].kind = V_STEP_NOT_DURABLE;
+    if (picks.multi_saga) {
+        snprintf(forged[n].line, sizeof forged[n].line, "dispatch %llu 1 refund undo 0 ok 0", (unsigned long long)picks.multi_saga);
+        forged[n++].kind = V_STEP_KEY_CONFLICT;
+        snprintf(forged[n].line, sizeof forged[n].line, "dispatch %llu 7 ledger do 1 ok", (unsigned long long)picks.multi_saga);
+        forged[n++].kind = V_STEP_TWO_KEYS;
+    }
+    snprintf(forged[n].line, sizeof forged[n].line, "dispatch 987654002 1 ledger do 1 ok");
+    forged[n++].kind = V_STEP_ORDER;
+    snprintf(forged[n].line, sizeof forged[n].line, "dispatch 987654003 2 refund undo 0 ok 0");
+    forged[n++].kind = V_UNDO_UNSUCCEEDED;
+    snprintf(forged[n].line, sizeof forged[n].line, "dispatch 987654003 3 refund undo 1 ok 1");
+    forged[n++].kind = V_UNDO_ORDER;
     if (picks.finished_job[0]) {
         /* a done callback the row contradicts */
         snprintf(forged[n].line, sizeof forged[n].line, "job-end %s cancelled 0", picks.finished_job);
@@ -637,7 +663,7 @@ static int selftest(const options *o) {
     char rewritten[PATH_MAX + 16];
     snprintf(rewritten, sizeof rewritten, "%s.rewritten", p.db);
     db = checkpointed_copy(p.db, rewritten);
-    char sql[256];
+    char sql[512];
     snprintf(sql, sizeof sql,
              "UPDATE saga SET state = 'failed_compensation', failure_reason = failure_reason || '; interrupted: forged'"
              " WHERE id = %llu",
@@ -671,6 +697,57 @@ static int selftest(const options *o) {
                     "saga-never-ended reports saga %s, left running in the forged log", saga_subject);
     selftest_expect(changed && reported_subject(&found, V_JOB_NEVER_ENDED, picks.finished_job),
                     "job-never-ended reports job %s, left queued in the forged log", picks.finished_job);
+    violations_clear(&found);
+
+    /* 5b. A log whose sagas of many steps ended wrong: a compensated saga with a succeeded
+          step left as it was, a saga with a second terminal event and one with none, a saga
+          failed with a determinism error. */
+    char multi_db[PATH_MAX + 16];
+    snprintf(multi_db, sizeof multi_db, "%s.multi", p.db);
+    db = checkpointed_copy(p.db, multi_db);
+    long long undone = 0, twice = 0, none = 0, diverged = 0;
+    static const char *const picks_sql[4] = {
+        "SELECT s.saga_id FROM saga_step s JOIN saga g ON g.id = s.saga_id WHERE g.state = 'compensated'"
+        " AND s.state = 'compensated' ORDER BY s.saga_id LIMIT 1",
+        "SELECT id FROM saga WHERE state = 'completed' ORDER BY id LIMIT 1",
+        "SELECT id FROM saga WHERE state = 'completed' ORDER BY id LIMIT 1 OFFSET 1",
+        "SELECT id FROM saga WHERE name IN ('resume', 'compensate') AND state <> 'completed' ORDER BY id DESC LIMIT 1"};
+    long long *picked[4] = {&undone, &twice, &none, &diverged};
+    for (int i = 0; db && i < 4; i++) {
+        stmt = NULL;
+        if (sqlite3_prepare_v2(db, picks_sql[i], -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+            *picked[i] = sqlite3_column_int64(stmt, 0);
+        sqlite3_finalize(stmt);
+    }
+    changed = db && undone && twice && none && diverged;
+    if (changed) {
+        snprintf(sql, sizeof sql,
+                 "UPDATE saga_step SET state = 'succeeded' WHERE saga_id = %lld AND state = 'compensated' AND compensates IS NULL",
+                 undone);
+        changed = sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK && sqlite3_changes(db) >= 1;
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO saga_event (saga_id, type, payload_json, at) SELECT saga_id, type, payload_json, at FROM saga_event"
+                 " WHERE saga_id = %lld AND type = 'SagaCompleted'",
+                 twice);
+        changed = changed && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK && sqlite3_changes(db) == 1;
+        snprintf(sql, sizeof sql, "DELETE FROM saga_event WHERE saga_id = %lld AND type = 'SagaCompleted'", none);
+        changed = changed && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK && sqlite3_changes(db) == 1;
+        snprintf(sql, sizeof sql, "UPDATE saga SET failure_reason = 'determinism error: replaying step 1, forged' WHERE id = %lld",
+                 diverged);
+        changed = changed && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK && sqlite3_changes(db) == 1;
+    }
+    sqlite3_close(db);
+    check_log(model, multi_db, 1, &found);
+    char multi_subject[4][32];
+    for (int i = 0; i < 4; i++) snprintf(multi_subject[i], sizeof multi_subject[i], "%lld", *picked[i]);
+    selftest_expect(changed && reported_subject(&found, V_UNDO_INCOMPLETE, multi_subject[0]),
+                    "undo-incomplete reports saga %s, compensated with a step the forged log says succeeded", multi_subject[0]);
+    selftest_expect(changed && reported_subject(&found, V_TERMINAL_COUNT, multi_subject[1]),
+                    "terminal-event-count reports saga %s, given a second SagaCompleted", multi_subject[1]);
+    selftest_expect(changed && reported_subject(&found, V_TERMINAL_COUNT, multi_subject[2]),
+                    "terminal-event-count reports saga %s, its SagaCompleted deleted", multi_subject[2]);
+    selftest_expect(changed && reported_subject(&found, V_DETERMINISM, multi_subject[3]),
+                    "determinism-error reports saga %s, failed with one in the forged log", multi_subject[3]);
     violations_clear(&found);
     model_free(model);
 

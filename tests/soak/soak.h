@@ -16,7 +16,7 @@
  *   kill <n> <ms> <phase> [after-<kind>-<k>]   (parent) it was killed after ms milliseconds,
  *                                    in phase, right after its k-th line of that kind
  *   open-ok | start-ok <recovered> | lane-ok <rebuilt> | clean-done | closed
- *   saga-start <id> <nonce>          sl_saga_start returned 0 with this id
+ *   saga-start <id> <nonce> <type>   sl_saga_start returned 0 with this id
  *   saga-cancel-ok <id>              sl_saga_cancel returned 0
  *   saga-end <id> <completed|failed> <payload JSON>   SagaCompleted / SagaFailed delivered
  *   job-submit <id> <idempotent 0|1> sl_lane_submit returned 0
@@ -26,11 +26,20 @@
  *   job-end <id> <finished|failed|cancelled> <attempts>   the job's done callback
  *   job-rebuilt <id> <attempts>      the lane's reconstruct callback rebuilt a queued row
  *   lagged <payload JSON>            the subscription missed events (its acks are missing)
+ *   dispatch <saga> <step> <target> do <k> <fate>   a target got step k of a saga of many
+ *                                    steps under that step index; fate ok, fail or silent
+ *   dispatch <saga> <step> <target> undo <k> <fate> <compensates>   ... the compensation of
+ *                                    step k, with the "compensates" the runtime injected
+ *   answer <saga> <step> <ok|fail>   the host is about to answer that dispatch
+ *
+ * The dispatch lines are written on the loop thread without fdatasync: a line written is in
+ * the page cache, which a SIGKILL of the child does not lose.
  */
 #ifndef SAGALANE_SOAK_H
 #define SAGALANE_SOAK_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* ---- Small things every part uses ----------------------------------------------------------- */
@@ -115,6 +124,15 @@ typedef enum {
     V_JOB_END_MISMATCH,   /* job-end's state differs from the row's */
     V_JOB_END_TWICE,      /* two done callbacks for one job */
     V_JOB_NEVER_ENDED,    /* after the clean run, a job row still queued or running */
+    V_STEP_NOT_DURABLE,   /* a step was dispatched, and the log has no row of it (or another) */
+    V_STEP_KEY_CONFLICT,  /* one (saga id, step) dispatched as two different steps */
+    V_STEP_TWO_KEYS,      /* one step of a saga dispatched under two (saga id, step) keys */
+    V_STEP_ORDER,         /* a forward step dispatched before the one before it succeeded */
+    V_UNDO_UNSUCCEEDED,   /* a compensation dispatched for a step that had not succeeded */
+    V_UNDO_ORDER,         /* compensations not in reverse order of their steps, one at a time */
+    V_UNDO_INCOMPLETE,    /* it ended compensated (or failed) with a succeeded step not undone */
+    V_TERMINAL_COUNT,     /* the lifecycle table has no or two terminal events for an ended saga */
+    V_DETERMINISM,        /* a saga failed with a determinism error: its replay diverged */
     V_CHILD_NOT_KILLED,   /* the child exited or died of something other than our SIGKILL */
     V_CLEAN_RUN_FAILED,   /* the clean child did not exit 0 */
     V_COUNT
@@ -161,6 +179,9 @@ typedef struct model_totals {
     size_t saga_starts, saga_cancels, saga_completed, saga_failed;
     size_t job_submits, job_cancels, job_starts, job_ends, job_rebuilt;
     size_t lagged;
+    /* Sagas of many steps, by type (0 resume, 1 compensate): started, dispatches of steps and
+       of compensations. */
+    size_t multi_starts[2], step_dispatches, undo_dispatches;
 } model_totals;
 model_totals model_get_totals(const ack_model *model);
 
@@ -174,11 +195,14 @@ typedef struct model_picks {
     char finished_job[128];      /* a job whose job-end says finished */
     uint64_t failed_saga;        /* a saga of the last cycle that ended failed, not cancelled */
     size_t failed_saga_end_line; /* its saga-end line */
+    uint64_t multi_saga;         /* a saga of many steps whose steps 0 and 1 were dispatched */
 } model_picks;
 model_picks model_pick(const ack_model *model);
 
 /* Holds `db_path` to every acknowledgement in `model`. `final`: the clean run is over, so
    everything acknowledged must have ended. Adds what it finds to `out`. */
 void check_log(const ack_model *model, const char *db_path, int final, violation_list *out);
+/* Prints the log's sagas by type and state. */
+void log_summary(const char *db_path, FILE *out);
 
 #endif /* SAGALANE_SOAK_H */
