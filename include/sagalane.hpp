@@ -296,6 +296,13 @@ struct submission {
     std::string job_id;
 };
 
+/** One job's result in lane::submit_batch: `code` 0 (taken; `queued` says where it stands) or
+    the SL_E* code that refused it. */
+struct batch_result {
+    int code;
+    submission queued;
+};
+
 /** A queued job's row found in the log at lane creation. Borrowed for the call. */
 struct job_record {
     std::string_view job_id, caller;
@@ -598,6 +605,26 @@ struct glue {
     }
 };
 
+/** A non-waiting submit's `queued` callback, and the job it owns until `done` takes it. */
+struct async_submit {
+    job *owned = nullptr;
+    std::function<void(int, const submission &)> queued;
+
+    static void call(void *userdata, int rc, const sl_submission *s) noexcept {
+        std::unique_ptr<async_submit> box(static_cast<async_submit *>(userdata));
+        // Refused, or a duplicate: `done` never comes to free the job.
+        if (rc != 0 || s->duplicate) delete box->owned;
+        if (!box->queued) return;
+        try {
+            submission where{};
+            if (rc == 0) where = {s->position, std::chrono::milliseconds(s->estimated_wait_ms), s->job_id};
+            box->queued(rc, where);
+        } catch (...) {
+            drop_exception("a job's queued callback");
+        }
+    }
+};
+
 /** Whether the runtime closed, for subscriptions that outlive it. */
 struct runtime_life {
     std::mutex mutex;
@@ -824,8 +851,63 @@ public:
         sl_submission out{};
         out.size = sizeof out;
         detail::check(sl_lane_submit(lane_, &c, &out), rt_, "sl_lane_submit");
-        owned.release();  // job_done deletes it, maybe already has
+        if (!out.duplicate) owned.release();  // job_done deletes it, maybe already has
         return {out.position, std::chrono::milliseconds(out.estimated_wait_ms), detail::take(0, out.job_id, rt_, "")};
+    }
+
+    /** Submits `jobs` in one call: for a persisted lane, the queued rows of the jobs taken go
+        to the log in one group commit, and it returns once each is durable or refused (see
+        sl_lane_submit_batch). Each result, in order: `code` 0 and where the job stands, or the
+        SL_E* code that refused it. A taken job's `done` is called exactly once (but for a
+        duplicate); a refused one's never. Throws only for a job without `run` (nothing is
+        submitted then). */
+    std::vector<batch_result> submit_batch(std::vector<job> jobs) const {
+        std::vector<std::unique_ptr<job>> owned;
+        std::vector<sl_job> c(jobs.size());
+        std::vector<sl_submission> out(jobs.size());
+        std::vector<const sl_job *> pointers;
+        std::vector<sl_submission *> outs;
+        for (size_t i = 0; i < jobs.size(); i++) {
+            if (!jobs[i].run) throw error(SL_EINVAL, "sl_lane_submit_batch", ("jobs[" + std::to_string(i) + "].run is empty").c_str());
+            owned.push_back(std::make_unique<job>(std::move(jobs[i])));
+            sl_job_init(&c[i]);
+            detail::glue::fill(c[i], *owned[i]);
+            c[i].done = detail::glue::job_done;
+            out[i].size = sizeof out[i];
+            pointers.push_back(&c[i]);
+            outs.push_back(&out[i]);
+        }
+        std::vector<int> codes(jobs.size(), 0);
+        int rc = sl_lane_submit_batch(lane_, pointers.data(), pointers.size(), codes.data(), outs.data());
+        if (rc == SL_EINVAL && std::all_of(codes.begin(), codes.end(), [](int code) { return code == 0; })) {
+            detail::check(rc, rt_, "sl_lane_submit_batch");  // the arguments themselves: nothing taken
+        }
+        std::vector<batch_result> results;
+        for (size_t i = 0; i < jobs.size(); i++) {
+            if (codes[i] == 0 && !out[i].duplicate) owned[i].release();  // job_done deletes it
+            std::string id = detail::take(0, codes[i] == 0 ? out[i].job_id : nullptr, rt_, "");
+            results.push_back({codes[i], {out[i].position, std::chrono::milliseconds(out[i].estimated_wait_ms), std::move(id)}});
+        }
+        return results;
+    }
+
+    /** Submits a job and returns at once (see sl_lane_submit_async): `queued` is called once,
+        on the callback thread, with 0 and where the job stands once its queued row is durable,
+        or with the code that refused it (then `j.done` is never called); `j.done` comes after
+        it. Throws for a job refused at once (no `run`, a closed runtime). */
+    void submit_async(job j, std::function<void(int code, const submission &)> queued) const {
+        if (!j.run) throw error(SL_EINVAL, "sl_lane_submit_async", "job.run is empty");
+        auto box = std::make_unique<detail::async_submit>();
+        box->owned = new job(std::move(j));
+        box->queued = std::move(queued);
+        sl_job c;
+        sl_job_init(&c);
+        detail::glue::fill(c, *box->owned);
+        c.done = detail::glue::job_done;
+        int rc = sl_lane_submit_async(lane_, &c, detail::async_submit::call, box.get());
+        if (rc != 0) delete box->owned;
+        detail::check(rc, rt_, "sl_lane_submit_async");
+        box.release();  // async_submit::call deletes it
     }
 
     /** Submits a job and blocks until it ends (`j.done` is not used): returns its result, or

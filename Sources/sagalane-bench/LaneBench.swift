@@ -63,6 +63,54 @@ private func measureLane(jobs: Int, workers: Int, store: SagaLog?) throws -> Dou
     return Double(jobs) / (monotonicSeconds() - start)
 }
 
+/// How one thread hands jobs to a persisted lane in `measureSubmitter`.
+private enum Submitter {
+    /// `submitBlocking`, one job at a time: each waits for its queued row's commit.
+    case oneByOne
+    /// `submitBlocking(batch:)` of `batch` jobs: one commit for each batch.
+    case batches(Int)
+    /// `submit(_:onQueued:onComplete:)`, not waiting: the writer groups what comes.
+    case nonWaiting
+}
+
+/// Jobs per second from one submitting thread to a persisted lane of 4 workers running
+/// no-op jobs: until the last queued row was durable, and until the last job finished.
+private func measureSubmitter(_ submitter: Submitter, jobs: Int, directory: String, durability: Durability) throws -> (queued: Double, done: Double) {
+    let path = freshDatabase(directory, "bench-lane-submit.db")
+    defer { removeDatabase(path) }
+    let log = try SagaLog.open(path: path, durability: durability)
+    defer { log.close() }
+    let lane = try Lane(name: "bench", maxConcurrent: 4, store: log)
+    defer { lane.shutdown() }
+    let done = Countdown()
+    let job = LaneJob { _ in "" }
+    let ended: @Sendable (LaneJobCompletion) -> Void = { _ in done.signal() }
+    let start = monotonicSeconds()
+    switch submitter {
+    case .oneByOne:
+        for _ in 0..<jobs { _ = try lane.submitBlocking(job, onComplete: ended) }
+    case .batches(let size):
+        var left = jobs
+        while left > 0 {
+            let results = lane.submitBlocking(batch: Array(repeating: (job, ended), count: min(size, left)))
+            if let refusal = results.first(where: { if case .failure = $0 { true } else { false } }) { fatalError("batch refused: \(refusal)") }
+            left -= results.count
+        }
+    case .nonWaiting:
+        let queued = Countdown()
+        for _ in 0..<jobs {
+            lane.submit(job, onQueued: { result in
+                if case .failure(let e) = result { fatalError("submit failed: \(e)") }
+                queued.signal()
+            }, onComplete: ended)
+        }
+        for _ in 0..<jobs { queued.wait() }
+    }
+    let queuedAt = monotonicSeconds()
+    for _ in 0..<jobs { done.wait() }
+    return (Double(jobs) / (queuedAt - start), Double(jobs) / (monotonicSeconds() - start))
+}
+
 /// Runs `measure` `rounds` times and keeps the best rate. Each figure and its baseline get
 /// the same number of runs, alternating, so a burst of load on this shared machine spoils a
 /// run of one side, not the comparison.
@@ -102,5 +150,28 @@ func runLaneBench(directory: String, jobs: Int) throws {
         let (ceiling, persisted) = (rates[0], rates[1])
         print(pad("  \(durability.rawValue)", 10) + pad("persisted lane \(format(persisted)) jobs/s", 34)
               + pad("log ceiling \(format(ceiling)) jobs/s", 32) + "ratio \(format(persisted / ceiling * 100))%")
+    }
+}
+
+/// One thread submitting to a persisted lane: one job per call, batches, and without waiting,
+/// each beside the log's raw ceiling for the same rows.
+func runLaneSubmitBench(directory: String, jobs: Int) throws {
+    let rounds = 3, oneByOneJobs = min(jobs, 2_000), batch = 256
+    print("lane submit: one thread submits no-op jobs to a persisted lane of 4 running workers (FULL durability),")
+    print("      \(jobs) jobs (\(oneByOneJobs) one by one), beside the log's raw group-commit ceiling for their rows")
+    print("      (queued, running, finished each), same run (best of \(rounds) alternating runs each)")
+    var ceiling = 0.0, queued = [Double](repeating: 0, count: 3), done = [Double](repeating: 0, count: 3)
+    let submitters: [(Submitter, Int)] = [(.oneByOne, oneByOneJobs), (.batches(batch), jobs), (.nonWaiting, jobs)]
+    for _ in 0..<rounds {
+        ceiling = max(ceiling, try measureLogCeiling(directory: directory, durability: .full, sagas: jobs / 2) * 2)
+        for (index, (submitter, count)) in submitters.enumerated() {
+            let rate = try measureSubmitter(submitter, jobs: count, directory: directory, durability: .full)
+            queued[index] = max(queued[index], rate.queued)
+            done[index] = max(done[index], rate.done)
+        }
+    }
+    for (index, name) in ["one job per call", "batches of \(batch)", "not waiting"].enumerated() {
+        print(pad("  \(name)", 20) + pad("queued \(format(queued[index])) jobs/s", 24) + pad("done \(format(done[index])) jobs/s", 22)
+              + pad("log ceiling \(format(ceiling)) jobs/s", 30) + "done/ceiling \(format(done[index] / ceiling * 100))%")
     }
 }

@@ -63,6 +63,7 @@ Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
         }
         if what == "lane" || what == "all" {
             try runLaneBench(directory: directory, jobs: sagas * 4)
+            try runLaneSubmitBench(directory: directory, jobs: sagas * 4)
         }
         if what == "latency" || what == "all" {
             try await runLatencyBench(directory: directory, load: 0.5, seconds: 5)

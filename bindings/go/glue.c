@@ -1,5 +1,7 @@
 #include "glue.h"
 
+#include <stdlib.h>
+
 #include "_cgo_export.h"
 
 /* The C callbacks: each forwards to its Go trampoline (trampolines.go). The casts drop
@@ -43,6 +45,10 @@ static int slgo_job_run(void *userdata, sl_job_ctx *ctx) { return goslJobRun((ui
 
 static void slgo_job_done(void *userdata, const sl_job_outcome *outcome) {
     goslJobDone((uintptr_t)userdata, (sl_job_outcome *)outcome);
+}
+
+static void slgo_job_queued(void *userdata, int rc, const sl_submission *submission) {
+    goslJobQueued((uintptr_t)userdata, rc, (sl_submission *)submission);
 }
 
 static int slgo_job_reconstruct(void *userdata, const sl_job_record *record, sl_job *job) {
@@ -106,6 +112,31 @@ void slgo_job_bind(sl_job *job, uintptr_t handle, int runnable) {
 int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out) {
     slgo_job_bind(job, handle, 1);
     return sl_lane_submit(lane, job, out);
+}
+
+int slgo_lane_submit_batch(sl_lane *lane, sl_job *jobs, const uintptr_t *handles, size_t count, int *codes,
+                           sl_submission *out) {
+    const sl_job **pointers = calloc(count ? count : 1, sizeof *pointers);
+    sl_submission **outs = calloc(count ? count : 1, sizeof *outs);
+    if (pointers == NULL || outs == NULL) {
+        free(pointers);
+        free(outs);
+        return SL_ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        slgo_job_bind(&jobs[i], handles[i], 1);
+        pointers[i] = &jobs[i];
+        outs[i] = &out[i];
+    }
+    int rc = sl_lane_submit_batch(lane, pointers, count, codes, outs);
+    free(pointers);
+    free(outs);
+    return rc;
+}
+
+int slgo_lane_submit_async(sl_lane *lane, sl_job *job, uintptr_t handle, uintptr_t queued) {
+    slgo_job_bind(job, handle, 1);
+    return sl_lane_submit_async(lane, job, slgo_job_queued, (void *)queued);
 }
 
 int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle) {

@@ -31,6 +31,13 @@ int slgo_lane_create(sl_runtime *rt, const char *name, sl_lane_options *options,
 void slgo_job_bind(sl_job *job, uintptr_t handle, int runnable);
 /* Binds the job to handle (runnable), then submits. */
 int slgo_lane_submit(sl_lane *lane, sl_job *job, uintptr_t handle, sl_submission *out);
+/* Binds jobs[i] to handles[i] (runnable) and submits the `count` jobs in one call; out holds
+   `count` submissions with their size set. */
+int slgo_lane_submit_batch(sl_lane *lane, sl_job *jobs, const uintptr_t *handles, size_t count, int *codes,
+                           sl_submission *out);
+/* Binds the job to handle (runnable) and submits it without waiting; `queued` is the handle
+   of its queued callback. */
+int slgo_lane_submit_async(sl_lane *lane, sl_job *job, uintptr_t handle, uintptr_t queued);
 int slgo_lane_set_command_handler(sl_lane *lane, uintptr_t handle);
 
 #endif

@@ -321,6 +321,158 @@ func (l *Lane) submit(job Job, done func(JobOutcome)) (Submission, error) {
 	return sub, nil
 }
 
+// BatchError says which jobs of a SubmitBatch were refused, and why; the others were taken.
+// It is the first refusal's error for errors.Is and errors.As.
+type BatchError struct {
+	Refused map[int]error // by the job's index in the batch
+}
+
+// Error names how many jobs were refused and the first one's error.
+func (e *BatchError) Error() string {
+	first := e.first()
+	return fmt.Sprintf("%d of the batch's jobs were refused; job %d: %v", len(e.Refused), first, e.Refused[first])
+}
+
+// Unwrap is the first refused job's error.
+func (e *BatchError) Unwrap() error { return e.Refused[e.first()] }
+
+func (e *BatchError) first() int {
+	first := -1
+	for i := range e.Refused {
+		if first < 0 || i < first {
+			first = i
+		}
+	}
+	return first
+}
+
+// SubmitBatch submits jobs in one call: for a persisted lane, the queued rows of the jobs it
+// takes go to the log together, in one group commit, and it returns once each is durable or
+// refused. Each job is taken or refused on its own, as Submit would: the result has one
+// Submission per job, in order (the zero Submission for a refused one), and, when some were
+// refused, a *BatchError naming them. done (which may be nil) is called exactly once for
+// each taken job, never for a refused one.
+//
+// ctx is checked before anything is submitted, as for Submit. A job that is not valid (no
+// Run) refuses the whole batch with that error: nothing is submitted.
+func (l *Lane) SubmitBatch(ctx context.Context, jobs []Job, done func(JobOutcome)) ([]Submission, error) {
+	const fn = "sl_lane_submit_batch"
+	if err := notBegun(ctx, fn); err != nil {
+		return nil, err
+	}
+	n := len(jobs)
+	if n == 0 {
+		return nil, nil
+	}
+	// The library's structs hold C pointers only, so they live in C memory.
+	cjobs := (*[1 << 28]C.sl_job)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.sl_job{}))))[:n:n]
+	outs := (*[1 << 28]C.sl_submission)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.sl_submission{}))))[:n:n]
+	handles := (*[1 << 28]C.uintptr_t)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.uintptr_t(0)))))[:n:n]
+	codes := (*[1 << 28]C.int)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.int(0)))))[:n:n]
+	var cmem []unsafe.Pointer
+	defer func() {
+		for _, p := range cmem {
+			C.free(p)
+		}
+		for _, p := range []unsafe.Pointer{unsafe.Pointer(&cjobs[0]), unsafe.Pointer(&outs[0]), unsafe.Pointer(&handles[0]), unsafe.Pointer(&codes[0])} {
+			C.free(p)
+		}
+	}()
+	for i, job := range jobs {
+		C.sl_job_init(&cjobs[i])
+		mem, err := cJob(fn, job, &cjobs[i])
+		if err != nil {
+			return nil, err
+		}
+		cmem = append(cmem, mem...)
+		outs[i].size = C.size_t(unsafe.Sizeof(outs[i]))
+	}
+	for i, job := range jobs {
+		handles[i] = l.r.newHandle(&jobEntry{r: l.r, run: job.Run, done: done})
+	}
+	err := l.r.call(fn, func() C.int {
+		return C.slgo_lane_submit_batch(l.lane, &cjobs[0], &handles[0], C.size_t(n), &codes[0], &outs[0])
+	})
+	var batchErr *Error
+	if err != nil && (!errors.As(err, &batchErr) || allZero(codes)) {
+		for _, h := range handles {
+			l.r.deleteHandle(h)
+		}
+		return nil, err
+	}
+	subs := make([]Submission, n)
+	refused := map[int]error{}
+	for i := range jobs {
+		if codes[i] != 0 {
+			l.r.deleteHandle(handles[i]) // done never comes for it
+			if len(refused) == 0 && batchErr != nil {
+				refused[i] = batchErr // the first refused job's, with the library's message
+			} else {
+				refused[i] = newError(codes[i], fn, fmt.Sprintf("jobs[%d] (%q) was refused: %s", i, jobs[i].ID, errorName(int(codes[i]))))
+			}
+			continue
+		}
+		subs[i] = Submission{
+			JobID:         C.GoString(outs[i].job_id),
+			Position:      int(outs[i].position),
+			EstimatedWait: time.Duration(outs[i].estimated_wait_ms) * time.Millisecond,
+		}
+		C.sl_free(unsafe.Pointer(outs[i].job_id))
+	}
+	if len(refused) > 0 {
+		return subs, &BatchError{Refused: refused}
+	}
+	return subs, nil
+}
+
+func allZero(codes []C.int) bool {
+	for _, c := range codes {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// queuedEntry is the userdata of a SubmitAsync's queued callback: the job's handle, which
+// the callback deletes when the job was refused (its done never comes), and the function.
+type queuedEntry struct {
+	r      *Runtime
+	job    C.uintptr_t
+	queued func(Submission, error)
+}
+
+// SubmitAsync submits a job and returns at once, without waiting for its queued row: queued
+// (which may be nil) is called exactly once, on a sagalane thread, with where the job stands
+// once its queued row is durable, or with the error that refused it (then done is never
+// called); done (which may be nil) comes after it, once the job ended. Until queued reports
+// success, a crash may lose the job. Both must return quickly.
+//
+// It returns an error only for a job refused at once (not valid, or a closed runtime); then
+// neither callback is called.
+func (l *Lane) SubmitAsync(job Job, queued func(Submission, error), done func(JobOutcome)) error {
+	const fn = "sl_lane_submit_async"
+	var c C.sl_job
+	C.sl_job_init(&c)
+	cmem, err := cJob(fn, job, &c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range cmem {
+			C.free(p)
+		}
+	}()
+	h := l.r.newHandle(&jobEntry{r: l.r, run: job.Run, done: done})
+	q := l.r.newHandle(&queuedEntry{r: l.r, job: h, queued: queued})
+	if err := l.r.call(fn, func() C.int { return C.slgo_lane_submit_async(l.lane, &c, h, q) }); err != nil {
+		l.r.deleteHandle(h)
+		l.r.deleteHandle(q)
+		return err
+	}
+	return nil
+}
+
 // cJob checks job and fills c (initialized with sl_job_init) with its fields, all but Run,
 // for the C function fn. It returns the C memory it allocated, for the caller to free once
 // the library has copied the job; on an error it allocated nothing and c is as sl_job_init

@@ -10,6 +10,7 @@ import "C"
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // releaser is a userdata whose release callback deletes its handle.
@@ -245,6 +246,34 @@ func goslJobDone(h C.uintptr_t, outcome *C.sl_job_outcome) {
 		o.Text = job.invalid
 	}
 	job.done(o)
+}
+
+//export goslJobQueued
+func goslJobQueued(h C.uintptr_t, rc C.int, submission *C.sl_submission) {
+	defer recoverLost("job queued")
+	entry := handleValue(h).(*queuedEntry)
+	defer entry.r.deleteHandle(h)
+	var sub Submission
+	var err error
+	if rc != 0 {
+		err = newError(rc, "sl_lane_submit_async", C.GoString(C.sl_runtime_errmsg(entry.r.rt)))
+		entry.r.deleteHandle(entry.job) // refused: its done never comes
+	} else {
+		sub = Submission{
+			JobID:         C.GoString(submission.job_id),
+			Position:      int(submission.position),
+			EstimatedWait: time.Duration(submission.estimated_wait_ms) * time.Millisecond,
+		}
+	}
+	if entry.queued == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			entry.r.reportPanic("job queued", v)
+		}
+	}()
+	entry.queued(sub, err)
 }
 
 //export goslJobReconstruct

@@ -4,7 +4,7 @@
 // (failed_compensation) run again with retry_compensation, a start with an idempotency key
 // answered with the existing saga, and a lifecycle subscriber that gets every event once, in
 // order, from position 0.
-#include "sagalane.hpp"
+#include "check.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -16,26 +16,6 @@
 
 namespace sl = sagalane;
 using namespace std::chrono_literals;
-
-#define EXPECT(cond)                                                                      \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);      \
-            std::abort();                                                                 \
-        }                                                                                 \
-    } while (0)
-
-#define EXPECT_THROWS(expected, expr)                                                         \
-    do {                                                                                      \
-        bool thrown = false;                                                                  \
-        try {                                                                                 \
-            expr;                                                                             \
-        } catch (const sl::error &e) {                                                        \
-            thrown = e.code() == (expected);                                                  \
-            if (!thrown) std::fprintf(stderr, "%s:%d: threw %s\n", __FILE__, __LINE__, e.what()); \
-        }                                                                                     \
-        EXPECT(thrown);                                                                       \
-    } while (0)
 
 namespace {
 

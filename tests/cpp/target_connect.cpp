@@ -2,7 +2,7 @@
 // The test plays the host itself over a plain POSIX socket: it answers the runtime's hello,
 // answers two sagas' commands with step.done, goes away while a third saga's command waits,
 // comes back and receives it. Bad options and unknown names throw sagalane::error.
-#include "sagalane.hpp"
+#include "check.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,26 +19,6 @@
 
 namespace sl = sagalane;
 using namespace std::chrono_literals;
-
-#define EXPECT(cond)                                                                      \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);      \
-            std::abort();                                                                 \
-        }                                                                                 \
-    } while (0)
-
-#define EXPECT_THROWS(expected, expr)                                                         \
-    do {                                                                                  \
-        bool thrown = false;                                                              \
-        try {                                                                             \
-            expr;                                                                         \
-        } catch (const sl::error &e) {                                                    \
-            thrown = e.code() == (expected);                                                  \
-            if (!thrown) std::fprintf(stderr, "%s:%d: threw %s\n", __FILE__, __LINE__, e.what()); \
-        }                                                                                 \
-        EXPECT(thrown);                                                                   \
-    } while (0)
 
 namespace {
 
