@@ -58,15 +58,16 @@ extension Coordinator {
     /// Pages whose writes may be in flight at once.
     static let recoveryPagesInFlight = 3
 
-    /// A page of recovered sagas: its writes (submitted), and what happens once they are durable.
+    /// A page of recovered sagas: its writes (submitted as one record), and what happens once
+    /// they are durable.
     struct PagePlan {
-        let writes: Task<[Result<Int, SagaLaneError>], Never>
+        let writes: Task<Result<Int, SagaLaneError>, Never>
         let ended: [(UInt64, JSON)]
         let resumptions: [Resumption]
     }
 
     private func settle(_ plan: PagePlan) async throws(SagaLaneError) {
-        for case .failure(let error) in await plan.writes.value {
+        if case .failure(let error) = await plan.writes.value {
             throw SagaLaneError(error.code, "start-up recovery could not write to the log: \(error.message)", underlying: error)
         }
         for (id, payload) in plan.ended { bus.publish(type: Event.sagaFailed, sagaID: id, payload: payload) }
@@ -103,8 +104,14 @@ extension Coordinator {
             }
         }
         let log = self.log
-        let batch = writes
-        return PagePlan(writes: Task(executorPreference: loop) { await log.writeAll(batch) }, ended: ended, resumptions: resumptions)
+        // The page's writes go to the writer as one record: one queueing, one report, all in
+        // one commit, rather than a record (and a wake-up) per saga.
+        let record = LogRecord.all(writes)
+        let task = Task(executorPreference: loop) { () -> Result<Int, SagaLaneError> in
+            if writes.isEmpty { return .success(0) }
+            do throws(SagaLaneError) { return .success(try await log.write(record)) } catch { return .failure(error) }
+        }
+        return PagePlan(writes: task, ended: ended, resumptions: resumptions)
     }
 
     /// The saga is left for an operator: `failed_compensation`, with what was interrupted.

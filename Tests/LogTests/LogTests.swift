@@ -424,6 +424,38 @@ struct LogTests {
         #expect(try log.snapshotRecent(limit: 10).map(\.name).sorted() == ["a", "b", "existing"])
     }
 
+    @Test func recordsWrittenAllTogetherStandOrFallAsOneAndLeaveTheirNeighbours() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        for id in UInt64(1)...3 { try await log.startSaga(id: id, name: "s\(id)", inputJSON: "{}") }
+        let note = LifecycleNote(type: "SagaFailed", payload: ["why": "recovery"])
+        // Sagas 1 and 2 are marked, then a record for a saga that does not exist fails the lot.
+        let blocker = await holdWriter(log, untilQueued: 2)
+        let failing = Task { () -> SagaLaneError? in
+            do throws(SagaLaneError) {
+                try await log.write(.all([.markFailedCompensation(sagaID: 1, reason: "r", event: note),
+                                          .markFailedCompensation(sagaID: 2, reason: "r", event: note),
+                                          .markFailedCompensation(sagaID: 99, reason: "r", event: note)]))
+                return nil
+            } catch { return error }
+        }
+        let neighbour = Task { try await log.write(.note(sagaID: 3, event: LifecycleNote(type: "Neighbour", payload: [:]))) }
+        await blocker.value
+        #expect(await failing.value?.code == .notFound)
+        #expect(try await neighbour.value == 1)
+        #expect(try log.saga(id: 1)?.state == .running && log.saga(id: 2)?.state == .running, "the first two were undone")
+        // Neither undone event is in the stream, and the neighbour's took the next position.
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).map(\.type) == ["Neighbour"])
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).first?.position == 1)
+
+        let changed = try await log.write(.all([.markFailedCompensation(sagaID: 1, reason: "r", event: note),
+                                                .markFailedCompensation(sagaID: 2, reason: "r", event: note)]))
+        #expect(changed == 2)
+        #expect(try log.saga(id: 1)?.state == .failedCompensation && log.saga(id: 2)?.state == .failedCompensation)
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).map(\.position) == [1, 2, 3])
+        await #expect(throws: SagaLaneError.self) { try await log.write(.all([.vacuum(olderThan: Timestamp.now())])) }
+    }
+
     /// Small records fill the disk when the batch commits; a 3 MB record spills SQLite's page
     /// cache, so the disk fills in the middle of an INSERT instead.
     @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"),
