@@ -1,5 +1,6 @@
 import CSQLite
 import Glibc
+import Synchronization
 import SagaLaneTestSupport
 import Testing
 @testable import SagaLaneLog
@@ -90,6 +91,29 @@ struct LogFileTests {
             #expect(error.sqlite?.sql?.contains("CREATE TABLE saga_v2") == true, "the SQL stays in the underlying error")
         }
         #expect(fileBytes(path) == before)
+    }
+
+    @Test func aMigrationReportsItsProgressUpToTheVersionsItApplied() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("v1.db")
+        do {
+            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+            defer { v1.close() }
+            try v1.execute("PRAGMA journal_mode = WAL")
+            try Schema.migrate(v1, upTo: 1)
+        }
+        let calls = Mutex<[(LongOperation, Int, Int)]>([])
+        let log = try SagaLog.open(path: path, create: false) { operation, done, total in calls.withLock { $0.append((operation, done, total)) } }
+        #expect(try log.stats().schemaVersion == Schema.version)
+        log.close()
+        let seen = calls.withLock { $0 }
+        #expect(seen.allSatisfy { $0.0 == .migration && $0.2 == Schema.version - 1 }, "\(seen)")
+        #expect(seen.map(\.1) == Array(0...(Schema.version - 1)), "one report before, then one per version applied: \(seen)")
+        // A log already current migrates nothing and says nothing.
+        calls.withLock { $0.removeAll() }
+        let again = try SagaLog.open(path: path, create: false) { operation, done, total in calls.withLock { $0.append((operation, done, total)) } }
+        again.close()
+        #expect(calls.withLock { $0.isEmpty })
     }
 
     @Test func withoutCreateAMissingOrEmptyFileIsAnErrorAndNoLog() throws {
