@@ -28,14 +28,7 @@ extension SQLiteStorage: LogAdministration {
             conditions.append("\(plus)name = ?")
             arguments.append(.text(name))
         }
-        if let since = filter.activeSince {
-            conditions.append("\(sagaActivity) >= ?")
-            arguments.append(.text(since.iso8601))
-        }
-        if let before = filter.activeBefore {
-            conditions.append("\(sagaActivity) < ?")
-            arguments.append(.text(before.iso8601))
-        }
+        activity(sagaActivity, since: filter.activeSince, before: filter.activeBefore, &conditions, &arguments)
         return (conditions, arguments)
     }
 
@@ -50,15 +43,25 @@ extension SQLiteStorage: LogAdministration {
             conditions.append("state IN (\(placeholders(filter.states.count)))")
             arguments += filter.states.map { .text($0.rawValue) }
         }
-        if let since = filter.activeSince {
-            conditions.append("\(jobActivity) >= ?")
+        if let caller = filter.caller {
+            conditions.append("caller = ?")
+            arguments.append(.text(caller))
+        }
+        activity(jobActivity, since: filter.activeSince, before: filter.activeBefore, &conditions, &arguments)
+        return (conditions, arguments)
+    }
+
+    /// The time window on a row's last activity, `expression`.
+    private static func activity(_ expression: String, since: Timestamp?, before: Timestamp?,
+                                 _ conditions: inout [String], _ arguments: inout [SQLValue]) {
+        if let since {
+            conditions.append("\(expression) >= ?")
             arguments.append(.text(since.iso8601))
         }
-        if let before = filter.activeBefore {
-            conditions.append("\(jobActivity) < ?")
+        if let before {
+            conditions.append("\(expression) < ?")
             arguments.append(.text(before.iso8601))
         }
-        return (conditions, arguments)
     }
 
     private static func whereClause(_ conditions: [String]) -> String {
