@@ -13,6 +13,16 @@ private func size(_ path: String) -> Int? {
     return stat(path, &info) == 0 ? Int(info.st_size) : nil
 }
 
+/// Makes a log of schema version 1 at `path` (WAL, as that version's runtime left it), then
+/// runs `sql` on it: the file an older sagalane wrote.
+func writeVersion1Log(_ path: String, _ sql: String = "") throws {
+    let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+    defer { v1.close() }
+    try v1.execute("PRAGMA journal_mode = WAL")
+    try Schema.migrate(v1, upTo: 1)
+    if !sql.isEmpty { try v1.execute(sql) }
+}
+
 /// Runs SQL on `path` with a plain SQLite connection, as another program would.
 private func foreign(_ path: String, _ sql: String) throws {
     let c = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
@@ -66,18 +76,12 @@ struct LogFileTests {
     @Test func aFailedMigrationSaysSoInALineAndChangesNothing() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("v1.db")
-        do {
-            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-            defer { v1.close() }
-            try v1.execute("PRAGMA journal_mode = WAL")
-            try Schema.migrate(v1, upTo: 1)
-            // A row the version 2 state CHECK refuses, as a damaged or hand-edited log may hold.
-            try v1.execute("""
-                PRAGMA ignore_check_constraints = ON;
-                INSERT INTO saga VALUES (1, 'odd', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL);
-                PRAGMA wal_checkpoint(TRUNCATE);
-                """)
-        }
+        // A row the version 2 state CHECK refuses, as a damaged or hand-edited log may hold.
+        try writeVersion1Log(path, """
+            PRAGMA ignore_check_constraints = ON;
+            INSERT INTO saga VALUES (1, 'odd', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL);
+            PRAGMA wal_checkpoint(TRUNCATE);
+            """)
         let before = fileBytes(path)
         do {
             _ = try SagaLog.open(path: path)
@@ -96,12 +100,7 @@ struct LogFileTests {
     @Test func aMigrationReportsItsProgressUpToTheVersionsItApplied() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("v1.db")
-        do {
-            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-            defer { v1.close() }
-            try v1.execute("PRAGMA journal_mode = WAL")
-            try Schema.migrate(v1, upTo: 1)
-        }
+        try writeVersion1Log(path)
         let calls = Mutex<[(LongOperation, Int, Int)]>([])
         let log = try SagaLog.open(path: path, create: false) { operation, done, total in calls.withLock { $0.append((operation, done, total)) } }
         #expect(try log.stats().schemaVersion == Schema.version)

@@ -110,20 +110,14 @@ struct LogTests {
     @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
         let dir = TemporaryDirectory()
         let path = dir.file("v1.db")
-        do {
-            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-            defer { v1.close() }
-            try v1.execute("PRAGMA journal_mode = WAL")
-            try Schema.migrate(v1, upTo: 1)
-            try v1.execute("""
-                INSERT INTO saga VALUES (1, 'old', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
-                INSERT INTO saga VALUES (2, 'live', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL);
-                INSERT INTO saga_step VALUES (1, 0, 'a', 'self', '{}', 'succeeded', '{"ok":true}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
-                INSERT INTO saga_step VALUES (2, 0, 'b', 'lane:gpu', '{"k":1}', 'pending', NULL, NULL, '2026-01-01T00:00:00.000Z', NULL);
-                INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at)
-                    VALUES ('j1', 'gpu', 'c', 5, x'0102', 'queued', '2026-01-01T00:00:00.000Z');
-                """)
-        }
+        try writeVersion1Log(path, """
+            INSERT INTO saga VALUES (1, 'old', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+            INSERT INTO saga VALUES (2, 'live', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL);
+            INSERT INTO saga_step VALUES (1, 0, 'a', 'self', '{}', 'succeeded', '{"ok":true}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+            INSERT INTO saga_step VALUES (2, 0, 'b', 'lane:gpu', '{"k":1}', 'pending', NULL, NULL, '2026-01-01T00:00:00.000Z', NULL);
+            INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at)
+                VALUES ('j1', 'gpu', 'c', 5, x'0102', 'queued', '2026-01-01T00:00:00.000Z');
+            """)
         let log = try SagaLog.open(path: path)
         let unresolved = try log.unfinishedSagas(limit: 10)
         #expect(unresolved.map(\.id) == [2])
