@@ -40,6 +40,9 @@ public struct AgentOptions: Sendable {
     public var stopGrace: Duration
     /// Called once the agent listens (after its ready line), from `runAgent`'s thread.
     public var onReady: (@Sendable () -> Void)?
+    /// Told how far opening the log (a migration) and start-up recovery have got (see
+    /// `RuntimeOptions.progress`); the agent itself shows nothing.
+    public var progress: ProgressHandler?
 
     public init(dataDirectory: String, socketPath: String? = nil, allowedUIDs: Set<UInt32> = [],
                 maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,

@@ -108,8 +108,10 @@ public func runAgent(_ options: AgentOptions, exitWhenReady: Bool = false) -> In
     }
     let runtime: Runtime
     do {
-        runtime = try Runtime(options: RuntimeOptions(databasePath: options.databasePath, durability: options.durability,
-                                                      diagnostics: options.diagnostics))
+        var runtimeOptions = RuntimeOptions(databasePath: options.databasePath, durability: options.durability,
+                                            diagnostics: options.diagnostics)
+        runtimeOptions.progress = options.progress
+        runtime = try Runtime(options: runtimeOptions)
     } catch {
         say.error("agent: cannot open the log \(options.databasePath): \(error.message)")
         return AgentExit.failed

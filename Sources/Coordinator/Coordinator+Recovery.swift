@@ -30,11 +30,20 @@ extension Coordinator {
     }
 
     /// - Returns: How many unfinished sagas there were.
-    func recover() async throws(SagaLaneError) -> Int {
+    func recover(progress: ProgressHandler? = nil) async throws(SagaLaneError) -> Int {
         var requests: [UInt64: SagaRequest] = [:]
         do { for request in try log.requests(limit: 100_000) { requests[request.sagaID] = request } } catch {
             throw SagaLaneError(error.code, "cannot read operators' requests: \(error.message)", underlying: error)
         }
+        // Counted only for someone who shows progress: an index count, quick beside recovery.
+        var total = 0
+        if progress != nil {
+            do { total = try log.countSagas(matching: SagaFilter(states: SagaState.unfinished)) } catch {
+                throw SagaLaneError(error.code, "cannot count unfinished sagas: \(error.message)", underlying: error)
+            }
+        }
+        var settled = 0
+        if total > 0 { progress?(.recovery, 0, total) }
         var count = 0, last: UInt64 = 0
         // A few pages' writes in flight while the next page is read: each page's sagas go on
         // (events published, steps dispatched) only once its writes are durable, in page order.
@@ -45,12 +54,16 @@ extension Coordinator {
                 throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
             }
             inFlight.append(plan(page, requests: &requests))
-            if inFlight.count > Self.recoveryPagesInFlight { try await settle(inFlight.removeFirst()) }
+            if inFlight.count > Self.recoveryPagesInFlight {
+                try await settle(inFlight.removeFirst(), settled: &settled, of: total, progress: progress)
+            }
             count += page.count
             guard page.count == Self.recoveryPageSize, let next = page.last?.id else { break }
             last = next
         }
-        for plan in inFlight { try await settle(plan) }
+        for plan in inFlight { try await settle(plan, settled: &settled, of: total, progress: progress) }
+        // Fewer than counted (which nothing should cause): the last report still ends it.
+        if settled < total { progress?(.recovery, settled, settled) }
         for request in requests.values.sorted(by: { $0.sagaID < $1.sagaID }) { await carryOut(request) }
         return count
     }
@@ -58,15 +71,27 @@ extension Coordinator {
     /// Pages whose writes may be in flight at once.
     static let recoveryPagesInFlight = 3
 
-    /// A page of recovered sagas: its writes (submitted), and what happens once they are durable.
+    /// A page of recovered sagas: its writes (submitted as one record), and what happens once
+    /// they are durable.
     struct PagePlan {
-        let writes: Task<[Result<Int, SagaLaneError>], Never>
+        let writes: Task<Result<Int, SagaLaneError>, Never>
         let ended: [(UInt64, JSON)]
         let resumptions: [Resumption]
+        /// The page's sagas.
+        let count: Int
+    }
+
+    /// Settles `plan`, then tells `progress` how many sagas are settled of `total`.
+    private func settle(_ plan: PagePlan, settled: inout Int, of total: Int, progress: ProgressHandler?) async throws(SagaLaneError) {
+        try await settle(plan)
+        settled += plan.count
+        // Nothing else writes sagas before the coordinator runs, so the count holds; were it
+        // short, the total grows rather than the count stopping below it.
+        if settled > 0 { progress?(.recovery, settled, max(total, settled)) }
     }
 
     private func settle(_ plan: PagePlan) async throws(SagaLaneError) {
-        for case .failure(let error) in await plan.writes.value {
+        if case .failure(let error) = await plan.writes.value {
             throw SagaLaneError(error.code, "start-up recovery could not write to the log: \(error.message)", underlying: error)
         }
         for (id, payload) in plan.ended { bus.publish(type: Event.sagaFailed, sagaID: id, payload: payload) }
@@ -103,8 +128,14 @@ extension Coordinator {
             }
         }
         let log = self.log
-        let batch = writes
-        return PagePlan(writes: Task(executorPreference: loop) { await log.writeAll(batch) }, ended: ended, resumptions: resumptions)
+        // The page's writes go to the writer as one record: one queueing, one report, all in
+        // one commit, rather than a record (and a wake-up) per saga.
+        let record = LogRecord.all(writes)
+        let task = Task(executorPreference: loop) { () -> Result<Int, SagaLaneError> in
+            if writes.isEmpty { return .success(0) }
+            do throws(SagaLaneError) { return .success(try await log.write(record)) } catch { return .failure(error) }
+        }
+        return PagePlan(writes: task, ended: ended, resumptions: resumptions, count: page.count)
     }
 
     /// The saga is left for an operator: `failed_compensation`, with what was interrupted.

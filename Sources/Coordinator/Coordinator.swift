@@ -149,10 +149,11 @@ public actor Coordinator {
     // MARK: Life cycle
 
     /// Seeds saga ids from the log, recovers every saga the log shows unfinished, then starts
-    /// taking events.
+    /// taking events. `progress` hears `.recovery` with the sagas dealt with so far (see
+    /// `ProgressHandler`), on the loop, when there are any.
     /// - Returns: How many unfinished sagas recovery found.
     @discardableResult
-    public func start() async throws(SagaLaneError) -> Int {
+    public func start(progress: ProgressHandler? = nil) async throws(SagaLaneError) -> Int {
         guard status.withLock({ $0.phase }) == .created else {
             throw SagaLaneError(.invalidArgument, "the coordinator was already started")
         }
@@ -165,7 +166,7 @@ public actor Coordinator {
             throw SagaLaneError(.corrupt, "the log's highest saga id \(Int64(bitPattern: maxID)) is out of range: the log was edited or is damaged")
         }
         nextID.store(maxID + 1, ordering: .sequentiallyConsistent)
-        let recovered = try await recover()
+        let recovered = try await recover(progress: progress)
         status.withLock { $0.phase = .running }
         drainInbox()
         return recovered

@@ -76,12 +76,16 @@ public struct JobFilter: Sendable, Equatable {
     public var activeSince: Timestamp?
     /// Only jobs whose last activity is before this.
     public var activeBefore: Timestamp?
+    /// The caller that submitted the job, compared byte for byte.
+    public var caller: String?
 
-    public init(lane: String? = nil, states: [JobState] = [], activeSince: Timestamp? = nil, activeBefore: Timestamp? = nil) {
+    public init(lane: String? = nil, states: [JobState] = [], activeSince: Timestamp? = nil, activeBefore: Timestamp? = nil,
+                caller: String? = nil) {
         self.lane = lane
         self.states = states
         self.activeSince = activeSince
         self.activeBefore = activeBefore
+        self.caller = caller
     }
 }
 

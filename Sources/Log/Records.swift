@@ -211,6 +211,11 @@ public enum LogRecord: Sendable {
     /// Deletes terminal lane jobs that ended before the cutoff, in bounded batches. Output:
     /// the number deleted.
     case purgeFinishedJobs(olderThan: Timestamp)
+    /// Several records applied as one, in order: all of them or, when one fails, none (its
+    /// error is the whole record's). Output: the rows they changed, summed. Start-up recovery
+    /// writes a page of sagas so: one record the writer queues, commits and reports, rather
+    /// than one per saga. A bulk deletion cannot be one of them.
+    indirect case all([LogRecord])
 
     /// The bulk deletion this record asks for, if it is one: those run as several short
     /// transactions of their own rather than inside a batch.
@@ -318,6 +323,11 @@ extension LogRecord {
         case .updateJobState(let id, _, _, let error):
             try size(id, "the job id")
             if let error { try size(error, "job '\(id.prefix(64))'s error") }
+        case .all(let records):
+            for record in records {
+                if record.deletion != nil { throw SagaLaneError(.invalidArgument, "a bulk deletion cannot be applied with other records") }
+                try record.validate()
+            }
         case .vacuum, .purgeFinishedJobs:
             break
         }

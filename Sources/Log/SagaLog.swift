@@ -47,11 +47,12 @@ public final class SagaLog: Sendable {
     }
 
     /// Opens the SQLite log at `path` for writing; when `create` is false, a missing or empty
-    /// file is an error rather than a new log (see `SQLiteStorage.open`).
+    /// file is an error rather than a new log (see `SQLiteStorage.open`). `progress` hears how
+    /// far a migration of an older log has got, on the calling thread.
     public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000,
-                            create: Bool) throws(SagaLaneError) -> SagaLog {
+                            create: Bool, progress: ProgressHandler? = nil) throws(SagaLaneError) -> SagaLog {
         try SagaLog(storage: SQLiteStorage.open(path: path, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds,
-                                                create: create))
+                                                create: create, progress: progress))
     }
 
     /// Opens the SQLite log at `path` for reading only: no migration, no write, no thread.

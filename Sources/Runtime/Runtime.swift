@@ -30,6 +30,10 @@ public struct RuntimeOptions: Sendable {
     public var readOnly: Bool
     /// Where sagalane's own messages go (standard error by default).
     public var diagnostics: Diagnostics
+    /// Told how far the long operations of opening and starting have got: a migration of an
+    /// older log (`init`, on its thread), start-up recovery (`start`, on the loop). The
+    /// runtime shows nothing itself.
+    public var progress: ProgressHandler?
 
     public init(databasePath: String? = nil, durability: Durability = .full,
                 busyTimeoutMilliseconds: Int32 = RuntimeOptions.defaultBusyTimeoutMilliseconds,
@@ -100,7 +104,8 @@ public final class Runtime: Sendable {
             }
             log = try SagaLog.openReadOnly(path: path, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds)
         } else if let path {
-            log = try SagaLog.open(path: path, durability: options.durability, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds)
+            log = try SagaLog.open(path: path, durability: options.durability, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds,
+                                   create: true, progress: options.progress)
         } else {
             log = try SagaLog.openInMemory()
         }
@@ -144,9 +149,9 @@ public final class Runtime: Sendable {
             }
         }
         try driver.start()
-        let coordinator = self.coordinator
+        let coordinator = self.coordinator, progress = options.progress
         let recovered = driver.waitFor { () async -> Result<Int, SagaLaneError> in
-            do throws(SagaLaneError) { return .success(try await coordinator.start()) } catch { return .failure(error) }
+            do throws(SagaLaneError) { return .success(try await coordinator.start(progress: progress)) } catch { return .failure(error) }
         }
         let count = try recovered.get()
         sweeper?.start()

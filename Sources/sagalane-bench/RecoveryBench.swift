@@ -92,10 +92,27 @@ private func writeInterruptedSagas(path: String, count n: Int) async throws {
     }
 }
 
+/// The process's CPU time (every thread, user and system), in seconds: beside the wall time,
+/// it tells work from waiting on a machine that other processes share.
+private func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Wall and CPU seconds of one measurement.
+struct Timing {
+    var wall: Double
+    var cpu: Double
+    /// Group commits the log's writer made meanwhile.
+    var commits = 0
+}
+
 /// Seconds from the coordinator's start until recovery is done under `policy`: for
 /// `.markFailed` until `start` returns, for `.resume` until the last pending step was
 /// dispatched again. The log is rewritten first, outside the timing.
-private func measureRecovery(path: String, sagas n: Int, policy: RecoveryPolicy) async throws -> Double {
+private func measureRecovery(path: String, sagas n: Int, policy: RecoveryPolicy) async throws -> Timing {
     try await writeInterruptedSagas(path: path, count: n)
     let loop = try EventLoop()
     try loop.startThread()
@@ -107,23 +124,27 @@ private func measureRecovery(path: String, sagas n: Int, policy: RecoveryPolicy)
     try coordinator.register(target: CallbackTarget { _, _ in
         if dispatched.add(1, ordering: .relaxed).newValue == n { all.set(monotonicSeconds()) }
     }, named: "sink")
+    let commits = log.commitCounts.batches
+    let cpu = processCPUSeconds()
     let start = monotonicSeconds()
     let recovered = try await coordinator.start()
     var end = monotonicSeconds()
     if policy == .resume { end = all.wait() }
+    let timing = Timing(wall: end - start, cpu: processCPUSeconds() - cpu, commits: log.commitCounts.batches - commits)
     precondition(recovered == n, "recovered \(recovered) of \(n)")
     await coordinator.close()
     loop.shutdown()
     log.close()
     removeDatabase(path)
-    return end - start
+    return timing
 }
 
 /// Reading every unfinished saga with its steps, a page at a time, as recovery does: the floor
 /// under either policy's time.
-private func measureRecoveryRead(path: String, sagas n: Int) async throws -> Double {
+private func measureRecoveryRead(path: String, sagas n: Int) async throws -> Timing {
     try await writeInterruptedSagas(path: path, count: n)
     let log = try SagaLog.open(path: path, durability: .normal)
+    let cpu = processCPUSeconds()
     let start = monotonicSeconds()
     var last: UInt64 = 0, count = 0
     while true {
@@ -132,7 +153,7 @@ private func measureRecoveryRead(path: String, sagas n: Int) async throws -> Dou
         guard page.count == 500, let next = page.last?.id else { break }
         last = next
     }
-    let elapsed = monotonicSeconds() - start
+    let elapsed = Timing(wall: monotonicSeconds() - start, cpu: processCPUSeconds() - cpu)
     precondition(count == n)
     log.close()
     removeDatabase(path)
@@ -140,6 +161,11 @@ private func measureRecoveryRead(path: String, sagas n: Int) async throws -> Dou
 }
 
 func runRecoveryBench(directory: String, sagas: Int) async throws {
+    try await runCompensationBench(directory: directory, sagas: sagas)
+    try await runInterruptedRecoveryBench(directory: directory, policies: [.markFailed, .resume])
+}
+
+private func runCompensationBench(directory: String, sagas: Int) async throws {
     print("compensation: sagas of three steps whose last fails and compensates the two before,")
     print("      beside sagas of five steps that complete (the same five dispatches), same run, normal durability")
     let three = SagaType(name: "fail_last", timeout: .seconds(3600)) { _ in StepsSaga(steps: 3, failLast: true) }
@@ -154,13 +180,25 @@ func runRecoveryBench(directory: String, sagas: Int) async throws {
     }
     print(pad("  compensating \(format(compensating)) sagas/s", 44) + pad("completing \(format(completing)) sagas/s", 34)
           + "ratio \(format(compensating / completing * 100))%   (ends: \(states.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
+}
 
+/// The recovery figures alone (`sagalane-bench recovery-only [--policy mark_failed|resume]`),
+/// for a profiler or for runs alternating with another build.
+func runInterruptedRecoveryBench(directory: String, policies: [RecoveryPolicy]) async throws {
     let interrupted = 100_000
     print("recovery: \(interrupted) sagas left running with a pending step by a killed process, beside reading them")
-    print("      (every page, with steps) from the log, same run")
+    print("      (every page, with steps) from the log, same run; process CPU time in brackets")
     let read = try await measureRecoveryRead(path: directory + "/bench-recovery.db", sagas: interrupted)
-    let markFailed = try await measureRecovery(path: directory + "/bench-recovery.db", sagas: interrupted, policy: .markFailed)
-    let resume = try await measureRecovery(path: directory + "/bench-recovery.db", sagas: interrupted, policy: .resume)
-    print(pad("  read only \(format(read * 1000)) ms", 30) + pad("markFailed \(format(markFailed * 1000)) ms (target <= 1000)", 40)
-          + "resume to the last re-dispatch \(format(resume * 1000)) ms (target <= 3000)")
+    var line = pad("  read only \(milliseconds(read))", 34)
+    for policy in policies {
+        let timing = try await measureRecovery(path: directory + "/bench-recovery.db", sagas: interrupted, policy: policy)
+        line += policy == .markFailed
+            ? pad("markFailed \(milliseconds(timing)) (target <= 1000)", 50)
+            : "resume to the last re-dispatch \(milliseconds(timing)) (target <= 3000)"
+    }
+    print(line)
+}
+
+private func milliseconds(_ timing: Timing) -> String {
+    "\(format(timing.wall * 1000)) ms [cpu \(format(timing.cpu * 1000))\(timing.commits > 0 ? ", \(timing.commits) commits" : "")]"
 }

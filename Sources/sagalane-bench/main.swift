@@ -4,6 +4,7 @@
 //   sagalane-bench [log|saga|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]
 //                  [--commands N] [--terminal-sagas N]
 //   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
+//   sagalane-bench recovery-only [--policy mark_failed|resume]   the recovery figures alone (for perf)
 //   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
 import SagaLane
@@ -16,6 +17,7 @@ var burst = 1_000_000
 var commands = 1_000_000
 var terminalSagas = 1_000_000
 var directory = ".build"
+var policies: [RecoveryPolicy] = [.markFailed, .resume]
 var index = 0
 /// Reads the next argument as a count of at least 1 into `value` (kept when it is not one).
 @MainActor func readCount(_ value: inout Int) {
@@ -24,7 +26,15 @@ var index = 0
 }
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "sequential", "recovery", "lane", "burst", "latency", "agent", "counted", "all": what = arguments[index]
+    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "counted", "all":
+        what = arguments[index]
+    case "--policy" where index + 1 < arguments.count:
+        index += 1
+        guard let policy = RecoveryPolicy(rawValue: arguments[index]) else {
+            writeStandardError("sagalane-bench: --policy takes mark_failed, compensate or resume\n")
+            exit(2)
+        }
+        policies = [policy]
     case "--commands" where index + 1 < arguments.count: readCount(&commands)
     case "--terminal-sagas" where index + 1 < arguments.count: readCount(&terminalSagas)
     case "--burst" where index + 1 < arguments.count: readCount(&burst)
@@ -36,6 +46,7 @@ while index < arguments.count {
         print("usage: sagalane-bench [log|saga|sequential|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
         print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
+        print("       sagalane-bench recovery-only [--policy mark_failed|resume]   (the recovery figures alone, for perf)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
     default:
@@ -50,7 +61,7 @@ mkdir(directory, 0o755)
 /// would park the main thread in libdispatch's main loop, which valgrind cannot follow; the
 /// task is detached because top-level code runs on the main actor, which that thread holds.)
 let finished = Completion<Int32>()
-Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
+Task.detached { [what, directory, sagas, burst, commands, terminalSagas, policies] in
     do {
         if what == "log" || what == "all" {
             try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
@@ -76,6 +87,9 @@ Task.detached { [what, directory, sagas, burst, commands, terminalSagas] in
         }
         if what == "sequential" {
             try await runSequentialSagas(directory: directory)
+        }
+        if what == "recovery-only" {
+            try await runInterruptedRecoveryBench(directory: directory, policies: policies)
         }
         if what == "counted" {
             try await runCountedSagas(directory: directory, sagas: sagas)

@@ -91,6 +91,7 @@ struct AgentCommand: ParsableCommand {
         if let maxFrame { options.maxFrameSize = maxFrame }
         if let bufferExpiry { options.bufferExpiry = bufferExpiry }
         if let reservation { options.reservation = reservation }
+        options.progress = LongOperationProgress(log: options.databasePath).handler
         return options
     }
 

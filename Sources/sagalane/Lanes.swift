@@ -15,11 +15,14 @@ struct Jobs: AsyncParsableCommand {
               sagalane jobs app.db
               sagalane jobs app.db --lane gpu --state queued,running
               sagalane jobs app.db --state failed --since 2h --format jsonl
+              sagalane jobs app.db --caller billing --state running
             """)
 
     @OptionGroup var log: LogArgument
     @Option(help: ArgumentHelp("Only jobs of this lane (its name, byte for byte).", valueName: "name"))
     var lane: String?
+    @Option(help: ArgumentHelp("Only jobs this caller submitted (its name, byte for byte).", valueName: "name"))
+    var caller: String?
     @Option(parsing: .singleValue,
             help: ArgumentHelp("Only jobs in STATE: \(JobState.allCases.map(\.rawValue).joined(separator: ", ")). "
                                    + "Repeat it, or separate states with commas.", valueName: "state"),
@@ -33,7 +36,7 @@ struct Jobs: AsyncParsableCommand {
     func run() throws {
         let log = try self.log.openForReading()
         defer { log.close() }
-        let filter = JobFilter(lane: lane, states: state.flatMap { $0 }, activeSince: time.since, activeBefore: time.until)
+        let filter = JobFilter(lane: lane, states: state.flatMap { $0 }, activeSince: time.since, activeBefore: time.until, caller: caller)
         let format = output.resolved
         var listing = Listing(format, columns: [
             .init("ID", maxWidth: 40), .init("LANE", maxWidth: 24), .init("STATE"), .init("PRIORITY", right: true),
@@ -49,7 +52,7 @@ struct Jobs: AsyncParsableCommand {
                 ])
             }
             let footer = format == .table && jobs.count == limit
-                ? moreFooter(shown: jobs.count, total: try log.countJobs(matching: filter), what: "jobs", narrowing: "--lane, --state, --since") : nil
+                ? moreFooter(shown: jobs.count, total: try log.countJobs(matching: filter), what: "jobs", narrowing: "--lane, --caller, --state, --since") : nil
             listing.finish(empty: "no jobs match", footer: footer)
         } catch {
             throw failure(error, log)

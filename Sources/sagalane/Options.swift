@@ -30,10 +30,11 @@ struct LogArgument: ParsableArguments {
     }
 
     /// Opens the log for writing, never making one: refused while another process writes it.
+    /// An older log is migrated, with progress on a terminal.
     func openForWriting() throws(CommandFailure) -> SagaLog {
         try refuseFolder()
         do {
-            return try SagaLog.open(path: database, create: false)
+            return try SagaLog.open(path: database, create: false, progress: LongOperationProgress(log: database).handler)
         } catch {
             throw explain(error, path: database, writing: true)
         }

@@ -1,4 +1,5 @@
 import Glibc
+import SagaLaneLog
 import SagaLaneSupport
 import Synchronization
 
@@ -49,4 +50,47 @@ struct Stopwatch: Sendable {
     private let start = ContinuousClock.now
 
     var elapsed: Duration { ContinuousClock.now - start }
+}
+
+/// Shows the library's long operations on a log (a migration when it opens, start-up
+/// recovery) as a progress line on standard error when it is a terminal, and ends each with a
+/// one-line summary there: a recovery's only on a terminal (elsewhere the agent's ready line
+/// counts the sagas recovered), a migration's always (it changed the file).
+final class LongOperationProgress: Sendable {
+    private let line = ProgressLine()
+    private let name: String
+    private let started = Mutex<[LongOperation: Stopwatch]>([:])
+
+    /// For the log at `name`.
+    init(log name: String) { self.name = name }
+
+    /// The handler to give the library.
+    var handler: ProgressHandler { { [self] operation, done, total in report(operation, done: done, total: total) } }
+
+    private func report(_ operation: LongOperation, done: Int, total: Int) {
+        let clock = started.withLock { started in
+            if done == 0 || started[operation] == nil { started[operation] = Stopwatch() }
+            return started[operation]!
+        }
+        let finished = done >= total
+        switch operation {
+        case .migration:
+            line.update("migrating \(name): \(done) of \(total) schema version\(total == 1 ? "" : "s") applied, \(seconds(clock.elapsed))",
+                        force: done == 0 || finished)
+        case .recovery:
+            let percent = total == 0 ? 100 : done * 100 / total
+            line.update("recovering \(name): \(grouped(done)) of \(grouped(total)) unfinished sagas (\(percent)%), \(seconds(clock.elapsed))",
+                        force: done == 0 || finished)
+        }
+        guard finished else { return }
+        line.finish()
+        switch operation {
+        case .migration:
+            writeStandardError("sagalane: migrated \(name) to the current schema (\(total) version\(total == 1 ? "" : "s") applied) in \(seconds(clock.elapsed))\n")
+        case .recovery where line.enabled:
+            writeStandardError("sagalane: recovered \(grouped(total)) unfinished saga\(total == 1 ? "" : "s") of \(name) in \(seconds(clock.elapsed))\n")
+        case .recovery:
+            break
+        }
+    }
 }

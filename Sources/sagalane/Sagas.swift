@@ -129,19 +129,11 @@ func listSagas(_ argument: LogArgument, filter: SagaFilter, limit: Int, format: 
         .init("STARTED"), .init("DURATION", right: true), .init("REASON", shrinks: true),
     ])
     do throws(SagaLaneError) {
-        var shown = 0
-        var last: SagaRecord?
-        while shown < limit {
-            let page = try log.sagas(matching: filter, order: .recentFirst, after: last, limit: min(pageSize, limit - shown))
-            for summary in page {
-                listing.add(summary.json, row: [
-                    String(summary.id), summary.name, summary.state.rawValue, String(summary.stepCount),
-                    shortTime(summary.startedAt), duration(of: summary.saga, now: now), summary.failureReason ?? "",
-                ])
-            }
-            shown += page.count
-            last = page.last?.saga
-            if page.count < pageSize { break }
+        let shown = try eachSaga(log, filter: filter, order: .recentFirst, limit: limit) { (summary) throws(SagaLaneError) in
+            listing.add(summary.json, row: [
+                String(summary.id), summary.name, summary.state.rawValue, String(summary.stepCount),
+                shortTime(summary.startedAt), duration(of: summary.saga, now: now), summary.failureReason ?? "",
+            ])
         }
         let footer = format == .table && shown == limit ? try moreFooter(shown: shown, total: log.countSagas(matching: filter), what: "sagas") : nil
         listing.finish(empty: "no sagas match", footer: footer)
@@ -159,29 +151,37 @@ func listUnresolved(_ argument: LogArgument, filter: SagaFilter, limit: Int, for
         .init("IDLE", right: true), .init("AT STEP", maxWidth: 48), .init("REASON", shrinks: true),
     ])
     do throws(SagaLaneError) {
-        var shown = 0
-        var last: SagaRecord?
-        while shown < limit {
-            let page = try log.sagas(matching: filter, order: .byID, after: last, limit: min(pageSize, limit - shown))
-            for summary in page {
-                var saga = summary.saga
-                saga.steps = try log.sagaSteps(sagaID: saga.id)
-                let step = saga.steps.last.map { "\($0.index) \($0.name) → \($0.target) (\($0.state.rawValue))" } ?? "none yet"
-                listing.add(saga.json, row: [
-                    String(saga.id), saga.name, saga.state.rawValue, shortTime(saga.startedAt),
-                    span(from: saga.endedAt ?? saga.steps.compactMap { $0.endedAt ?? $0.startedAt }.max() ?? saga.startedAt, to: now),
-                    step, saga.failureReason ?? "",
-                ])
-            }
-            shown += page.count
-            last = page.last?.saga
-            if page.count < pageSize { break }
+        let shown = try eachSaga(log, filter: filter, order: .byID, limit: limit) { (summary) throws(SagaLaneError) in
+            var saga = summary.saga
+            saga.steps = try log.sagaSteps(sagaID: saga.id)
+            let step = saga.steps.last.map { "\($0.index) \($0.name) → \($0.target) (\($0.state.rawValue))" } ?? "none yet"
+            listing.add(saga.json, row: [
+                String(saga.id), saga.name, saga.state.rawValue, shortTime(saga.startedAt),
+                span(from: saga.endedAt ?? saga.steps.compactMap { $0.endedAt ?? $0.startedAt }.max() ?? saga.startedAt, to: now),
+                step, saga.failureReason ?? "",
+            ])
         }
         let footer = format == .table && shown == limit ? try moreFooter(shown: shown, total: log.countSagas(matching: filter), what: "unresolved sagas") : nil
         listing.finish(empty: "no unresolved sagas", footer: footer)
     } catch {
         throw failure(error, log)
     }
+}
+
+/// Hands `body` up to `limit` sagas `filter` selects, in `order`, a page at a time.
+/// - Returns: How many it handed.
+private func eachSaga(_ log: SagaLog, filter: SagaFilter, order: SagaOrder, limit: Int,
+                      _ body: (SagaSummary) throws(SagaLaneError) -> Void) throws(SagaLaneError) -> Int {
+    var shown = 0
+    var last: SagaRecord?
+    while shown < limit {
+        let page = try log.sagas(matching: filter, order: order, after: last, limit: min(pageSize, limit - shown))
+        for summary in page { try body(summary) }
+        shown += page.count
+        last = page.last?.saga
+        if page.count < pageSize { break }
+    }
+    return shown
 }
 
 /// Under a table cut by --limit: how many more match.

@@ -69,6 +69,48 @@ struct AgentCLITests {
         }
     }
 
+    /// A log that a killed process left with `count` sagas running, each with a step pending,
+    /// written in one SQL transaction on the real schema.
+    private func writeInterruptedLog(_ path: String, count: Int) async throws {
+        let log = try SagaLog.open(path: path, durability: .normal)
+        try await log.runOnWriterForTesting("""
+            BEGIN;
+            WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < \(count))
+            INSERT INTO saga (id, name, state, input_json, started_at)
+            SELECT i, 'order', 'running', '{}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour') FROM n;
+            INSERT INTO saga_step (saga_id, step_index, name, target, command_json, state, started_at)
+            SELECT id, 0, 'reserve', 'host', '{"do":"reserve"}', 'pending', started_at FROM saga;
+            UPDATE meta SET value = \(count) WHERE key = 'saga_id_high_water';
+            COMMIT;
+            """)
+        log.close()
+    }
+
+    @Test func recoveringABigLogShowsProgressOnATerminalAndNotInAPipe() async throws {
+        let dir = TemporaryDirectory()
+        let count = 20_000
+        for name in ["tty", "pipe"] {
+            mkdir(dir.file(name), 0o700)
+            try await writeInterruptedLog(dir.file(name) + "/sagalane.db", count: count)
+        }
+        let db = dir.file("tty") + "/sagalane.db"
+        let onTerminal = Sagalane.run(["agent", "--data-dir", dir.file("tty"), "--exit-when-ready"], stderr: .terminal)
+        #expect(onTerminal.status == 0, "\(onTerminal)")
+        #expect(onTerminal.stderr.contains("\r\u{1B}[Krecovering \(db): 0 of 20,000 unfinished sagas (0%)"), "\(onTerminal.stderr.prefix(600))")
+        #expect(onTerminal.stderr.contains("\r\u{1B}[Krecovering \(db): 20,000 of 20,000 unfinished sagas (100%)"), "\(onTerminal.stderr.prefix(600))")
+        // The line is cleared, a summary follows, then the agent's ready line.
+        #expect(onTerminal.stderr.contains("\r\u{1B}[Ksagalane: recovered 20,000 unfinished sagas of \(db) in "), "\(onTerminal.stderr.prefix(600))")
+        #expect(onTerminal.stderr.contains("20000 unfinished sagas recovered"))
+
+        let inPipe = Sagalane.run(["agent", "--data-dir", dir.file("pipe"), "--exit-when-ready"])
+        #expect(inPipe.status == 0, "\(inPipe)")
+        #expect(!inPipe.stderr.contains("\u{1B}") && !inPipe.stderr.contains("recovering"), "\(inPipe.stderr.prefix(600))")
+        #expect(inPipe.stderr.contains("20000 unfinished sagas recovered"), "the ready line counts them: \(inPipe.stderr)")
+        let failed = try SagaLog.openReadOnly(path: dir.file("pipe") + "/sagalane.db")
+        #expect(try failed.countSagas(matching: SagaFilter(states: [.failedCompensation])) == count)
+        failed.close()
+    }
+
     @Test func badAgentOptionsExitWith2() {
         let dir = TemporaryDirectory()
         let cases: [([String], String)] = [

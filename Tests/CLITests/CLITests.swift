@@ -271,6 +271,27 @@ struct CLITests {
         log.close()
     }
 
+    @Test func jobsFilterByTheirCaller() async throws {
+        let dir = TemporaryDirectory()
+        let db = dir.file("callers.db")
+        let log = try SagaLog.open(path: db, durability: .normal)
+        for (n, caller) in ["billing", "search", "billing", "billing-eu", "search"].enumerated() {
+            try await log.enqueueJob(id: "job-\(n)", lane: n < 3 ? "cpu" : "gpu", caller: caller, priority: 0, metadata: [])
+        }
+        log.close()
+        func ids(_ arguments: [String]) -> [String] {
+            let outcome = Sagalane.run(["jobs", db, "--format", "json"] + arguments)
+            guard case .array(let list)? = outcome.json else { Issue.record("\(arguments): \(outcome)"); return [] }
+            return list.compactMap { $0["id"]?.stringValue }.sorted()
+        }
+        #expect(ids(["--caller", "billing"]) == ["job-0", "job-2"], "byte for byte: billing-eu is another caller")
+        #expect(ids(["--caller", "search", "--lane", "gpu"]) == ["job-4"])
+        #expect(ids(["--caller", "nobody"]).isEmpty)
+        let table = Sagalane.run(["jobs", db, "--caller", "billing", "--limit", "1", "--format", "table"])
+        #expect(table.stdout.contains("(1 of 2 jobs shown"), "the footer counts with the filter: \(table)")
+        #expect(Sagalane.run(["jobs", "--help"]).stdout.contains("--caller <name>"))
+    }
+
     @Test func progressGoesToATerminalAndNotToAPipe() async throws {
         let dir = TemporaryDirectory()
         let db = dir.file("large.db")

@@ -168,4 +168,42 @@ struct RecoveryTests {
         #expect(host.dispatched.withLock { $0.map { $0.command["n"] } } == [7])
         await second.shutdown()
     }
+
+    @Test func startUpRecoveryReportsItsProgressUpToEverySaga() async throws {
+        let first = try CoordinatorHarness()
+        // More than two pages of sagas a killed process left running, each with a pending step.
+        let count = Coordinator.recoveryPageSize * 2 + 234
+        var records: [LogRecord] = []
+        for id in UInt64(1)...UInt64(count) {
+            records.append(.startSaga(id: id, name: "gone", inputJSON: "null"))
+            records.append(.startStep(sagaID: id, index: 0, name: "work", target: "host", commandJSON: "{}"))
+        }
+        for case .failure(let error) in await first.log.writeAll(records) { throw error }
+        await first.shutdown()
+
+        let second = try CoordinatorHarness(restarting: first)
+        let calls = Mutex<[(LongOperation, Int, Int)]>([])
+        let onLoop = Mutex(true)
+        let loop = second.loop
+        #expect(try await second.coordinator.start { operation, done, total in
+            calls.withLock { $0.append((operation, done, total)) }
+            if !loop.inEventLoop { onLoop.withLock { $0 = false } }
+        } == count)
+        let seen = calls.withLock { $0 }
+        #expect(seen.allSatisfy { $0.0 == .recovery && $0.2 == count }, "\(seen.prefix(5))")
+        #expect(seen.first?.1 == 0 && seen.last?.1 == count, "from 0 to every saga: \(seen.map(\.1))")
+        #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.1 < $1.1 }, "counts only go up: \(seen.map(\.1))")
+        #expect(seen.count == 1 + 3, "one report before, then one a page: \(seen.map(\.1))")
+        #expect(onLoop.withLock { $0 }, "told on the coordinator's loop")
+        // The reports follow the writes: by the last one, every saga is marked.
+        #expect(try second.log.countSagas(matching: SagaFilter(states: [.failedCompensation])) == count)
+        await second.shutdown()
+
+        // Nothing to recover: no report at all.
+        let third = try CoordinatorHarness(restarting: second)
+        calls.withLock { $0.removeAll() }
+        #expect(try await third.coordinator.start { operation, done, total in calls.withLock { $0.append((operation, done, total)) } } == 0)
+        #expect(calls.withLock { $0.isEmpty })
+        await third.shutdown()
+    }
 }

@@ -1,5 +1,6 @@
 import CSQLite
 import Glibc
+import Synchronization
 import SagaLaneTestSupport
 import Testing
 @testable import SagaLaneLog
@@ -10,6 +11,16 @@ private func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 private func size(_ path: String) -> Int? {
     var info = stat()
     return stat(path, &info) == 0 ? Int(info.st_size) : nil
+}
+
+/// Makes a log of schema version 1 at `path` (WAL, as that version's runtime left it), then
+/// runs `sql` on it: the file an older sagalane wrote.
+func writeVersion1Log(_ path: String, _ sql: String = "") throws {
+    let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+    defer { v1.close() }
+    try v1.execute("PRAGMA journal_mode = WAL")
+    try Schema.migrate(v1, upTo: 1)
+    if !sql.isEmpty { try v1.execute(sql) }
 }
 
 /// Runs SQL on `path` with a plain SQLite connection, as another program would.
@@ -65,18 +76,12 @@ struct LogFileTests {
     @Test func aFailedMigrationSaysSoInALineAndChangesNothing() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("v1.db")
-        do {
-            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-            defer { v1.close() }
-            try v1.execute("PRAGMA journal_mode = WAL")
-            try Schema.migrate(v1, upTo: 1)
-            // A row the version 2 state CHECK refuses, as a damaged or hand-edited log may hold.
-            try v1.execute("""
-                PRAGMA ignore_check_constraints = ON;
-                INSERT INTO saga VALUES (1, 'odd', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL);
-                PRAGMA wal_checkpoint(TRUNCATE);
-                """)
-        }
+        // A row the version 2 state CHECK refuses, as a damaged or hand-edited log may hold.
+        try writeVersion1Log(path, """
+            PRAGMA ignore_check_constraints = ON;
+            INSERT INTO saga VALUES (1, 'odd', 'bogus', '{}', NULL, '2026-01-01T00:00:00.000Z', NULL);
+            PRAGMA wal_checkpoint(TRUNCATE);
+            """)
         let before = fileBytes(path)
         do {
             _ = try SagaLog.open(path: path)
@@ -90,6 +95,24 @@ struct LogFileTests {
             #expect(error.sqlite?.sql?.contains("CREATE TABLE saga_v2") == true, "the SQL stays in the underlying error")
         }
         #expect(fileBytes(path) == before)
+    }
+
+    @Test func aMigrationReportsItsProgressUpToTheVersionsItApplied() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("v1.db")
+        try writeVersion1Log(path)
+        let calls = Mutex<[(LongOperation, Int, Int)]>([])
+        let log = try SagaLog.open(path: path, create: false) { operation, done, total in calls.withLock { $0.append((operation, done, total)) } }
+        #expect(try log.stats().schemaVersion == Schema.version)
+        log.close()
+        let seen = calls.withLock { $0 }
+        #expect(seen.allSatisfy { $0.0 == .migration && $0.2 == Schema.version - 1 }, "\(seen)")
+        #expect(seen.map(\.1) == Array(0...(Schema.version - 1)), "one report before, then one per version applied: \(seen)")
+        // A log already current migrates nothing and says nothing.
+        calls.withLock { $0.removeAll() }
+        let again = try SagaLog.open(path: path, create: false) { operation, done, total in calls.withLock { $0.append((operation, done, total)) } }
+        again.close()
+        #expect(calls.withLock { $0.isEmpty })
     }
 
     @Test func withoutCreateAMissingOrEmptyFileIsAnErrorAndNoLog() throws {

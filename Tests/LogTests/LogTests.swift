@@ -110,20 +110,14 @@ struct LogTests {
     @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
         let dir = TemporaryDirectory()
         let path = dir.file("v1.db")
-        do {
-            let v1 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-            defer { v1.close() }
-            try v1.execute("PRAGMA journal_mode = WAL")
-            try Schema.migrate(v1, upTo: 1)
-            try v1.execute("""
-                INSERT INTO saga VALUES (1, 'old', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
-                INSERT INTO saga VALUES (2, 'live', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL);
-                INSERT INTO saga_step VALUES (1, 0, 'a', 'self', '{}', 'succeeded', '{"ok":true}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
-                INSERT INTO saga_step VALUES (2, 0, 'b', 'lane:gpu', '{"k":1}', 'pending', NULL, NULL, '2026-01-01T00:00:00.000Z', NULL);
-                INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at)
-                    VALUES ('j1', 'gpu', 'c', 5, x'0102', 'queued', '2026-01-01T00:00:00.000Z');
-                """)
-        }
+        try writeVersion1Log(path, """
+            INSERT INTO saga VALUES (1, 'old', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+            INSERT INTO saga VALUES (2, 'live', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL);
+            INSERT INTO saga_step VALUES (1, 0, 'a', 'self', '{}', 'succeeded', '{"ok":true}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z');
+            INSERT INTO saga_step VALUES (2, 0, 'b', 'lane:gpu', '{"k":1}', 'pending', NULL, NULL, '2026-01-01T00:00:00.000Z', NULL);
+            INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at)
+                VALUES ('j1', 'gpu', 'c', 5, x'0102', 'queued', '2026-01-01T00:00:00.000Z');
+            """)
         let log = try SagaLog.open(path: path)
         let unresolved = try log.unfinishedSagas(limit: 10)
         #expect(unresolved.map(\.id) == [2])
@@ -422,6 +416,38 @@ struct LogTests {
         await #expect(throws: (any Error).self) { try await dup.value }
         #expect(log.commitCounts.batches - before == 1, "the three shared one transaction")
         #expect(try log.snapshotRecent(limit: 10).map(\.name).sorted() == ["a", "b", "existing"])
+    }
+
+    @Test func recordsWrittenAllTogetherStandOrFallAsOneAndLeaveTheirNeighbours() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        for id in UInt64(1)...3 { try await log.startSaga(id: id, name: "s\(id)", inputJSON: "{}") }
+        let note = LifecycleNote(type: "SagaFailed", payload: ["why": "recovery"])
+        // Sagas 1 and 2 are marked, then a record for a saga that does not exist fails the lot.
+        let blocker = await holdWriter(log, untilQueued: 2)
+        let failing = Task { () -> SagaLaneError? in
+            do throws(SagaLaneError) {
+                try await log.write(.all([.markFailedCompensation(sagaID: 1, reason: "r", event: note),
+                                          .markFailedCompensation(sagaID: 2, reason: "r", event: note),
+                                          .markFailedCompensation(sagaID: 99, reason: "r", event: note)]))
+                return nil
+            } catch { return error }
+        }
+        let neighbour = Task { try await log.write(.note(sagaID: 3, event: LifecycleNote(type: "Neighbour", payload: [:]))) }
+        await blocker.value
+        #expect(await failing.value?.code == .notFound)
+        #expect(try await neighbour.value == 1)
+        #expect(try log.saga(id: 1)?.state == .running && log.saga(id: 2)?.state == .running, "the first two were undone")
+        // Neither undone event is in the stream, and the neighbour's took the next position.
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).map(\.type) == ["Neighbour"])
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).first?.position == 1)
+
+        let changed = try await log.write(.all([.markFailedCompensation(sagaID: 1, reason: "r", event: note),
+                                                .markFailedCompensation(sagaID: 2, reason: "r", event: note)]))
+        #expect(changed == 2)
+        #expect(try log.saga(id: 1)?.state == .failedCompensation && log.saga(id: 2)?.state == .failedCompensation)
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).map(\.position) == [1, 2, 3])
+        await #expect(throws: SagaLaneError.self) { try await log.write(.all([.vacuum(olderThan: Timestamp.now())])) }
     }
 
     /// Small records fill the disk when the batch commits; a 3 MB record spills SQLite's page

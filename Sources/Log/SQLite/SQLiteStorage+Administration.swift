@@ -13,52 +13,58 @@ extension SQLiteStorage: LogAdministration {
         Array(repeating: "?", count: count).joined(separator: ", ")
     }
 
+    /// WHERE terms and their arguments, built a filter field at a time.
+    private struct Conditions {
+        var terms: [String] = []
+        var arguments: [SQLValue] = []
+        /// `+` before a column keeps the term off that column's indexes.
+        let prefix: String
+
+        init(offIndexes: Bool = false) { prefix = offIndexes ? "+" : "" }
+
+        mutating func equal(_ column: String, _ value: String?) {
+            guard let value else { return }
+            terms.append("\(prefix)\(column) = ?")
+            arguments.append(.text(value))
+        }
+
+        mutating func oneOf(_ column: String, _ values: [String]) {
+            guard !values.isEmpty else { return }
+            terms.append("\(prefix)\(column) IN (\(placeholders(values.count)))")
+            arguments += values.map(SQLValue.text)
+        }
+
+        /// The time window on a row's last activity, `expression`.
+        mutating func window(_ expression: String, since: Timestamp?, before: Timestamp?) {
+            if let since {
+                terms.append("\(expression) >= ?")
+                arguments.append(.text(since.iso8601))
+            }
+            if let before {
+                terms.append("\(expression) < ?")
+                arguments.append(.text(before.iso8601))
+            }
+        }
+    }
+
     /// The WHERE conditions of a saga filter, with their arguments.
     /// With `walkingOrder`, the state and name terms are kept off the indexes (a unary `+`), so
     /// the query walks the order's own index and stops at its limit.
     private static func conditions(_ filter: SagaFilter, walkingOrder: Bool = false) -> ([String], [SQLValue]) {
-        var conditions: [String] = []
-        var arguments: [SQLValue] = []
-        let plus = walkingOrder ? "+" : ""
-        if !filter.states.isEmpty {
-            conditions.append("\(plus)state IN (\(placeholders(filter.states.count)))")
-            arguments += filter.states.map { .text($0.rawValue) }
-        }
-        if let name = filter.name {
-            conditions.append("\(plus)name = ?")
-            arguments.append(.text(name))
-        }
-        if let since = filter.activeSince {
-            conditions.append("\(sagaActivity) >= ?")
-            arguments.append(.text(since.iso8601))
-        }
-        if let before = filter.activeBefore {
-            conditions.append("\(sagaActivity) < ?")
-            arguments.append(.text(before.iso8601))
-        }
-        return (conditions, arguments)
+        var conditions = Conditions(offIndexes: walkingOrder)
+        conditions.oneOf("state", filter.states.map(\.rawValue))
+        conditions.equal("name", filter.name)
+        conditions.window(sagaActivity, since: filter.activeSince, before: filter.activeBefore)
+        return (conditions.terms, conditions.arguments)
     }
 
     private static func conditions(_ filter: JobFilter) -> ([String], [SQLValue]) {
-        var conditions: [String] = []
-        var arguments: [SQLValue] = []
-        if let lane = filter.lane {
-            conditions.append("lane = ?")
-            arguments.append(.text(lane))
-        }
-        if !filter.states.isEmpty {
-            conditions.append("state IN (\(placeholders(filter.states.count)))")
-            arguments += filter.states.map { .text($0.rawValue) }
-        }
-        if let since = filter.activeSince {
-            conditions.append("\(jobActivity) >= ?")
-            arguments.append(.text(since.iso8601))
-        }
-        if let before = filter.activeBefore {
-            conditions.append("\(jobActivity) < ?")
-            arguments.append(.text(before.iso8601))
-        }
-        return (conditions, arguments)
+        var conditions = Conditions()
+        conditions.equal("lane", filter.lane)
+        conditions.oneOf("state", filter.states.map(\.rawValue))
+        conditions.equal("caller", filter.caller)
+        conditions.window(jobActivity, since: filter.activeSince, before: filter.activeBefore)
+        return (conditions.terms, conditions.arguments)
     }
 
     private static func whereClause(_ conditions: [String]) -> String {

@@ -101,8 +101,32 @@ extension SQLiteStorage {
             return try expectRow(c.run(
                 Self.updateJobSQL(stamping: state),
                 [.text(state.rawValue), now, attempts.map { .int(Int64($0)) } ?? .null, .optional(error), .text(id)]), "lane job '\(id)'")
+        case .all(let records):
+            return try applyAll(records, on: c)
         case .vacuum, .purgeFinishedJobs:
             throw SagaLaneError(.invalidArgument, "a bulk deletion is not applied inside a batch")
+        }
+    }
+
+    /// Applies `records` inside a savepoint, so that one failing undoes those before it (and
+    /// the lifecycle events they appended) while the rest of the batch stands.
+    private func applyAll(_ records: [LogRecord], on c: SQLiteConnection) throws(SagaLaneError) -> Int {
+        let position = assignedEventPosition, events = batchEvents.count
+        try c.run("SAVEPOINT sagalane_all")
+        do throws(SagaLaneError) {
+            var changed = 0
+            for record in records { changed += try apply(record) }
+            try c.run("RELEASE sagalane_all")
+            return changed
+        } catch {
+            // After an error that ended the transaction there is no savepoint left to undo.
+            if !c.isAutocommit {
+                try? c.execute("ROLLBACK TO sagalane_all")
+                try? c.execute("RELEASE sagalane_all")
+            }
+            assignedEventPosition = position
+            batchEvents.removeSubrange(events...)
+            throw error
         }
     }
 

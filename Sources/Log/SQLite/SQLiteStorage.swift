@@ -81,8 +81,11 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     ///   migrated, or (with `create` false) is empty; `.cantOpen` when the folder (or, with
     ///   `create` false, the file) is missing; `.busy` when another connection keeps the
     ///   database locked past the busy timeout. The file is left as it was.
+    ///
+    /// `progress` hears how far a migration has got (see `ProgressHandler`), on the calling
+    /// thread.
     public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000,
-                            create: Bool = true) throws(SagaLaneError) -> SQLiteStorage {
+                            create: Bool = true, progress: ProgressHandler? = nil) throws(SagaLaneError) -> SQLiteStorage {
         var info = stat()
         let exists = stat(path, &info) == 0
         if !create && !exists {
@@ -108,7 +111,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             }
             try switchToWAL(write, path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             try write.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            try Schema.migrate(write, name: path)
+            try Schema.migrate(write, name: path, progress: progress)
             let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
             connections.append(read)
             try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)

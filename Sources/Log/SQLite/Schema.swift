@@ -264,8 +264,19 @@ enum Schema {
     /// Brings the database up to `version`, one transaction per migration. Foreign keys are
     /// off meanwhile, because a migration may rebuild a table that others reference; each
     /// migration must leave no broken reference behind, or it is rolled back.
-    static func migrate(_ connection: SQLiteConnection, upTo target: Int = version, name: String = "the log") throws(SagaLaneError) {
-        guard try userVersion(connection, name: name) < target else { return }
+    /// `progress` hears `.migration` with the versions applied of those the file lacked.
+    static func migrate(_ connection: SQLiteConnection, upTo target: Int = version, name: String = "the log",
+                        progress: ProgressHandler? = nil) throws(SagaLaneError) {
+        let first = try userVersion(connection, name: name)
+        guard first < target else { return }
+        var reported = 0
+        // Another process may apply some meanwhile: the count only goes up, to the total.
+        func report(_ applied: Int) {
+            guard applied > reported || applied == 0 else { return }
+            reported = applied
+            progress?(.migration, applied, target - first)
+        }
+        report(0)
         try withForeignKeysOff(connection) { () throws(SagaLaneError) in
             while true {
                 try connection.execute("BEGIN IMMEDIATE")
@@ -274,11 +285,13 @@ enum Schema {
                     let current = try userVersion(connection, name: name)
                     guard current < target else {
                         try connection.execute("COMMIT")
+                        report(target - first)
                         return
                     }
                     try apply(migrations[current], to: connection, reaching: current + 1, name: name)
                     try connection.execute("PRAGMA user_version = \(current + 1)")
                     try connection.execute("COMMIT")
+                    report(current + 1 - first)
                 } catch {
                     try? connection.execute("ROLLBACK")
                     throw error
