@@ -140,4 +140,42 @@ func TestCompensationOperatorsKeysAndTheLifecycleStream(t *testing.T) {
 	if got := strings.Join(types, " "); got != "SagaStarted SagaCompensating SagaFailed SagaCompensating SagaFailed" {
 		t.Errorf("the second saga's events: %s", got)
 	}
+
+	// Pushed: a subscriber from position 3 gets the same five events, then the new ones.
+	var got []sagalane.LifecycleEvent
+	arrived := make(chan struct{}, 64)
+	sub, err := rt.SubscribeLifecycle(3, func(e sagalane.LifecycleEvent) {
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+		arrived <- struct{}{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	third, err := rt.StartSaga(ctx, "order", `{}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.WaitSaga(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 7; i++ { // five from the log, the third saga's start and end
+		select {
+		case <-arrived:
+		case <-time.After(waitTimeout):
+			t.Fatalf("lifecycle events: %d of 7", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, e := range got {
+		if e.Position != uint64(i)+4 || e.At.IsZero() || len(e.Payload) == 0 {
+			t.Errorf("pushed event %d: %+v", i, e)
+		}
+	}
+	if got[0].Type != "SagaStarted" || got[0].SagaID != stuck || got[5].SagaID != third || got[6].Type != "SagaCompleted" {
+		t.Errorf("pushed events: %+v", got)
+	}
 }

@@ -6,6 +6,7 @@ import "C"
 import (
 	"encoding/json"
 	"sync"
+	"time"
 )
 
 // Event types the runtime publishes.
@@ -79,6 +80,7 @@ type Subscription struct {
 	sub *C.sl_subscription
 	h   C.uintptr_t
 	fn  func(Event)
+	lfn func(LifecycleEvent) // a lifecycle subscription's, instead of fn
 
 	stop     chan struct{} // closed when the subscription ends: a channel send gives up
 	stopOnce sync.Once
@@ -98,6 +100,31 @@ func (r *Runtime) Subscribe(buffer int, fn func(Event)) (*Subscription, error) {
 		return nil, errorf(C.SL_EINVAL, "sl_subscribe", "Subscribe needs a function")
 	}
 	return r.subscribe(buffer, fn, nil)
+}
+
+// LifecycleEvent is an event of the log's durable lifecycle stream, copied out of the
+// library.
+type LifecycleEvent struct {
+	Position uint64 // its place in the stream: one more than the event before it
+	SagaID   uint64
+	Type     string          // EventSagaStarted, EventSagaCompleted or EventSagaFailed
+	Payload  json.RawMessage // as the bus carries it
+	At       time.Time       // when its transaction committed
+}
+
+// SubscribeLifecycle calls fn with every lifecycle event after position after (0: every one
+// the log holds), in order and exactly once each, then with each new one once it is durable,
+// one at a time, on the subscription's own thread. Events it was away for (in an earlier
+// process, before a crash, or while fn was slow) are read back from the log: it never lags
+// and never loses an event. Store the Position of the last event handled, durably, to resume
+// from it after a restart. Unsubscribe ends it.
+func (r *Runtime) SubscribeLifecycle(after uint64, fn func(LifecycleEvent)) (*Subscription, error) {
+	const name = "sl_lifecycle_subscribe"
+	if fn == nil {
+		return nil, errorf(C.SL_EINVAL, name, "SubscribeLifecycle needs a function")
+	}
+	s := &Subscription{r: r, lfn: fn, stop: make(chan struct{})}
+	return r.start(name, s, func() C.int { return C.slgo_lifecycle_subscribe(r.rt, C.uint64_t(after), s.h, &s.sub) })
 }
 
 // SubscribeChan delivers every event published from now on to the returned channel, in
@@ -126,18 +153,22 @@ func (r *Runtime) subscribe(buffer int, fn func(Event), ch chan Event) (*Subscri
 			}
 		}
 	}
+	return r.start("sl_subscribe", s, func() C.int { return C.slgo_subscribe(r.rt, C.size_t(buffer), s.h, &s.sub) })
+}
+
+// start gives s a handle, lists it, and subscribes it with call.
+func (r *Runtime) start(name string, s *Subscription, call func() C.int) (*Subscription, error) {
 	s.h = r.newHandle(s)
 	// Listed before the call: the close that would release it may start at any time.
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
 		r.deleteHandle(s.h)
-		return nil, errClosed("sl_subscribe")
+		return nil, errClosed(name)
 	}
 	r.subs[s] = struct{}{}
 	r.mu.Unlock()
-	err := r.call("sl_subscribe", func() C.int { return C.slgo_subscribe(r.rt, C.size_t(buffer), s.h, &s.sub) })
-	if err != nil {
+	if err := r.call(name, call); err != nil {
 		r.mu.Lock()
 		_, listed := r.subs[s]
 		delete(r.subs, s)
@@ -204,7 +235,23 @@ func (s *Subscription) release() {
 }
 
 // deliver runs on the delivery thread (trampolines.go).
-func (s *Subscription) deliver(e *C.sl_event) {
+func (s *Subscription) deliver(e *C.sl_event) { s.run(func() { s.fn(goEvent(e)) }) }
+
+// deliverLifecycle runs on a lifecycle subscription's delivery thread (trampolines.go).
+func (s *Subscription) deliverLifecycle(e *C.sl_lifecycle_event) {
+	s.run(func() {
+		s.lfn(LifecycleEvent{
+			Position: uint64(e.position),
+			SagaID:   uint64(e.saga_id),
+			Type:     C.GoString(e._type),
+			Payload:  json.RawMessage(C.GoString(e.payload_json)),
+			At:       time.UnixMilli(int64(e.at_ms)),
+		})
+	})
+}
+
+// run calls the subscriber's function as one delivery.
+func (s *Subscription) run(call func()) {
 	s.mu.Lock()
 	s.delivering = true
 	s.mu.Unlock()
@@ -223,6 +270,6 @@ func (s *Subscription) deliver(e *C.sl_event) {
 				s.r.reportPanic("subscriber", v)
 			}
 		}()
-		s.fn(goEvent(e))
+		call()
 	}()
 }

@@ -11,6 +11,10 @@ static void slgo_event(void *userdata, const sl_event *event) {
     goslEvent((uintptr_t)userdata, (sl_event *)event);
 }
 
+static void slgo_lifecycle(void *userdata, const sl_lifecycle_event *event) {
+    goslLifecycle((uintptr_t)userdata, (sl_lifecycle_event *)event);
+}
+
 static void slgo_release(void *userdata) { goslRelease((uintptr_t)userdata); }
 
 static int slgo_create(void *userdata, const char *input_json, void **state) {
@@ -65,6 +69,10 @@ static void slgo_saga_start_release(void *userdata) { goslSagaStartRelease((uint
 
 int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out) {
     return sl_subscribe(rt, buffer, slgo_event, (void *)handle, out);
+}
+
+int slgo_lifecycle_subscribe(sl_runtime *rt, uint64_t after, uintptr_t handle, sl_subscription **out) {
+    return sl_lifecycle_subscribe(rt, after, slgo_lifecycle, (void *)handle, out);
 }
 
 int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const *interests,

@@ -13,6 +13,7 @@
 #include <sagalane.h>
 
 int slgo_subscribe(sl_runtime *rt, size_t buffer, uintptr_t handle, sl_subscription **out);
+int slgo_lifecycle_subscribe(sl_runtime *rt, uint64_t after, uintptr_t handle, sl_subscription **out);
 int slgo_saga_type_register(sl_runtime *rt, const char *name, const char *const *interests,
                             size_t interest_count, uint32_t timeout_ms, int recovery,
                             uint32_t compensation_timeout_ms, uintptr_t handle);

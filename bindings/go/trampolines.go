@@ -30,6 +30,12 @@ func goslEvent(h C.uintptr_t, event *C.sl_event) {
 	handleValue(h).(*Subscription).deliver(event)
 }
 
+//export goslLifecycle
+func goslLifecycle(h C.uintptr_t, event *C.sl_lifecycle_event) {
+	defer recoverLost("lifecycle subscriber")
+	handleValue(h).(*Subscription).deliverLifecycle(event)
+}
+
 //export goslRelease
 func goslRelease(h C.uintptr_t) {
 	defer recoverLost("release")
