@@ -257,10 +257,12 @@ extension Coordinator {
     /// The command as dispatched: the saga id and step index (and the step a compensation
     /// undoes) injected into an object, any other value as it is.
     func injected(_ command: JSON, sagaID: UInt64, step: UInt32, compensates: UInt32? = nil) -> JSON {
-        guard case .object = command else { return command }
-        var object = command.setting("saga_id", to: .int(Int64(bitPattern: sagaID))).setting("step", to: .int(Int64(step)))
-        if let compensates { object = object.setting("compensates", to: .int(Int64(compensates))) }
-        return object
+        guard case .object(var members) = command else { return command }
+        // Set in place: one copy of the members, not one per id.
+        members["saga_id"] = .int(Int64(bitPattern: sagaID))
+        members["step"] = .int(Int64(step))
+        if let compensates { members["compensates"] = .int(Int64(compensates)) }
+        return .object(members)
     }
 }
 
