@@ -525,7 +525,9 @@ typedef struct sl_saga_type {
     /** Frees a saga's state once it ended, or at close for sagas in flight. May be NULL.
         Loop thread (or the closing thread). */
     void (*destroy)(void *userdata, void *state);
-    /** The first action, once the saga's running row is durable. Loop thread. */
+    /** The first action. Called just before the saga's running row is written, so that the
+        step it issues goes into the same commit; that step is dispatched, and SagaStarted
+        published, once the commit is durable. Loop thread. */
     void (*start)(void *userdata, void *state, const sl_saga_ctx *ctx, sl_action *action);
     /** The next action after `event`: the echoes of its commands (events tagged with its
         id) and untagged events whose type is in `interests`. Loop thread. */
@@ -600,7 +602,9 @@ SL_EXPORT int sl_saga_types_load(sl_runtime *rt, const char *json_text, int *loa
  * Starts a saga: runs the type's `create` on the calling thread, writes the saga's running
  * row, and returns once that row is durable, with the saga's id. When it returns 0 the saga
  * exists in the log under that id, also after a crash at the next instruction: no id is ever
- * handed out twice (a vacuum included). SagaStarted and the saga's `start` follow on the loop.
+ * handed out twice (a vacuum included). The saga's `start` runs on the loop before the row is
+ * durable, so that the first step it issues is written in the same commit (a crash before
+ * that commit leaves neither); SagaStarted and that step's dispatch follow the commit.
  *
  * At most a bounded number of sagas wait for their running row at once (1024); past that it
  * fails at once with SL_EAGAIN rather than let a burst pile up (sl_saga_start_ex can wait for

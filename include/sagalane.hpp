@@ -208,7 +208,8 @@ enum class recovery_policy {
 class saga {
 public:
     virtual ~saga() = default;
-    /** The first action, once the saga's running row is durable. Loop thread. */
+    /** The first action, called just before the saga's running row is written (the step it
+        issues shares that commit, and is dispatched once it is durable). Loop thread. */
     virtual action start(const saga_context &ctx) = 0;
     /** The next action after `ev`: the echoes of its commands (events tagged with its id) and
         untagged events whose type is in the type's interests. Loop thread. */

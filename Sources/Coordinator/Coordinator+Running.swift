@@ -12,15 +12,35 @@ extension Coordinator {
         onLoop { await self.run(launch) }
     }
 
-    /// A new saga's order of events: durable `running` row (with its `SagaStarted` in the
-    /// lifecycle stream), `SagaStarted` on the bus, registry insert, deadline armed, id handed
-    /// out, `start`, its action applied.
+    /// A new saga's order of events: `start` runs, and its first step's row (when it issues
+    /// one) goes into the same group commit as the `running` row (with its `SagaStarted` in
+    /// the lifecycle stream); once both are durable, `SagaStarted` on the bus, registry
+    /// insert, deadline armed, id handed out, the first step dispatched (or `start`'s other
+    /// action applied).
     private func run(_ launch: Launch) async {
         let id = launch.id, type = launch.type
+        let instance = SagaInstance(id: id, type: type, saga: launch.saga, onEnded: launch.onEnded)
+        let action = launch.saga.start(instance.context)
+        // Nothing external comes between a saga's running row and its first step's: one commit
+        // holds both, and nothing of the saga is seen before it.
+        var first: Result<PreparedStep, StepRefused>?
+        switch action {
+        case .issue(let target, let command): first = prepare(SagaStep(target: target, command: command), for: instance, cause: nil)
+        case .step(let step): first = prepare(step, for: instance, cause: nil)
+        case .wait, .done, .failed: first = nil
+        }
         let started = LifecycleNote(type: Event.sagaStarted, payload: ["name": .string(type.name)])
+        let row = LogRecord.startSaga(id: id, name: type.name, inputJSON: launch.inputJSON, idempotencyKey: launch.idempotencyKey,
+                                      event: started)
+        var stepWritten: Result<Int, SagaLaneError>?
         do {
-            try await log.write(.startSaga(id: id, name: type.name, inputJSON: launch.inputJSON, idempotencyKey: launch.idempotencyKey,
-                                           event: started))
+            if case .success(let step) = first {
+                let (saga, step) = await log.write(row, then: step.record)
+                try saga.get()
+                stepWritten = step
+            } else {
+                try await log.write(row)
+            }
         } catch {
             leaveLaunchQueue(launch)
             forgetLaunch(launch)
@@ -42,15 +62,24 @@ extension Coordinator {
             return
         }
         bus.publish(type: Event.sagaStarted, sagaID: id, payload: started.payload)
-        let instance = SagaInstance(id: id, type: type, saga: launch.saga, onEnded: launch.onEnded)
         instance.mailbox = launching.removeValue(forKey: id) ?? []
         instance.busy = true
         sagas[id] = instance
         // The deadline counts from here: time spent waiting to launch is not the saga's.
         armDeadline(instance, after: type.timeout)
         launch.onStarted?(.success(id))
-        let action = launch.saga.start(instance.context)
-        await apply(action, to: instance, cause: nil)
+        switch first {
+        case .success(let step):
+            if case .failure(let error) = stepWritten {
+                await stepNotRecorded(step, of: instance, error)
+            } else {
+                dispatch(step, for: instance)
+            }
+        case .failure(let refused):
+            await finish(instance, as: .failed, reason: refused.reason)
+        case nil:
+            await apply(action, to: instance, cause: nil)
+        }
         await pump(instance)
     }
 
@@ -228,10 +257,12 @@ extension Coordinator {
     /// The command as dispatched: the saga id and step index (and the step a compensation
     /// undoes) injected into an object, any other value as it is.
     func injected(_ command: JSON, sagaID: UInt64, step: UInt32, compensates: UInt32? = nil) -> JSON {
-        guard case .object = command else { return command }
-        var object = command.setting("saga_id", to: .int(Int64(bitPattern: sagaID))).setting("step", to: .int(Int64(step)))
-        if let compensates { object = object.setting("compensates", to: .int(Int64(compensates))) }
-        return object
+        guard case .object(var members) = command else { return command }
+        // Set in place: one copy of the members, not one per id.
+        members["saga_id"] = .int(Int64(bitPattern: sagaID))
+        members["step"] = .int(Int64(step))
+        if let compensates { members["compensates"] = .int(Int64(compensates)) }
+        return .object(members)
     }
 }
 

@@ -5,33 +5,74 @@ import SagaLaneSupport
 
 /// A step's life: its row, its dispatch, its timeout, its retries.
 extension Coordinator {
-    /// Writes the step row, then (once it is durable, and unless the saga ended meanwhile)
-    /// dispatches the command, with the saga id and step index injected, to its target.
-    func issue(_ step: SagaStep, for instance: SagaInstance, cause: String?) async {
+    /// A step with its row, ready to be written and then dispatched.
+    struct PreparedStep {
+        let step: SagaStep
+        let index: UInt32
+        let target: any SagaTarget
+        /// The command with the saga id and step index injected.
+        let command: JSON
+        let record: LogRecord
+    }
+
+    /// Takes the saga's next step index for `step` and makes its row; fails with the reason
+    /// the saga fails for when the step cannot be issued (a bad declaration, an unknown
+    /// target).
+    func prepare(_ step: SagaStep, for instance: SagaInstance, cause: String?) -> Result<PreparedStep, StepRefused> {
         let index = instance.nextStep
         instance.nextStep += 1
         if let problem = step.problem {
-            await finish(instance, as: .failed, reason: "step \(index) cannot be issued: \(problem)")
-            return
+            return .failure(StepRefused(reason: "step \(index) cannot be issued: \(problem)"))
         }
         let target: any SagaTarget
         do { target = try registry.target(named: step.target) } catch {
-            await finish(instance, as: .failed, reason: "step \(index) names an unknown target: \(error.message)")
-            return
+            return .failure(StepRefused(reason: "step \(index) names an unknown target: \(error.message)"))
         }
         let command = injected(step.command, sagaID: instance.id, step: index)
-        do {
-            try await write(.startStep(sagaID: instance.id, index: index, name: stepName("issue", step.target, step.command),
-                                       target: step.target, commandJSON: command.serialized, specJSON: step.storedSpec,
-                                       causeJSON: cause), for: instance)
-        } catch {
-            await finish(instance, as: .failed, reason: "log write failed: step \(index) could not be recorded, so it was not dispatched: \(error.message)")
+        let record = LogRecord.startStep(sagaID: instance.id, index: index, name: stepName("issue", step.target, step.command),
+                                         target: step.target, commandJSON: command.serialized, specJSON: step.storedSpec,
+                                         causeJSON: cause)
+        return .success(PreparedStep(step: step, index: index, target: target, command: command, record: record))
+    }
+
+    /// Why a step could not be issued.
+    struct StepRefused: Error {
+        let reason: String
+    }
+
+    /// Writes the step row, then (once it is durable, and unless the saga ended meanwhile)
+    /// dispatches the command, with the saga id and step index injected, to its target.
+    func issue(_ step: SagaStep, for instance: SagaInstance, cause: String?) async {
+        let prepared: PreparedStep
+        switch prepare(step, for: instance, cause: cause) {
+        case .success(let step): prepared = step
+        case .failure(let refused):
+            await finish(instance, as: .failed, reason: refused.reason)
             return
         }
+        do {
+            try await write(prepared.record, for: instance)
+        } catch {
+            await stepNotRecorded(prepared, of: instance, error)
+            return
+        }
+        dispatch(prepared, for: instance)
+    }
+
+    /// The step's row could not be written: the saga fails, and the command is never sent.
+    func stepNotRecorded(_ prepared: PreparedStep, of instance: SagaInstance, _ error: SagaLaneError) async {
+        await finish(instance, as: .failed,
+                     reason: "log write failed: step \(prepared.index) could not be recorded, so it was not dispatched: \(error.message)")
+    }
+
+    /// Sends a step whose row is durable, unless the saga ended meanwhile.
+    func dispatch(_ prepared: PreparedStep, for instance: SagaInstance) {
         if instance.ended { return }
+        let step = prepared.step
         let retry = step.idempotent ? step.retry : nil
-        let dispatch = StepDispatch(sagaID: instance.id, step: index, target: step.target, command: command, reportsFailures: retry != nil)
-        instance.awaiting = SagaInstance.Awaiting(dispatch: dispatch, target: target, timeout: step.timeout, retry: retry,
+        let dispatch = StepDispatch(sagaID: instance.id, step: prepared.index, target: step.target, command: prepared.command,
+                                    reportsFailures: retry != nil)
+        instance.awaiting = SagaInstance.Awaiting(dispatch: dispatch, target: prepared.target, timeout: step.timeout, retry: retry,
                                                   compensation: step.compensation)
         send(instance)
     }

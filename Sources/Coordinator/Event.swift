@@ -27,8 +27,13 @@ public struct Event: Sendable, Hashable, CustomStringConvertible {
     /// The event as one JSON object: `{"type", "saga_id" (when tagged), "payload", "version"}`.
     /// This is what a consumed step stores as its output in the log.
     public var json: JSON {
-        var object: JSONObject = ["type": .string(type), "payload": payload, "version": .int(Int64(bitPattern: version))]
-        if let sagaID { object["saga_id"] = .int(Int64(bitPattern: sagaID)) }
+        // In the members' order ("payload" < "saga_id" < "type" < "version"), so the object is
+        // made in one go rather than sorted or shifted into place.
+        let object: JSONObject = if let sagaID {
+            ["payload": payload, "saga_id": .int(Int64(bitPattern: sagaID)), "type": .string(type), "version": .int(Int64(bitPattern: version))]
+        } else {
+            ["payload": payload, "type": .string(type), "version": .int(Int64(bitPattern: version))]
+        }
         return .object(object)
     }
 

@@ -24,7 +24,8 @@ import SagaLaneSupport
 /// decision must not depend on them. A replayed action that differs from the recorded step
 /// fails the saga with a determinism error naming the step.
 public protocol Saga: AnyObject {
-    /// The first action, called once the saga's `running` row is durable.
+    /// The first action, called just before the saga's `running` row is written: the step it
+    /// issues goes into the same commit, and is dispatched once that commit is durable.
     func start(_ context: SagaContext) -> SagaAction
     /// The next action after `event`. Return `.wait` for an event that does not concern it.
     func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction

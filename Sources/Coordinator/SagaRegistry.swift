@@ -95,8 +95,11 @@ final class SagaRegistry: Sendable {
 
     /// The target a step names.
     func target(named name: String) throws(SagaLaneError) -> any SagaTarget {
-        let (target, family) = entries.withLock { entries in
-            (entries.targets[ExactName(name)], name.firstIndex(of: ":").flatMap { entries.targetFamilies[ExactName(String(name[..<$0]))] })
+        // A registered name first: looking for a family's prefix walks the name's characters.
+        typealias Family = @Sendable (String) throws(SagaLaneError) -> any SagaTarget
+        let (target, family) = entries.withLock { entries -> ((any SagaTarget)?, Family?) in
+            if let target = entries.targets[ExactName(name)] { return (target, nil) }
+            return (nil, name.firstIndex(of: ":").flatMap { entries.targetFamilies[ExactName(String(name[..<$0]))] })
         }
         if let target { return target }
         if let family, let colon = name.firstIndex(of: ":") {

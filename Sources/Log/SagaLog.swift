@@ -133,7 +133,8 @@ public final class SagaLog: Sendable {
             return (.failure(error), .failure(error))
         }
         let results = ConditionLock<(Result<Int, SagaLaneError>?, Result<Int, SagaLaneError>?)>((nil, nil))
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        // Unchecked, as in `write(_:)`: each completion runs exactly once, so one resume.
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             var items: [(GroupCommitWriter.Work, GroupCommitWriter.Completion)] = []
             for (index, record) in [first, second].enumerated() {
                 let completion: GroupCommitWriter.Completion = { result in
@@ -160,7 +161,9 @@ public final class SagaLog: Sendable {
     /// pool): the wait is a continuation the writer thread resumes.
     @discardableResult
     public nonisolated(nonsending) func write(_ record: LogRecord) async throws(SagaLaneError) -> Int {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int, SagaLaneError>, Never>) in
+        // Unchecked: the writer calls every completion exactly once, and the checked form
+        // costs an allocation per write on the hot path.
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Int, SagaLaneError>, Never>) in
             submit(record) { continuation.resume(returning: $0) }
         }
         return try result.get()

@@ -12,7 +12,7 @@ public struct ExactName: Hashable, Sendable, CustomStringConvertible, Expressibl
     public init(_ string: String) { self.string = string }
     public init(stringLiteral value: String) { string = value }
 
-    public static func == (a: ExactName, b: ExactName) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    public static func == (a: ExactName, b: ExactName) -> Bool { a.string.isExactly(b.string) }
 
     public func hash(into hasher: inout Hasher) {
         var text = string
@@ -24,6 +24,8 @@ public struct ExactName: Hashable, Sendable, CustomStringConvertible, Expressibl
 
 extension String {
     /// Whether the two are the same bytes (see `ExactName`).
+    /// Lengths first (a native string knows its own): most names compared differ in length,
+    /// and walking two UTF-8 views byte by byte is slow.
     @inlinable
-    public func isExactly(_ other: String) -> Bool { utf8.elementsEqual(other.utf8) }
+    public func isExactly(_ other: String) -> Bool { utf8.count == other.utf8.count && utf8.elementsEqual(other.utf8) }
 }

@@ -28,7 +28,8 @@ type SagaContext struct {
 // Saga is one running saga of a type defined in Go. Its methods run on the loop thread, one
 // at a time, and must return quickly.
 type Saga interface {
-	// Start returns the first action, once the saga's running row is durable.
+	// Start returns the first action. It is called just before the saga's running row is
+	// written: the step it issues shares that commit and is dispatched once it is durable.
 	Start(ctx SagaContext) Action
 	// OnEvent returns the next action after ev: an echo of one of its commands (ev.SagaID
 	// is ctx.ID) or an untagged event of a type in the SagaType's Interests.

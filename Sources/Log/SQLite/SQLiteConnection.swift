@@ -17,6 +17,9 @@ enum SQLValue {
 final class SQLiteConnection: @unchecked Sendable {
     private(set) var db: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
+    /// Statements whose SQL is a literal, by the address of its text: found without hashing
+    /// the text (the writer's hot path runs several per saga).
+    private var literalStatements: [UnsafeRawPointer: OpaquePointer] = [:]
 
     init(path: String, flags: Int32) throws(SagaLaneError) {
         var handle: OpaquePointer?
@@ -36,6 +39,8 @@ final class SQLiteConnection: @unchecked Sendable {
     func close() {
         for statement in statements.values { sqlite3_finalize(statement) }
         statements.removeAll()
+        for statement in literalStatements.values { sqlite3_finalize(statement) }
+        literalStatements.removeAll()
         if let db { sqlite3_close_v2(db) }
         db = nil
     }
@@ -79,16 +84,30 @@ final class SQLiteConnection: @unchecked Sendable {
     /// The prepared statement for `sql`, from the cache.
     private func prepared(_ sql: String) throws(SagaLaneError) -> OpaquePointer {
         if let statement = statements[sql] { return statement }
+        let statement = try prepare(sql)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// The prepared statement for the literal `sql`, from the cache.
+    private func prepared(_ sql: StaticString) throws(SagaLaneError) -> OpaquePointer {
+        let key = UnsafeRawPointer(sql.utf8Start)
+        if let statement = literalStatements[key] { return statement }
+        let statement = try prepare(sql.description)
+        literalStatements[key] = statement
+        return statement
+    }
+
+    private func prepare(_ sql: String) throws(SagaLaneError) -> OpaquePointer {
         guard let db else { throw .logClosed() }
         var statement: OpaquePointer?
         if sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) != SQLITE_OK {
             throw error(sql)
         }
-        statements[sql] = statement!
         return statement!
     }
 
-    private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: String) throws(SagaLaneError) {
+    private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) {
         for (i, argument) in arguments.enumerated() {
             let index = Int32(i + 1)
             let rc: Int32
@@ -107,7 +126,7 @@ final class SQLiteConnection: @unchecked Sendable {
                 }
             case .null: rc = sqlite3_bind_null(statement, index)
             }
-            if rc != SQLITE_OK { throw error(sql) }
+            if rc != SQLITE_OK { throw error(sql()) }
         }
     }
 
@@ -115,31 +134,51 @@ final class SQLiteConnection: @unchecked Sendable {
     /// - Returns: The number of rows it changed.
     @discardableResult
     func run(_ sql: String, _ arguments: [SQLValue] = []) throws(SagaLaneError) -> Int {
-        let statement = try prepared(sql)
+        try run(prepared(sql), arguments, sql: sql)
+    }
+
+    /// As `run(_:_:)`, for SQL given as a literal: its statement is found by the literal's
+    /// address, without hashing its text (the writer runs several per saga).
+    /// - Returns: The number of rows it changed.
+    @discardableResult
+    func run(literal sql: StaticString, _ arguments: [SQLValue] = []) throws(SagaLaneError) -> Int {
+        try run(prepared(sql), arguments, sql: sql.description)
+    }
+
+    private func run(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) -> Int {
         defer {
             sqlite3_reset(statement)
             sqlite3_clear_bindings(statement)
         }
-        try bind(statement, arguments, sql: sql)
+        try bind(statement, arguments, sql: sql())
         var rc = sqlite3_step(statement)
         while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
-        if rc != SQLITE_DONE { throw error(sql) }
+        if rc != SQLITE_DONE { throw error(sql()) }
         return Int(sqlite3_changes(db))
     }
 
     /// Runs a query, mapping each row.
     func query<T>(_ sql: String, _ arguments: [SQLValue] = [], _ map: (Row) -> T) throws(SagaLaneError) -> [T] {
-        let statement = try prepared(sql)
+        try query(prepared(sql), arguments, sql: sql, map)
+    }
+
+    /// As `query(_:_:_:)`, for SQL given as a literal (see `run(literal:_:)`).
+    func query<T>(literal sql: StaticString, _ arguments: [SQLValue] = [], _ map: (Row) -> T) throws(SagaLaneError) -> [T] {
+        try query(prepared(sql), arguments, sql: sql.description, map)
+    }
+
+    private func query<T>(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String,
+                          _ map: (Row) -> T) throws(SagaLaneError) -> [T] {
         defer {
             sqlite3_reset(statement)
             sqlite3_clear_bindings(statement)
         }
-        try bind(statement, arguments, sql: sql)
+        try bind(statement, arguments, sql: sql())
         var rows: [T] = []
         while true {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { return rows }
-            if rc != SQLITE_ROW { throw error(sql) }
+            if rc != SQLITE_ROW { throw error(sql()) }
             rows.append(map(Row(statement: statement)))
         }
     }

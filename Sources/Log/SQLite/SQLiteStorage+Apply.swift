@@ -9,29 +9,29 @@ extension SQLiteStorage {
         let now = batchTime
         switch record {
         case .startSaga(let id, let name, let input, let key, let event):
-            if let key, let holder = try c.query("SELECT id FROM saga WHERE idempotency_key = ?", [.text(key)], { $0.int(0) }).first {
+            if let key, let holder = try c.query(literal: "SELECT id FROM saga WHERE idempotency_key = ?", [.text(key)], { $0.int(0) }).first {
                 throw SagaLaneError(.exists, "the idempotency key is taken by saga \(holder)",
                                     underlying: IdempotencyKeyTaken(sagaID: UInt64(bitPattern: holder)))
             }
-            let changed = try c.run(
+            let changed = try c.run(literal:
                 "INSERT INTO saga (id, name, state, input_json, started_at, idempotency_key) VALUES (?, ?, 'running', ?, ?, ?)",
                 [.int(Int64(bitPattern: id)), .text(name), .text(input), now, .optional(key)])
             if let event { try appendEvent(event, sagaID: id, on: c) }
             return changed
         case .terminateSaga(let id, let state, let reason, let event):
-            let changed = try expectRow(c.run(
+            let changed = try expectRow(c.run(literal:
                 "UPDATE saga SET state = ?, failure_reason = ?, ended_at = ? WHERE id = ?",
                 [.text(state.rawValue), .optional(reason), now, .int(Int64(bitPattern: id))]), "saga \(id)")
             if let event { try appendEvent(event, sagaID: id, on: c) }
             return changed
         case .setSagaState(let id, let state, let reason, let event):
-            let changed = try expectRow(c.run(
+            let changed = try expectRow(c.run(literal:
                 "UPDATE saga SET state = ?1, failure_reason = CASE WHEN ?2 IS NULL THEN failure_reason ELSE NULLIF(?2, '') END, ended_at = ?3 WHERE id = ?4",
                 [.text(state.rawValue), .optional(reason), state.isUnfinished ? .null : now, .int(Int64(bitPattern: id))]), "saga \(id)")
             if let event { try appendEvent(event, sagaID: id, on: c) }
             return changed
         case .startStep(let sagaID, let index, let name, let target, let command, let compensates, let spec, let cause):
-            return try c.run(
+            return try c.run(literal:
                 """
                 INSERT INTO saga_step (saga_id, step_index, name, target, command_json, state, started_at, compensates, spec_json, cause_json)
                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
@@ -39,32 +39,32 @@ extension SQLiteStorage {
                 [.int(Int64(bitPattern: sagaID)), .int(Int64(index)), .text(name), .text(target), .text(command), now,
                  compensates.map { .int(Int64($0)) } ?? .null, .optional(spec), .optional(cause)])
         case .finishStep(let sagaID, let index, let output):
-            return try expectRow(c.run(
+            return try expectRow(c.run(literal:
                 "UPDATE saga_step SET state = 'succeeded', output_json = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
                 [.text(output), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
         case .failStep(let sagaID, let index, let reason):
-            return try expectRow(c.run(
+            return try expectRow(c.run(literal:
                 "UPDATE saga_step SET state = 'failed', failure_reason = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
                 [.text(reason), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
         case .retryStep(let sagaID, let index, let attempt, let reason):
             // Only a step still pending: one that was answered meanwhile keeps its outcome.
-            return try c.run(
+            return try c.run(literal:
                 """
                 UPDATE saga_step SET attempts = ?1, failure_reason = CASE
                     WHEN failure_reason IS NULL OR failure_reason = '' THEN ?2 ELSE failure_reason || '; ' || ?2 END
                 WHERE saga_id = ?3 AND step_index = ?4 AND state = 'pending'
                 """, [.int(Int64(attempt)), .text(reason), .int(Int64(bitPattern: sagaID)), .int(Int64(index))])
         case .compensateStep(let sagaID, let index, let compensated, let output):
-            let changed = try expectRow(c.run(
+            let changed = try expectRow(c.run(literal:
                 "UPDATE saga_step SET state = 'succeeded', output_json = ?, ended_at = ? WHERE saga_id = ? AND step_index = ?",
                 [.text(output), now, .int(Int64(bitPattern: sagaID)), .int(Int64(index))]), "step \(index) of saga \(sagaID)")
-            return try changed + expectRow(c.run(
+            return try changed + expectRow(c.run(literal:
                 "UPDATE saga_step SET state = 'compensated' WHERE saga_id = ? AND step_index = ?",
                 [.int(Int64(bitPattern: sagaID)), .int(Int64(compensated))]), "step \(compensated) of saga \(sagaID)")
         case .markFailedCompensation(let sagaID, let reason, let event):
             // Keep the first failure's cause and add the new context after it, unless this very
             // reason is already recorded (so repeated recoveries do not grow the text).
-            let changed = try expectRow(c.run(
+            let changed = try expectRow(c.run(literal:
                 """
                 UPDATE saga SET state = 'failed_compensation', ended_at = ?2,
                     failure_reason = CASE
@@ -79,7 +79,7 @@ extension SQLiteStorage {
             try appendEvent(event, sagaID: sagaID, on: c)
             return 1
         case .putRequest(let sagaID, let action, let note, let event):
-            let changed = try c.run(
+            let changed = try c.run(literal:
                 """
                 INSERT INTO saga_request (saga_id, action, note, requested_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (saga_id) DO UPDATE SET action = excluded.action, note = excluded.note, requested_at = excluded.requested_at
@@ -87,18 +87,18 @@ extension SQLiteStorage {
             if let event { try appendEvent(event, sagaID: sagaID, on: c) }
             return changed
         case .deleteRequest(let sagaID):
-            return try c.run("DELETE FROM saga_request WHERE saga_id = ?", [.int(Int64(bitPattern: sagaID))])
+            return try c.run(literal: "DELETE FROM saga_request WHERE saga_id = ?", [.int(Int64(bitPattern: sagaID))])
         case .enqueueJob(let id, let lane, let caller, let priority, let metadata, let key):
-            if let key, let holder = try c.query("SELECT id FROM lane_job WHERE lane = ? AND idempotency_key = ?", [.text(lane), .text(key)],
+            if let key, let holder = try c.query(literal: "SELECT id FROM lane_job WHERE lane = ? AND idempotency_key = ?", [.text(lane), .text(key)],
                                                  { $0.text(0) }).first {
                 throw SagaLaneError(.exists, "the idempotency key is taken by job '\(holder)' of lane '\(lane)'",
                                     underlying: IdempotencyKeyTaken(jobID: holder))
             }
-            return try c.run(
+            return try c.run(literal:
                 "INSERT INTO lane_job (id, lane, caller, priority, metadata, state, enqueued_at, idempotency_key) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
                 [.text(id), .text(lane), .text(caller), .int(Int64(priority)), .blob(metadata), now, .optional(key)])
         case .updateJobState(let id, let state, let attempts, let error):
-            return try expectRow(c.run(
+            return try expectRow(c.run(literal:
                 Self.updateJobSQL(stamping: state),
                 [.text(state.rawValue), now, attempts.map { .int(Int64($0)) } ?? .null, .optional(error), .text(id)]), "lane job '\(id)'")
         case .all(let records):
@@ -137,7 +137,7 @@ extension SQLiteStorage {
         let payload = note.payload.serialized
         try SagaLog.checkValueSize(payload.utf8.count, of: "saga \(sagaID)'s \(note.type) event")
         let position = assignedEventPosition + 1
-        try c.run("INSERT INTO saga_event (position, saga_id, type, payload_json, at) VALUES (?, ?, ?, ?, ?)",
+        try c.run(literal: "INSERT INTO saga_event (position, saga_id, type, payload_json, at) VALUES (?, ?, ?, ?, ?)",
                   [.int(Int64(bitPattern: position)), .int(Int64(bitPattern: sagaID)), .text(note.type), .text(payload), batchTime])
         assignedEventPosition = position
         batchEvents.append(LifecycleEntry(position: position, sagaID: sagaID, type: note.type, payloadJSON: payload, at: batchTimestamp))
@@ -146,7 +146,7 @@ extension SQLiteStorage {
     /// The job update for each state, which stamps that state's own timestamp column. A state
     /// given no error keeps the one recorded (a retry's running row still says why the last
     /// attempt failed), except `finished`.
-    private static func updateJobSQL(stamping state: JobState) -> String {
+    private static func updateJobSQL(stamping state: JobState) -> StaticString {
         switch state {
         case .queued: "UPDATE lane_job SET state = ?, enqueued_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
         case .running: "UPDATE lane_job SET state = ?, started_at = ?, attempts = COALESCE(?, attempts), error = COALESCE(?, error) WHERE id = ?"
