@@ -25,6 +25,10 @@ private struct OpenLoopRun {
     let samples: [Int64]
     let commits: CommitProfile
     let checkpoints: CheckpointStats?
+    /// Milliseconds this process's threads spent ready to run but waiting for a CPU, per
+    /// second of the run, and the machine's load average after it: how shared the machine was.
+    let cpuWaitPerSecond: Double
+    let loadAverage: String
 
     /// Milliseconds.
     func percentile(_ p: Double) -> Double {
@@ -66,6 +70,7 @@ private func runOpenLoop(path: String, rate: Double, seconds: Double, checkpoint
     try await rig.start("two_step") { TwoStepSaga() }
     let latencies = Latencies()
     let total = Int(rate * seconds)
+    let waitedBefore = runQueueNanos()
     let begin = monotonicNanos()
     var started = 0
     while started < total {
@@ -80,12 +85,14 @@ private func runOpenLoop(path: String, rate: Double, seconds: Double, checkpoint
         usleep(1_000)
     }
     while latencies.ended.load(ordering: .relaxed) < total { usleep(1_000) }
+    let cpuWait = Double(runQueueNanos() - waitedBefore) / 1e6 / (Double(monotonicNanos() - begin) / 1e9)
     var samples = latencies.samples.withLock { $0 }
     samples.sort()
     let commits = rig.log.commitProfile
     let checkpoints = (rig.log.storage as? SQLiteStorage)?.checkpointStats
     await rig.shutdown(path: path)
-    return OpenLoopRun(checkpointing: checkpointing, samples: samples, commits: commits, checkpoints: checkpoints)
+    return OpenLoopRun(checkpointing: checkpointing, samples: samples, commits: commits, checkpoints: checkpoints,
+                       cpuWaitPerSecond: cpuWait, loadAverage: firstLine("/proc/loadavg").split(separator: " ").prefix(1).joined())
 }
 
 private func printRun(_ run: OpenLoopRun) {
@@ -95,6 +102,7 @@ private func printRun(_ run: OpenLoopRun) {
     print("      \(c.batch.count) commits, records each: mean \(c.records.total / max(1, c.batch.count)), most \(c.records.largest); "
           + "longest begin \(millis(c.begin.largest)), apply \(millis(c.apply.largest)), COMMIT \(millis(c.commit.largest))")
     print("      commits taking  " + bands(c.batch))
+    print("      threads waiting for a CPU \(Int(run.cpuWaitPerSecond)) ms per second; load average \(run.loadAverage)")
     if let k = run.checkpoints {
         print("      background checkpoints: \(k.passes) passes (longest \(millis(k.passMicros.largest))), \(k.restarts) restarts "
               + "(writer held up to \(millis(k.restartMicros.largest))), \(k.failures) busy or failed, WAL at most \(k.largestLogPages) pages")
@@ -113,6 +121,30 @@ private func bands(_ h: PowerHistogram) -> String {
     }
     parts.append(">=\(millis(bounds.last!)) \(h.count - below)")
     return parts.joined(separator: "   ")
+}
+
+/// The time all of this process's threads have spent waiting on a run queue (schedstat's
+/// second field), in nanoseconds.
+private func runQueueNanos() -> Int {
+    guard let dir = opendir("/proc/self/task") else { return 0 }
+    defer { closedir(dir) }
+    var total = 0
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard name.first?.isNumber == true else { continue }
+        let fields = firstLine("/proc/self/task/\(name)/schedstat").split(separator: " ")
+        if fields.count > 1 { total += Int(fields[1]) ?? 0 }
+    }
+    return total
+}
+
+private func firstLine(_ path: String) -> String {
+    guard let f = fopen(path, "r") else { return "" }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 256)
+    guard fgets(&line, Int32(line.count), f) != nil else { return "" }
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return text.split(separator: "\n").first.map(String.init) ?? ""
 }
 
 private func millis(_ micros: Int) -> String { format3(Double(micros) / 1000) + " ms" }
