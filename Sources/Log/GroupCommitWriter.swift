@@ -41,6 +41,8 @@ final class GroupCommitWriter: Sendable {
     /// Batches committed and records written, for tests and benchmarks.
     let batches = Atomic<Int>(0)
     let records = Atomic<Int>(0)
+    /// How long each part of the batches took; filled on the writer thread.
+    let profile = Mutex(CommitProfile())
 
     /// Rows per bulk-delete transaction.
     static let bulkBatchSize = 500
@@ -133,12 +135,14 @@ final class GroupCommitWriter: Sendable {
         guard !group.isEmpty else { return }
         var results: [Result<Int, SagaLaneError>] = []
         results.reserveCapacity(group.count)
+        let started = monotonicMicros()
         do throws(SagaLaneError) {
             try storage.beginBatch(at: Timestamp.now())
         } catch {
             for item in group { item.completion(.failure(error)) }
             return
         }
+        let begun = monotonicMicros()
         for item in group {
             guard case .record(let record) = item.work else { continue }
             do throws(SagaLaneError) {
@@ -152,6 +156,7 @@ final class GroupCommitWriter: Sendable {
                 results.append(.failure(error))
             }
         }
+        let applied = monotonicMicros()
         do throws(SagaLaneError) {
             try storage.commitBatch()
         } catch {
@@ -159,11 +164,20 @@ final class GroupCommitWriter: Sendable {
             for item in group { item.completion(.failure(error)) }
             return
         }
+        let durable = monotonicMicros()
         batches.add(1, ordering: .relaxed)
         records.add(group.count, ordering: .relaxed)
         let events = storage.takeCommittedEvents()
         if !events.isEmpty { committed(events) }
         for (item, result) in zip(group, results) { item.completion(result) }
+        let told = monotonicMicros()
+        profile.withLock { profile in
+            profile.begin.add(begun - started)
+            profile.apply.add(applied - begun)
+            profile.commit.add(durable - applied)
+            profile.batch.add(told - started)
+            profile.records.add(group.count)
+        }
     }
 
     /// Whether a failed record is refused alone (a rule of its own) rather than the batch.

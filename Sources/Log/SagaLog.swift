@@ -216,6 +216,9 @@ public final class SagaLog: Sendable {
         (writer?.batches.load(ordering: .relaxed) ?? 0, writer?.records.load(ordering: .relaxed) ?? 0)
     }
 
+    /// How long the writer's commits took, part by part (benchmarks).
+    package var commitProfile: CommitProfile { writer?.profile.withLock { $0 } ?? CommitProfile() }
+
     // MARK: Values
 
     /// The largest value the log stores, in bytes: a saga's input, a step's command or

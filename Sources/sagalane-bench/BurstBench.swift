@@ -35,18 +35,10 @@ private func peakResidentBytes() -> Int {
 /// (spurious timeouts: must be 0), the peak RSS, and the RSS per saga right after the burst.
 func runBurstBench(directory: String, sagas n: Int) async throws {
     let path = directory + "/bench-burst.db"
-    removeDatabase(path)
-    let loop = try EventLoop()
-    try loop.startThread()
-    let log = try SagaLog.open(path: path, durability: .normal)
-    let bus = EventBus()
-    let coordinator = Coordinator(loop: loop, log: log, bus: bus, diagnostics: .discard)
+    let rig = try SagaRig(path: path, durability: .normal, diagnostics: .discard)
+    let coordinator = rig.coordinator
     // The default deadline: a saga that waits to launch must not count that time as its own.
-    try coordinator.register(SagaType(name: "one_step") { _ in OneStepSaga() })
-    try coordinator.register(target: CallbackTarget { step, reporter in
-        reporter.publish(type: "Echo", payload: step.command)
-    }, named: "echo")
-    try await coordinator.start()
+    try await rig.start("one_step", timeout: SagaType.defaultTimeout) { OneStepSaga() }
     let counts = BurstCounts()
     let before = residentBytes()
     let clock = ContinuousClock()
@@ -66,10 +58,7 @@ func runBurstBench(directory: String, sagas n: Int) async throws {
     print("  started in \(format(burst)) (\(Int(Double(n) / seconds(burst))) sagas/s), all ended in \(format(total))")
     print("  spurious timeouts \(counts.timeouts.load(ordering: .relaxed)) (must be 0), other failures \(counts.otherFailures.load(ordering: .relaxed))")
     print("  peak RSS \(peakResidentBytes() >> 20) MiB; RSS right after the burst \(max(0, after - before) / n) bytes per saga started (process RSS before: \(before >> 20) MiB)")
-    await coordinator.close()
-    loop.shutdown()
-    log.close()
-    removeDatabase(path)
+    await rig.shutdown(path: path)
 }
 
 private func seconds(_ d: Duration) -> Double {

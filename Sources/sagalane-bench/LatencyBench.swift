@@ -2,16 +2,6 @@ import Glibc
 import SagaLane
 import Synchronization
 
-/// A two-step saga whose commands the callback target echoes at once.
-private final class EchoedTwoStepSaga: Saga {
-    var answered = 0
-    func start(_ context: SagaContext) -> SagaAction { .issue(target: "echo", command: ["cmd": "one"]) }
-    func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction {
-        answered += 1
-        return answered == 1 ? .issue(target: "echo", command: ["cmd": "two"]) : .done
-    }
-}
-
 /// Latencies from each saga's start call to its end, in nanoseconds.
 private final class Latencies: Sendable {
     let samples = ConditionLock<[Int64]>([])
@@ -29,25 +19,58 @@ private func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// One open-loop run: its latencies, sorted, and what the log's writer and checkpointer did.
+private struct OpenLoopRun {
+    let checkpointing: Checkpointing
+    let samples: [Int64]
+    let commits: CommitProfile
+    let checkpoints: CheckpointStats?
+    /// Milliseconds this process's threads spent ready to run but waiting for a CPU, per
+    /// second of the run, and the machine's load average after it: how shared the machine was.
+    let cpuWaitPerSecond: Double
+    let loadAverage: String
+
+    /// Milliseconds.
+    func percentile(_ p: Double) -> Double {
+        Double(samples[min(samples.count - 1, Int(Double(samples.count - 1) * p))]) / 1e6
+    }
+}
+
 /// Open-loop load: sagas started at a fixed rate, whatever the runtime's pace, for `seconds`;
 /// prints the latency from the start call to the saga's end, percentiles beside the median.
-/// The rate is `load` times the closed-loop maximum measured first in the same run.
-func runLatencyBench(directory: String, load: Double, seconds: Double) async throws {
+/// The rate is `load` times the closed-loop maximum measured first in the same run. Each
+/// `Checkpointing` runs `pairs` times, alternately (which goes first alternates too), so a
+/// burst of load on this shared machine spoils a run of each rather than one side.
+func runLatencyBench(directory: String, load: Double, seconds: Double, pairs: Int = 3) async throws {
     let path = directory + "/bench-latency.db"
     let maximum = try await measureSagaThroughput(path: path, durability: .normal, sagas: 20_000, concurrency: 256)
     let rate = maximum * load
-    removeDatabase(path)
-    let loop = try EventLoop()
-    try loop.startThread()
-    let log = try SagaLog.open(path: path, durability: .normal)
-    let coordinator = Coordinator(loop: loop, log: log, bus: EventBus(), diagnostics: .discard)
-    try coordinator.register(SagaType(name: "two_step", timeout: .seconds(3600)) { _ in EchoedTwoStepSaga() })
-    try coordinator.register(target: CallbackTarget { step, reporter in
-        reporter.publish(type: "Echo", payload: step.command)
-    }, named: "echo")
-    try await coordinator.start()
+    print("latency: two-step sagas started open-loop at \(Int(rate)) sagas/s for \(Int(seconds)) s (\(Int(load * 100))% of the closed-loop maximum, \(Int(maximum)) sagas/s, measured first), normal durability;")
+    print("         checkpoints inline (SQLite's, in the writer's commits) and in the background, alternately, \(pairs) runs each")
+    var runs: [OpenLoopRun] = []
+    for round in 0..<pairs {
+        for checkpointing in round % 2 == 0 ? [Checkpointing.inline, .background] : [.background, .inline] {
+            let run = try await runOpenLoop(path: path, rate: rate, seconds: seconds, checkpointing: checkpointing)
+            runs.append(run)
+            printRun(run)
+        }
+    }
+    for checkpointing in Checkpointing.allCases {
+        let mine = runs.filter { $0.checkpointing == checkpointing }
+        func spread(_ p: Double) -> String {
+            let values = mine.map { $0.percentile(p) }.sorted()
+            return "\(format3(values[values.count / 2])) ms (\(format3(values.first!))-\(format3(values.last!)))"
+        }
+        print(pad("  \(checkpointing.rawValue):", 14) + "median of runs (range): p50 \(spread(0.5))   p99 \(spread(0.99))   p99.9 \(spread(0.999))")
+    }
+}
+
+private func runOpenLoop(path: String, rate: Double, seconds: Double, checkpointing: Checkpointing) async throws -> OpenLoopRun {
+    let rig = try SagaRig(path: path, durability: .normal, checkpointing: checkpointing, diagnostics: .discard)
+    try await rig.start("two_step") { TwoStepSaga() }
     let latencies = Latencies()
     let total = Int(rate * seconds)
+    let waitedBefore = runQueueNanos()
     let begin = monotonicNanos()
     var started = 0
     while started < total {
@@ -56,25 +79,75 @@ func runLatencyBench(directory: String, load: Double, seconds: Double) async thr
         let due = Int(Double(monotonicNanos() - begin) / 1e9 * rate)
         while started < min(due, total) {
             let start = monotonicNanos()
-            try await startWhenThereIsRoom(coordinator, name: "two_step") { _ in latencies.record(since: start) }
+            try await startWhenThereIsRoom(rig.coordinator, name: "two_step") { _ in latencies.record(since: start) }
             started += 1
         }
         usleep(1_000)
     }
     while latencies.ended.load(ordering: .relaxed) < total { usleep(1_000) }
+    let cpuWait = Double(runQueueNanos() - waitedBefore) / 1e6 / (Double(monotonicNanos() - begin) / 1e9)
     var samples = latencies.samples.withLock { $0 }
     samples.sort()
-    func percentile(_ p: Double) -> String {
-        let nanos = samples[min(samples.count - 1, Int(Double(samples.count - 1) * p))]
-        return String(format3(Double(nanos) / 1e6)) + " ms"
-    }
-    print("latency: two-step sagas started open-loop at \(Int(rate)) sagas/s for \(Int(seconds)) s (\(Int(load * 100))% of the closed-loop maximum, \(Int(maximum)) sagas/s, measured first), normal durability")
-    print("  start call to end: p50 \(percentile(0.5))   p90 \(percentile(0.9))   p99 \(percentile(0.99))   p99.9 \(percentile(0.999))   max \(percentile(1))")
-    await coordinator.close()
-    loop.shutdown()
-    log.close()
-    removeDatabase(path)
+    let commits = rig.log.commitProfile
+    let checkpoints = (rig.log.storage as? SQLiteStorage)?.checkpointStats
+    await rig.shutdown(path: path)
+    return OpenLoopRun(checkpointing: checkpointing, samples: samples, commits: commits, checkpoints: checkpoints,
+                       cpuWaitPerSecond: cpuWait, loadAverage: firstLine("/proc/loadavg").split(separator: " ").prefix(1).joined())
 }
+
+private func printRun(_ run: OpenLoopRun) {
+    print(pad("  \(run.checkpointing.rawValue)", 14) + "p50 \(format3(run.percentile(0.5))) ms   p90 \(format3(run.percentile(0.9))) ms   "
+          + "p99 \(format3(run.percentile(0.99))) ms   p99.9 \(format3(run.percentile(0.999))) ms   max \(format3(run.percentile(1))) ms")
+    let c = run.commits
+    print("      \(c.batch.count) commits, records each: mean \(c.records.total / max(1, c.batch.count)), most \(c.records.largest); "
+          + "longest begin \(millis(c.begin.largest)), apply \(millis(c.apply.largest)), COMMIT \(millis(c.commit.largest))")
+    print("      commits taking  " + bands(c.batch))
+    print("      threads waiting for a CPU \(Int(run.cpuWaitPerSecond)) ms per second; load average \(run.loadAverage)")
+    if let k = run.checkpoints {
+        print("      background checkpoints: \(k.passes) passes (longest \(millis(k.passMicros.largest))), \(k.restarts) restarts "
+              + "(writer held up to \(millis(k.restartMicros.largest))), \(k.failures) busy or failed, WAL at most \(k.largestLogPages) pages")
+    }
+}
+
+/// A histogram of microseconds in a few bands, each below a power of two.
+private func bands(_ h: PowerHistogram) -> String {
+    let bounds = [1 << 10, 1 << 12, 1 << 14, 1 << 16]
+    var parts: [String] = []
+    var below = 0
+    for bound in bounds {
+        let under = h.count - h.count(atLeast: bound)
+        parts.append("<\(millis(bound)) \(under - below)")
+        below = under
+    }
+    parts.append(">=\(millis(bounds.last!)) \(h.count - below)")
+    return parts.joined(separator: "   ")
+}
+
+/// The time all of this process's threads have spent waiting on a run queue (schedstat's
+/// second field), in nanoseconds.
+private func runQueueNanos() -> Int {
+    guard let dir = opendir("/proc/self/task") else { return 0 }
+    defer { closedir(dir) }
+    var total = 0
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard name.first?.isNumber == true else { continue }
+        let fields = firstLine("/proc/self/task/\(name)/schedstat").split(separator: " ")
+        if fields.count > 1 { total += Int(fields[1]) ?? 0 }
+    }
+    return total
+}
+
+private func firstLine(_ path: String) -> String {
+    guard let f = fopen(path, "r") else { return "" }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 256)
+    guard fgets(&line, Int32(line.count), f) != nil else { return "" }
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return text.split(separator: "\n").first.map(String.init) ?? ""
+}
+
+private func millis(_ micros: Int) -> String { format3(Double(micros) / 1000) + " ms" }
 
 private func format3(_ x: Double) -> String {
     let scaled = Int((x * 1000).rounded())

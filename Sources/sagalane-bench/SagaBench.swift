@@ -2,8 +2,8 @@ import Glibc
 import SagaLane
 import Synchronization
 
-/// A two-step saga: each command is echoed at once by the callback target.
-private final class TwoStepSaga: Saga {
+/// A two-step saga: each command is echoed at once by the callback target (`SagaRig.echo`).
+final class TwoStepSaga: Saga {
     var answered = 0
     func start(_ context: SagaContext) -> SagaAction { .issue(target: "echo", command: ["cmd": "one"]) }
     func onEvent(_ event: Event, _ context: SagaContext) -> SagaAction {
@@ -41,18 +41,30 @@ func residentBytes() -> Int {
     return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
-private struct SagaRig {
+/// A coordinator on its own loop and a new log at `path`, for one measurement.
+struct SagaRig {
     let loop: EventLoop
     let log: SagaLog
     let bus = EventBus()
     let coordinator: Coordinator
 
-    init(path: String, durability: Durability) throws {
+    init(path: String, durability: Durability, checkpointing: Checkpointing = .background,
+         diagnostics: Diagnostics = .standardError) throws {
         removeDatabase(path)
         loop = try EventLoop()
         try loop.startThread()
-        log = try SagaLog.open(path: path, durability: durability)
-        coordinator = Coordinator(loop: loop, log: log, bus: bus)
+        log = try SagaLog(storage: SQLiteStorage.open(path: path, durability: durability, checkpointing: checkpointing))
+        coordinator = Coordinator(loop: loop, log: log, bus: bus, diagnostics: diagnostics)
+    }
+
+    /// Registers `saga` as saga type `name` and the target "echo", which answers each command
+    /// at once with an event carrying it; then starts the coordinator.
+    func start(_ name: String, timeout: Duration = .seconds(3600), saga: @escaping @Sendable () -> any Saga) async throws {
+        try coordinator.register(SagaType(name: name, timeout: timeout) { _ in saga() })
+        try coordinator.register(target: CallbackTarget { step, reporter in
+            reporter.publish(type: "Echo", payload: step.command)
+        }, named: "echo")
+        try await coordinator.start()
     }
 
     func shutdown(path: String) async {
@@ -72,11 +84,7 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
 /// runs alone waits for in turn).
 func measureSagas(path: String, durability: Durability, sagas n: Int, concurrency: Int) async throws -> (rate: Double, commitsPerSaga: Double) {
     let rig = try SagaRig(path: path, durability: durability)
-    try rig.coordinator.register(SagaType(name: "two_step", timeout: .seconds(3600)) { _ in TwoStepSaga() })
-    try rig.coordinator.register(target: CallbackTarget { step, reporter in
-        reporter.publish(type: "Echo", payload: step.command)
-    }, named: "echo")
-    try await rig.coordinator.start()
+    try await rig.start("two_step") { TwoStepSaga() }
     let sub = rig.bus.subscribe(bufferSize: 1 << 22)
     let start = monotonicSeconds()
     var started = 0

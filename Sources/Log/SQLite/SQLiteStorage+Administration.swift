@@ -239,7 +239,13 @@ extension SQLiteStorage: LogAdministration {
         }
         try c.execute("VACUUM")
         if path != nil {
-            _ = try c.query("PRAGMA wal_checkpoint(TRUNCATE)") { $0.int(0) }
+            // The background checkpointer may hold the checkpoint lock for a moment (SQLite
+            // then answers busy at once, without waiting): try again while it does.
+            let deadline = Timestamp.now().millisecondsSinceEpoch + 1000
+            while try c.query("PRAGMA wal_checkpoint(TRUNCATE)", [], { $0.int(0) }).first == 1
+                    && Timestamp.now().millisecondsSinceEpoch < deadline {
+                usleep(10_000)
+            }
         }
     }
 

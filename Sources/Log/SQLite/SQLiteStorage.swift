@@ -17,8 +17,10 @@ public enum Durability: String, Sendable, CaseIterable {
 /// a second connection behind a lock, so an operator's query never waits behind a batch.
 ///
 /// A file opened for writing has one writer: a lock file beside it (`WriterLock`) refuses a
-/// second one, in this process or another. Closing checkpoints the write-ahead log into the
-/// database file, so a closed log is that one file.
+/// second one, in this process or another. While it is open, a third connection checkpoints
+/// the write-ahead log on a thread of its own (`Checkpointer`), unless the open asked for
+/// SQLite's inline checkpoints. Closing checkpoints the write-ahead log into the database
+/// file, so a closed log is that one file.
 public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     public let path: String?
     public var isReadOnly: Bool { writer == nil }
@@ -26,6 +28,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     /// The write connection; touched only by the writer thread once the storage is shared.
     let writer: SQLiteConnection?
     private let writerLock: WriterLock?
+    private let checkpointer: Checkpointer?
     private let reader: Mutex<ReadConnection>
     private let busyTimeoutMilliseconds: Int32
     /// The batch's timestamp, formatted once: formatting it per record costs more than the
@@ -50,12 +53,14 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     /// The columns queries read, for the file's schema version.
     let columns: Columns
 
-    private init(path: String?, writer: SQLiteConnection?, writerLock: WriterLock?, reader: SQLiteConnection,
-                 snapshot: ReadOnlyFile.Snapshot? = nil, busyTimeoutMilliseconds: Int32, schemaVersion: Int = Schema.version) {
+    private init(path: String?, writer: SQLiteConnection?, writerLock: WriterLock?, checkpointer: Checkpointer? = nil,
+                 reader: SQLiteConnection, snapshot: ReadOnlyFile.Snapshot? = nil, busyTimeoutMilliseconds: Int32,
+                 schemaVersion: Int = Schema.version) {
         columns = Columns(schemaVersion: schemaVersion)
         self.path = path
         self.writer = writer
         self.writerLock = writerLock
+        self.checkpointer = checkpointer
         self.reader = Mutex(ReadConnection(connection: reader, snapshot: snapshot))
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
     }
@@ -70,7 +75,8 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     /// Opens the log at `path` for writing: takes its writer lock, checks the file is a
     /// sagalane log (or makes one in a new, empty file when `create` is true), switches it to
     /// WAL, sets `busy_timeout` and foreign keys, and migrates its schema to the current
-    /// version. Reopening an existing log is idempotent.
+    /// version. Reopening an existing log is idempotent. `checkpointing` says who copies the
+    /// write-ahead log into the database file meanwhile (see `Checkpointing`).
     ///
     /// Only a missing file, an empty one, or an SQLite database with nothing in it becomes a
     /// log; anything else that is not one (another application's database) is refused and
@@ -85,7 +91,25 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     /// `progress` hears how far a migration has got (see `ProgressHandler`), on the calling
     /// thread.
     public static func open(path: String, durability: Durability = .full, busyTimeoutMilliseconds: Int32 = 5000,
-                            create: Bool = true, progress: ProgressHandler? = nil) throws(SagaLaneError) -> SQLiteStorage {
+                            create: Bool = true, progress: ProgressHandler? = nil,
+                            checkpointing: Checkpointing = .background) throws(SagaLaneError) -> SQLiteStorage {
+        try open(path: path, durability: durability, busyTimeoutMilliseconds: busyTimeoutMilliseconds, create: create,
+                 progress: progress, checkpointing: checkpointing, checkpointLimits: .standard)
+    }
+
+    /// When the background checkpointer runs: after every `passPages` pages written; and when
+    /// it restarts the write-ahead log: once it is `limitPages` long.
+    struct CheckpointLimits {
+        var passPages: Int
+        var limitPages: Int
+        /// SQLite's own autocheckpoint threshold; 64 MiB of 4 KiB pages before a restart.
+        static let standard = CheckpointLimits(passPages: 1000, limitPages: 16_384)
+    }
+
+    /// As the public `open`, with the background checkpointer's limits (tests make them small).
+    static func open(path: String, durability: Durability, busyTimeoutMilliseconds: Int32, create: Bool,
+                     progress: ProgressHandler? = nil,
+                     checkpointing: Checkpointing, checkpointLimits: CheckpointLimits) throws(SagaLaneError) -> SQLiteStorage {
         var info = stat()
         let exists = stat(path, &info) == 0
         if !create && !exists {
@@ -93,6 +117,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         }
         let lock = try WriterLock.acquire(for: path)
         var connections: [SQLiteConnection] = []
+        var checkpointer: Checkpointer?
         do throws(SagaLaneError) {
             let write = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0))
             connections.append(write)
@@ -110,15 +135,24 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
                 if try Schema.create(write, name: path) { break }
             }
             try switchToWAL(write, path: path, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-            try write.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            let synchronous = durability == .full ? "FULL" : "NORMAL"
+            try write.execute("PRAGMA synchronous = \(synchronous)")
             try Schema.migrate(write, name: path, progress: progress)
             let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
             connections.append(read)
             try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
-            let storage = SQLiteStorage(path: path, writer: write, writerLock: lock, reader: read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+            if checkpointing == .background {
+                checkpointer = try Checkpointer(path: path, synchronous: synchronous, passPages: checkpointLimits.passPages,
+                                                limitPages: checkpointLimits.limitPages)
+                try checkpointer!.attach(to: write)
+            }
+            let storage = SQLiteStorage(path: path, writer: write, writerLock: lock, checkpointer: checkpointer, reader: read,
+                                        busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             try storage.loadEventPosition(write)
             return storage
         } catch {
+            if let checkpointer, let write = connections.first { checkpointer.detach(from: write) }
+            checkpointer?.stop()
             for connection in connections.reversed() { connection.close() }
             lock.release()
             throw error
@@ -230,6 +264,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     }
 
     public func beginBatch(at now: Timestamp) throws(SagaLaneError) {
+        checkpointer?.giveWay()
         try writeConnection().run("BEGIN IMMEDIATE")
         batchTime = .text(now.iso8601)
         batchTimestamp = now
@@ -275,12 +310,20 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         committedEventPosition.store(UInt64(max(0, highest)), ordering: .releasing)
     }
 
-    /// Closes the read side too (so that nothing of this log waits on the checkpoint), moves
-    /// everything the write-ahead log holds into the database file and empties it
-    /// (`wal_checkpoint(TRUNCATE)`, waiting up to the busy timeout for other processes'
-    /// readers), closes the write connection and releases the writer lock. Idempotent.
+    /// What the background checkpointer did so far; `nil` when checkpoints run inline.
+    package var checkpointStats: CheckpointStats? { checkpointer?.stats.withLock { $0 } }
+
+    /// Stops the background checkpointer and closes the read side too (so that nothing of this
+    /// log waits on the checkpoint), moves everything the write-ahead log holds into the
+    /// database file and empties it (`wal_checkpoint(TRUNCATE)`, waiting up to the busy
+    /// timeout for other processes' readers), closes the write connection and releases the
+    /// writer lock. Idempotent.
     public func closeWriting() {
         guard let writer, writer.db != nil else { return }
+        if let checkpointer {
+            checkpointer.detach(from: writer)
+            checkpointer.stop()
+        }
         closeReading()
         if path != nil {
             _ = try? writer.query("PRAGMA wal_checkpoint(TRUNCATE)") { $0.int(0) }

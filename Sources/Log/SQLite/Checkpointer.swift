@@ -1,0 +1,209 @@
+import CSQLite
+import Glibc
+import SagaLaneSupport
+import Synchronization
+
+/// Who copies the write-ahead log into the database file while the log is open.
+public enum Checkpointing: String, Sendable, CaseIterable {
+    /// SQLite's own automatic checkpoint: the commit that takes the write-ahead log past 1000
+    /// pages copies it into the database file and syncs both, on the writer thread, and every
+    /// record queued meanwhile waits for it.
+    case inline
+    /// A thread with a connection of its own checkpoints after every 1000 pages written,
+    /// without blocking the writer. The write-ahead log starts over only once everything in it
+    /// is copied, which writes that never pause do not allow: when it passes 64 MiB the writer
+    /// waits while the thread copies the few pages its last pass left and restarts it.
+    case background
+}
+
+/// What the background checkpointer did, for tests and benchmarks.
+package struct CheckpointStats: Sendable {
+    /// Passive checkpoints run.
+    package var passes = 0
+    /// Times the write-ahead log was started over because it passed its bound.
+    package var restarts = 0
+    /// Checkpoints that failed or found the log busy (tried again at the next pass).
+    package var failures = 0
+    /// The longest write-ahead log a pass found, in pages.
+    package var largestLogPages = 0
+    /// Microseconds per passive checkpoint, and per restart (the writer waits that long).
+    package var passMicros = PowerHistogram()
+    package var restartMicros = PowerHistogram()
+}
+
+/// Checkpoints a log's write-ahead log from a thread and connection of its own, so the writer's
+/// commits never pay for copying pages into the database file or for its syncs.
+///
+/// The write connection's WAL hook counts the pages each commit appends; every `passPages` of
+/// them wake the thread for a `PASSIVE` checkpoint, which waits for no reader and no writer.
+/// A passive checkpoint copies what is committed, but the write-ahead log starts over (its
+/// next writer writes from the top of the file) only when a write transaction begins with
+/// everything in it copied; commits that keep coming while a pass syncs leave no such moment,
+/// and the file grows. Once it is `limitPages` long the thread runs a second passive pass (so
+/// little is left), then has the writer wait before its next batch (`giveWay`) while a
+/// `RESTART` checkpoint copies the rest and waits (up to its busy timeout) for readers to
+/// leave the old frames; the writer's next transaction starts the file over. Without the wait,
+/// a writer that begins batch after batch would leave the checkpoint's polling for the write
+/// lock no gap to take it in. A writer that outruns the checkpoints (twice the bound) waits
+/// for the next pass to end: the write-ahead log stays bounded unless a reader keeps it.
+final class Checkpointer: @unchecked Sendable {
+    private struct State {
+        var requested = false
+        var stopping = false
+        var restarting = false
+        /// Passes begun and passes finished so far.
+        var started = 0
+        var finished = 0
+    }
+
+    private let connection: SQLiteConnection
+    private let passPages: Int
+    private let limitPages: Int
+    private let state = ConditionLock(State())
+    /// What the writer waits on in `giveWay` (the lock's own condition wakes the thread).
+    private let writerMayGo: ConditionLock<State>.Condition
+    private var thread: OSThread?
+    /// Whether a restart wants the writer to wait: read before every batch, so the lock is
+    /// taken only when one does.
+    private let restarting = Atomic<Bool>(false)
+    let stats = Mutex(CheckpointStats())
+
+    /// The WAL hook's count, on the writer thread only: pages appended since the last wake, and
+    /// the log's length in pages after the last commit (a shorter one means it started over).
+    private var appendedSinceWake = 0
+    private var lastLogPages = 0
+    /// Set, on the writer thread, when a commit took the log to twice its bound (the writer
+    /// outpaces the checkpoints): before its next batch the writer waits for the end of the
+    /// pass this number counts, the next to begin, which restarts the log if readers let it.
+    private var waitForPass: Int?
+
+    /// Opens the checkpointer's own connection to `path` (a log in WAL mode, already migrated)
+    /// and starts its thread.
+    /// - Throws: what opening the connection throws; `.thread` when no thread can start.
+    init(path: String, synchronous: String, passPages: Int, limitPages: Int,
+         busyTimeoutMilliseconds: Int32 = 200) throws(SagaLaneError) {
+        self.passPages = passPages
+        self.limitPages = limitPages
+        writerMayGo = state.makeCondition()
+        connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
+        do throws(SagaLaneError) {
+            // Its checkpoints sync as the writer's would (a new connection's default is FULL).
+            try connection.execute("PRAGMA synchronous = \(synchronous)")
+            // A first read opens the connection's view of the write-ahead log.
+            _ = try connection.query("SELECT COUNT(*) FROM sqlite_master") { $0.int(0) }
+            // Bounds how long a restart waits, the writer waiting with it, for readers; one
+            // that times out is tried again at the next pass.
+            connection.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
+            thread = try OSThread(name: "sagalane-checkpoint", role: .other) { [self] in run() }
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Makes the writer's commits wake this checkpointer instead of checkpointing themselves.
+    /// Writer thread (or before the writer starts); undone by `detach`.
+    func attach(to writer: SQLiteConnection) throws(SagaLaneError) {
+        try writer.execute("PRAGMA wal_autocheckpoint = 0")
+        // A restart reuses the file from its top; one that a reader let grow far past the
+        // bound is cut back at the restart after.
+        let pageBytes = try writer.query("PRAGMA page_size") { $0.int(0) }.first ?? 4096
+        try writer.execute("PRAGMA journal_size_limit = \(2 * Int64(limitPages) * pageBytes)")
+        sqlite3_wal_hook(writer.db, { context, _, _, pages in
+            Unmanaged<Checkpointer>.fromOpaque(context!).takeUnretainedValue().logGrew(to: Int(pages))
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Removes the hook `attach` set; the writer must do so before this object goes.
+    func detach(from writer: SQLiteConnection) {
+        sqlite3_wal_hook(writer.db, nil, nil)
+    }
+
+    /// Writer thread, after each commit: `pages` is the write-ahead log's length.
+    private func logGrew(to pages: Int) {
+        appendedSinceWake += pages >= lastLogPages ? pages - lastLogPages : pages
+        lastLogPages = pages
+        let overrun = pages >= 2 * limitPages && waitForPass == nil
+        guard appendedSinceWake >= passPages || overrun else { return }
+        appendedSinceWake = 0
+        let (wake, next) = state.withLock { state -> (Bool, Int) in
+            defer { state.requested = true }
+            return (!state.requested, state.started + 1)
+        }
+        if overrun { waitForPass = next }
+        if wake { state.condition.signal() }
+    }
+
+    /// Writer thread, before it begins a batch: waits while a restart runs, or, when the log
+    /// passed twice its bound, for the next one.
+    func giveWay() {
+        if let pass = waitForPass {
+            waitForPass = nil
+            state.withLock(waitingOn: writerMayGo, until: { $0.finished >= pass || $0.stopping }) { _ in }
+        } else if restarting.load(ordering: .acquiring) {
+            state.withLock(waitingOn: writerMayGo, until: { !$0.restarting || $0.stopping }) { _ in }
+        }
+    }
+
+    /// Stops the thread, after the pass it is running, and closes the connection. Idempotent.
+    func stop() {
+        state.withLock { $0.stopping = true }
+        state.condition.signal()
+        writerMayGo.broadcast()
+        thread?.join()
+        thread = nil
+        connection.close()
+    }
+
+    private func run() {
+        while true {
+            let go = state.withLock(until: { $0.requested || $0.stopping }) { state -> Bool in
+                state.requested = false
+                if !state.stopping { state.started += 1 }
+                return !state.stopping
+            }
+            guard go else { return }
+            pass()
+            state.withLock { $0.finished += 1 }
+            writerMayGo.broadcast()
+        }
+    }
+
+    /// One passive checkpoint; a restart after it when the log is past its bound.
+    private func pass() {
+        let started = monotonicMicros()
+        let passive = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
+        let passed = monotonicMicros()
+        var restarted: Bool?, restartMicros = 0
+        if let pages = passive, pages >= limitPages {
+            _ = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
+            let held = monotonicMicros()
+            state.withLock { $0.restarting = true }
+            restarting.store(true, ordering: .releasing)
+            restarted = checkpoint(SQLITE_CHECKPOINT_RESTART) != nil
+            restarting.store(false, ordering: .releasing)
+            state.withLock { $0.restarting = false }
+            writerMayGo.broadcast()
+            restartMicros = monotonicMicros() - held
+        }
+        stats.withLock { stats in
+            stats.passes += 1
+            stats.passMicros.add(passed - started)
+            if let pages = passive { stats.largestLogPages = max(stats.largestLogPages, pages) } else { stats.failures += 1 }
+            if let restarted {
+                stats.restartMicros.add(restartMicros)
+                if restarted { stats.restarts += 1 } else { stats.failures += 1 }
+            }
+        }
+    }
+
+    /// Runs one checkpoint of `mode`.
+    /// - Returns: The write-ahead log's length in pages as the checkpoint found it, or `nil`
+    ///   when it failed or was busy.
+    private func checkpoint(_ mode: Int32) -> Int? {
+        var logPages: Int32 = 0, copied: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(connection.db, nil, mode, &logPages, &copied)
+        return rc == SQLITE_OK ? Int(logPages) : nil
+    }
+}
