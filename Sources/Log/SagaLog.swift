@@ -128,30 +128,18 @@ public final class SagaLog: Sendable {
     /// from the one before it (a step's success and the saga's next step). A record that
     /// cannot be queued (see `submit`) fails alone; the other is still written.
     public nonisolated(nonsending) func write(_ first: LogRecord, then second: LogRecord) async -> (Result<Int, SagaLaneError>, Result<Int, SagaLaneError>) {
-        guard let writer else {
-            let error = SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")
-            return (.failure(error), .failure(error))
-        }
         let results = ConditionLock<(Result<Int, SagaLaneError>?, Result<Int, SagaLaneError>?)>((nil, nil))
         // Unchecked, as in `write(_:)`: each completion runs exactly once, so one resume.
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            var items: [(GroupCommitWriter.Work, GroupCommitWriter.Completion)] = []
-            for (index, record) in [first, second].enumerated() {
-                let completion: GroupCommitWriter.Completion = { result in
+            submit(together: [first, second].enumerated().map { index, record in
+                (record, { result in
                     let done = results.withLock { state -> Bool in
                         if index == 0 { state.0 = result } else { state.1 = result }
                         return state.0 != nil && state.1 != nil
                     }
                     if done { continuation.resume() }
-                }
-                do throws(SagaLaneError) {
-                    try record.validate()
-                    items.append((.record(record), completion))
-                } catch {
-                    completion(.failure(error))
-                }
-            }
-            writer.submit(together: items)
+                })
+            })
         }
         return results.withLock { ($0.0!, $0.1!) }
     }
