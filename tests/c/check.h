@@ -338,6 +338,16 @@ static inline void kill9(pid_t pid) {
     EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+/* The crash tests' first act: puts the log's path for `name` in `path`, starts the child
+   (RUN_READY_CHILD), waits for its one readiness byte 'Y', and kills it with SIGKILL. */
+static inline void crash_ready_child(char *path, size_t size, const char *name) {
+    scratch_path(path, size, name);
+    char ready = 0;
+    pid_t pid = spawn_ready_child(path, &ready, 1);
+    EXPECT_EQ_INT(ready, 'Y');
+    kill9(pid);
+}
+
 /* Milliseconds of wall-clock time (the log's timestamps). */
 static inline int64_t wall_ms(void) {
     struct timespec ts;

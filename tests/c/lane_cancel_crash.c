@@ -67,11 +67,7 @@ static int reconstruct(void *userdata, const sl_job_record *record, sl_job *job)
 int main(int argc, char **argv) {
     RUN_READY_CHILD(argc, argv, child);
     char path[512];
-    scratch_path(path, sizeof path, "lane_cancel_crash.db");
-    char ready = 0;
-    pid_t pid = spawn_ready_child(path, &ready, 1);
-    EXPECT_EQ_INT(ready, 'Y');
-    kill9(pid);
+    crash_ready_child(path, sizeof path, "lane_cancel_crash.db");
 
     sl_runtime *rt = open_runtime(path, SL_CLOCK_SYSTEM);
     sl_lane_options options;

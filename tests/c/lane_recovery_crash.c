@@ -194,11 +194,7 @@ static void open_lanes(const char *path, int expected_reconstructed) {
 int main(int argc, char **argv) {
     RUN_READY_CHILD(argc, argv, child);
     char path[512];
-    scratch_path(path, sizeof path, "lane_recovery_crash.db");
-    char ready = 0;
-    pid_t pid = spawn_ready_child(path, &ready, 1);
-    EXPECT_EQ_INT(ready, 'Y');
-    kill9(pid);
+    crash_ready_child(path, sizeof path, "lane_recovery_crash.db");
 
     open_lanes(path, 3);
     mon_lock();
