@@ -63,6 +63,12 @@ public final class DialledPipeTarget: @unchecked Sendable {
     private func connected(_ connection: PipeConnection) {
         connection.onFrame = { [unowned self, unowned connection] frame in received(frame, on: connection) }
         connection.onWritable = { [unowned self] in target.flush() }
+        // An oversized frame cannot be skipped: the host hears why before the connection
+        // closes (and is dialled again), as the agent's own connections do.
+        connection.onFramingError = { [unowned self] error in
+            target.countBadFrame()
+            return Array(WireFrame.error(WireError(.frameTooLarge, "\(error); the connection closes")).serialized.utf8)
+        }
         connection.onClose = { [unowned self, unowned connection] reason in
             if handshaking === connection { endHandshake() }
             target.detach(connection, reason: "connection to \(path) closed: \(reason)")

@@ -73,6 +73,35 @@ struct PipeTargetTests {
         #expect(try rt.pipeTargetStatus(named: "nothing") == nil)
     }
 
+    /// A host that sends a frame over the bound is told so in an error frame; that connection
+    /// closes, the runtime dials again, and the next connection works.
+    @Test func anOversizedFrameFromTheHostIsAnsweredAndTheTargetDialsAgain() throws {
+        let dir = TemporaryDirectory()
+        let host = try FakeHost(path: dir.file("host.sock"))
+        let rt = try runtime(dir)
+        defer { rt.close() }
+        let connection = PipeConnectionOptions(maxFrameSize: 4096)
+        try rt.connectTarget(named: "host", path: host.listener.path,
+                             options: PipeTargetOptions(reconnect: fastReconnect, connection: connection))
+        try rt.start()
+        _ = try host.accept()
+        try eventually { try rt.pipeTargetStatus(named: "host")?.connected == true }
+        try host.connection!.send("{\"type\":\"event\",\"pad\":\"" + String(repeating: "x", count: 8192) + "\"}")
+        let answer = try host.frame()
+        guard case .error(let code, let message, _) = answer.message else {
+            Issue.record("expected an error frame, got \(answer.serialized)")
+            return
+        }
+        #expect(code == WireErrorCode.frameTooLarge.name && message.contains("the connection closes"), "\(answer.serialized)")
+        #expect(try host.connection!.readFrame(timeoutMilliseconds: 10_000) == nil)  // closed by the runtime
+        #expect(try rt.pipeTargetStatus(named: "host")?.badFrames == 1)
+        _ = try host.accept()
+        let id = try rt.startSaga(name: "script", input: ScriptSaga.input([("host", ["cmd": "A"], "Done")]))
+        let command = try #require(try host.command())
+        try host.answer(command.sagaID, command.step)
+        #expect(try rt.waitForSaga(id: id, timeoutMilliseconds: 10_000).state == .completed)
+    }
+
     @Test func aHostThatRestartsGetsTheCommandsThatWaitedInOrder() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("host.sock")
