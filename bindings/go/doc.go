@@ -24,8 +24,8 @@
 // # Contexts
 //
 // Every method that may block takes a context.Context first: Open, Start, Shutdown,
-// AdvanceTime, StartSaga, WaitSaga, CancelSaga, CreateLane, Submit, SubmitAndWait, the log's
-// reads and Vacuum.
+// AdvanceTime, StartSaga, WaitSaga, CancelSaga, CreateLane, Submit, SubmitBatch,
+// SubmitAndWait, the log's reads and Vacuum. SubmitAsync does not block, and takes none.
 // A context already done calls nothing and returns an error that is both ErrCanceled and the
 // context's error. When the context ends while the method waits, SubmitAndWait gives up on
 // its job (a queued job never runs; a running one sees its own context done). The C API
@@ -48,12 +48,13 @@
 //     the runtime's event loop thread, one at a time. They must return quickly: hand slow
 //     work to a lane.
 //   - SagaType.New: the goroutine that calls StartSaga, or the loop thread for a trigger.
-//   - Subscribe's function: the subscription's own delivery thread, one event at a time, in
-//     order.
+//   - Subscribe's and SubscribeLifecycle's functions: the subscription's own delivery thread,
+//     one event at a time, in order.
 //   - A Job's Run and a lane's command handler (JobFunc): one of the lane's worker threads;
 //     they may block.
-//   - Submit's done function, and LaneOptions.OnRecovered: a sagalane thread (a worker, the
-//     log writer or the loop). They must return quickly.
+//   - Submit's (and SubmitBatch's, SubmitAsync's) done function, SubmitAsync's queued
+//     function, and LaneOptions.OnRecovered: a sagalane thread (a worker, the log writer or
+//     the loop). They must return quickly.
 //   - LaneOptions.Reconstruct: a sagalane thread, during CreateLane, which waits for it.
 //   - Options.OnPanic: the thread of the callback that panicked.
 //
