@@ -605,6 +605,8 @@ SL_EXPORT int sl_saga_types_load(sl_runtime *rt, const char *json_text, int *loa
  * handed out twice (a vacuum included). The saga's `start` runs on the loop before the row is
  * durable, so that the first step it issues is written in the same commit (a crash before
  * that commit leaves neither); SagaStarted and that step's dispatch follow the commit.
+ * tests/c/saga_recovery_crash.c kills a process with SIGKILL after such returns: every saga
+ * whose id was handed out is in the log with its step, and new ids continue after them.
  *
  * At most a bounded number of sagas wait for their running row at once (1024); past that it
  * fails at once with SL_EAGAIN rather than let a burst pile up (sl_saga_start_ex can wait for

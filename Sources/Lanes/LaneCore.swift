@@ -66,9 +66,8 @@ final class LaneCore: Sendable {
     func submit(_ job: LaneJob, waiter: WaiterLink? = nil,
                 onQueued: @escaping @Sendable (Result<LaneSubmission, SagaLaneError>) -> Void,
                 onComplete: @escaping @Sendable (LaneJobCompletion) -> Void) -> Entry? {
-        var rows: [LaneJournal.QueuedRow] = []
-        let entry = admit(job, waiter: waiter, onQueued: onQueued, onComplete: onComplete, rows: &rows)
-        journal.writeQueued(rows)
+        let (entry, row) = admit(job, waiter: waiter, onQueued: onQueued, onComplete: onComplete)
+        if let row { journal.writeQueued(row) }
         return entry
     }
 
@@ -76,21 +75,17 @@ final class LaneCore: Sendable {
     /// took in one group commit.
     func submit(batch jobs: [(job: LaneJob, onComplete: @Sendable (LaneJobCompletion) -> Void)],
                 onQueued: @escaping @Sendable (Int, Result<LaneSubmission, SagaLaneError>) -> Void) {
-        var rows: [LaneJournal.QueuedRow] = []
-        rows.reserveCapacity(jobs.count)
-        for (index, item) in jobs.enumerated() {
-            admit(item.job, waiter: nil, onQueued: { onQueued(index, $0) }, onComplete: item.onComplete, rows: &rows)
+        let rows = jobs.enumerated().compactMap { index, item in
+            admit(item.job, waiter: nil, onQueued: { onQueued(index, $0) }, onComplete: item.onComplete).row
         }
-        journal.writeQueued(rows)
+        journal.writeQueued(together: rows)
     }
 
-    /// Takes `job` into the lane's table; for a persisted lane, adds its queued row to `rows`
-    /// (written by the caller), else queues it at once.
-    @discardableResult
+    /// Takes `job` into the lane's table: for a persisted lane, returns its queued row for the
+    /// caller to write; an in-memory lane queues it at once.
     private func admit(_ job: LaneJob, waiter: WaiterLink?,
                        onQueued: @escaping @Sendable (Result<LaneSubmission, SagaLaneError>) -> Void,
-                       onComplete: @escaping @Sendable (LaneJobCompletion) -> Void,
-                       rows: inout [LaneJournal.QueuedRow]) -> Entry? {
+                       onComplete: @escaping @Sendable (LaneJobCompletion) -> Void) -> (entry: Entry?, row: LaneJournal.QueuedRow?) {
         let id = job.id.isEmpty ? madeUpID() : job.id
         let entry = Entry(job: job, key: JobKey(id), onComplete: onComplete, attempt: 1, state: .persisting)
         let persisted = self.persisted
@@ -123,16 +118,16 @@ final class LaneCore: Sendable {
         switch admitted {
         case .failure(let error):
             onQueued(.failure(error))
-            return nil
+            return (nil, nil)
         case .success(let submission?) where submission.duplicate:
             onQueued(.success(submission))
-            return nil
+            return (nil, nil)
         case .success(let submission?):
             onQueued(.success(submission))
+            return (entry, nil)
         case .success(nil):
-            rows.append(LaneJournal.QueuedRow(job: job, id: id) { [self] result in queuedRowWritten(entry, result, onQueued: onQueued) })
+            return (entry, LaneJournal.QueuedRow(job: job, id: id) { [self] result in queuedRowWritten(entry, result, onQueued: onQueued) })
         }
-        return entry
     }
 
     /// The job's queued row is durable (or was refused): queue it, unless it was cancelled or

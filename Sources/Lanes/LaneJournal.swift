@@ -19,12 +19,13 @@ struct LaneJournal: Sendable {
         let written: Written
     }
 
+    func writeQueued(_ row: QueuedRow) {
+        write(queuedRecord(row), row.written)
+    }
+
     /// Writes the queued rows of admitted jobs, in one group commit together.
-    func writeQueued(_ rows: [QueuedRow]) {
-        guard let log, rows.count > 1 else {
-            for row in rows { write(queuedRecord(row), row.written) }
-            return
-        }
+    func writeQueued(together rows: [QueuedRow]) {
+        guard let log else { return rows.forEach(writeQueued) }
         log.submit(together: rows.map { (queuedRecord($0), $0.written) })
     }
 
