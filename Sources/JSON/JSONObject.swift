@@ -227,10 +227,10 @@ extension JSONObject: CustomStringConvertible {
 
 /// Comparisons of strings by their UTF-8 bytes (equivalently, their Unicode scalars), which
 /// is what names in JSON mean; `String`'s own operators compare by canonical equivalence.
-enum JSONKey {
+package enum JSONKey {
     /// Negative, zero or positive as `a`'s UTF-8 bytes sort before, equal or after `b`'s.
     @inline(__always)
-    static func compare(_ a: String, _ b: String) -> Int {
+    package static func compare(_ a: String, _ b: String) -> Int {
         let fast = a.utf8.withContiguousStorageIfAvailable { pa in
             b.utf8.withContiguousStorageIfAvailable { pb -> Int in
                 let common = min(pa.count, pb.count)

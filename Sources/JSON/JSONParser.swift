@@ -41,6 +41,9 @@ private struct JSONParser {
     let maxDepth: Int
     var position = 0
     var depth = 0
+    /// The members of the objects being parsed, innermost last: each object's are copied out
+    /// once into an array of exactly their count, instead of growing one array per object.
+    var pendingMembers: [JSONObject.Member] = []
 
     init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
@@ -143,7 +146,7 @@ private struct JSONParser {
         position += 1
         // Members in the order written; `JSONObject(unsorted:)` sorts them by name and keeps the
         // last of a repeated name.
-        var members: [JSONObject.Member] = []
+        let base = pendingMembers.count
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -162,7 +165,8 @@ private struct JSONParser {
             }
             position += 1
             skipWhitespace()
-            members.append(JSONObject.Member(key: key, value: try parseValue()))
+            let value = try parseValue()
+            pendingMembers.append(JSONObject.Member(key: key, value: value))
             skipWhitespace()
             guard position < bytes.count else { throw error("unterminated object: expected ',' or '}'") }
             switch bytes[position] {
@@ -170,6 +174,8 @@ private struct JSONParser {
             case UInt8(ascii: "}"):
                 position += 1
                 depth -= 1
+                let members = Array(pendingMembers[base...])
+                pendingMembers.removeSubrange(base...)
                 return .object(JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }

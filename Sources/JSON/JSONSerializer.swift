@@ -11,7 +11,7 @@ extension JSON {
         return out.finish()
     }
 
-    private func serialize(into out: inout JSONWriter) {
+    package func serialize(into out: inout JSONWriter) {
         switch self {
         case .null:
             JSON.append("null", to: &out)
@@ -52,11 +52,11 @@ extension JSON {
     }
 
     @inline(__always)
-    private static func append(_ literal: StaticString, to out: inout JSONWriter) {
+    package static func append(_ literal: StaticString, to out: inout JSONWriter) {
         out.append(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 
-    private static func writeInteger(_ value: Int64, to out: inout JSONWriter) {
+    package static func writeInteger(_ value: Int64, to out: inout JSONWriter) {
         if value >= 0 && value < 10 {
             out.append(0x30 &+ UInt8(truncatingIfNeeded: value))
             return
@@ -75,24 +75,39 @@ extension JSON {
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    private static func writeString(_ s: String, to out: inout JSONWriter) {
-        out.append(UInt8(ascii: "\""))
-        let done: Void? = s.utf8.withContiguousStorageIfAvailable { writeEscaped($0, to: &out) }
-        if done == nil { writeEscaped(Array(s.utf8), to: &out) }
-        out.append(UInt8(ascii: "\""))
+    package static func writeString(_ s: String, to out: inout JSONWriter) {
+        var s = s
+        s.withUTF8 { writeQuoted($0, to: &out) }
     }
 
-    private static func writeEscaped(_ bytes: [UInt8], to out: inout JSONWriter) {
-        bytes.withUnsafeBufferPointer { writeEscaped($0, to: &out) }
+    @inline(__always)
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+
+    /// `bytes` in quotes. Most strings need no escape: those are found by one scan and copied
+    /// in one go.
+    private static func writeQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout JSONWriter) {
+        var clean = 0
+        while clean < bytes.count && !needsEscape(bytes[clean]) { clean += 1 }
+        out.reserve(bytes.count + 2)
+        out.appendReserved(UInt8(ascii: "\""))
+        if clean == bytes.count {
+            out.append(bytes)
+        } else {
+            writeEscaped(bytes, from: clean, to: &out)
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     /// Copies runs of bytes that need no escape in one go; only '"', '\' and C0 controls do.
-    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout JSONWriter) {
+    /// The bytes before `start` need none.
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to out: inout JSONWriter) {
         var runStart = 0
-        var i = 0
+        var i = start
         while i < bytes.count {
             let byte = bytes[i]
-            if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+            if !needsEscape(byte) {
                 i += 1
                 continue
             }
@@ -121,12 +136,12 @@ extension JSON {
 }
 
 /// A growable byte buffer without the uniqueness check `Array.append` makes on every byte.
-private struct JSONWriter: ~Copyable {
+package struct JSONWriter: ~Copyable {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init() {
+    package init() {
         capacity = 256
         base = .allocate(capacity: capacity)
     }
@@ -134,7 +149,7 @@ private struct JSONWriter: ~Copyable {
     deinit { base.deallocate() }
 
     @inline(__always)
-    mutating func reserve(_ n: Int) {
+    package mutating func reserve(_ n: Int) {
         if count + n > capacity { grow(count + n) }
     }
 
@@ -149,7 +164,7 @@ private struct JSONWriter: ~Copyable {
     }
 
     @inline(__always)
-    mutating func append(_ byte: UInt8) {
+    package mutating func append(_ byte: UInt8) {
         reserve(1)
         base[count] = byte
         count += 1
@@ -157,25 +172,25 @@ private struct JSONWriter: ~Copyable {
 
     /// After `reserve`.
     @inline(__always)
-    mutating func appendReserved(_ byte: UInt8) {
+    package mutating func appendReserved(_ byte: UInt8) {
         base[count] = byte
         count += 1
     }
 
     @inline(__always)
-    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+    package mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return }
         reserve(bytes.count)
         (base + count).update(from: source, count: bytes.count)
         count += bytes.count
     }
 
-    mutating func reverseTail(from start: Int) {
+    package mutating func reverseTail(from start: Int) {
         var tail = UnsafeMutableBufferPointer(start: base + start, count: count - start)
         tail.reverse()
     }
 
-    consuming func finish() -> String {
+    package consuming func finish() -> String {
         if count == 0 { return "" }
         return String(unsafeUninitializedCapacity: count) { target in
             target.baseAddress!.update(from: base, count: count)

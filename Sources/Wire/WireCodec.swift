@@ -10,22 +10,31 @@ private struct FieldReader {
     let members: JSONObject
     let type: String
     let id: JSON?
-    /// The keys read, "type" and "id" included.
-    private var taken: [String] = ["type", "id"]
+    /// The members read, by position ("type" and "id" included). A member past the 64th is
+    /// never marked, which is right: no message reads that many fields, so the first member
+    /// left unread is always among the first 64.
+    private var taken: UInt64 = 0
 
     init(members: JSONObject, type: String, id: JSON?) {
         self.members = members
         self.type = type
         self.id = id
+        mark("type")
+        mark("id")
     }
 
     func error(_ code: WireErrorCode, _ message: String) -> WireError {
         WireError(code, message, id: id, about: type)
     }
 
+    private mutating func mark(_ key: String) {
+        if let index = members.index(forKey: key), index < 64 { taken |= 1 << UInt64(index) }
+    }
+
     private mutating func take(_ key: String) -> JSON? {
-        taken.append(key)
-        return members[key]
+        guard let index = members.index(forKey: key) else { return nil }
+        if index < 64 { taken |= 1 << UInt64(index) }
+        return members.values[index]
     }
 
     mutating func value(_ key: String) -> JSON? { take(key) }
@@ -99,13 +108,13 @@ private struct FieldReader {
     }
 
     /// Takes every field (a message whose fields are free, `ok`).
-    mutating func takeAll() { taken = Array(members.keys) }
+    mutating func takeAll() { taken = ~0 }
 
-    /// Fails for a field that was not read (the first in sorted order).
+    /// Fails for a field that was not read (the first in the order of names).
     func finish() throws(WireError) {
-        guard members.keys.contains(where: { !taken.contains($0) }) else { return }
-        let field = members.keys.filter { !taken.contains($0) }.sorted()[0]
-        throw error(.unknownField, "\(type) has no field \"\(field)\"")
+        let unread = ~taken & (members.count >= 64 ? ~0 : (1 << UInt64(members.count)) - 1)
+        guard unread != 0 else { return }
+        throw error(.unknownField, "\(type) has no field \"\(members.keys[unread.trailingZeroBitCount])\"")
     }
 }
 

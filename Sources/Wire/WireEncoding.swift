@@ -2,16 +2,15 @@ import SagaLaneJSON
 import SagaLaneSupport
 
 extension WireFrame {
-    /// The frame as the JSON object sent on the wire.
-    public var json: JSON {
-        var object = message.fields
-        object["type"] = .string(message.type)
-        if let id { object["id"] = id }
-        return .object(JSONObject(object))
+    /// The frame's text (one line, no newline: JSON text never holds a raw newline). Written
+    /// straight from the message, members in the order of their names, which is the text
+    /// `JSON.serialized` gives for the same object: a frame is serialized once per send, so
+    /// it builds no `JSONObject` on the way.
+    public var serialized: String {
+        var writer = FrameWriter(id: id, type: message.type)
+        message.write(to: &writer)
+        return writer.finish()
     }
-
-    /// The frame's text (one line, no newline: JSON text never holds a raw newline).
-    public var serialized: String { json.serialized }
 
     /// An error frame answering `error`'s request, if it had an id.
     public static func error(_ error: WireError) -> WireFrame {
@@ -24,108 +23,187 @@ extension WireFrame {
     }
 }
 
-private func int(_ value: UInt64) -> JSON { .int(Int64(bitPattern: value)) }
-private func int(_ value: Int) -> JSON { .int(Int64(value)) }
-private func int(_ value: UInt32) -> JSON { .int(Int64(value)) }
+/// A frame's members, given in the order of their names, with the envelope's `"id"` and
+/// `"type"` merged in where they sort.
+struct FrameWriter: ~Copyable {
+    private var object = JSONObjectWriter()
+    private var id: JSON?
+    private var type: String?
+
+    init(id: JSON?, type: String) {
+        self.id = id
+        self.type = type
+    }
+
+    /// Writes the envelope's members that sort before a field: `sortsBefore(envelopeName)`
+    /// says whether one does.
+    private mutating func envelope(_ sortsBefore: (StaticString) -> Bool) {
+        if let id, sortsBefore("id") {
+            object.member("id", id)
+            self.id = nil
+        }
+        if let type, sortsBefore("type") {
+            object.member("type", string: type)
+            self.type = nil
+        }
+    }
+
+    private mutating func envelope(before name: StaticString) {
+        envelope { JSONObjectWriter.order($0, name) < 0 }
+    }
+
+    mutating func field(_ name: StaticString, _ value: JSON) {
+        envelope(before: name)
+        object.member(name, value)
+    }
+
+    mutating func field(_ name: StaticString, _ value: String) {
+        envelope(before: name)
+        object.member(name, string: value)
+    }
+
+    mutating func field(_ name: StaticString, _ value: some BinaryInteger) {
+        envelope(before: name)
+        object.member(name, int: Int64(truncatingIfNeeded: value))
+    }
+
+    mutating func field(_ name: StaticString, _ names: [String]) {
+        envelope(before: name)
+        object.member(name, strings: names)
+    }
+
+    /// Optional fields are left out when absent.
+    mutating func field(_ name: StaticString, _ value: String?) {
+        if let value { field(name, value) }
+    }
+
+    mutating func field<Integer: BinaryInteger>(_ name: StaticString, _ value: Integer?) {
+        if let value { field(name, value) }
+    }
+
+    /// A field whose name is only known at run time (a reply's result fields).
+    mutating func field(named name: String, _ value: JSON) {
+        envelope { JSONKey.compare("\($0)", name) < 0 }
+        object.member(named: name, value)
+    }
+
+    consuming func finish() -> String {
+        envelope { _ in true }
+        return object.finish()
+    }
+}
 
 extension WireMessage {
-    /// The message's fields, `"type"` and `"id"` aside.
-    public var fields: [String: JSON] {
+    /// Writes the message's fields, `"type"` and `"id"` aside, in the order of their names.
+    func write(to w: inout FrameWriter) {
         switch self {
         case .hello(let version, let name, let targets):
-            var o: [String: JSON] = ["version": int(version)]
-            if let name { o["name"] = .string(name) }
-            if !targets.isEmpty { o["targets"] = .array(targets.map { .string($0) }) }
-            return o
+            w.field("name", name)
+            if !targets.isEmpty { w.field("targets", targets) }
+            w.field("version", version)
         case .welcome(let version, let server, let maxFrame):
-            return ["version": int(version), "server": .string(server), "max_frame": int(maxFrame)]
+            w.field("max_frame", maxFrame)
+            w.field("server", server)
+            w.field("version", version)
         case .ok(let fields):
-            return fields
+            for (name, value) in JSONObject(fields) where name != "id" && name != "type" { w.field(named: name, value) }
         case .error(let code, let message, let about):
-            var o: [String: JSON] = ["code": .string(code), "message": .string(message)]
-            if let about { o["about"] = .string(about) }
-            return o
+            w.field("about", about)
+            w.field("code", code)
+            w.field("message", message)
         case .ping, .unsubscribe, .agentStats:
-            return [:]
+            break
         case .targetRegister(let names), .targetUnregister(let names):
-            return ["names": .array(names.map { .string($0) })]
+            w.field("names", names)
         case .command(let target, let sagaID, let step, let command):
-            return ["target": .string(target), "saga_id": int(sagaID), "step": int(step), "command": command]
+            w.field("command", command)
+            w.field("saga_id", sagaID)
+            w.field("step", step)
+            w.field("target", target)
         case .stepDone(let sagaID, let step, let event, let payload):
-            return ["saga_id": int(sagaID), "step": int(step), "event": .string(event), "payload": payload]
+            w.field("event", event)
+            w.field("payload", payload)
+            w.field("saga_id", sagaID)
+            w.field("step", step)
         case .stepFailed(let sagaID, let step, let reason):
-            return ["saga_id": int(sagaID), "step": int(step), "reason": .string(reason)]
+            w.field("reason", reason)
+            w.field("saga_id", sagaID)
+            w.field("step", step)
         case .publish(let event, let sagaID, let payload):
-            var o: [String: JSON] = ["event": .string(event), "payload": payload]
-            if let sagaID { o["saga_id"] = int(sagaID) }
-            return o
+            w.field("event", event)
+            w.field("payload", payload)
+            w.field("saga_id", sagaID)
         case .subscribe(let events, let after):
-            var o: [String: JSON] = [:]
+            w.field("after", after)
             switch events {
             case .lifecycle: break
-            case .all: o["events"] = "*"
-            case .types(let types): o["events"] = .array(types.sorted().map { .string($0) })
+            case .all: w.field("events", "*")
+            case .types(let types): w.field("events", types.sorted())
             }
-            if let after { o["after"] = int(after) }
-            return o
         case .event(let event, let sagaID, let payload, let version):
-            var o: [String: JSON] = ["event": .string(event), "payload": payload, "version": int(version)]
-            if let sagaID { o["saga_id"] = int(sagaID) }
-            return o
+            w.field("event", event)
+            w.field("payload", payload)
+            w.field("saga_id", sagaID)
+            w.field("version", version)
         case .lagged(let missed):
-            return ["missed": int(missed)]
+            w.field("missed", missed)
         case .sagaStart(let saga, let input, let key):
-            var o: [String: JSON] = ["saga": .string(saga), "input": input]
-            if let key { o["idempotency_key"] = .string(key) }
-            return o
+            w.field("idempotency_key", key)
+            w.field("input", input)
+            w.field("saga", saga)
         case .sagaCancel(let sagaID, let reason):
-            var o: [String: JSON] = ["saga_id": int(sagaID)]
-            if let reason { o["reason"] = .string(reason) }
-            return o
+            w.field("reason", reason)
+            w.field("saga_id", sagaID)
         case .sagaWait(let sagaID, let timeout):
-            var o: [String: JSON] = ["saga_id": int(sagaID)]
-            if let timeout { o["timeout_ms"] = int(timeout) }
-            return o
+            w.field("saga_id", sagaID)
+            w.field("timeout_ms", timeout)
         case .sagaGet(let sagaID):
-            return ["saga_id": int(sagaID)]
+            w.field("saga_id", sagaID)
         case .laneCreate(let lane, let maxConcurrent):
-            return ["lane": .string(lane), "max_concurrent": int(maxConcurrent)]
+            w.field("lane", lane)
+            w.field("max_concurrent", maxConcurrent)
         case .laneSubmit(let submit):
-            var o: [String: JSON] = ["lane": .string(submit.lane), "payload": submit.payload]
-            if !submit.jobID.isEmpty { o["job_id"] = .string(submit.jobID) }
-            if submit.priority != 0 { o["priority"] = int(submit.priority) }
+            if !submit.jobID.isEmpty { w.field("job_id", submit.jobID) }
+            w.field("lane", submit.lane)
+            if submit.notify { w.field("notify", JSON.bool(true)) }
+            w.field("payload", submit.payload)
+            if submit.priority != 0 { w.field("priority", submit.priority) }
+            w.field("reservation_ms", submit.reservationMilliseconds)
             if let retry = submit.retry {
-                o["retry"] = ["max_attempts": int(retry.maxAttempts), "backoff_ms": int(retry.backoffMilliseconds)]
+                w.field("retry", ["backoff_ms": .int(Int64(retry.backoffMilliseconds)), "max_attempts": .int(Int64(retry.maxAttempts))])
             }
-            if let reservation = submit.reservationMilliseconds { o["reservation_ms"] = int(reservation) }
-            if submit.notify { o["notify"] = true }
-            return o
         case .laneCancel(let lane, let jobID):
-            return ["lane": .string(lane), "job_id": .string(jobID)]
+            w.field("job_id", jobID)
+            w.field("lane", lane)
         case .laneJob(let jobID):
-            return ["job_id": .string(jobID)]
+            w.field("job_id", jobID)
         case .laneJobs(let lane, let state, let limit):
-            var o: [String: JSON] = [:]
-            if let lane { o["lane"] = .string(lane) }
-            if let state { o["state"] = .string(state) }
-            if let limit { o["limit"] = int(limit) }
-            return o
+            w.field("lane", lane)
+            w.field("limit", limit)
+            w.field("state", state)
         case .laneStats(let lane):
-            return ["lane": .string(lane)]
+            w.field("lane", lane)
         case .laneJobEnded(let lane, let jobID, let state, let result, let error, let attempts):
-            var o: [String: JSON] = ["lane": .string(lane), "job_id": .string(jobID), "state": .string(state),
-                                     "attempts": int(attempts)]
-            if let result { o["result"] = result }
-            if let error { o["error"] = .string(error) }
-            return o
+            w.field("attempts", attempts)
+            w.field("error", error)
+            w.field("job_id", jobID)
+            w.field("lane", lane)
+            if let result { w.field("result", result) }
+            w.field("state", state)
         case .workerRegister(let lane, let capacity):
-            return ["lane": .string(lane), "capacity": int(capacity)]
+            w.field("capacity", capacity)
+            w.field("lane", lane)
         case .job(let lane, let jobID, let attempt, let payload):
-            return ["lane": .string(lane), "job_id": .string(jobID), "attempt": int(attempt), "payload": payload]
+            w.field("attempt", attempt)
+            w.field("job_id", jobID)
+            w.field("lane", lane)
+            w.field("payload", payload)
         case .jobDone(let jobID, let result):
-            return ["job_id": .string(jobID), "result": result]
+            w.field("job_id", jobID)
+            w.field("result", result)
         case .jobFailed(let jobID, let error):
-            return ["job_id": .string(jobID), "error": .string(error)]
+            w.field("error", error)
+            w.field("job_id", jobID)
         }
     }
 }

@@ -11,12 +11,23 @@ import SagaLaneScriptSaga
 /// The command frames the agent writes to a host, and the host's answers: the same texts in
 /// every mode, so the modes differ only in what reads and writes them.
 func commandFrame(_ n: Int) -> String {
-    WireFrame(.command(target: "host", sagaID: UInt64(n), step: 0,
-                       command: ["op": "charge", "cents": .int(Int64(n % 1000)), "saga_id": .int(Int64(n)), "step": 0])).serialized
+    commandFrame(n, command: command(n))
 }
 
+/// The command of frame `n`, as a saga's step holds it before a pipe target sends it.
+func command(_ n: Int) -> JSON {
+    ["op": "charge", "cents": .int(Int64(n % 1000)), "saga_id": .int(Int64(n)), "step": 0]
+}
+
+func commandFrame(_ n: Int, command: JSON) -> String {
+    WireFrame(.command(target: "host", sagaID: UInt64(n), step: 0, command: command)).serialized
+}
+
+/// The answer's payload, as a host holds it before it answers.
+private let answerPayload: JSON = ["receipt": "r-0000001"]
+
 func answerFrame(sagaID: UInt64, step: UInt32) -> String {
-    WireFrame(.stepDone(sagaID: sagaID, step: step, event: "Charged", payload: ["receipt": "r-0000001"])).serialized
+    WireFrame(.stepDone(sagaID: sagaID, step: step, event: "Charged", payload: answerPayload)).serialized
 }
 
 // MARK: Spawning
@@ -95,15 +106,18 @@ private final class CommandStream: @unchecked Sendable {
     var sent = 0
     var answered = 0
     var begin = ContinuousClock.now
-    /// Framing only: the frames' texts, made up front as the raw stream's are. With `parse`
-    /// each command is serialized as it is sent, as a pipe target does at dispatch.
+    /// Framing only: the frames' texts, made up front as the raw stream's are.
     let prepared: [[UInt8]]
+    /// With `parse`: the commands, made up front as a saga's steps hold them; each frame is
+    /// serialized as it is sent, as a pipe target does at dispatch.
+    let commands: [JSON]
 
     init(loop: EventLoop, n: Int, parse: Bool) {
         self.loop = loop
         self.n = n
         self.parse = parse
         prepared = parse ? [] : (1...n).map { Array(commandFrame($0).utf8) }
+        commands = parse ? (1...n).map { command($0) } : []
     }
 
     func listen(path: String) throws(SagaLaneError) {
@@ -129,7 +143,7 @@ private final class CommandStream: @unchecked Sendable {
                 sent += 1
                 let queued: Bool
                 if parse {
-                    queued = (try? connection.send(commandFrame(sent))) != nil
+                    queued = (try? connection.send(commandFrame(sent, command: commands[sent - 1]))) != nil
                 } else {
                     queued = prepared[sent - 1].withUnsafeBytes { bytes in (try? connection.send(bytes)) != nil }
                 }
@@ -233,11 +247,12 @@ private func measureMessageCosts(n: Int) -> (serialize: Int, parse: Int, answerS
         if sink == -1 { print("") }
         return Int(elapsed / .nanoseconds(1)) / n
     }
-    let command = Array(commandFrame(12345).utf8)
+    let commandText = Array(commandFrame(12345).utf8)
     let answer = Array(answerFrame(sagaID: 12345, step: 0).utf8)
-    let serialize = time { (1...n).reduce(0) { $0 &+ commandFrame($1).utf8.count } }
+    let commands = (1...n).map { command($0) }
+    let serialize = time { (1...n).reduce(0) { $0 &+ commandFrame($1, command: commands[$1 - 1]).utf8.count } }
     let parse = time {
-        command.withUnsafeBytes { bytes in (0..<n).reduce(0) { total, _ in total &+ ((try? WireFrame.parse(bytes)) != nil ? 1 : 0) } }
+        commandText.withUnsafeBytes { bytes in (0..<n).reduce(0) { total, _ in total &+ ((try? WireFrame.parse(bytes)) != nil ? 1 : 0) } }
     }
     let answerSerialize = time { (1...n).reduce(0) { $0 &+ answerFrame(sagaID: UInt64($1), step: 0).utf8.count } }
     let answerParse = time {
@@ -339,6 +354,12 @@ private func makeLogOfTerminalSagas(_ path: String, count n: Int) throws {
 // MARK: The benchmark
 
 func runAgentBench(directory: String, commands: Int, sagas: Int, terminalSagas: Int) async throws {
+    try runWireBench(directory: directory, commands: commands)
+    try await runAgentSagaBench(directory: directory, sagas: sagas, terminalSagas: terminalSagas)
+}
+
+/// The protocol's figures alone (`sagalane-bench wire`): no log, no runtime.
+func runWireBench(directory: String, commands: Int) throws {
     print("agent: \(commands) command frames to a process over a Unix socket, answered with step.done, pipelined;")
     print("       baseline: the same bytes both ways over a plain socket (no event loop, framing or JSON), same run;")
     print("       raw and framing best of 3")
@@ -356,7 +377,9 @@ func runAgentBench(directory: String, commands: Int, sagas: Int, terminalSagas: 
     let costs = measureMessageCosts(n: min(commands, 200_000))
     print("  where the protocol's time goes, per frame in one process: command serialized \(costs.serialize) ns, "
           + "parsed \(costs.parse) ns; answer serialized \(costs.answerSerialize) ns, parsed \(costs.answerParse) ns")
+}
 
+private func runAgentSagaBench(directory: String, sagas: Int, terminalSagas: Int) async throws {
     print("agent: \(sagas) two-step sagas started by a host process through the agent and answered by it, 256 in flight;")
     print("       baseline: the same sagas in process with an echoing callback target, same run")
     for durability in Durability.allCases {

@@ -5,6 +5,7 @@
 //                  [--commands N] [--terminal-sagas N]
 //   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
 //   sagalane-bench recovery-only [--policy mark_failed|resume]   the recovery figures alone (for perf)
+//   sagalane-bench wire [--commands N]    the protocol's figures alone (no log)
 //   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
 import SagaLane
@@ -26,7 +27,7 @@ var index = 0
 }
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "counted", "all":
+    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "wire", "counted", "all":
         what = arguments[index]
     case "--policy" where index + 1 < arguments.count:
         index += 1
@@ -47,6 +48,7 @@ while index < arguments.count {
         print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("       sagalane-bench recovery-only [--policy mark_failed|resume]   (the recovery figures alone, for perf)")
+        print("       sagalane-bench wire [--commands N]   (the protocol's figures alone, no log)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
     default:
@@ -84,6 +86,9 @@ Task.detached { [what, directory, sagas, burst, commands, terminalSagas, policie
         }
         if what == "agent" || what == "all" {
             try await runAgentBench(directory: directory, commands: commands, sagas: sagas, terminalSagas: terminalSagas)
+        }
+        if what == "wire" {
+            try runWireBench(directory: directory, commands: commands)
         }
         if what == "sequential" {
             try await runSequentialSagas(directory: directory)

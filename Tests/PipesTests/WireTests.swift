@@ -55,6 +55,8 @@ import Testing
         WireFrame(.jobDone(jobID: "j", result: ["ok": true])),
         WireFrame(.jobFailed(jobID: "j", error: "boom")),
         WireFrame(id: 11, .agentStats),
+        .ok("r-\"1\"", ["a": 1, "caf\u{E9}": "line\nbreak", "zz": [true, .null]]),
+        WireFrame(.laneJobEnded(lane: "gpu", jobID: "j", state: "finished", result: ["n": 1.5], error: nil, attempts: 1)),
     ]
 
     @Test(arguments: samples)
@@ -62,6 +64,14 @@ import Testing
         let text = frame.serialized
         #expect(!text.utf8.contains(10))
         #expect(try parse(text) == frame)
+    }
+
+    /// Frames are written member by member, not through `JSONObject`: the text must still be
+    /// the one canonical form, members in the order of their names.
+    @Test(arguments: samples)
+    func everyFrameIsWrittenInCanonicalForm(_ frame: WireFrame) throws {
+        let text = frame.serialized
+        #expect(try JSON(parsing: text).serialized == text)
     }
 
     @Test func everyTypeHasADirection() {
