@@ -812,8 +812,10 @@ SL_EXPORT void sl_target_connect_options_init(sl_target_connect_options *options
  * after sl_runtime_start(); the connection closes with the runtime. The registration, the
  * connection and the commands waiting for it are in memory only: every command's step row is
  * durable before the command is sent or buffered, so after a SIGKILL the saga is unfinished in
- * the log and start-up recovery acts on it under its type's policy (a resumed step is sent
- * again under the same saga id and step; the agent's kill test covers the accepted form,
+ * the log and start-up recovery acts on it under its type's policy: under
+ * SL_RECOVERY_RESUME the step whose command was out is sent again, the same command under the
+ * same saga id and step, once the target connects again, and steps that were answered are
+ * not sent again (kill test: tests/c/target_connect_crash.c; the agent's accepted form:
  * Tests/AgentTests/AgentProcessTests.swift).
  * @param options NULL for the defaults.
  * @return 0, SL_EINVAL (empty or ':' name, path empty or too long, a field out of range),

@@ -3,97 +3,11 @@
    command frames and answers them with step.done. Then the host goes away and comes back:
    the commands issued meanwhile reach it in order. A target whose host never comes fails its
    saga once, "host unreachable", after buffer_expiry_ms. And the options are checked. */
-#include "check.h"
-
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include "host.h"
 
 static sl_runtime *rt;
 static char sock_dir[64];
 static char sock_path[128];
-
-/* ---- The host's side: frames over a blocking socket --------------------------------------- */
-
-typedef struct host {
-    int listen_fd;
-    int fd;
-    char buffer[65536];
-    size_t used;
-} host;
-
-static void host_listen(host *h) {
-    h->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    EXPECT(h->listen_fd >= 0);
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    strcpy(address.sun_path, sock_path);
-    unlink(sock_path);
-    EXPECT(bind(h->listen_fd, (struct sockaddr *)&address, sizeof address) == 0);
-    EXPECT(listen(h->listen_fd, 4) == 0);
-    h->fd = -1;
-    h->used = 0;
-}
-
-static void host_close(host *h) {
-    if (h->fd >= 0) close(h->fd);
-    close(h->listen_fd);
-    unlink(sock_path);
-    h->fd = h->listen_fd = -1;
-}
-
-/* The next line from the runtime (NUL-terminated in place), or NULL after `timeout_ms`. */
-static char *host_read_line(host *h, int timeout_ms) {
-    static char line[65536];
-    for (;;) {
-        char *newline = memchr(h->buffer, '\n', h->used);
-        if (newline) {
-            size_t length = (size_t)(newline - h->buffer);
-            memcpy(line, h->buffer, length);
-            line[length] = '\0';
-            memmove(h->buffer, newline + 1, h->used - length - 1);
-            h->used -= length + 1;
-            return line;
-        }
-        struct pollfd p = {.fd = h->fd, .events = POLLIN};
-        if (poll(&p, 1, timeout_ms) <= 0) return NULL;
-        ssize_t n = read(h->fd, h->buffer + h->used, sizeof h->buffer - h->used);
-        if (n <= 0) return NULL;
-        h->used += (size_t)n;
-    }
-}
-
-static void host_send(host *h, const char *text) {
-    size_t length = strlen(text);
-    EXPECT(write(h->fd, text, length) == (ssize_t)length);
-    EXPECT(write(h->fd, "\n", 1) == 1);
-}
-
-/* Accepts the runtime's connection and answers its hello naming target "host". */
-static void host_accept(host *h) {
-    struct pollfd p = {.fd = h->listen_fd, .events = POLLIN};
-    EXPECT(poll(&p, 1, WAIT_GUARD_SECONDS * 1000) == 1);
-    h->fd = accept(h->listen_fd, NULL, NULL);
-    EXPECT(h->fd >= 0);
-    char *hello = host_read_line(h, WAIT_GUARD_SECONDS * 1000);
-    EXPECT(hello != NULL);
-    EXPECT_CONTAINS(hello, "\"type\":\"hello\"");
-    EXPECT_CONTAINS(hello, "\"targets\":[\"host\"]");
-    EXPECT_CONTAINS(hello, "\"version\":1");
-    host_send(h, "{\"type\":\"welcome\",\"version\":1,\"server\":\"c host\",\"max_frame\":1048576}");
-}
-
-/* The integer after the last `"key":` in `line` (the top-level one: keys are sorted, and the
-   command object, which repeats saga_id and step, comes first). */
-static long long last_int(const char *line, const char *key) {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\":", key);
-    const char *found = NULL;
-    for (const char *at = strstr(line, pattern); at; at = strstr(at + 1, pattern)) found = at;
-    EXPECT(found != NULL);
-    return strtoll(found + strlen(pattern), NULL, 10);
-}
 
 /* Reads one command and answers it with step.done "Done"; returns its "n". */
 static long long host_answer(host *h) {
@@ -175,7 +89,7 @@ int main(void) {
     EXPECT_RC(sl_target_connect(rt, NULL, sock_path, NULL), SL_EINVAL);
 
     host h;
-    host_listen(&h);
+    host_listen(&h, sock_path);
     sl_target_connect_options_init(&options);
     options.reconnect_min_ms = 10;
     options.reconnect_max_ms = 50;
@@ -218,7 +132,7 @@ int main(void) {
         CHECK(sl_saga_start(rt, "one", input, &ids[i]));
     }
     POLL_UNTIL(buffered("host") == 3);
-    host_listen(&h);
+    host_listen(&h, sock_path);
     host_accept(&h);
     for (int i = 0; i < 3; i++) EXPECT_EQ_INT(host_answer(&h), i + 1);
     for (int i = 0; i < 3; i++) {
