@@ -171,8 +171,7 @@ extension Runtime {
     /// Stops a subscription made with `subscribe`; `deliver` is never called again once this
     /// returns (or, called from `deliver` itself, once it returns).
     public func unsubscribe(_ delivery: EventDelivery) {
-        _ = state.withLock { $0.deliveries.removeValue(forKey: ObjectIdentifier(delivery)) }
-        delivery.stop()
+        release(delivery, from: \.deliveries, stop: delivery.stop)
     }
 }
 
@@ -236,8 +235,7 @@ extension Runtime {
     /// Stops a delivery made with `subscribeLifecycle`; `deliver` is never called again once
     /// this returns (or, called from `deliver` itself, once it returns).
     public func unsubscribe(_ delivery: LifecycleDelivery) {
-        _ = state.withLock { $0.lifecycleDeliveries.removeValue(forKey: ObjectIdentifier(delivery)) }
-        delivery.stop()
+        release(delivery, from: \.lifecycleDeliveries, stop: delivery.stop)
     }
 }
 
@@ -255,5 +253,12 @@ extension Runtime {
             stop()
             throw SagaLaneError(.closed, "the runtime is closed")
         }
+    }
+
+    /// Forgets a delivery `adopt` kept, and stops it.
+    fileprivate func release<D: AnyObject>(_ delivery: D, from table: WritableKeyPath<State, [ObjectIdentifier: D]>,
+                                           stop: () -> Void) {
+        _ = state.withLock { $0[keyPath: table].removeValue(forKey: ObjectIdentifier(delivery)) }
+        stop()
     }
 }

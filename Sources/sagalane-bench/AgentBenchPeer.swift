@@ -43,36 +43,56 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     }
 }
 
+/// A blocking socket's frames, a chunk at a time.
+private struct FrameReader {
+    let fd: Int32
+    private var decoder = FrameDecoder()
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
+
+    init(_ fd: Int32) { self.fd = fd }
+
+    /// Reads one chunk and hands each whole frame in it to `body`; fails the peer when the
+    /// stream ends (saying `what` was under way) or a frame is bad.
+    mutating func next(_ what: @autoclosure () -> String, _ body: (UnsafeRawBufferPointer) -> Void) {
+        var got = 0
+        repeat {
+            got = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        } while got < 0 && errno == EINTR
+        guard got > 0 else { peerFail("the stream ended: \(what())") }
+        let count = got
+        var decoder = self.decoder
+        let result = chunk.withUnsafeBytes { bytes -> Result<Void, FramingError> in
+            do throws(FramingError) {
+                try decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<count])) { body($0); return true }
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        self.decoder = decoder
+        if case .failure(let error) = result { peerFail("\(error)") }
+    }
+}
+
 /// Reads frames and answers every one, each chunk's answers in one write.
 private func echo(_ fd: Int32, frames n: Int, parse: Bool) {
     let fixed = Array(answerFrame(sagaID: 1, step: 0).utf8) + [10]
-    var decoder = FrameDecoder()
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    var reader = FrameReader(fd)
     var out: [UInt8] = []
     out.reserveCapacity(1 << 18)
     var seen = 0
     while seen < n {
-        let got = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if got < 0 && errno == EINTR { continue }
-        guard got > 0 else { peerFail("the stream ended after \(seen) of \(n) frames") }
-        do {
-            try chunk.withUnsafeBytes { bytes in
-                try decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<got])) { frame in
-                    seen += 1
-                    if parse {
-                        guard let message = try? WireFrame.parse(frame), case .command(_, let sagaID, let step, _) = message.message else {
-                            peerFail("not a command: \(String(decoding: frame, as: UTF8.self))")
-                        }
-                        out.append(contentsOf: answerFrame(sagaID: sagaID, step: step).utf8)
-                        out.append(10)
-                    } else {
-                        out.append(contentsOf: fixed)
-                    }
-                    return true
+        reader.next("\(seen) of \(n) frames seen") { frame in
+            seen += 1
+            if parse {
+                guard let message = try? WireFrame.parse(frame), case .command(_, let sagaID, let step, _) = message.message else {
+                    peerFail("not a command: \(String(decoding: frame, as: UTF8.self))")
                 }
+                out.append(contentsOf: answerFrame(sagaID: sagaID, step: step).utf8)
+                out.append(10)
+            } else {
+                out.append(contentsOf: fixed)
             }
-        } catch {
-            peerFail("\(error)")
         }
         writeAll(fd, out)
         out.removeAll(keepingCapacity: true)
@@ -89,8 +109,7 @@ private func host(_ fd: Int32, sagas n: Int, window: Int) {
         + frame(.subscribe(events: .types(["SagaCompleted", "SagaFailed"]), after: nil), id: 2)
     writeAll(fd, out)
     out.removeAll()
-    var decoder = FrameDecoder()
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    var reader = FrameReader(fd)
     var started = 0, completed = 0, failed = 0
     var ready = false
     var begin = ContinuousClock.now
@@ -102,36 +121,26 @@ private func host(_ fd: Int32, sagas n: Int, window: Int) {
             }
             if !out.isEmpty { writeAll(fd, out); out.removeAll(keepingCapacity: true) }
         }
-        let got = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if got < 0 && errno == EINTR { continue }
-        guard got > 0 else { peerFail("the agent closed the connection") }
-        do {
-            try chunk.withUnsafeBytes { bytes in
-                try decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<got])) { bytes in
-                    guard let message = try? WireFrame.parse(bytes) else { peerFail("not a message") }
-                    switch message.message {
-                    case .command(_, let sagaID, let step, let command):
-                        let event = command["op"] == "a" ? "A" : "B"
-                        out += frame(.stepDone(sagaID: sagaID, step: step, event: event, payload: .null))
-                    case .event(let type, _, _, _):
-                        if type == "SagaCompleted" { completed += 1 } else { failed += 1 }
-                    case .ok:
-                        if message.id == .int(2) {
-                            ready = true
-                            begin = ContinuousClock.now
-                        }
-                    case .error(let code, let text, _):
-                        peerFail("the agent refused: \(code): \(text)")
-                    case .lagged(let missed):
-                        peerFail("the subscription missed \(missed) events")
-                    default:
-                        break
-                    }
-                    return true
+        reader.next("the agent closed the connection") { bytes in
+            guard let message = try? WireFrame.parse(bytes) else { peerFail("not a message") }
+            switch message.message {
+            case .command(_, let sagaID, let step, let command):
+                let event = command["op"] == "a" ? "A" : "B"
+                out += frame(.stepDone(sagaID: sagaID, step: step, event: event, payload: .null))
+            case .event(let type, _, _, _):
+                if type == "SagaCompleted" { completed += 1 } else { failed += 1 }
+            case .ok:
+                if message.id == .int(2) {
+                    ready = true
+                    begin = ContinuousClock.now
                 }
+            case .error(let code, let text, _):
+                peerFail("the agent refused: \(code): \(text)")
+            case .lagged(let missed):
+                peerFail("the subscription missed \(missed) events")
+            default:
+                break
             }
-        } catch {
-            peerFail("\(error)")
         }
         if !out.isEmpty { writeAll(fd, out); out.removeAll(keepingCapacity: true) }
     }
