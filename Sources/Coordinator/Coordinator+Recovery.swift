@@ -48,17 +48,34 @@ extension Coordinator {
         // A few pages' writes in flight while the next page is read: each page's sagas go on
         // (events published, steps dispatched) only once its writes are durable, in page order.
         var inFlight: [PagePlan] = []
+        // A page is read in outline first, which is all a saga to mark failed needs; when one
+        // of its sagas goes on, the page is read again whole, and so are the pages after it
+        // until one needs no more than outlines (a log of resumable sagas reads each page once).
+        var wholePages = false
         while true {
-            let page: [SagaRecord]
-            do { page = try log.unfinishedSagas(after: last, limit: Self.recoveryPageSize) } catch {
+            var outlines: [SagaOutline]
+            var records: [SagaRecord]?
+            do {
+                if !wholePages {
+                    outlines = try log.unfinishedOutlines(after: last, limit: Self.recoveryPageSize)
+                    if outlines.contains(where: { goesOn($0, requests: requests) }) {
+                        records = try log.unfinishedSagas(after: last, limit: Self.recoveryPageSize)
+                    }
+                } else {
+                    records = try log.unfinishedSagas(after: last, limit: Self.recoveryPageSize)
+                    outlines = []
+                }
+                if let records { outlines = records.map(SagaOutline.init) }
+            } catch {
                 throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
             }
-            inFlight.append(plan(page, requests: &requests))
+            wholePages = records.map { $0.contains { goesOn(SagaOutline($0), requests: requests) } } ?? false
+            inFlight.append(plan(outlines, records, requests: &requests))
             if inFlight.count > Self.recoveryPagesInFlight {
                 try await settle(inFlight.removeFirst(), settled: &settled, of: total, progress: progress)
             }
-            count += page.count
-            guard page.count == Self.recoveryPageSize, let next = page.last?.id else { break }
+            count += outlines.count
+            guard outlines.count == Self.recoveryPageSize, let next = outlines.last?.id else { break }
             last = next
         }
         for plan in inFlight { try await settle(plan, settled: &settled, of: total, progress: progress) }
@@ -98,57 +115,81 @@ extension Coordinator {
         for resumption in plan.resumptions { resume(resumption) }
     }
 
-    private func plan(_ page: [SagaRecord], requests: inout [UInt64: SagaRequest]) -> PagePlan {
+    /// The policy an unfinished saga is recovered under: its type's (`.markFailed` for a type
+    /// not registered), or `.compensate` for a running saga an operator asked to cancel.
+    private func policy(_ saga: SagaOutline, type: SagaType?, cancelled: Bool) -> RecoveryPolicy {
+        guard let type else { return .markFailed }
+        return cancelled && saga.state == .running ? .compensate : type.recovery
+    }
+
+    /// Whether the saga goes on (rather than being marked failed), so its whole rows are needed.
+    private func goesOn(_ saga: SagaOutline, requests: [UInt64: SagaRequest]) -> Bool {
+        let cancelled = requests[saga.id]?.action == .cancel
+        return policy(saga, type: registry.type(named: saga.name), cancelled: cancelled) != .markFailed
+    }
+
+    /// Plans a page: `records`, when read, are its sagas whole, in the order of `page`.
+    private func plan(_ page: [SagaOutline], _ records: [SagaRecord]?, requests: inout [UInt64: SagaRequest]) -> PagePlan {
         var writes: [LogRecord] = []
         var ended: [(UInt64, JSON)] = []
         var resumptions: [Resumption] = []
-        for record in page {
+        // Consecutive sagas marked failed go to the log as one record; anything else written
+        // between them ends the run, so the log applies everything in the page's order.
+        var marks: [FailedSagaMark] = []
+        func flushMarks() {
+            guard !marks.isEmpty else { return }
+            writes.append(.markFailedCompensations(marks, eventType: Event.sagaFailed, recovered: RecoveryPolicy.markFailed.rawValue))
+            marks.removeAll()
+        }
+        func markFailed(_ saga: SagaOutline, because problem: String? = nil) {
+            let (mark, payload) = self.markFailed(saga, because: problem)
+            marks.append(mark)
+            ended.append((saga.id, payload))
+        }
+        for (i, saga) in page.enumerated() {
             var cancel: String?
-            if let request = requests[record.id], request.action == .cancel {
-                requests.removeValue(forKey: record.id)
-                writes.append(.deleteRequest(sagaID: record.id))
+            if let request = requests[saga.id], request.action == .cancel {
+                requests.removeValue(forKey: saga.id)
+                flushMarks()
+                writes.append(.deleteRequest(sagaID: saga.id))
                 cancel = request.note ?? "no reason given"
             }
-            let type = registry.type(named: record.name)
-            var policy = type?.recovery ?? .markFailed
-            if cancel != nil && record.state == .running { policy = .compensate }
-            guard let type, policy != .markFailed else {
-                let (write, payload) = markFailed(record)
-                writes.append(write)
-                ended.append((record.id, payload))
+            let type = registry.type(named: saga.name)
+            let policy = self.policy(saga, type: type, cancelled: cancel != nil)
+            guard let type, policy != .markFailed, let record = records?[i] else {
+                markFailed(saga)
                 continue
             }
+            flushMarks()
             do throws(SagaLaneError) {
                 let resumption = try plan(record, type: type, policy: policy, cancel: cancel, writes: &writes)
                 resumptions.append(resumption)
             } catch {
-                let (write, payload) = markFailed(record, because: error.message)
-                writes.append(write)
-                ended.append((record.id, payload))
+                markFailed(saga, because: error.message)
             }
         }
+        flushMarks()
         let log = self.log
         // The page's writes go to the writer as one record: one queueing, one report, all in
         // one commit, rather than a record (and a wake-up) per saga.
-        let record = LogRecord.all(writes)
+        let nothing = writes.isEmpty, record = LogRecord.all(writes)
         let task = Task(executorPreference: loop) { () -> Result<Int, SagaLaneError> in
-            if writes.isEmpty { return .success(0) }
+            if nothing { return .success(0) }
             do throws(SagaLaneError) { return .success(try await log.write(record)) } catch { return .failure(error) }
         }
         return PagePlan(writes: task, ended: ended, resumptions: resumptions, count: page.count)
     }
 
     /// The saga is left for an operator: `failed_compensation`, with what was interrupted.
-    private func markFailed(_ record: SagaRecord, because problem: String? = nil) -> (LogRecord, JSON) {
-        var reason = RecoveryPlan.markFailedReason(record)
+    private func markFailed(_ saga: SagaOutline, because problem: String? = nil) -> (FailedSagaMark, JSON) {
+        var reason = RecoveryPlan.markFailedReason(saga)
         if let problem { reason += "; \(problem)" }
         // What the row reads once the reason is appended (see `LogRecord.markFailedCompensation`).
-        let old = record.failureReason ?? ""
+        let old = saga.failureReason ?? ""
         let full = old.isEmpty ? reason : old.contains(reason) ? old : "\(old); \(reason)"
-        let payload: JSON = ["name": .string(record.name), "state": .string(SagaState.failedCompensation.rawValue),
+        let payload: JSON = ["name": .string(saga.name), "state": .string(SagaState.failedCompensation.rawValue),
                              "reason": .string(full), "recovered": .string(RecoveryPolicy.markFailed.rawValue)]
-        return (.markFailedCompensation(sagaID: record.id, reason: reason, event: LifecycleNote(type: Event.sagaFailed, payload: payload)),
-                payload)
+        return (FailedSagaMark(sagaID: saga.id, reason: reason), payload)
     }
 
     /// Decides how an unfinished saga goes on under `policy` (`.compensate` or `.resume`),

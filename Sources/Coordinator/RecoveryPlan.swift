@@ -49,9 +49,17 @@ public struct RecoveryPlan: Sendable {
 
     /// The reason a saga recovered under `markFailed` is given.
     public static func markFailedReason(_ record: SagaRecord) -> String {
-        let pending = record.steps.filter { $0.state == .pending }.map { String($0.index) }
-        var reason = "interrupted: the runtime restarted while the saga was \(record.state.rawValue)"
-        if !pending.isEmpty { reason += " (pending step \(pending.joined(separator: ", ")))" }
+        markFailedReason(SagaOutline(record))
+    }
+
+    /// The reason a saga recovered under `markFailed` is given, from its outline.
+    public static func markFailedReason(_ saga: SagaOutline) -> String {
+        var reason = "interrupted: the runtime restarted while the saga was \(saga.state.rawValue)"
+        if let first = saga.pendingSteps.first {
+            reason += " (pending step \(first)"
+            for index in saga.pendingSteps.dropFirst() { reason += ", \(index)" }
+            reason += ")"
+        }
         return reason
     }
 

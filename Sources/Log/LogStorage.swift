@@ -57,6 +57,9 @@ public protocol LogStorage: AnyObject, Sendable {
     /// Up to `limit` sagas in one of `states`, each with its steps, by id from the first
     /// above `after`.
     func sagas(in states: [SagaState], after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaRecord]
+    /// Up to `limit` unfinished sagas in outline (their pending steps only), by id from the
+    /// first above `after`: the same page `sagas(in: SagaState.unfinished, …)` reads.
+    func unfinishedOutlines(after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaOutline]
     /// Saga `id` with its steps, if it exists.
     func saga(id: UInt64) throws(SagaLaneError) -> SagaRecord?
     /// The steps of saga `sagaID`, by index.

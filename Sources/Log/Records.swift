@@ -69,6 +69,41 @@ public struct SagaRecord: Sendable, Equatable {
     public var history: [LifecycleEntry]? = nil
 }
 
+/// An unfinished saga as start-up recovery reads it first: what marking it failed needs, without
+/// its input, its steps' commands and outputs, or timestamps to parse.
+public struct SagaOutline: Sendable, Equatable {
+    public var id: UInt64
+    public var name: String
+    public var state: SagaState
+    public var failureReason: String?
+    /// Its steps still `pending`, by index.
+    public var pendingSteps: [UInt32]
+
+    public init(id: UInt64, name: String, state: SagaState, failureReason: String?, pendingSteps: [UInt32]) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.failureReason = failureReason
+        self.pendingSteps = pendingSteps
+    }
+
+    public init(_ record: SagaRecord) {
+        self.init(id: record.id, name: record.name, state: record.state, failureReason: record.failureReason,
+                  pendingSteps: record.steps.filter { $0.state == .pending }.map(\.index))
+    }
+}
+
+/// One saga of `LogRecord.markFailedCompensations`: the reason appended to its row.
+public struct FailedSagaMark: Sendable, Equatable {
+    public var sagaID: UInt64
+    public var reason: String
+
+    public init(sagaID: UInt64, reason: String) {
+        self.sagaID = sagaID
+        self.reason = reason
+    }
+}
+
 /// One step row.
 public struct StepRecord: Sendable, Equatable {
     public var sagaID: UInt64
@@ -194,6 +229,13 @@ public enum LogRecord: Sendable {
     /// Recovery's terminal write: `failed_compensation`, the reason appended to any earlier
     /// one, `ended_at` rewritten. Idempotent.
     case markFailedCompensation(sagaID: UInt64, reason: String, event: LifecycleNote? = nil)
+    /// `markFailedCompensation` for many sagas at once (a page of start-up recovery), each with
+    /// its own reason, and for each a lifecycle event of type `eventType`, in the order given,
+    /// whose payload is the object `{"name", "reason" (the row's, once appended), "recovered":
+    /// recovered, "state": "failed_compensation"}`. The log changes the rows a statement per
+    /// distinct reason and builds the events from them, rather than a statement and a
+    /// serialized payload per saga. A saga missing fails the whole record.
+    case markFailedCompensations([FailedSagaMark], eventType: String, recovered: String)
     /// A lifecycle event on its own (a saga resumed, an operator's action).
     case note(sagaID: UInt64, event: LifecycleNote)
     /// Records an operator's request for the next start (replacing any earlier one).
@@ -305,6 +347,13 @@ extension LogRecord {
             try saga(id)
             try size(reason, "saga \(id)'s failure reason")
             try note(event, id)
+        case .markFailedCompensations(let marks, let type, let recovered):
+            for mark in marks {
+                try saga(mark.sagaID)
+                try size(mark.reason, "saga \(mark.sagaID)'s failure reason")
+            }
+            try size(type, "the event type")
+            try size(recovered, "the recovery policy")
         case .note(let id, let event):
             try saga(id)
             try note(event, id)

@@ -450,6 +450,61 @@ struct LogTests {
         await #expect(throws: SagaLaneError.self) { try await log.write(.all([.vacuum(olderThan: Timestamp.now())])) }
     }
 
+    @Test func sagasMarkedFailedInBulkReadAsOneByOneAndFailAsAWhole() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        // Names and reasons with what JSON escapes; saga 2 has a reason already, saga 3 this one.
+        let names = ["plain", "quote \" back\\slash", "tab\tnewline\ncontrol\u{01}\u{7f} é ✓"]
+        for (i, name) in names.enumerated() { try await log.startSaga(id: UInt64(i + 1), name: name, inputJSON: "{}") }
+        try await log.write(.setSagaState(id: 2, state: .running, reason: "timed out"))
+        try await log.write(.setSagaState(id: 3, state: .running, reason: "b \u{02}"))
+        let marks = [FailedSagaMark(sagaID: 1, reason: "a"), FailedSagaMark(sagaID: 2, reason: "a"),
+                     FailedSagaMark(sagaID: 3, reason: "b \u{02}")]
+
+        // A missing saga fails the record, and nothing of it stays.
+        await #expect(throws: SagaLaneError.self) {
+            try await log.write(.markFailedCompensations(marks + [FailedSagaMark(sagaID: 9, reason: "a")], eventType: "SagaFailed", recovered: "x"))
+        }
+        #expect(try (1...3).allSatisfy { try log.saga(id: UInt64($0))?.state == .running })
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).isEmpty)
+
+        #expect(try await log.write(.markFailedCompensations(marks, eventType: "SagaFailed", recovered: "mark_failed")) == 3)
+        let reasons = ["a", "timed out; a", "b \u{02}"]
+        let events = try log.lifecycleEvents(after: 0, limit: 10)
+        #expect(events.map(\.position) == [1, 2, 3] && events.map(\.sagaID) == [1, 2, 3])
+        for (i, event) in events.enumerated() {
+            let saga = try #require(try log.saga(id: UInt64(i + 1)))
+            #expect(saga.state == .failedCompensation && saga.failureReason == reasons[i] && saga.endedAt != nil)
+            // Byte for byte what the serializer writes for the payload the coordinator publishes.
+            let payload: JSON = ["name": .string(names[i]), "state": "failed_compensation", "reason": .string(reasons[i]),
+                                 "recovered": "mark_failed"]
+            #expect(event.type == "SagaFailed" && event.payloadJSON == payload.serialized)
+            #expect(saga.history?.map(\.payloadJSON) == [payload.serialized])
+        }
+        // The committed events reached the lifecycle stream in order, and marking again adds
+        // no text to the reasons.
+        #expect(try await log.write(.markFailedCompensations(marks, eventType: "SagaFailed", recovered: "mark_failed")) == 3)
+        #expect(try (1...3).map { try log.saga(id: UInt64($0))?.failureReason } == reasons)
+        #expect(try log.lifecycleEvents(after: 0, limit: 10).map(\.position) == [1, 2, 3, 4, 5, 6])
+    }
+
+    @Test func unfinishedOutlinesAreThePageUnfinishedSagasReads() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        for id in UInt64(1)...6 { try await log.startSaga(id: id, name: "s\(id)", inputJSON: "{\"big\": true}") }
+        for (id, index) in [(1, 0), (1, 1), (1, 2), (3, 0), (4, 0), (6, 0), (6, 1)] as [(UInt64, UInt32)] {
+            try await log.write(.startStep(sagaID: id, index: index, name: "n", target: "t", commandJSON: "{}"))
+        }
+        try await log.write(.finishStep(sagaID: 1, index: 1, outputJSON: "{}"))
+        try await log.write(.terminateSaga(id: 4, state: .completed, reason: nil))
+        try await log.write(.setSagaState(id: 6, state: .compensating, reason: "why"))
+        for (after, limit) in [(UInt64(0), 10), (0, 2), (1, 2), (3, 10), (6, 10)] {
+            let whole = try log.unfinishedSagas(after: after, limit: limit)
+            #expect(try log.unfinishedOutlines(after: after, limit: limit) == whole.map(SagaOutline.init), "after \(after), limit \(limit)")
+        }
+        #expect(try log.unfinishedOutlines(limit: 10).map(\.pendingSteps) == [[0, 2], [], [0], [], [0, 1]])
+    }
+
     /// Small records fill the disk when the batch commits; a 3 MB record spills SQLite's page
     /// cache, so the disk fills in the middle of an INSERT instead.
     @Test(.enabled(if: TinyFilesystem.available, "needs root to mount a small tmpfs"),

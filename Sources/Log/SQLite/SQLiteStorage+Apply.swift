@@ -75,6 +75,8 @@ extension SQLiteStorage {
                 """, [.text(reason), now, .int(Int64(bitPattern: sagaID))]), "saga \(sagaID)")
             if let event { try appendEvent(event, sagaID: sagaID, on: c) }
             return changed
+        case .markFailedCompensations(let marks, let type, let recovered):
+            return try inSavepoint(on: c) { () throws(SagaLaneError) in try markFailed(marks, eventType: type, recovered: recovered, on: c) }
         case .note(let sagaID, let event):
             try appendEvent(event, sagaID: sagaID, on: c)
             return 1
@@ -111,11 +113,20 @@ extension SQLiteStorage {
     /// Applies `records` inside a savepoint, so that one failing undoes those before it (and
     /// the lifecycle events they appended) while the rest of the batch stands.
     private func applyAll(_ records: [LogRecord], on c: SQLiteConnection) throws(SagaLaneError) -> Int {
+        try inSavepoint(on: c) { () throws(SagaLaneError) in
+            var changed = 0
+            for record in records { changed += try apply(record) }
+            return changed
+        }
+    }
+
+    /// Runs `body` inside a savepoint: when it throws, what it changed and the events it
+    /// appended are undone, and the rest of the batch stands.
+    private func inSavepoint(on c: SQLiteConnection, _ body: () throws(SagaLaneError) -> Int) throws(SagaLaneError) -> Int {
         let position = assignedEventPosition, events = batchEvents.count
         try c.run("SAVEPOINT sagalane_all")
         do throws(SagaLaneError) {
-            var changed = 0
-            for record in records { changed += try apply(record) }
+            let changed = try body()
             try c.run("RELEASE sagalane_all")
             return changed
         } catch {
@@ -128,6 +139,69 @@ extension SQLiteStorage {
             batchEvents.removeSubrange(events...)
             throw error
         }
+    }
+
+    /// `markFailedCompensations`: one UPDATE per distinct reason over the ids given as a JSON
+    /// array, then one INSERT of every saga's event built from its row, in the order given.
+    /// Its caller's savepoint undoes the lot when a saga is missing.
+    private func markFailed(_ marks: [FailedSagaMark], eventType: String, recovered: String,
+                            on c: SQLiteConnection) throws(SagaLaneError) -> Int {
+        guard !marks.isEmpty else { return 0 }
+        var byReason: [String: String] = [:]
+        var order: [String] = []
+        for mark in marks {
+            if byReason[mark.reason] == nil {
+                order.append(mark.reason)
+                byReason[mark.reason] = "[\(mark.sagaID)"
+            } else {
+                byReason[mark.reason]! += ",\(mark.sagaID)"
+            }
+        }
+        var changed = 0
+        for reason in order {
+            // The same text as `markFailedCompensation`'s, over the set.
+            changed += try c.run(literal:
+                """
+                UPDATE saga SET state = 'failed_compensation', ended_at = ?2,
+                    failure_reason = CASE
+                        WHEN failure_reason IS NULL OR failure_reason = '' THEN ?1
+                        WHEN instr(failure_reason, ?1) > 0 THEN failure_reason
+                        ELSE failure_reason || '; ' || ?1 END
+                WHERE id IN (SELECT value FROM json_each(?3))
+                """, [.text(reason), batchTime, .text(byReason[reason]! + "]")])
+        }
+        guard changed == marks.count else {
+            throw SagaLaneError(.notFound, "no such saga: \(marks.count - changed) of the \(marks.count) sagas to mark failed are missing")
+        }
+        var ids = "["
+        ids.reserveCapacity(marks.count * 8)
+        for (i, mark) in marks.enumerated() { ids += i == 0 ? "\(mark.sagaID)" : ",\(mark.sagaID)" }
+        ids += "]"
+        // Keys in sorted order and strings escaped as `JSON.serialized` writes them, so the
+        // stored payload reads as the one the coordinator publishes.
+        let first = assignedEventPosition + 1
+        let rows = try c.query(literal:
+            """
+            INSERT INTO saga_event (position, saga_id, type, payload_json, at)
+            SELECT ?1 + j.key, s.id, ?2,
+                json_object('name', s.name, 'reason', s.failure_reason, 'recovered', ?3, 'state', 'failed_compensation'), ?4
+            FROM json_each(?5) AS j JOIN saga AS s ON s.id = j.value
+            RETURNING position, saga_id, payload_json
+            """, [.int(Int64(bitPattern: first)), .text(eventType), .text(recovered), batchTime, .text(ids)]) {
+            (UInt64(bitPattern: $0.int(0)), UInt64(bitPattern: $0.int(1)), $0.text(2))
+        }
+        guard rows.count == marks.count else {
+            throw SagaLaneError(.notFound, "no such saga: \(marks.count - rows.count) of the \(marks.count) sagas to mark failed are missing")
+        }
+        let start = batchEvents.count
+        for (position, sagaID, payload) in rows {
+            try SagaLog.checkValueSize(payload.utf8.count, of: "saga \(sagaID)'s \(eventType) event")
+            batchEvents.append(LifecycleEntry(position: position, sagaID: sagaID, type: eventType, payloadJSON: payload, at: batchTimestamp))
+        }
+        // RETURNING gives no order: the stream's is by position.
+        batchEvents[start...].sort { $0.position < $1.position }
+        assignedEventPosition = first + UInt64(marks.count) - 1
+        return changed
     }
 
     /// Appends `note` to the lifecycle stream at the next position, inside the batch. The

@@ -103,6 +103,37 @@ extension SQLiteStorage {
         }
     }
 
+    public func unfinishedOutlines(after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaOutline] {
+        guard limit > 0 else { return [] }
+        let arguments: [SQLValue] = [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))]
+        return try read { (c) throws(SagaLaneError) in
+            var sagas = try c.query(literal:
+                """
+                SELECT id, name, state, failure_reason FROM saga WHERE id IN (SELECT id FROM saga INDEXED BY saga_unfinished
+                    WHERE state IN ('running', 'compensating') AND id > ?1 ORDER BY id LIMIT ?2) ORDER BY id
+                """, arguments) { row in
+                SagaOutline(id: UInt64(bitPattern: row.int(0)), name: row.text(1), state: SagaState(rawValue: row.text(2)) ?? .failed,
+                            failureReason: row.optionalText(3), pendingSteps: [])
+            }
+            guard !sagas.isEmpty else { return sagas }
+            let pending = try c.query(literal:
+                """
+                SELECT saga_id, step_index FROM saga_step WHERE state = 'pending' AND saga_id IN (SELECT id FROM saga
+                    INDEXED BY saga_unfinished WHERE state IN ('running', 'compensating') AND id > ?1 ORDER BY id LIMIT ?2)
+                ORDER BY saga_id, step_index
+                """, arguments) { (UInt64(bitPattern: $0.int(0)), UInt32(truncatingIfNeeded: $0.int(1))) }
+            var at = 0
+            for i in sagas.indices {
+                while at < pending.count && pending[at].0 < sagas[i].id { at += 1 }
+                while at < pending.count && pending[at].0 == sagas[i].id {
+                    sagas[i].pendingSteps.append(pending[at].1)
+                    at += 1
+                }
+            }
+            return sagas
+        }
+    }
+
     public func sagaSteps(sagaID: UInt64) throws(SagaLaneError) -> [StepRecord] {
         try read { (c) throws(SagaLaneError) in
             try c.query("SELECT \(columns.step) FROM saga_step WHERE saga_id = ? ORDER BY step_index",
