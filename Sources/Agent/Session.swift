@@ -256,7 +256,7 @@ final class Session: @unchecked Sendable {
 
     private func register(_ id: JSON?, _ names: [String]) {
         for name in names {
-            if name.contains(":") {
+            if name.utf8.contains(UInt8(ascii: ":")) {
                 return refuse(WireError(.badField, "target name '\(name)' holds ':' (names with a prefix belong to the agent, like lane:)",
                                         id: id, about: "target.register"))
             }

@@ -186,7 +186,7 @@ extension Coordinator {
         if let problem { reason += "; \(problem)" }
         // What the row reads once the reason is appended (see `LogRecord.markFailedCompensation`).
         let old = saga.failureReason ?? ""
-        let full = old.isEmpty ? reason : old.contains(reason) ? old : "\(old); \(reason)"
+        let full = old.isEmpty ? reason : old.containsExactly(reason) ? old : "\(old); \(reason)"
         let payload: JSON = ["name": .string(saga.name), "state": .string(SagaState.failedCompensation.rawValue),
                              "reason": .string(full), "recovered": .string(RecoveryPolicy.markFailed.rawValue)]
         return (FailedSagaMark(sagaID: saga.id, reason: reason), payload)

@@ -71,7 +71,7 @@ final class SagaRegistry: Sendable {
 
     /// Registers a command target under `name`.
     func register(target: any SagaTarget, named name: String) throws(SagaLaneError) {
-        guard !name.isEmpty, !name.contains(":") else {
+        guard !name.isEmpty, !name.utf8.contains(UInt8(ascii: ":")) else {
             throw SagaLaneError(.invalidArgument, "a target name must be non-empty and contain no ':' (got '\(name)')")
         }
         try entries.withLock { (entries) throws(SagaLaneError) in

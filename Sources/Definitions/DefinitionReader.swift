@@ -286,7 +286,7 @@ struct DefinitionReader {
         } catch {
             // The policy's own check names the member; place it on the member it names.
             let member = ["max_attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter"]
-                .first { error.message.contains("\"\($0)\"") }
+                .first { error.message.containsExactly("\"\($0)\"") }
             problem(member.map { path + "." + $0 } ?? path, context + ", retry", error.message)
             return nil
         }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A name compared byte for byte, by its UTF-8: how sagalane tells every name apart (saga
 /// types, targets, lanes, event types, job ids, fan-out keys).
 ///
@@ -28,4 +30,22 @@ extension String {
     /// and walking two UTF-8 views byte by byte is slow.
     @inlinable
     public func isExactly(_ other: String) -> Bool { utf8.count == other.utf8.count && utf8.elementsEqual(other.utf8) }
+
+    /// Whether `part`'s bytes occur in the string's, as `isExactly` compares. (The standard
+    /// library's `contains` for a string comes from _StringProcessing, a megabyte of regular
+    /// expression machinery that the static binary would carry for it.)
+    public func containsExactly(_ part: String) -> Bool {
+        var text = self, part = part
+        return text.withUTF8 { whole in
+            part.withUTF8 { piece in
+                guard let first = piece.first else { return true }
+                guard whole.count >= piece.count else { return false }
+                for start in 0...(whole.count - piece.count)
+                where whole[start] == first && memcmp(whole.baseAddress! + start, piece.baseAddress!, piece.count) == 0 {
+                    return true
+                }
+                return false
+            }
+        }
+    }
 }

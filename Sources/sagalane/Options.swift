@@ -54,7 +54,7 @@ extension LogArgument {
 /// What to say when a log cannot be opened or read, and with which status.
 func explain(_ error: SagaLaneError, path: String, writing: Bool) -> CommandFailure {
     // Most of the library's messages name the file already.
-    let message = holds(error.message, path) ? error.message : "\(path): \(error.message)"
+    let message = error.message.containsExactly(path) ? error.message : "\(path): \(error.message)"
     switch error.code {
     case .cantOpen:
         var info = stat()
@@ -64,7 +64,7 @@ func explain(_ error: SagaLaneError, path: String, writing: Bool) -> CommandFail
         }
         return .usage("\(message): is it a sagalane log?")
     case .corrupt:
-        return .usage(holds(message, "sagalane log") ? message : "\(path) is not a sagalane log: \(error.message)")
+        return .usage(message.containsExactly("sagalane log") ? message : "\(path) is not a sagalane log: \(error.message)")
     case .locked:
         return .operation("\(message); stop that process and run this again (--dry-run shows what a vacuum would "
                           + "delete without writing)")
@@ -75,14 +75,6 @@ func explain(_ error: SagaLaneError, path: String, writing: Bool) -> CommandFail
     default:
         return .operation(message)
     }
-}
-
-/// Whether `part` is in `text`, byte for byte. The standard library's `contains` for a string
-/// comes from _StringProcessing, which would add a megabyte to the static binary.
-func holds(_ text: String, _ part: String) -> Bool {
-    let whole = Array(text.utf8), piece = Array(part.utf8)
-    guard piece.count <= whole.count else { return false }
-    return (0...(whole.count - piece.count)).contains { start in whole[start..<(start + piece.count)].elementsEqual(piece) }
 }
 
 /// A failure while reading an open log.
