@@ -141,7 +141,7 @@ extension Coordinator {
             // end, or its move to compensating) in one group commit: nothing is dispatched or
             // announced before that record is durable, and the log never shows a later step
             // or an end before this step's success.
-            instance.heldSuccess = .finishStep(sagaID: instance.id, index: step, outputJSON: event.json.serialized)
+            instance.heldSuccess = SagaInstance.HeldSuccess(step: step, outputJSON: event.json.serialized)
             if let compensation = awaiting.compensation {
                 instance.undo.append(SagaInstance.Undo(step: step, target: awaiting.dispatch.target, compensation: compensation))
             }
@@ -274,7 +274,7 @@ extension Coordinator {
     func write(_ record: LogRecord, for instance: SagaInstance) async throws(SagaLaneError) -> Int {
         guard let held = instance.heldSuccess else { return try await log.write(record) }
         instance.heldSuccess = nil
-        let (first, second) = await log.write(held, then: record)
+        let (first, second) = await log.write(.finishStep(sagaID: instance.id, index: held.step, outputJSON: held.outputJSON), then: record)
         if case .failure(let error) = first {
             diagnostics.error("saga \(instance.id): a step could not be marked succeeded: \(error.message)")
         }

@@ -51,14 +51,40 @@ final class SagaInstance {
     struct Awaiting {
         var dispatch: StepDispatch
         let target: any SagaTarget
-        let timeout: Duration?
-        /// Retries left to the coordinator: an idempotent step's, or a compensation's.
-        let retry: RetryPolicy?
-        /// A forward step's compensation, kept once the step succeeds.
-        let compensation: Compensation?
+        /// What few steps have, boxed: every saga that waits on a target holds an `Awaiting`,
+        /// and these inline would be some 200 bytes of it.
+        private let options: Options?
+
+        final class Options {
+            let timeout: Duration?
+            let retry: RetryPolicy?
+            let compensation: Compensation?
+
+            init(timeout: Duration?, retry: RetryPolicy?, compensation: Compensation?) {
+                self.timeout = timeout
+                self.retry = retry
+                self.compensation = compensation
+            }
+        }
+
+        init(dispatch: StepDispatch, target: any SagaTarget, timeout: Duration?, retry: RetryPolicy?, compensation: Compensation?) {
+            self.dispatch = dispatch
+            self.target = target
+            options = timeout == nil && retry == nil && compensation == nil
+                ? nil : Options(timeout: timeout, retry: retry, compensation: compensation)
+        }
+
+        var timeout: Duration? { options?.timeout }
+        var retry: RetryPolicy? { options?.retry }
+        var compensation: Compensation? { options?.compensation }
     }
 
-    /// A succeeded step with a compensation, which a failure undoes.
+    /// A step's success held back to share the commit of what the saga does next.
+    struct HeldSuccess {
+        let step: UInt32
+        let outputJSON: String
+    }
+
     struct Undo {
         let step: UInt32
         let target: String
@@ -74,7 +100,7 @@ final class SagaInstance {
     var awaiting: Awaiting?
     /// The awaited step's success, held back to go into the log together with the saga's next
     /// record (see `Coordinator.write(_:for:)`).
-    var heldSuccess: LogRecord?
+    var heldSuccess: HeldSuccess?
     /// The succeeded steps that have a compensation, by index: undone last first.
     var undo: [Undo] = []
     /// Why the saga failed, once it compensates.

@@ -168,9 +168,14 @@ func runSagaBench(directory: String, sagas: Int) async throws {
               + pad("log ceiling \(format(ceiling)) sagas/s", 34) + "ratio \(format(endToEnd / ceiling * 100))%")
     }
     try await runSequentialSagas(directory: directory)
-    let inFlight = 100_000
-    let memory = try await measureMemoryPerSaga(path: directory + "/bench-memory.db", sagas: inFlight)
-    print("  memory: \(inFlight) sagas in flight: \(Int(memory.bytesPerSaga)) bytes RSS per saga, freed memory returned to the system first (process RSS before: \(memory.baseline / 1_048_576) MiB)")
+    try await runMemoryBench(directory: directory, sagas: 100_000)
+}
+
+/// Resident memory per saga with `sagas` in flight, each waiting on a target with its deadline armed.
+func runMemoryBench(directory: String, sagas: Int) async throws {
+    let memory = try await measureMemoryPerSaga(path: directory + "/bench-memory.db", sagas: sagas)
+    print("  memory: \(sagas) sagas in flight, each awaiting a target with its deadline armed: \(Int(memory.bytesPerSaga)) bytes RSS per saga")
+    print("          (process RSS before they started: \(memory.baseline / 1_048_576) MiB)")
 }
 
 /// One saga at a time, as a host that waits for each: every commit is an fsync it waits for in

@@ -6,6 +6,7 @@
 //   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
 //   sagalane-bench recovery-only [--policy mark_failed|resume]   the recovery figures alone (for perf)
 //   sagalane-bench wire [--commands N]    the protocol's figures alone (no log)
+//   sagalane-bench memory [--sagas N]     resident memory per in-flight saga alone (default 100,000)
 //   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
 import SagaLane
@@ -14,6 +15,7 @@ var arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.first == "agent-peer" { runAgentPeer(Array(arguments.dropFirst())) }
 var what = "all"
 var sagas = 5_000
+var sawSagasArgument = false
 var burst = 1_000_000
 var commands = 1_000_000
 var terminalSagas = 1_000_000
@@ -27,7 +29,7 @@ var index = 0
 }
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "wire", "counted", "all":
+    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "wire", "memory", "counted", "all":
         what = arguments[index]
     case "--policy" where index + 1 < arguments.count:
         index += 1
@@ -39,7 +41,9 @@ while index < arguments.count {
     case "--commands" where index + 1 < arguments.count: readCount(&commands)
     case "--terminal-sagas" where index + 1 < arguments.count: readCount(&terminalSagas)
     case "--burst" where index + 1 < arguments.count: readCount(&burst)
-    case "--sagas" where index + 1 < arguments.count: readCount(&sagas)
+    case "--sagas" where index + 1 < arguments.count:
+        readCount(&sagas)
+        sawSagasArgument = true
     case "--dir" where index + 1 < arguments.count:
         index += 1
         directory = arguments[index]
@@ -49,6 +53,7 @@ while index < arguments.count {
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("       sagalane-bench recovery-only [--policy mark_failed|resume]   (the recovery figures alone, for perf)")
         print("       sagalane-bench wire [--commands N]   (the protocol's figures alone, no log)")
+        print("       sagalane-bench memory [--sagas N]   (RSS per in-flight saga alone; default 100,000 sagas)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
     default:
@@ -63,7 +68,7 @@ mkdir(directory, 0o755)
 /// would park the main thread in libdispatch's main loop, which valgrind cannot follow; the
 /// task is detached because top-level code runs on the main actor, which that thread holds.)
 let finished = Completion<Int32>()
-Task.detached { [what, directory, sagas, burst, commands, terminalSagas, policies] in
+Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, terminalSagas, policies] in
     do {
         if what == "log" || what == "all" {
             try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
@@ -89,6 +94,9 @@ Task.detached { [what, directory, sagas, burst, commands, terminalSagas, policie
         }
         if what == "wire" {
             try runWireBench(directory: directory, commands: commands)
+        }
+        if what == "memory" {
+            try await runMemoryBench(directory: directory, sagas: sawSagasArgument ? sagas : 100_000)
         }
         if what == "sequential" {
             try await runSequentialSagas(directory: directory)
