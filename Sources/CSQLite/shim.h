@@ -9,4 +9,9 @@ static inline void (*sl_sqlite_transient(void))(void *) { return SQLITE_TRANSIEN
 static inline int sl_sqlite_db_config_int(sqlite3 *db, int op, int value, int *out) {
     return sqlite3_db_config(db, op, value, out);
 }
+/* sqlite3_config is variadic too. Memory statistics cost a global mutex on every allocation
+ * and free; they can only be switched before SQLite initializes (SQLITE_MISUSE after). */
+static inline int sl_sqlite_config_memstatus(int on) {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, on);
+}
 #endif

@@ -22,6 +22,7 @@ final class SQLiteConnection: @unchecked Sendable {
     private var literalStatements: [UnsafeRawPointer: OpaquePointer] = [:]
 
     init(path: String, flags: Int32) throws(SagaLaneError) {
+        _ = Self.configured
         var handle: OpaquePointer?
         let rc = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
         if rc != SQLITE_OK {
@@ -35,6 +36,14 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     deinit { close() }
+
+    /// Process-wide settings, made once before the first connection opens. SQLite's memory
+    /// statistics take a global mutex on every allocation and free (the writer makes some 75 of
+    /// each per saga, SQLite as Debian builds it having no lookaside memory); nothing here reads
+    /// them. When the host initialized SQLite first, its settings stand (the call is refused).
+    private static let configured: Void = {
+        _ = sl_sqlite_config_memstatus(0)
+    }()
 
     func close() {
         for statement in statements.values { sqlite3_finalize(statement) }
@@ -107,7 +116,13 @@ final class SQLiteConnection: @unchecked Sendable {
         return statement!
     }
 
+    /// Binds every parameter of `statement`. Each run binds them all, so bindings are never
+    /// cleared between runs: a text parameter's buffer inside SQLite is reused by the next run
+    /// rather than freed and allocated again.
     private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) {
+        guard arguments.count == Int(sqlite3_bind_parameter_count(statement)) else {
+            throw SagaLaneError(.invalidArgument, "\(arguments.count) values for the \(sqlite3_bind_parameter_count(statement)) parameters of: \(sql())")
+        }
         for (i, argument) in arguments.enumerated() {
             let index = Int32(i + 1)
             let rc: Int32
@@ -146,10 +161,7 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     private func run(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) -> Int {
-        defer {
-            sqlite3_reset(statement)
-            sqlite3_clear_bindings(statement)
-        }
+        defer { sqlite3_reset(statement) }
         try bind(statement, arguments, sql: sql())
         var rc = sqlite3_step(statement)
         while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
@@ -169,10 +181,7 @@ final class SQLiteConnection: @unchecked Sendable {
 
     private func query<T>(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String,
                           _ map: (Row) -> T) throws(SagaLaneError) -> [T] {
-        defer {
-            sqlite3_reset(statement)
-            sqlite3_clear_bindings(statement)
-        }
+        defer { sqlite3_reset(statement) }
         try bind(statement, arguments, sql: sql())
         var rows: [T] = []
         while true {
