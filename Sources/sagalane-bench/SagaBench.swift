@@ -82,8 +82,9 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
 
 /// Two-step sagas per second, and the log's commits per saga (each one an fsync a saga that
 /// runs alone waits for in turn).
-func measureSagas(path: String, durability: Durability, sagas n: Int, concurrency: Int) async throws -> (rate: Double, commitsPerSaga: Double) {
-    let rig = try SagaRig(path: path, durability: durability)
+func measureSagas(path: String, durability: Durability, sagas n: Int, concurrency: Int,
+                  checkpointing: Checkpointing = .background) async throws -> (rate: Double, commitsPerSaga: Double, profile: CommitProfile) {
+    let rig = try SagaRig(path: path, durability: durability, checkpointing: checkpointing)
     try await rig.start("two_step") { TwoStepSaga() }
     let sub = rig.bus.subscribe(bufferSize: 1 << 22)
     let start = monotonicSeconds()
@@ -106,9 +107,10 @@ func measureSagas(path: String, durability: Durability, sagas n: Int, concurrenc
     }
     let elapsed = monotonicSeconds() - start
     let commits = rig.log.commitCounts.batches
+    let profile = rig.log.commitProfile
     sub.cancel()
     await rig.shutdown(path: path)
-    return (Double(n) / elapsed, Double(commits) / Double(n))
+    return (Double(n) / elapsed, Double(commits) / Double(n), profile)
 }
 
 /// Starts a saga, waiting for room in the launch queue while it is full.
@@ -179,8 +181,18 @@ func runMemoryBench(directory: String, sagas: Int) async throws {
 }
 
 /// One saga at a time, as a host that waits for each: every commit is an fsync it waits for in
-/// turn, so commits per saga set its pace.
-func runSequentialSagas(directory: String) async throws {
-    let alone = try await measureSagas(path: directory + "/bench-sequential.db", durability: .full, sagas: 200, concurrency: 1)
-    print("  one two-step saga at a time, full durability: \(format(alone.rate)) sagas/s, \(format(alone.commitsPerSaga)) commits per saga")
+/// turn, so commits per saga set its pace. Measured with each way of checkpointing, alternately.
+func runSequentialSagas(directory: String, sagas: Int = 200) async throws {
+    for checkpointing in [Checkpointing.background, .inline] {
+        let alone = try await measureSagas(path: directory + "/bench-sequential.db", durability: .full, sagas: sagas,
+                                           concurrency: 1, checkpointing: checkpointing)
+        print("  one two-step saga at a time, full durability, \(checkpointing.rawValue) checkpoints: \(format(alone.rate)) sagas/s, "
+              + "\(format(alone.commitsPerSaga)) commits per saga")
+        // Where a saga's time goes: the writer's batches (COMMIT, with its sync, apart), and the
+        // rest, which is hand-offs between threads and the work on them.
+        let perSaga = 1_000_000 / alone.rate, measured = Double(alone.profile.batch.count) / alone.commitsPerSaga
+        let batches = Double(alone.profile.batch.total) / measured, commit = Double(alone.profile.commit.total) / measured
+        print("    per saga \(Int(perSaga)) µs: COMMIT \(Int(commit)) µs, the rest of the writer's batches \(Int(batches - commit)) µs, "
+              + "outside the writer \(Int(perSaga - batches)) µs")
+    }
 }

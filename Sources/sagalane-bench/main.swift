@@ -99,7 +99,7 @@ Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, term
             try await runMemoryBench(directory: directory, sagas: sawSagasArgument ? sagas : 100_000)
         }
         if what == "sequential" {
-            try await runSequentialSagas(directory: directory)
+            try await runSequentialSagas(directory: directory, sagas: sawSagasArgument ? sagas : 200)
         }
         if what == "recovery-only" {
             try await runInterruptedRecoveryBench(directory: directory, policies: policies)
