@@ -152,18 +152,19 @@ extension Coordinator {
     }
 
     func apply(_ action: SagaAction, to instance: SagaInstance, cause: String?) async {
+        // One awaited call of each kind: every call site of an async callee the compiler
+        // inlines adds its locals to this frame, which sits in every saga task's stack.
+        let end: (SagaState, String?)
         switch action {
         case .wait:
             return
-        case .done:
-            await finish(instance, as: .completed, reason: nil)
-        case .failed(let reason):
-            await finish(instance, as: .failed, reason: reason)
-        case .issue(let target, let command):
-            await issue(SagaStep(target: target, command: command), for: instance, cause: cause)
-        case .step(let step):
-            await issue(step, for: instance, cause: cause)
+        case .issue, .step:
+            await issue(action.issuedStep!, for: instance, cause: cause)
+            return
+        case .done: end = (.completed, nil)
+        case .failed(let reason): end = (.failed, reason)
         }
+        await finish(instance, as: end.0, reason: end.1)
     }
 
     private func deadlinePassed(_ id: UInt64) {

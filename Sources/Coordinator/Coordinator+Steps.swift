@@ -5,14 +5,24 @@ import SagaLaneSupport
 
 /// A step's life: its row, its dispatch, its timeout, its retries.
 extension Coordinator {
-    /// A step with its row, ready to be written and then dispatched.
-    struct PreparedStep {
+    /// A step with its row, ready to be written and then dispatched. A class: it is held
+    /// across the awaited write in the async frames of the saga's task, where a struct of
+    /// this size would be copied into several slots of each frame.
+    final class PreparedStep {
         let step: SagaStep
         let index: UInt32
         let target: any SagaTarget
         /// The command with the saga id and step index injected.
         let command: JSON
         let record: LogRecord
+
+        init(step: SagaStep, index: UInt32, target: any SagaTarget, command: JSON, record: LogRecord) {
+            self.step = step
+            self.index = index
+            self.target = target
+            self.command = command
+            self.record = record
+        }
     }
 
     /// Takes the saga's next step index for `step` and makes its row; fails with the reason

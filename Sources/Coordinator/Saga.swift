@@ -47,6 +47,15 @@ public enum SagaAction: Sendable, Equatable {
     case failed(String)
     /// Nothing to do for this event.
     case wait
+
+    /// The step `.issue` and `.step` send; `nil` for the other actions.
+    var issuedStep: SagaStep? {
+        switch self {
+        case .issue(let target, let command): SagaStep(target: target, command: command)
+        case .step(let step): step
+        case .done, .failed, .wait: nil
+        }
+    }
 }
 
 /// What a saga knows about itself while it runs.
