@@ -42,15 +42,21 @@ package struct CheckpointStats: Sendable {
 /// and the file grows. Once it is `limitPages` long the thread runs a second passive pass (so
 /// little is left), then has the writer wait before its next batch (`giveWay`) while a
 /// `RESTART` checkpoint copies the rest and waits (up to its busy timeout) for readers to
-/// leave the old frames; the writer's next transaction starts the file over. Without the wait,
-/// a writer that begins batch after batch would leave the checkpoint's polling for the write
-/// lock no gap to take it in. A writer that outruns the checkpoints (twice the bound) waits
+/// leave the old frames; the writer's next transaction starts the file over. The restart
+/// begins once the writer is out of the batch it was in (the writer says when it enters and
+/// leaves one), so it never sleeps in SQLite's busy handler while the writer waits for it.
+/// Without the wait, a writer that begins batch after batch would leave the checkpoint's
+/// polling for the write lock no gap to take it in. A writer that outruns the checkpoints (twice the bound) waits
 /// for the next pass to end: the write-ahead log stays bounded unless a reader keeps it.
 final class Checkpointer: @unchecked Sendable {
     private struct State {
         var requested = false
         var stopping = false
         var restarting = false
+        /// Whether the writer is inside a batch (between `writerBegins` and `writerEnds`): a
+        /// restart waits for it to be out rather than poll SQLite's write lock, whose busy
+        /// handler sleeps 1, 2, 5, 10 ms… between tries while the writer, already done, waits.
+        var writerInBatch = false
         /// Passes begun and passes finished so far.
         var started = 0
         var finished = 0
@@ -62,10 +68,9 @@ final class Checkpointer: @unchecked Sendable {
     private let state = ConditionLock(State())
     /// What the writer waits on in `giveWay` (the lock's own condition wakes the thread).
     private let writerMayGo: ConditionLock<State>.Condition
+    /// What a restart waits on for the writer to leave its batch.
+    private let writerLeft: ConditionLock<State>.Condition
     private var thread: OSThread?
-    /// Whether a restart wants the writer to wait: read before every batch, so the lock is
-    /// taken only when one does.
-    private let restarting = Atomic<Bool>(false)
     let stats = Mutex(CheckpointStats())
 
     /// The WAL hook's count, on the writer thread only: pages appended since the last wake, and
@@ -85,6 +90,7 @@ final class Checkpointer: @unchecked Sendable {
         self.passPages = passPages
         self.limitPages = limitPages
         writerMayGo = state.makeCondition()
+        writerLeft = state.makeCondition()
         connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
         do throws(SagaLaneError) {
             // Its checkpoints sync as the writer's would (a new connection's default is FULL).
@@ -136,14 +142,22 @@ final class Checkpointer: @unchecked Sendable {
     }
 
     /// Writer thread, before it begins a batch: waits while a restart runs, or, when the log
-    /// passed twice its bound, for the next one.
+    /// passed twice its bound, for the next one; then marks the writer inside a batch.
     func giveWay() {
         if let pass = waitForPass {
             waitForPass = nil
             state.withLock(waitingOn: writerMayGo, until: { $0.finished >= pass || $0.stopping }) { _ in }
-        } else if restarting.load(ordering: .acquiring) {
-            state.withLock(waitingOn: writerMayGo, until: { !$0.restarting || $0.stopping }) { _ in }
         }
+        state.withLock(waitingOn: writerMayGo, until: { !$0.restarting || $0.stopping }) { $0.writerInBatch = true }
+    }
+
+    /// Writer thread, once its batch is committed or rolled back (or did not begin).
+    func writerEnds() {
+        let waited = state.withLock { state -> Bool in
+            defer { state.writerInBatch = false }
+            return state.restarting
+        }
+        if waited { writerLeft.signal() }
     }
 
     /// Stops the thread, after the pass it is running, and closes the connection. Idempotent.
@@ -151,6 +165,7 @@ final class Checkpointer: @unchecked Sendable {
         state.withLock { $0.stopping = true }
         state.condition.signal()
         writerMayGo.broadcast()
+        writerLeft.broadcast()
         thread?.join()
         thread = nil
         connection.close()
@@ -179,10 +194,11 @@ final class Checkpointer: @unchecked Sendable {
         if let pages = passive, pages >= limitPages {
             _ = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
             let held = monotonicMicros()
+            // The writer finishes the batch it is in, then waits in `giveWay`: the restart
+            // finds the write lock free, with no busy sleeps.
             state.withLock { $0.restarting = true }
-            restarting.store(true, ordering: .releasing)
+            state.withLock(waitingOn: writerLeft, until: { !$0.writerInBatch || $0.stopping }) { _ in }
             restarted = checkpoint(SQLITE_CHECKPOINT_RESTART) != nil
-            restarting.store(false, ordering: .releasing)
             state.withLock { $0.restarting = false }
             writerMayGo.broadcast()
             restartMicros = monotonicMicros() - held

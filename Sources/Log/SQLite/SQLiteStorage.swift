@@ -265,7 +265,10 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
 
     public func beginBatch(at now: Timestamp) throws(SagaLaneError) {
         checkpointer?.giveWay()
-        try writeConnection().run("BEGIN IMMEDIATE")
+        do throws(SagaLaneError) { try writeConnection().run("BEGIN IMMEDIATE") } catch {
+            checkpointer?.writerEnds()
+            throw error
+        }
         batchTime = .text(now.iso8601)
         batchTimestamp = now
         batchEvents.removeAll(keepingCapacity: true)
@@ -276,6 +279,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
 
     public func commitBatch() throws(SagaLaneError) {
         try writeConnection().run("COMMIT")
+        checkpointer?.writerEnds()
         committedEventPosition.store(assignedEventPosition, ordering: .releasing)
         swap(&committedEvents, &batchEvents)
         batchEvents.removeAll(keepingCapacity: true)
@@ -285,6 +289,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         // The batch's positions were never committed: the next batch assigns them again.
         assignedEventPosition = committedEventPosition.load(ordering: .relaxed)
         batchEvents.removeAll(keepingCapacity: true)
+        defer { checkpointer?.writerEnds() }
         guard let writer, !writer.isAutocommit else { return }
         try? writer.execute("ROLLBACK")
     }
