@@ -1,4 +1,5 @@
 import SagaLaneSupport
+import Synchronization
 
 /// The durable log: every saga, step and lane job, in a `LogStorage` (an SQLite file by
 /// default).
@@ -128,20 +129,31 @@ public final class SagaLog: Sendable {
     /// from the one before it (a step's success and the saga's next step). A record that
     /// cannot be queued (see `submit`) fails alone; the other is still written.
     public nonisolated(nonsending) func write(_ first: LogRecord, then second: LogRecord) async -> (Result<Int, SagaLaneError>, Result<Int, SagaLaneError>) {
-        let results = ConditionLock<(Result<Int, SagaLaneError>?, Result<Int, SagaLaneError>?)>((nil, nil))
+        let pair = ResultPair()
         // Unchecked, as in `write(_:)`: each completion runs exactly once, so one resume.
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            submit(together: [first, second].enumerated().map { index, record in
-                (record, { result in
-                    let done = results.withLock { state -> Bool in
-                        if index == 0 { state.0 = result } else { state.1 = result }
-                        return state.0 != nil && state.1 != nil
-                    }
-                    if done { continuation.resume() }
-                })
-            })
+            pair.continuation = continuation
+            submit(together: [(first, { @Sendable in pair.set(0, $0) }), (second, { @Sendable in pair.set(1, $0) })])
         }
-        return results.withLock { ($0.0!, $0.1!) }
+        return pair.results
+    }
+
+    /// The two results of `write(_:then:)`: whichever completion comes second resumes the
+    /// waiting task.
+    private final class ResultPair: @unchecked Sendable {
+        private let lock = Mutex<(Result<Int, SagaLaneError>?, Result<Int, SagaLaneError>?)>((nil, nil))
+        /// Set before either record is submitted; read by the second completion only.
+        var continuation: UnsafeContinuation<Void, Never>?
+
+        func set(_ index: Int, _ result: Result<Int, SagaLaneError>) {
+            let both = lock.withLock { state -> Bool in
+                if index == 0 { state.0 = result } else { state.1 = result }
+                return state.0 != nil && state.1 != nil
+            }
+            if both { continuation!.resume() }
+        }
+
+        var results: (Result<Int, SagaLaneError>, Result<Int, SagaLaneError>) { lock.withLock { ($0.0!, $0.1!) } }
     }
 
     /// Writes `record` and returns once it is durable. The caller stays on its own executor
