@@ -24,6 +24,12 @@ final class GroupCommitWriter: Sendable {
     private struct Pending {
         let work: Work
         let completion: Completion
+
+        /// A record that goes into a group commit (not a bulk deletion, not exclusive work).
+        var isPlainRecord: Bool {
+            if case .record(let record) = work { return record.deletion == nil }
+            return false
+        }
     }
 
     private struct Queue {
@@ -108,15 +114,13 @@ final class GroupCommitWriter: Sendable {
     }
 
     private func process(_ batch: [Pending]) {
-        var group: [Pending] = []
-        for item in batch {
-            if case .record(let record) = item.work, record.deletion == nil {
-                group.append(item)
-                continue
-            }
+        // Runs of plain records commit as slices of the batch, so no item is copied.
+        var groupStart = batch.startIndex
+        for index in batch.indices where !batch[index].isPlainRecord {
             // Everything else runs on its own, after the records queued before it.
-            commit(group)
-            group.removeAll()
+            let item = batch[index]
+            commit(batch[groupStart..<index])
+            groupStart = index + 1
             switch item.work {
             case .record(let record):
                 let (deletion, cutoff) = record.deletion!
@@ -125,13 +129,13 @@ final class GroupCommitWriter: Sendable {
                 item.completion(Result { () throws(SagaLaneError) in try body(storage); return 0 })
             }
         }
-        commit(group)
+        commit(batch[groupStart...])
     }
 
     /// One batch for the whole group; see the type's comment for which errors fail one record
     /// and which fail the group. After a full disk or an I/O error the storage may or may not
     /// have aborted the batch already; either way the group fails as a whole.
-    private func commit(_ group: [Pending]) {
+    private func commit(_ group: ArraySlice<Pending>) {
         guard !group.isEmpty else { return }
         var results: [Result<Int, SagaLaneError>] = []
         results.reserveCapacity(group.count)
