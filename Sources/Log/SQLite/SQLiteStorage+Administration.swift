@@ -9,7 +9,7 @@ extension SQLiteStorage: LogAdministration {
     /// A lane job's last activity, as `recentJobs` orders by it.
     private static let jobActivity = "COALESCE(finished_at, cancelled_at, failed_at, started_at, enqueued_at)"
 
-    private static func placeholders(_ count: Int) -> String {
+    static func placeholders(_ count: Int) -> String {
         Array(repeating: "?", count: count).joined(separator: ", ")
     }
 
@@ -49,13 +49,34 @@ extension SQLiteStorage: LogAdministration {
 
     /// The WHERE conditions of a saga filter, with their arguments.
     /// With `walkingOrder`, the state and name terms are kept off the indexes (a unary `+`), so
-    /// the query walks the order's own index and stops at its limit.
-    private static func conditions(_ filter: SagaFilter, walkingOrder: Bool = false) -> ([String], [SQLValue]) {
+    /// the query walks the order's own index and stops at its limit. With `part`, the terms
+    /// select the filter's states of that part of the table, through the part's index.
+    private static func conditions(_ filter: SagaFilter, walkingOrder: Bool = false,
+                                   part: (part: SagaPart, states: [SagaState])? = nil) -> ([String], [SQLValue]) {
         var conditions = Conditions(offIndexes: walkingOrder)
-        conditions.oneOf("state", filter.states.map(\.rawValue))
+        if let part { conditions.terms.append(part.part.condition) }
+        conditions.oneOf("state", (part?.states ?? filter.states).map(\.rawValue))
         conditions.equal("name", filter.name)
         conditions.window(sagaActivity, since: filter.activeSince, before: filter.activeBefore)
         return (conditions.terms, conditions.arguments)
+    }
+
+    /// One query by parts of the saga table: `query` of each part's table and conditions
+    /// (`FROM …` and `WHERE …`), joined by `combine`, with the arguments in order. A filter
+    /// without states asks the whole table.
+    private func byParts(_ filter: SagaFilter, combine: String, _ query: (_ from: String) -> String) -> (String, [SQLValue]) {
+        let parts = SagaPart.split(filter.states)
+        if parts.isEmpty {
+            let (terms, arguments) = Self.conditions(filter)
+            return (query(Self.from("saga", terms)), arguments)
+        }
+        var arguments: [SQLValue] = []
+        let queries = parts.map { part in
+            let (terms, partArguments) = Self.conditions(filter, part: part)
+            arguments += partArguments
+            return query(Self.from(columns.sagas(part.part), terms))
+        }
+        return (queries.joined(separator: combine), arguments)
     }
 
     private static func conditions(_ filter: JobFilter) -> ([String], [SQLValue]) {
@@ -71,37 +92,47 @@ extension SQLiteStorage: LogAdministration {
         conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
     }
 
+    private static func from(_ table: String, _ conditions: [String]) -> String {
+        conditions.isEmpty ? "FROM \(table)" : "FROM \(table) \(whereClause(conditions))"
+    }
+
     private static func sagaID(_ id: UInt64) -> SQLValue { .int(Int64(bitPattern: min(id, UInt64(Int64.max)))) }
 
     public func sagas(matching filter: SagaFilter, order: SagaOrder, after: SagaRecord?, limit: Int) throws(SagaLaneError) -> [SagaSummary] {
         guard limit > 0 else { return [] }
-        // The first page may take the state index and sort what it finds: quick when few sagas
-        // match. The pages after it walk the order's index from where the last one ended, so a
-        // long listing costs one pass over the table instead of a sort of every match per page.
-        var (conditions, arguments) = Self.conditions(filter, walkingOrder: after != nil)
-        let orderBy: String
-        switch order {
-        case .recentFirst:
-            // Walks the recency index backwards; its entries end with the row id. The plain
-            // bound on the activity lets SQLite start the walk there (a row value alone does not).
-            if let after {
+        let select = "SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)"
+        let sql: String
+        var arguments: [SQLValue]
+        if let after {
+            // The pages after the first walk the order's index from where the last one ended,
+            // so a long listing costs one pass over the table instead of a sort of every match
+            // per page.
+            var conditions: [String]
+            (conditions, arguments) = Self.conditions(filter, walkingOrder: true)
+            let orderBy: String
+            switch order {
+            case .recentFirst:
+                // Walks the recency index backwards; its entries end with the row id. The plain
+                // bound on the activity lets SQLite start the walk there (a row value alone does not).
                 let activity = SQLValue.text((after.endedAt ?? after.startedAt).iso8601)
                 conditions.append("\(Self.sagaActivity) <= ?")
                 conditions.append("(\(Self.sagaActivity), id) < (?, ?)")
                 arguments += [activity, activity, Self.sagaID(after.id)]
-            }
-            orderBy = "\(Self.sagaActivity) DESC, id DESC"
-        case .byID:
-            if let after {
+                orderBy = "\(Self.sagaActivity) DESC, id DESC"
+            case .byID:
                 conditions.append("id > ?")
                 arguments.append(Self.sagaID(after.id))
+                orderBy = "id"
             }
-            orderBy = "id"
+            sql = "\(select) FROM saga \(Self.whereClause(conditions)) ORDER BY \(orderBy) LIMIT ?"
+        } else {
+            // The first page may take the states' indexes and sort what it finds: quick when
+            // few sagas match. States of both parts of the table are read from each part's
+            // index and merged (by the activity, added as a last column, or by id).
+            let parts: String
+            (parts, arguments) = byParts(filter, combine: " UNION ALL ") { "\(select), \(Self.sagaActivity) \($0)" }
+            sql = parts + " ORDER BY \(order == .byID ? "1" : "10 DESC, 1 DESC") LIMIT ?"
         }
-        let sql = """
-            SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
-            FROM saga \(Self.whereClause(conditions)) ORDER BY \(orderBy) LIMIT ?
-            """
         return try read { (c) throws(SagaLaneError) in
             try c.query(sql, arguments + [.int(Int64(limit))]) { row in
                 SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(8)))
@@ -110,9 +141,10 @@ extension SQLiteStorage: LogAdministration {
     }
 
     public func countSagas(matching filter: SagaFilter) throws(SagaLaneError) -> Int {
-        let (conditions, arguments) = Self.conditions(filter)
+        // By the states' parts of the table, each through its own index.
+        let (sql, arguments) = byParts(filter, combine: " + ") { "(SELECT COUNT(*) \($0))" }
         return try read { (c) throws(SagaLaneError) in
-            Int(try c.query("SELECT COUNT(*) FROM saga \(Self.whereClause(conditions))", arguments) { $0.int(0) }.first ?? 0)
+            Int(try c.query("SELECT \(sql)", arguments) { $0.int(0) }.first ?? 0)
         }
     }
 
@@ -172,7 +204,7 @@ extension SQLiteStorage: LogAdministration {
                 """
                 SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)), 0),
                        MIN(ended_at), MAX(ended_at)
-                FROM saga WHERE state IN (\(Self.placeholders(states.count))) AND ended_at < ?
+                FROM saga WHERE \(SagaPart.ended.condition) AND state IN (\(Self.placeholders(states.count))) AND ended_at < ?
                 """, states + [.text(cutoff.iso8601)]) { row in
                 VacuumEstimate(counts: VacuumCounts(sagas: Int(row.int(0)), steps: Int(row.int(1))),
                                oldestEnd: row.optionalTimestamp(2), newestEnd: row.optionalTimestamp(3))
@@ -200,7 +232,7 @@ extension SQLiteStorage: LogAdministration {
         do throws(SagaLaneError) {
             try c.run("BEGIN IMMEDIATE")
             let ids = try c.query(
-                "SELECT id FROM saga WHERE state IN (\(Self.placeholders(states.count))) AND ended_at < ? LIMIT ?",
+                "SELECT id FROM saga WHERE \(SagaPart.ended.condition) AND state IN (\(Self.placeholders(states.count))) AND ended_at < ? LIMIT ?",
                 states + [.text(cutoff.iso8601), .int(Int64(limit))]) { $0.int(0) }
             var counts = VacuumCounts()
             // A statement per 500 sagas, not per saga. The steps go first, so that they are

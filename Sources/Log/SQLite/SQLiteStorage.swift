@@ -354,8 +354,8 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             case .terminalSagas:
                 let ids = try c.query(
                     """
-                    DELETE FROM saga WHERE id IN (SELECT id FROM saga
-                        WHERE state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT ?)
+                    DELETE FROM saga WHERE id IN (SELECT id FROM saga WHERE \(SagaPart.ended.condition)
+                        AND state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT ?)
                     RETURNING id
                     """, arguments) { $0.int(0) }
                 // The deleted ids stay used: the high-water mark rises with the delete.

@@ -178,6 +178,15 @@ enum Schema {
         """
         CREATE INDEX saga_unfinished ON saga(id) WHERE state IN ('running', 'compensating');
         """,
+        // Version 7: the state index holds only the sagas that ended, so a saga that ends adds
+        // one entry there instead of moving its entry (a delete and an insert, each a search
+        // of an index of every saga): start-up recovery ends every saga it marks failed. The
+        // unfinished ones are in `saga_unfinished`; queries by state ask each part with its
+        // index's condition (see `SagaPart`).
+        """
+        DROP INDEX saga_by_state;
+        CREATE INDEX saga_ended ON saga(state, ended_at) WHERE state NOT IN ('running', 'compensating');
+        """,
     ]
 
     /// `PRAGMA application_id` of a sagalane log (schema version 4 and later): "sagl".
