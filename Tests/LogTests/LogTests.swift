@@ -556,6 +556,38 @@ struct LogTests {
         await #expect(throws: SagaLaneError.self) { try await log.write(.all([.vacuum(olderThan: Timestamp.now())])) }
     }
 
+    /// A page of recovery is mostly sagas of one type given one reason, which share one
+    /// payload; those that differ (another name, a reason they had already, a reason of their
+    /// own) still get their own, on disk and on the stream a cursor reads from memory.
+    @Test func sagasMarkedFailedInBulkShareAPayloadOnlyWhenTheirRowsReadTheSame() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        let cursor = log.lifecycle.subscribe(after: 0)
+        var expected: [(name: String, reason: String)] = []
+        var marks: [FailedSagaMark] = []
+        for id in UInt64(1)...40 {
+            let name = id % 7 == 3 ? "other \"type\"" : "one_step"
+            try await log.startSaga(id: id, name: name, inputJSON: "{}")
+            if id % 9 == 4 { try await log.write(.setSagaState(id: id, state: .running, reason: "timed out")) }
+            let given = id % 11 == 5 ? "interrupted (pending step 1)" : "interrupted (pending step 0)"
+            marks.append(FailedSagaMark(sagaID: id, reason: given))
+            expected.append((name, id % 9 == 4 ? "timed out; \(given)" : given))
+        }
+        #expect(try await log.write(.markFailedCompensations(marks, eventType: "SagaFailed", recovered: "mark_failed")) == 40)
+        let stored = try log.lifecycleEvents(after: 0, limit: 100)
+        var streamed: [LifecycleEntry] = []
+        while streamed.count < 40, let entry = try cursor.next(milliseconds: 5000) ?? nil { streamed.append(entry) }
+        #expect(streamed == stored)
+        #expect(stored.map(\.sagaID) == Array(1...40) && stored.map(\.position) == Array(1...40))
+        for (event, want) in zip(stored, expected) {
+            let payload: JSON = ["name": .string(want.name), "state": "failed_compensation", "reason": .string(want.reason),
+                                 "recovered": "mark_failed"]
+            #expect(event.payloadJSON == payload.serialized, "saga \(event.sagaID)")
+            #expect(try log.saga(id: event.sagaID)?.failureReason == want.reason)
+        }
+        #expect(Set(stored.map(\.payloadJSON)).count > 4, "the sagas that differ kept payloads of their own")
+    }
+
     @Test func sagasMarkedFailedInBulkReadAsOneByOneAndFailAsAWhole() async throws {
         let log = try SagaLog.openInMemory()
         defer { log.close() }
