@@ -556,6 +556,28 @@ struct LogTests {
         await #expect(throws: SagaLaneError.self) { try await log.write(.all([.vacuum(olderThan: Timestamp.now())])) }
     }
 
+    /// The writer keeps its statement journals in memory (each batch's savepoints would spill
+    /// to a new temporary file past 64 KiB), and still compacts through a file.
+    @Test func theWriterKeepsTemporaryDataInMemoryAndCompactsThroughAFile() async throws {
+        let dir = TemporaryDirectory()
+        let log = try SagaLog.open(path: dir.file("log.db"), durability: .normal)
+        defer { log.close() }
+        let storage = try #require(log.storage as? SQLiteStorage)
+        func writersTemporaryStorage() async -> Int64? {
+            let seen = Mutex<Int64?>(nil)
+            await log.holdWriterForTesting { seen.withLock { $0 = try? storage.writer?.query("PRAGMA temp_store") { $0.int(0) }.first } }
+            return seen.withLock { $0 }
+        }
+        #expect(await writersTemporaryStorage() == 2)
+        let big = String(repeating: "x", count: 2000)
+        for id in UInt64(1)...300 { try await log.startSaga(id: id, name: "s", inputJSON: "\"\(big)\"") }
+        try await log.write(.all((1...300).map { .terminateSaga(id: $0, state: .completed, reason: nil) }))
+        #expect(try await log.vacuum(olderThan: Timestamp(millisecondsSinceEpoch: Timestamp.now().millisecondsSinceEpoch + 1000)) == 300)
+        let (before, after) = try await log.compact()
+        #expect(after.pages < before.pages)
+        #expect(await writersTemporaryStorage() == 2)
+    }
+
     /// A page of recovery is mostly sagas of one type given one reason, which share one
     /// payload; those that differ (another name, a reason they had already, a reason of their
     /// own) still get their own, on disk and on the stream a cursor reads from memory.

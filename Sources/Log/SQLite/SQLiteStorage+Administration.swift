@@ -269,6 +269,9 @@ extension SQLiteStorage: LogAdministration {
             let usage = try fileUsage()
             try Self.checkRoom(for: usage.usedBytes, logPath: path)
         }
+        // The copy goes to a temporary file, not to memory (see `temporaryStorage`).
+        try c.execute("PRAGMA temp_store = FILE")
+        defer { try? c.execute(Self.temporaryStorage) }
         try c.execute("VACUUM")
         if path != nil {
             // The background checkpointer may hold the checkpoint lock for a moment (SQLite
