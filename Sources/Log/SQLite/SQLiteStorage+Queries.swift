@@ -87,19 +87,21 @@ extension SQLiteStorage {
         guard !states.isEmpty, limit > 0 else { return [] }
         let after = SQLValue.int(Int64(bitPattern: min(after, UInt64(Int64.max))))
         // The unfinished sagas (recovery's pages) through their partial index by id, one seek
-        // a page. Other states through the part of the table each falls in, the unfinished
-        // part by id and the ended part by state (few beside the finished sagas), merged by id.
+        // a page. Other states through the part of the table each falls in (see `SagaArm`):
+        // the unfinished part by id, each ended state (few beside the finished sagas) sorted
+        // by id, merged.
         let page: String
         var arguments: [SQLValue] = []
         if Set(states) == Set(SagaState.unfinished) {
             page = "SELECT id FROM \(columns.unfinishedSagas) WHERE \(SagaPart.unfinished.condition) AND id > ? ORDER BY id LIMIT ?"
             arguments = [after]
         } else {
-            let parts = SagaPart.split(states).map { part, states in
-                arguments += states.map { .text($0.rawValue) } + [after]
-                return "SELECT id FROM \(columns.sagas(part)) WHERE \(part.condition) AND state IN (\(Self.placeholders(states.count))) AND id > ?"
+            let selects = SagaArm.arms(states).map { arm in
+                let (terms, values) = arm.terms
+                arguments += values + [after]
+                return "SELECT id FROM \(columns.sagas(arm.part)) WHERE \((terms + ["id > ?"]).joined(separator: " AND "))"
             }
-            page = parts.joined(separator: " UNION ALL ") + " ORDER BY 1 LIMIT ?"
+            page = selects.joined(separator: " UNION ALL ") + " ORDER BY 1 LIMIT ?"
         }
         arguments.append(.int(Int64(limit)))
         return try read { (c) throws(SagaLaneError) in
@@ -172,15 +174,8 @@ extension SQLiteStorage {
     }
 
     public func recentSagas(limit: Int) throws(SagaLaneError) -> [SagaSummary] {
-        try read { (c) throws(SagaLaneError) in
-            try c.query(
-                """
-                SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
-                FROM saga ORDER BY COALESCE(ended_at, started_at) DESC, id DESC LIMIT ?
-                """, [.int(Int64(max(0, limit)))]) { row in
-                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(8)))
-            }
-        }
+        // The listing of every saga, most recent first: its first page.
+        try sagas(matching: SagaFilter(), order: .recentFirst, after: nil, limit: limit)
     }
 
     public func pendingJobs(lane: String, state: JobState) throws(SagaLaneError) -> [JobRecord] {

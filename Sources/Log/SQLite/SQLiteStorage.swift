@@ -365,12 +365,12 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             let deleted: Int
             switch deletion {
             case .terminalSagas:
+                let states = Self.terminalStates
                 let ids = try c.query(
                     """
-                    DELETE FROM saga WHERE id IN (SELECT id FROM saga WHERE \(SagaPart.ended.condition)
-                        AND state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT ?)
+                    DELETE FROM saga WHERE id IN (SELECT id FROM saga WHERE \(Self.endedBefore(states.count)) LIMIT ?)
                     RETURNING id
-                    """, arguments) { $0.int(0) }
+                    """, states + arguments) { $0.int(0) }
                 // The deleted ids stay used: the high-water mark rises with the delete.
                 if let highest = ids.max() {
                     try c.run(
