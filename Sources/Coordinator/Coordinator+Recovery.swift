@@ -52,13 +52,14 @@ extension Coordinator {
         // of its sagas goes on, the page is read again whole, and so are the pages after it
         // until one needs no more than outlines (a log of resumable sagas reads each page once).
         var wholePages = false
+        var types = TypeLookup()
         while true {
             var outlines: [SagaOutline]
             var records: [SagaRecord]?
             do {
                 if !wholePages {
                     outlines = try log.unfinishedOutlines(after: last, limit: Self.recoveryPageSize)
-                    if outlines.contains(where: { goesOn($0, requests: requests) }) {
+                    if outlines.contains(where: { goesOn($0, requests: requests, types: &types) }) {
                         records = try log.unfinishedSagas(after: last, limit: Self.recoveryPageSize)
                     }
                 } else {
@@ -69,8 +70,8 @@ extension Coordinator {
             } catch {
                 throw SagaLaneError(error.code, "cannot read unfinished sagas: \(error.message)", underlying: error)
             }
-            wholePages = records.map { $0.contains { goesOn(SagaOutline($0), requests: requests) } } ?? false
-            inFlight.append(plan(outlines, records, requests: &requests))
+            wholePages = records.map { $0.contains { goesOn(SagaOutline($0), requests: requests, types: &types) } } ?? false
+            inFlight.append(plan(outlines, records, requests: &requests, types: &types))
             if inFlight.count > Self.recoveryPagesInFlight {
                 try await settle(inFlight.removeFirst(), settled: &settled, of: total, progress: progress)
             }
@@ -122,14 +123,28 @@ extension Coordinator {
         return cancelled && saga.state == .running ? .compensate : type.recovery
     }
 
+    /// The registry's type of a name, remembered for the last name asked: a page's sagas are
+    /// mostly of one type, and asking the registry takes its lock and hashes the name.
+    struct TypeLookup {
+        private var last: (name: String, type: SagaType?)?
+
+        mutating func type(named name: String, in registry: SagaRegistry) -> SagaType? {
+            if let last, last.name.isExactly(name) { return last.type }
+            let type = registry.type(named: name)
+            last = (name, type)
+            return type
+        }
+    }
+
     /// Whether the saga goes on (rather than being marked failed), so its whole rows are needed.
-    private func goesOn(_ saga: SagaOutline, requests: [UInt64: SagaRequest]) -> Bool {
+    private func goesOn(_ saga: SagaOutline, requests: [UInt64: SagaRequest], types: inout TypeLookup) -> Bool {
         let cancelled = requests[saga.id]?.action == .cancel
-        return policy(saga, type: registry.type(named: saga.name), cancelled: cancelled) != .markFailed
+        return policy(saga, type: types.type(named: saga.name, in: registry), cancelled: cancelled) != .markFailed
     }
 
     /// Plans a page: `records`, when read, are its sagas whole, in the order of `page`.
-    private func plan(_ page: [SagaOutline], _ records: [SagaRecord]?, requests: inout [UInt64: SagaRequest]) -> PagePlan {
+    private func plan(_ page: [SagaOutline], _ records: [SagaRecord]?, requests: inout [UInt64: SagaRequest],
+                      types: inout TypeLookup) -> PagePlan {
         var writes: [LogRecord] = []
         var ended: [(UInt64, JSON)] = []
         var resumptions: [Resumption] = []
@@ -141,10 +156,19 @@ extension Coordinator {
             writes.append(.markFailedCompensations(marks, eventType: Event.sagaFailed, recovered: RecoveryPolicy.markFailed.rawValue))
             marks.removeAll()
         }
+        // Neighbours alike (one type, state, reason so far and pending steps) are given the
+        // same reason and payload: built once for the run of them.
+        var last: (saga: SagaOutline, reason: String, payload: JSON)?
         func markFailed(_ saga: SagaOutline, because problem: String? = nil) {
+            if problem == nil, let last, last.saga.isLike(saga) {
+                marks.append(FailedSagaMark(sagaID: saga.id, reason: last.reason))
+                ended.append((saga.id, last.payload))
+                return
+            }
             let (mark, payload) = self.markFailed(saga, because: problem)
             marks.append(mark)
             ended.append((saga.id, payload))
+            last = problem == nil ? (saga, mark.reason, payload) : nil
         }
         for (i, saga) in page.enumerated() {
             var cancel: String?
@@ -154,7 +178,7 @@ extension Coordinator {
                 writes.append(.deleteRequest(sagaID: saga.id))
                 cancel = request.note ?? "no reason given"
             }
-            let type = registry.type(named: saga.name)
+            let type = types.type(named: saga.name, in: registry)
             let policy = self.policy(saga, type: type, cancelled: cancel != nil)
             guard let type, policy != .markFailed, let record = records?[i] else {
                 markFailed(saga)
@@ -329,5 +353,14 @@ extension Coordinator {
                 _ = try? await log.write(.note(sagaID: id, event: operatorNote(name, "request_dropped", error.message)))
             }
         }
+    }
+}
+
+private extension SagaOutline {
+    /// Whether `other` is marked failed with the same reason and payload: the same name and
+    /// reason so far, byte for byte, the same state and pending steps.
+    func isLike(_ other: SagaOutline) -> Bool {
+        state == other.state && pendingSteps == other.pendingSteps && name.isExactly(other.name)
+            && (failureReason ?? "").isExactly(other.failureReason ?? "")
     }
 }

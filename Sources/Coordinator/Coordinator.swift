@@ -99,7 +99,11 @@ public actor Coordinator {
         self.bus = bus
         self.diagnostics = diagnostics
         self.launchQueueLimit = max(1, launchQueueLimit)
-        sink.store(bus.attachSink { [weak self] event in self?.enqueue(.event(event)) }, ordering: .releasing)
+        // Lifecycle events (the coordinator's own announcements) never reach a saga: they stay
+        // out of the inbox, which start-up recovery would fill with one per saga it ends.
+        sink.store(bus.attachSink { [weak self] event in
+            if !event.isLifecycle { self?.enqueue(.event(event)) }
+        }, ordering: .releasing)
     }
 
     /// Queues `item` for the loop and makes sure a drain is scheduled.

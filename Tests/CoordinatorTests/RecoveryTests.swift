@@ -136,6 +136,43 @@ struct RecoveryTests {
         await second.shutdown()
     }
 
+    /// Neighbours in a page that differ in type, state, reason so far or pending steps each get
+    /// their own reason, in their rows, on the bus and in the lifecycle stream, byte for byte
+    /// the text `recover --dry-run` shows; alike ones share theirs.
+    @Test func markFailedGivesEachSagaTheReasonOfItsOwnRows() async throws {
+        let first = try CoordinatorHarness()
+        var records: [LogRecord] = []
+        for id in UInt64(1)...60 {
+            records.append(.startSaga(id: id, name: id % 13 == 4 ? "other" : "gone", inputJSON: "null"))
+            if id % 5 != 2 { records.append(.startStep(sagaID: id, index: 0, name: "a", target: "host", commandJSON: "{}")) }
+            if id % 7 == 3 { records.append(.startStep(sagaID: id, index: 1, name: "b", target: "host", commandJSON: "{}")) }
+            if id % 11 == 6 { records.append(.setSagaState(id: id, state: .compensating, reason: "step 0 failed")) }
+            if id % 17 == 9 { records.append(.setSagaState(id: id, state: .running, reason: "timed out")) }
+        }
+        for case .failure(let error) in await first.log.writeAll(records) { throw error }
+        let before = try first.log.unfinishedSagas(limit: 100)
+        await first.shutdown()
+
+        let second = try CoordinatorHarness(restarting: first)
+        #expect(try await second.coordinator.start() == 60)
+        await second.collector.waitFor("every SagaFailed") { $0.filter { $0.type == Event.sagaFailed }.count == 60 }
+        let published = second.collector.events.filter { $0.type == Event.sagaFailed }
+        let stream = try second.log.lifecycleEvents(after: 0, limit: 1000).filter { $0.type == Event.sagaFailed }
+        #expect(published.map(\.sagaID) == before.map(\.id) && stream.map(\.sagaID) == before.map(\.id))
+        for ((record, event), entry) in zip(zip(before, published), stream) {
+            let added = RecoveryPlan(record, policy: .markFailed).reason
+            let reason = (record.failureReason ?? "").isEmpty ? added : "\(record.failureReason!); \(added)"
+            let row = try #require(try second.log.saga(id: record.id))
+            #expect(row.state == .failedCompensation && row.failureReason == reason, "saga \(record.id)")
+            let payload: JSON = ["name": .string(record.name), "state": "failed_compensation", "reason": .string(reason),
+                                 "recovered": "mark_failed"]
+            #expect(event.payload == payload, "saga \(record.id)")
+            #expect(entry.payloadJSON == payload.serialized, "saga \(record.id)")
+        }
+        #expect(Set(stream.map(\.payloadJSON)).count >= 6)
+        await second.shutdown()
+    }
+
     /// A saga whose `start` waits, moved on by an event it declared interest in: that event is
     /// the first step's cause in the log, and resume replays it.
     @Test func resumeReplaysTheEventThatLedToTheFirstStep() async throws {

@@ -82,11 +82,11 @@ struct LogTests {
         #expect(try log.maxSagaID() == 1)
         log.close()
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [6])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [7])
         #expect(try raw.query("PRAGMA application_id") { $0.int(0) } == [Int64(Schema.applicationID)])
         #expect(try raw.query("PRAGMA journal_mode") { $0.text(0) } == ["wal"])
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])
+        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_ended", "saga_event_by_saga", "saga_unfinished"])
         // Restart recovery and the sweeper search their indexes, whatever the table's size.
         func plan(_ sql: String) throws -> String {
             try raw.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }.joined(separator: "; ")
@@ -99,12 +99,13 @@ struct LogTests {
             SELECT rowid FROM lane_job WHERE (state = 'finished' OR state = 'cancelled' OR state = 'failed')
             AND COALESCE(finished_at, cancelled_at, failed_at) < '2026' LIMIT 500
             """) == "SEARCH lane_job USING INDEX lane_job_ended (<expr><?)")
-        #expect(try plan("SELECT id FROM saga WHERE state IN ('running','compensating','failed')").hasPrefix("SEARCH saga USING COVERING INDEX saga_by_state"))
-        // So do recovery's and operators' listings, page after page, however many sagas ended.
+        #expect(try plan("SELECT id FROM saga WHERE state NOT IN ('running', 'compensating') AND state IN ('completed', 'failed')")
+                == "SEARCH saga USING COVERING INDEX saga_ended (state=?)")
+        // So do recovery's pages, one seek a page however many sagas ended.
         #expect(try plan("""
-            SELECT id, name FROM saga INDEXED BY saga_by_state WHERE state IN ('running', 'compensating') AND id > 0
+            SELECT id, name FROM saga INDEXED BY saga_unfinished WHERE state IN ('running', 'compensating') AND id > 0
             ORDER BY id LIMIT 10
-            """).hasPrefix("SEARCH saga USING INDEX saga_by_state (state=?"))
+            """) == "SEARCH saga USING INDEX saga_unfinished (id>?)")
     }
 
     @Test func aVersion1LogIsMigratedKeepingEveryRow() async throws {
@@ -133,16 +134,135 @@ struct LogTests {
 
         let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
         defer { raw.close() }
-        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [6])
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [7])
         #expect(try raw.query("PRAGMA foreign_key_check") { $0.text(0) }.isEmpty)
         let indexes = try raw.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name") { $0.text(0) }
-        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_by_recency", "saga_by_state", "saga_event_by_saga", "saga_unfinished"])
+        #expect(indexes == ["lane_job_by_key", "lane_job_ended", "lane_job_pending", "saga_by_key", "saga_ended", "saga_event_by_saga", "saga_unfinished"])
         #expect(throws: SagaLaneError.self, "the state CHECK still holds") {
             try raw.execute("INSERT INTO saga (id, name, state, input_json, started_at) VALUES (3, 'x', 'bogus', '{}', '2026-01-01T00:00:00.000Z')")
         }
         // The point of version 2: checking a state no longer builds a temporary b-tree per row.
         let plan = try raw.query("EXPLAIN INSERT INTO saga (id, name, state, input_json, started_at) VALUES (3, 'x', 'running', '{}', 'now')") { $0.text(1) }
         #expect(!plan.contains("OpenEphemeral"))
+    }
+
+    /// A log of schema version 6 (every saga in the state index) is migrated in place: its rows
+    /// stay as they were, the ended sagas move to `saga_ended`, and every query by state (the
+    /// listings and counts, statistics, vacuum, recovery's and operators' pages) reads the
+    /// part of the table it needs through that part's index, never the whole table.
+    @Test func aVersion6LogIsMigratedToTheIndexOfEndedSagas() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("v6.db")
+        let v6 = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        try v6.execute("PRAGMA journal_mode = WAL")
+        try Schema.migrate(v6, upTo: 6)
+        try v6.execute("""
+            INSERT INTO saga (id, name, state, input_json, failure_reason, started_at, ended_at) VALUES
+                (1, 'a', 'completed', '{}', NULL, '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:05.000Z'),
+                (2, 'b', 'running', '{"n":2}', NULL, '2026-01-01T00:00:00.000Z', NULL),
+                (3, 'a', 'failed_compensation', '{}', 'undo failed', '2021-01-01T00:00:00.000Z', '2021-01-01T00:01:00.000Z'),
+                (4, 'c', 'compensating', '{}', 'step 1 failed', '2025-01-01T00:00:00.000Z', NULL),
+                (5, 'b', 'failed', '{}', 'no', '2022-01-01T00:00:00.000Z', '2022-01-02T00:00:00.000Z'),
+                (6, 'a', 'compensated', '{}', 'no', '2023-01-01T00:00:00.000Z', '2023-01-02T00:00:00.000Z'),
+                (7, 'c', 'running', '{}', NULL, '2024-01-01T00:00:00.000Z', NULL),
+                (8, 'a', 'completed', '{}', NULL, '2026-02-01T00:00:00.000Z', '2026-02-01T00:00:01.000Z');
+            INSERT INTO saga_step (saga_id, step_index, name, target, command_json, state, started_at) VALUES
+                (1, 0, 'x', 't', '{}', 'succeeded', '2020-01-01T00:00:00.000Z'),
+                (2, 0, 'x', 't', '{}', 'pending', '2026-01-01T00:00:00.000Z'),
+                (3, 0, 'x', 't', '{}', 'failed', '2021-01-01T00:00:00.000Z');
+            INSERT INTO saga_event (position, saga_id, type, payload_json, at) VALUES
+                (1, 1, 'SagaStarted', '{"name":"a"}', '2020-01-01T00:00:00.000Z'),
+                (2, 3, 'SagaFailed', '{"name":"a"}', '2021-01-01T00:01:00.000Z');
+            UPDATE meta SET value = 2 WHERE key = 'event_position_high_water';
+            """)
+        let tables = ["saga", "saga_step", "saga_event", "meta"]
+        let before = try tables.map { try v6.query("SELECT * FROM \($0) ORDER BY 1, 2") { row in
+            (0..<Int32(sqlite3_column_count(row.statement))).map { row.isNull($0) ? "NULL" : row.text($0) }.joined(separator: "|")
+        } }
+        v6.close()
+
+        let log = try SagaLog.open(path: path)
+        let storage = try #require(log.storage as? SQLiteStorage)
+        let statements = StatementRecorder()
+        try storage.recordReads(into: statements)
+        await log.holdWriterForTesting { storage.writer?.record(into: statements) }
+
+        let stats = try log.stats()
+        #expect(stats.schemaVersion == 7)
+        #expect(stats.sagas == [.running: 2, .compensating: 1, .completed: 2, .failed: 1, .failedCompensation: 1, .compensated: 1])
+        #expect(stats.oldestRunningSaga == Timestamp(iso8601: "2024-01-01T00:00:00.000Z"))
+        #expect(try log.unfinishedSagas(limit: 10).map(\.id) == [2, 4, 7])
+        #expect(try log.unfinishedOutlines(limit: 10).map(\.id) == [2, 4, 7])
+        #expect(try log.unresolvedSagas(limit: 10).map(\.id) == [2, 3, 4, 7])
+        #expect(try log.unresolvedSagas(after: 2, limit: 2).map(\.id) == [3, 4])
+        #expect(try log.unresolvedSagas(after: 2, limit: 2).first?.steps.map(\.state) == [.failed])
+        for (filter, count) in [(SagaFilter(), 8), (SagaFilter(states: [.completed]), 2), (SagaFilter(states: SagaState.unresolved), 4),
+                                (SagaFilter(states: [.running, .completed]), 4), (SagaFilter(states: [.completed, .running], name: "a"), 2),
+                                (SagaFilter(states: [.failed, .running], activeSince: Timestamp(iso8601: "2024-01-01T00:00:00.000Z")), 2)] {
+            #expect(try log.countSagas(matching: filter) == count, "\(filter)")
+        }
+        let mixed = SagaFilter(states: [.running, .completed])
+        #expect(try log.sagas(matching: mixed, order: .recentFirst, limit: 10).map(\.id) == [8, 2, 7, 1])
+        #expect(try log.sagas(matching: mixed, order: .byID, limit: 10).map(\.id) == [1, 2, 7, 8])
+        let first = try log.sagas(matching: mixed, order: .recentFirst, limit: 2)
+        #expect(first.map(\.id) == [8, 2] && first.map(\.stepCount) == [0, 1])
+        #expect(try log.sagas(matching: mixed, order: .recentFirst, after: first.last?.saga, limit: 10).map(\.id) == [7, 1])
+        #expect(try log.sagas(matching: SagaFilter(states: [.failedCompensation, .failed]), order: .recentFirst, limit: 10).map(\.id) == [5, 3])
+        #expect(try log.sagas(matching: SagaFilter(states: [.compensating]), order: .byID, limit: 10).map(\.id) == [4])
+        #expect(try log.sagas(matching: SagaFilter(), order: .recentFirst, limit: 3).map(\.id) == [8, 2, 4])
+        let all = try log.sagas(matching: SagaFilter(), order: .recentFirst, limit: 3)
+        #expect(try log.sagas(matching: SagaFilter(), order: .recentFirst, after: all.last?.saga, limit: 10).map(\.id) == [7, 6, 5, 3, 1])
+        #expect(try log.sagas(matching: SagaFilter(name: "a"), order: .byID, limit: 10).map(\.id) == [1, 3, 6, 8])
+        #expect(try log.sagas(matching: mixed, order: .byID, after: first.first?.saga, limit: 10).isEmpty)
+        #expect(try log.sagas(matching: SagaFilter(states: [.completed, .compensated]), order: .byID, after: all.first?.saga, limit: 10).isEmpty)
+        #expect(try log.sagas(matching: SagaFilter(states: [.running, .compensated], activeSince: Timestamp(iso8601: "2023-01-01T12:00:00.000Z"),
+                                                   activeBefore: Timestamp(iso8601: "2025-06-01T00:00:00.000Z")),
+                              order: .recentFirst, limit: 10).map(\.id) == [7, 6])
+        #expect(try log.snapshotRecent(limit: 4).map(\.id) == [8, 2, 4, 7])
+
+        let estimate = try log.vacuumEstimate(olderThan: Timestamp(iso8601: "2022-06-01T00:00:00.000Z")!)
+        #expect(estimate.counts == VacuumCounts(sagas: 3, steps: 2))
+        #expect(estimate.oldestEnd == Timestamp(iso8601: "2020-01-01T00:00:05.000Z"))
+        #expect(estimate.newestEnd == Timestamp(iso8601: "2022-01-02T00:00:00.000Z"))
+        // Every row as version 6 left it.
+        let raw = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
+        defer { raw.close() }
+        let now = try tables.map { try raw.query("SELECT * FROM \($0) ORDER BY 1, 2") { row in
+            (0..<Int32(sqlite3_column_count(row.statement))).map { row.isNull($0) ? "NULL" : row.text($0) }.joined(separator: "|")
+        } }
+        #expect(now == before)
+
+        #expect(try await log.vacuum(olderThan: Timestamp(iso8601: "2022-06-01T00:00:00.000Z")!) == 3)
+        #expect(try await log.vacuum(olderThan: Timestamp(iso8601: "2023-06-01T00:00:00.000Z")!, progress: { _ in }) == VacuumCounts(sagas: 1, steps: 0))
+        #expect(try log.snapshotRecent(limit: 10).map(\.id) == [8, 2, 4, 7])
+        await log.holdWriterForTesting { storage.writer?.record(into: nil) }
+        try storage.recordReads(into: nil)
+
+        #expect(try raw.query("PRAGMA user_version") { $0.int(0) } == [7])
+        #expect(try raw.query("SELECT name FROM sqlite_master WHERE name = 'saga_by_state'") { $0.text(0) }.isEmpty)
+        #expect(try raw.query("SELECT id FROM saga INDEXED BY saga_ended WHERE state NOT IN ('running', 'compensating') ORDER BY id") {
+            $0.int(0)
+        } == [8], "the index holds the ended sagas")
+        // Each query the log ran on the saga table: by state through the part's index, and
+        // none reads the whole table, but for a walk in the order of ids that stops at its
+        // limit.
+        let sagaQueries = Set(statements.statements.filter { $0.containsExactly("FROM saga ") || $0.containsExactly("FROM saga\n") })
+        #expect(sagaQueries.count >= 20)
+        for sql in sagaQueries {
+            let plan = try raw.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }
+            if sql.containsExactly("ORDER BY id LIMIT") && !sql.containsExactly("UNION ALL") {
+                #expect(!plan.contains { $0.containsExactly("TEMP B-TREE") }, "\(sql)\n\(plan)")
+            } else {
+                #expect(!plan.contains("SCAN saga"), "\(sql)\n\(plan)")
+            }
+            if sql.containsExactly(SagaPart.ended.condition) {
+                #expect(plan.contains { $0.containsExactly("INDEX saga_ended") }, "\(sql)\n\(plan)")
+            }
+            if sql.containsExactly(SagaPart.unfinished.condition) {
+                #expect(plan.contains { $0.containsExactly("INDEX saga_unfinished") }, "\(sql)\n\(plan)")
+            }
+        }
+        log.close()
     }
 
     @Test func sagaAndStepLifecycle() async throws {
@@ -448,6 +568,60 @@ struct LogTests {
         #expect(try log.saga(id: 1)?.state == .failedCompensation && log.saga(id: 2)?.state == .failedCompensation)
         #expect(try log.lifecycleEvents(after: 0, limit: 10).map(\.position) == [1, 2, 3])
         await #expect(throws: SagaLaneError.self) { try await log.write(.all([.vacuum(olderThan: Timestamp.now())])) }
+    }
+
+    /// The writer keeps its statement journals in memory (each batch's savepoints would spill
+    /// to a new temporary file past 64 KiB), and still compacts through a file.
+    @Test func theWriterKeepsTemporaryDataInMemoryAndCompactsThroughAFile() async throws {
+        let dir = TemporaryDirectory()
+        let log = try SagaLog.open(path: dir.file("log.db"), durability: .normal)
+        defer { log.close() }
+        let storage = try #require(log.storage as? SQLiteStorage)
+        func writersTemporaryStorage() async -> Int64? {
+            let seen = Mutex<Int64?>(nil)
+            await log.holdWriterForTesting { seen.withLock { $0 = try? storage.writer?.query("PRAGMA temp_store") { $0.int(0) }.first } }
+            return seen.withLock { $0 }
+        }
+        #expect(await writersTemporaryStorage() == 2)
+        let big = String(repeating: "x", count: 2000)
+        for id in UInt64(1)...300 { try await log.startSaga(id: id, name: "s", inputJSON: "\"\(big)\"") }
+        try await log.write(.all((1...300).map { .terminateSaga(id: $0, state: .completed, reason: nil) }))
+        #expect(try await log.vacuum(olderThan: Timestamp(millisecondsSinceEpoch: Timestamp.now().millisecondsSinceEpoch + 1000)) == 300)
+        let (before, after) = try await log.compact()
+        #expect(after.pages < before.pages)
+        #expect(await writersTemporaryStorage() == 2)
+    }
+
+    /// A page of recovery is mostly sagas of one type given one reason, which share one
+    /// payload; those that differ (another name, a reason they had already, a reason of their
+    /// own) still get their own, on disk and on the stream a cursor reads from memory.
+    @Test func sagasMarkedFailedInBulkShareAPayloadOnlyWhenTheirRowsReadTheSame() async throws {
+        let log = try SagaLog.openInMemory()
+        defer { log.close() }
+        let cursor = log.lifecycle.subscribe(after: 0)
+        var expected: [(name: String, reason: String)] = []
+        var marks: [FailedSagaMark] = []
+        for id in UInt64(1)...40 {
+            let name = id % 7 == 3 ? "other \"type\"" : "one_step"
+            try await log.startSaga(id: id, name: name, inputJSON: "{}")
+            if id % 9 == 4 { try await log.write(.setSagaState(id: id, state: .running, reason: "timed out")) }
+            let given = id % 11 == 5 ? "interrupted (pending step 1)" : "interrupted (pending step 0)"
+            marks.append(FailedSagaMark(sagaID: id, reason: given))
+            expected.append((name, id % 9 == 4 ? "timed out; \(given)" : given))
+        }
+        #expect(try await log.write(.markFailedCompensations(marks, eventType: "SagaFailed", recovered: "mark_failed")) == 40)
+        let stored = try log.lifecycleEvents(after: 0, limit: 100)
+        var streamed: [LifecycleEntry] = []
+        while streamed.count < 40, let entry = try cursor.next(milliseconds: 5000) ?? nil { streamed.append(entry) }
+        #expect(streamed == stored)
+        #expect(stored.map(\.sagaID) == Array(1...40) && stored.map(\.position) == Array(1...40))
+        for (event, want) in zip(stored, expected) {
+            let payload: JSON = ["name": .string(want.name), "state": "failed_compensation", "reason": .string(want.reason),
+                                 "recovered": "mark_failed"]
+            #expect(event.payloadJSON == payload.serialized, "saga \(event.sagaID)")
+            #expect(try log.saga(id: event.sagaID)?.failureReason == want.reason)
+        }
+        #expect(Set(stored.map(\.payloadJSON)).count > 4, "the sagas that differ kept payloads of their own")
     }
 
     @Test func sagasMarkedFailedInBulkReadAsOneByOneAndFailAsAWhole() async throws {

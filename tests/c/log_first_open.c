@@ -36,7 +36,7 @@ static void racer(const char *path, int ready_fd, int read_only) {
     if (rc == 0 && read_only) {
         char *json = NULL;
         rc = sl_log_stats(rt, &json);
-        if (rc == 0 && strstr(json, "\"schema_version\":6") == NULL) rc = -99;
+        if (rc == 0 && strstr(json, "\"schema_version\":7") == NULL) rc = -99;
         sl_free(json);
     } else if (rc == 0) {
         rc = sl_runtime_start(rt);
@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
         CHECK(open_rt(paths[r], 1, 1000, &rt));
         char *json = NULL;
         CHECK(sl_log_stats(rt, &json));
-        EXPECT_CONTAINS(json, "\"schema_version\":6");
+        EXPECT_CONTAINS(json, "\"schema_version\":7");
         sl_free(json);
         sl_runtime_close(rt);
     }

@@ -87,7 +87,7 @@ int main(void) {
     CHECK(sl_runtime_start(rt));
     char *json = NULL;
     CHECK(sl_log_stats(rt, &json));
-    EXPECT_CONTAINS(json, "\"schema_version\":6");
+    EXPECT_CONTAINS(json, "\"schema_version\":7");
     sl_free(json);
     sl_runtime_close(rt);
     return 0;

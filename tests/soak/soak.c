@@ -637,7 +637,7 @@ static int selftest(const options *o) {
     sqlite3_stmt *stmt = NULL;
     if (db &&
         sqlite3_prepare_v2(db,
-                           "SELECT (SELECT rootpage FROM sqlite_master WHERE type = 'index' AND name = 'saga_by_state'),"
+                           "SELECT (SELECT rootpage FROM sqlite_master WHERE type = 'index' AND name = 'saga_ended'),"
                            " page_size FROM pragma_page_size",
                            -1, &stmt, NULL) == SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW) {
@@ -654,7 +654,7 @@ static int selftest(const options *o) {
     check_log(model, damaged, 1, &found);
     int integrity = 0;
     for (size_t i = 0; i < found.count; i++) integrity |= found.items[i].kind == V_LOG_INTEGRITY;
-    selftest_expect(wrote && integrity, "log-integrity reports a log whose index saga_by_state (page %lld) is zeroed (%s)",
+    selftest_expect(wrote && integrity, "log-integrity reports a log whose index saga_ended (page %lld) is zeroed (%s)",
                     root, found.count ? found.items[0].detail : "nothing reported");
     violations_clear(&found);
 

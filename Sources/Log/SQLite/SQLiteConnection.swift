@@ -1,6 +1,7 @@
 import CSQLite
 import Glibc
 import SagaLaneSupport
+import Synchronization
 
 /// A value bound to or read from a statement.
 enum SQLValue {
@@ -222,5 +223,34 @@ final class SQLiteConnection: @unchecked Sendable {
         func optionalTimestamp(_ column: Int32) -> Timestamp? {
             optionalText(column).flatMap { Timestamp(iso8601: $0) }
         }
+    }
+}
+
+/// Collects the text of each statement a connection runs, for tests that check the plans of
+/// the queries the log really makes (`SQLiteConnection.record(into:)`).
+final class StatementRecorder: Sendable {
+    private let texts = Mutex<[String]>([])
+
+    var statements: [String] { texts.withLock { $0 } }
+
+    fileprivate func add(_ text: String) { texts.withLock { $0.append(text) } }
+}
+
+extension SQLiteConnection {
+    /// Has `recorder` collect the text of every statement this connection runs from now on,
+    /// as it was prepared (`?` for each parameter); `nil` stops. The connection's owner calls
+    /// it, and keeps `recorder` alive until it stops.
+    func record(into recorder: StatementRecorder?) {
+        guard let db else { return }
+        guard let recorder else {
+            sqlite3_trace_v2(db, 0, nil, nil)
+            return
+        }
+        sqlite3_trace_v2(db, UInt32(SQLITE_TRACE_STMT), { _, context, _, text in
+            guard let context, let text else { return 0 }
+            Unmanaged<StatementRecorder>.fromOpaque(context).takeUnretainedValue()
+                .add(String(cString: text.assumingMemoryBound(to: CChar.self)))
+            return 0
+        }, Unmanaged.passUnretained(recorder).toOpaque())
     }
 }

@@ -5,11 +5,11 @@ import SagaLaneSupport
 /// Operators' listings and maintenance (`LogAdministration`) on SQLite.
 extension SQLiteStorage: LogAdministration {
     /// A saga's last activity, as the recency index has it.
-    private static let sagaActivity = "COALESCE(ended_at, started_at)"
+    static let sagaActivity = "COALESCE(ended_at, started_at)"
     /// A lane job's last activity, as `recentJobs` orders by it.
     private static let jobActivity = "COALESCE(finished_at, cancelled_at, failed_at, started_at, enqueued_at)"
 
-    private static func placeholders(_ count: Int) -> String {
+    static func placeholders(_ count: Int) -> String {
         Array(repeating: "?", count: count).joined(separator: ", ")
     }
 
@@ -47,15 +47,34 @@ extension SQLiteStorage: LogAdministration {
         }
     }
 
-    /// The WHERE conditions of a saga filter, with their arguments.
-    /// With `walkingOrder`, the state and name terms are kept off the indexes (a unary `+`), so
-    /// the query walks the order's own index and stops at its limit.
-    private static func conditions(_ filter: SagaFilter, walkingOrder: Bool = false) -> ([String], [SQLValue]) {
-        var conditions = Conditions(offIndexes: walkingOrder)
-        conditions.oneOf("state", filter.states.map(\.rawValue))
+    /// The WHERE conditions of a saga filter, with their arguments. With `arm`, those of the
+    /// filter's states in that arm of the table (see `SagaArm`), through its index; without,
+    /// of the whole table, the state and name terms kept off the indexes (a unary `+`) so that
+    /// a query ordered by id walks the table itself and stops at its limit.
+    private static func conditions(_ filter: SagaFilter, arm: SagaArm? = nil) -> ([String], [SQLValue]) {
+        var conditions = Conditions(offIndexes: arm == nil)
+        if let arm {
+            (conditions.terms, conditions.arguments) = arm.terms
+        } else {
+            conditions.oneOf("state", filter.states.map(\.rawValue))
+        }
         conditions.equal("name", filter.name)
         conditions.window(sagaActivity, since: filter.activeSince, before: filter.activeBefore)
         return (conditions.terms, conditions.arguments)
+    }
+
+    /// One query by arms of the saga table: `query` of each arm's `FROM … WHERE …` (with
+    /// `extra` terms and their arguments after the filter's), joined by `combine`, with the
+    /// arguments in order.
+    private func byArms(_ filter: SagaFilter, combine: String, extra: ([String], [SQLValue]) = ([], []),
+                        _ query: (_ from: String) -> String) -> (String, [SQLValue]) {
+        var arguments: [SQLValue] = []
+        let queries = SagaArm.arms(filter.states).map { arm in
+            let (terms, armArguments) = Self.conditions(filter, arm: arm)
+            arguments += armArguments + extra.1
+            return query(Self.from(columns.sagas(arm.part), terms + extra.0))
+        }
+        return (queries.joined(separator: combine), arguments)
     }
 
     private static func conditions(_ filter: JobFilter) -> ([String], [SQLValue]) {
@@ -71,48 +90,58 @@ extension SQLiteStorage: LogAdministration {
         conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
     }
 
+    private static func from(_ table: String, _ conditions: [String]) -> String {
+        conditions.isEmpty ? "FROM \(table)" : "FROM \(table) \(whereClause(conditions))"
+    }
+
     private static func sagaID(_ id: UInt64) -> SQLValue { .int(Int64(bitPattern: min(id, UInt64(Int64.max)))) }
 
     public func sagas(matching filter: SagaFilter, order: SagaOrder, after: SagaRecord?, limit: Int) throws(SagaLaneError) -> [SagaSummary] {
         guard limit > 0 else { return [] }
-        // The first page may take the state index and sort what it finds: quick when few sagas
-        // match. The pages after it walk the order's index from where the last one ended, so a
-        // long listing costs one pass over the table instead of a sort of every match per page.
-        var (conditions, arguments) = Self.conditions(filter, walkingOrder: after != nil)
-        let orderBy: String
+        let select = "SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)"
+        var sql: String
+        var arguments: [SQLValue]
         switch order {
-        case .recentFirst:
-            // Walks the recency index backwards; its entries end with the row id. The plain
-            // bound on the activity lets SQLite start the walk there (a row value alone does not).
-            if let after {
-                let activity = SQLValue.text((after.endedAt ?? after.startedAt).iso8601)
-                conditions.append("\(Self.sagaActivity) <= ?")
-                conditions.append("(\(Self.sagaActivity), id) < (?, ?)")
-                arguments += [activity, activity, Self.sagaID(after.id)]
-            }
-            orderBy = "\(Self.sagaActivity) DESC, id DESC"
-        case .byID:
+        case .byID where filter.states.isEmpty || after != nil:
+            // Through the table itself, from where the last page ended: a long listing costs
+            // one pass over the table instead of a sort of every match per page.
+            var conditions: [String]
+            (conditions, arguments) = Self.conditions(filter)
             if let after {
                 conditions.append("id > ?")
                 arguments.append(Self.sagaID(after.id))
             }
-            orderBy = "id"
+            sql = "\(select) \(Self.from("saga", conditions)) ORDER BY id"
+        case .byID:
+            // The first page of some states takes each arm's index and sorts what it finds:
+            // quick when few sagas match.
+            (sql, arguments) = byArms(filter, combine: " UNION ALL ") { "\(select) \($0)" }
+            sql += " ORDER BY 1"
+        case .recentFirst:
+            // Each ended state read backwards in `saga_ended`'s order of activity (its entries
+            // end with the row id), from where the last page ended, the unfinished sagas
+            // sorted, all merged by the activity (a last column). The plain bound on the
+            // activity lets SQLite start each walk there (a row value alone does not).
+            var extra: ([String], [SQLValue]) = ([], [])
+            if let after {
+                let activity = SQLValue.text((after.endedAt ?? after.startedAt).iso8601)
+                extra = (["\(Self.sagaActivity) <= ?", "(\(Self.sagaActivity), id) < (?, ?)"], [activity, activity, Self.sagaID(after.id)])
+            }
+            (sql, arguments) = byArms(filter, combine: " UNION ALL ", extra: extra) { "\(select), \(Self.sagaActivity) \($0)" }
+            sql += " ORDER BY 10 DESC, 1 DESC"
         }
-        let sql = """
-            SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
-            FROM saga \(Self.whereClause(conditions)) ORDER BY \(orderBy) LIMIT ?
-            """
         return try read { (c) throws(SagaLaneError) in
-            try c.query(sql, arguments + [.int(Int64(limit))]) { row in
+            try c.query(sql + " LIMIT ?", arguments + [.int(Int64(limit))]) { row in
                 SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(8)))
             }
         }
     }
 
     public func countSagas(matching filter: SagaFilter) throws(SagaLaneError) -> Int {
-        let (conditions, arguments) = Self.conditions(filter)
+        // Arm by arm, each through its index (there is none of the whole table).
+        let (sql, arguments) = byArms(filter, combine: " + ") { "(SELECT COUNT(*) \($0))" }
         return try read { (c) throws(SagaLaneError) in
-            Int(try c.query("SELECT COUNT(*) FROM saga \(Self.whereClause(conditions))", arguments) { $0.int(0) }.first ?? 0)
+            Int(try c.query("SELECT \(sql)", arguments) { $0.int(0) }.first ?? 0)
         }
     }
 
@@ -162,8 +191,16 @@ extension SQLiteStorage: LogAdministration {
         return lanes
     }
 
+    /// The WHERE clause of the sagas in `states` (that many `?`s) that ended before a cutoff
+    /// (the next `?`, given as `?n` again). Ended, a saga's last activity is its end: the bound on
+    /// the activity lets SQLite search `saga_ended` in each state.
+    static func endedBefore(_ states: Int) -> String {
+        let cutoff = "?\(states + 1)"
+        return "\(SagaPart.ended.condition) AND state IN (\(placeholders(states))) AND \(sagaActivity) < \(cutoff) AND ended_at < \(cutoff)"
+    }
+
     /// The states a vacuum deletes: the final ones.
-    private static var terminalStates: [SQLValue] { SagaState.allCases.filter(\.isTerminal).map { .text($0.rawValue) } }
+    static var terminalStates: [SQLValue] { SagaState.allCases.filter(\.isTerminal).map { .text($0.rawValue) } }
 
     public func vacuumEstimate(endedBefore cutoff: Timestamp) throws(SagaLaneError) -> VacuumEstimate {
         let states = Self.terminalStates
@@ -172,7 +209,7 @@ extension SQLiteStorage: LogAdministration {
                 """
                 SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)), 0),
                        MIN(ended_at), MAX(ended_at)
-                FROM saga WHERE state IN (\(Self.placeholders(states.count))) AND ended_at < ?
+                FROM saga WHERE \(Self.endedBefore(states.count))
                 """, states + [.text(cutoff.iso8601)]) { row in
                 VacuumEstimate(counts: VacuumCounts(sagas: Int(row.int(0)), steps: Int(row.int(1))),
                                oldestEnd: row.optionalTimestamp(2), newestEnd: row.optionalTimestamp(3))
@@ -200,7 +237,7 @@ extension SQLiteStorage: LogAdministration {
         do throws(SagaLaneError) {
             try c.run("BEGIN IMMEDIATE")
             let ids = try c.query(
-                "SELECT id FROM saga WHERE state IN (\(Self.placeholders(states.count))) AND ended_at < ? LIMIT ?",
+                "SELECT id FROM saga WHERE \(Self.endedBefore(states.count)) LIMIT ?",
                 states + [.text(cutoff.iso8601), .int(Int64(limit))]) { $0.int(0) }
             var counts = VacuumCounts()
             // A statement per 500 sagas, not per saga. The steps go first, so that they are
@@ -237,6 +274,9 @@ extension SQLiteStorage: LogAdministration {
             let usage = try fileUsage()
             try Self.checkRoom(for: usage.usedBytes, logPath: path)
         }
+        // The copy goes to a temporary file, not to memory (see `temporaryStorage`).
+        try c.execute("PRAGMA temp_store = FILE")
+        defer { try? c.execute(Self.temporaryStorage) }
         try c.execute("VACUUM")
         if path != nil {
             // The background checkpointer may hold the checkpoint lock for a moment (SQLite

@@ -147,18 +147,25 @@ extension SQLiteStorage {
     private func markFailed(_ marks: [FailedSagaMark], eventType: String, recovered: String,
                             on c: SQLiteConnection) throws(SagaLaneError) -> Int {
         guard !marks.isEmpty else { return 0 }
-        var byReason: [String: String] = [:]
-        var order: [String] = []
+        // Each distinct reason with the ids given it, in the order reasons first come.
+        // Neighbours mostly share a reason: comparing with the last one spares hashing it.
+        var groups: [(reason: String, ids: String)] = []
+        var groupOf: [String: Int] = [:]
+        var current = -1
         for mark in marks {
-            if byReason[mark.reason] == nil {
-                order.append(mark.reason)
-                byReason[mark.reason] = "[\(mark.sagaID)"
-            } else {
-                byReason[mark.reason]! += ",\(mark.sagaID)"
+            if current < 0 || groups[current].reason != mark.reason {
+                if let known = groupOf[mark.reason] {
+                    current = known
+                } else {
+                    current = groups.count
+                    groupOf[mark.reason] = current
+                    groups.append((mark.reason, ""))
+                }
             }
+            groups[current].ids += groups[current].ids.isEmpty ? "\(mark.sagaID)" : ",\(mark.sagaID)"
         }
         var changed = 0
-        for reason in order {
+        for (reason, ids) in groups {
             // The same text as `markFailedCompensation`'s, over the set.
             changed += try c.run(literal:
                 """
@@ -168,7 +175,7 @@ extension SQLiteStorage {
                         WHEN instr(failure_reason, ?1) > 0 THEN failure_reason
                         ELSE failure_reason || '; ' || ?1 END
                 WHERE id IN (SELECT value FROM json_each(?3))
-                """, [.text(reason), batchTime, .text(byReason[reason]! + "]")])
+                """, [.text(reason), batchTime, .text("[\(ids)]")])
         }
         guard changed == marks.count else {
             throw SagaLaneError(.notFound, "no such saga: \(marks.count - changed) of the \(marks.count) sagas to mark failed are missing")
@@ -178,28 +185,55 @@ extension SQLiteStorage {
         for (i, mark) in marks.enumerated() { ids += i == 0 ? "\(mark.sagaID)" : ",\(mark.sagaID)" }
         ids += "]"
         // Keys in sorted order and strings escaped as `JSON.serialized` writes them, so the
-        // stored payload reads as the one the coordinator publishes.
+        // stored payload reads as the one the coordinator publishes. The sagas of a page are
+        // mostly of one type and given one reason: the first one's payload is built once, and
+        // a row whose name and reason read the same gets that text rather than building its
+        // own (building it is most of the insert's time).
+        let common = try c.query(literal:
+            """
+            SELECT name, failure_reason, json_object('name', name, 'reason', failure_reason, 'recovered', ?2, 'state', 'failed_compensation')
+            FROM saga WHERE id = ?1
+            """, [.int(Int64(bitPattern: marks[0].sagaID)), .text(recovered)]) { ($0.text(0), $0.optionalText(1), $0.text(2)) }.first
+        guard let (name, reason, payload) = common else {
+            throw SagaLaneError(.notFound, "no such saga: saga \(marks[0].sagaID) to mark failed is missing")
+        }
+        try SagaLog.checkValueSize(payload.utf8.count, of: "saga \(marks[0].sagaID)'s \(eventType) event")
         let first = assignedEventPosition + 1
-        let rows = try c.query(literal:
+        let inserted = try c.run(literal:
             """
             INSERT INTO saga_event (position, saga_id, type, payload_json, at)
             SELECT ?1 + j.key, s.id, ?2,
-                json_object('name', s.name, 'reason', s.failure_reason, 'recovered', ?3, 'state', 'failed_compensation'), ?4
+                CASE WHEN s.name = ?6 AND s.failure_reason = ?7 THEN ?8
+                    ELSE json_object('name', s.name, 'reason', s.failure_reason, 'recovered', ?3, 'state', 'failed_compensation') END, ?4
             FROM json_each(?5) AS j JOIN saga AS s ON s.id = j.value
-            RETURNING position, saga_id, payload_json
-            """, [.int(Int64(bitPattern: first)), .text(eventType), .text(recovered), batchTime, .text(ids)]) {
-            (UInt64(bitPattern: $0.int(0)), UInt64(bitPattern: $0.int(1)), $0.text(2))
+            """, [.int(Int64(bitPattern: first)), .text(eventType), .text(recovered), batchTime, .text(ids),
+                  .text(name), .optional(reason), .text(payload)])
+        guard inserted == marks.count else {
+            throw SagaLaneError(.notFound, "no such saga: \(marks.count - inserted) of the \(marks.count) sagas to mark failed are missing")
         }
-        guard rows.count == marks.count else {
-            throw SagaLaneError(.notFound, "no such saga: \(marks.count - rows.count) of the \(marks.count) sagas to mark failed are missing")
+        // Read back in the stream's order; a payload that is the common one comes back as NULL
+        // and shares its text.
+        batchEvents.reserveCapacity(batchEvents.count + marks.count)
+        var failure: SagaLaneError?
+        _ = try c.query(literal:
+            """
+            SELECT position, saga_id, NULLIF(payload_json, ?3) FROM saga_event
+            WHERE position >= ?1 AND position < ?1 + ?2 ORDER BY position
+            """, [.int(Int64(bitPattern: first)), .int(Int64(marks.count)), .text(payload)]) { row in
+            let sagaID = UInt64(bitPattern: row.int(1))
+            var text = payload
+            if !row.isNull(2) {
+                text = row.text(2)
+                do throws(SagaLaneError) {
+                    try SagaLog.checkValueSize(text.utf8.count, of: "saga \(sagaID)'s \(eventType) event")
+                } catch {
+                    failure = failure ?? error
+                }
+            }
+            batchEvents.append(LifecycleEntry(position: UInt64(bitPattern: row.int(0)), sagaID: sagaID, type: eventType,
+                                              payloadJSON: text, at: batchTimestamp))
         }
-        let start = batchEvents.count
-        for (position, sagaID, payload) in rows {
-            try SagaLog.checkValueSize(payload.utf8.count, of: "saga \(sagaID)'s \(eventType) event")
-            batchEvents.append(LifecycleEntry(position: position, sagaID: sagaID, type: eventType, payloadJSON: payload, at: batchTimestamp))
-        }
-        // RETURNING gives no order: the stream's is by position.
-        batchEvents[start...].sort { $0.position < $1.position }
+        if let failure { throw failure }
         assignedEventPosition = first + UInt64(marks.count) - 1
         return changed
     }

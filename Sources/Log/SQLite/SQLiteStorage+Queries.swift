@@ -11,8 +11,16 @@ extension SQLiteStorage {
         let step: String
         let job: String
         let hasEvents: Bool
+        /// The saga table as a query of its unfinished part names it: through that part's index
+        /// (version 6 and later), which SQLite would otherwise pass over for an index that gives
+        /// the order, not knowing how few rows it holds.
+        let unfinishedSagas: String
+
+        /// The saga table as a query of `part` names it.
+        func sagas(_ part: SagaPart) -> String { part == .unfinished ? unfinishedSagas : "saga" }
 
         init(schemaVersion: Int) {
+            unfinishedSagas = schemaVersion >= 6 ? "saga INDEXED BY saga_unfinished" : "saga"
             let current = schemaVersion >= 5
             saga = "id, name, state, input_json, failure_reason, started_at, ended_at, " + (current ? "idempotency_key" : "NULL")
             step = "saga_id, step_index, name, target, command_json, state, output_json, failure_reason, started_at, ended_at, "
@@ -77,16 +85,25 @@ extension SQLiteStorage {
 
     public func sagas(in states: [SagaState], after: UInt64, limit: Int) throws(SagaLaneError) -> [SagaRecord] {
         guard !states.isEmpty, limit > 0 else { return [] }
-        let placeholders = Array(repeating: "?", count: states.count).joined(separator: ", ")
-        let bounds: [SQLValue] = [.int(Int64(bitPattern: min(after, UInt64(Int64.max)))), .int(Int64(limit))]
-        // Through the state index: the sagas asked for are few beside the finished ones. The
-        // unfinished ones (recovery's pages) through their own partial index by id, one seek a
-        // page; the query spells out the index's condition, as SQLite needs to use it.
-        let unfinished = Set(states) == Set(SagaState.unfinished)
-        let page = unfinished
-            ? "SELECT id FROM saga INDEXED BY saga_unfinished WHERE state IN ('running', 'compensating') AND id > ? ORDER BY id LIMIT ?"
-            : "SELECT id FROM saga INDEXED BY saga_by_state WHERE state IN (\(placeholders)) AND id > ? ORDER BY id LIMIT ?"
-        let arguments: [SQLValue] = (unfinished ? [] : states.map { .text($0.rawValue) }) + bounds
+        let after = SQLValue.int(Int64(bitPattern: min(after, UInt64(Int64.max))))
+        // The unfinished sagas (recovery's pages) through their partial index by id, one seek
+        // a page. Other states through the part of the table each falls in (see `SagaArm`):
+        // the unfinished part by id, each ended state (few beside the finished sagas) sorted
+        // by id, merged.
+        let page: String
+        var arguments: [SQLValue] = []
+        if Set(states) == Set(SagaState.unfinished) {
+            page = "SELECT id FROM \(columns.unfinishedSagas) WHERE \(SagaPart.unfinished.condition) AND id > ? ORDER BY id LIMIT ?"
+            arguments = [after]
+        } else {
+            let selects = SagaArm.arms(states).map { arm in
+                let (terms, values) = arm.terms
+                arguments += values + [after]
+                return "SELECT id FROM \(columns.sagas(arm.part)) WHERE \((terms + ["id > ?"]).joined(separator: " AND "))"
+            }
+            page = selects.joined(separator: " UNION ALL ") + " ORDER BY 1 LIMIT ?"
+        }
+        arguments.append(.int(Int64(limit)))
         return try read { (c) throws(SagaLaneError) in
             var sagas = try c.query("SELECT \(columns.saga) FROM saga WHERE id IN (\(page)) ORDER BY id", arguments, Self.saga)
             // Every step of the page in one query, each saga's steps by index.
@@ -157,15 +174,8 @@ extension SQLiteStorage {
     }
 
     public func recentSagas(limit: Int) throws(SagaLaneError) -> [SagaSummary] {
-        try read { (c) throws(SagaLaneError) in
-            try c.query(
-                """
-                SELECT \(columns.saga), (SELECT COUNT(*) FROM saga_step WHERE saga_id = saga.id)
-                FROM saga ORDER BY COALESCE(ended_at, started_at) DESC, id DESC LIMIT ?
-                """, [.int(Int64(max(0, limit)))]) { row in
-                SagaSummary(saga: Self.saga(row), stepCount: Int(row.int(8)))
-            }
-        }
+        // The listing of every saga, most recent first: its first page.
+        try sagas(matching: SagaFilter(), order: .recentFirst, after: nil, limit: limit)
     }
 
     public func pendingJobs(lane: String, state: JobState) throws(SagaLaneError) -> [JobRecord] {
@@ -204,10 +214,16 @@ extension SQLiteStorage {
         try read { (c) throws(SagaLaneError) -> LogStats in
             var stats = LogStats()
             stats.schemaVersion = Int(try c.query("PRAGMA user_version") { $0.int(0) }.first ?? 0)
-            for (state, count) in try c.query("SELECT state, COUNT(*) FROM saga GROUP BY state", [], { ($0.text(0), Int($0.int(1))) }) {
+            // Each part of the table counted through its own index: the ended one by state
+            // alone, the unfinished one (few) row by row.
+            let counts = SagaPart.allCases.map { "SELECT state, COUNT(*) FROM \(columns.sagas($0)) WHERE \($0.condition) GROUP BY state" }
+            for (state, count) in try c.query(counts.joined(separator: " UNION ALL "), [], { ($0.text(0), Int($0.int(1))) }) {
                 if let state = SagaState(rawValue: state) { stats.sagas[state] = count }
             }
-            stats.oldestRunningSaga = try c.query("SELECT MIN(started_at) FROM saga WHERE state = 'running'") { $0.optionalTimestamp(0) }.first ?? nil
+            stats.oldestRunningSaga = try c.query(
+                "SELECT MIN(started_at) FROM \(columns.unfinishedSagas) WHERE \(SagaPart.unfinished.condition) AND state = 'running'") {
+                $0.optionalTimestamp(0)
+            }.first ?? nil
             for (lane, state, count) in try c.query("SELECT lane, state, COUNT(*) FROM lane_job GROUP BY lane, state", [], {
                 ($0.text(0), $0.text(1), Int($0.int(2)))
             }) {
@@ -228,6 +244,12 @@ extension SQLiteStorage {
         try read { (c) throws(SagaLaneError) in
             try c.query("PRAGMA integrity_check") { $0.text(0) }.joined(separator: "\n")
         }
+    }
+
+    /// Has `recorder` collect the statements the read connection runs from now on (`nil`
+    /// stops), for tests that check the plans of the log's queries.
+    func recordReads(into recorder: StatementRecorder?) throws(SagaLaneError) {
+        try read { (c) throws(SagaLaneError) in c.record(into: recorder) }
     }
 
     /// Runs `sql` on the read connection and returns its first column as text, one row each;

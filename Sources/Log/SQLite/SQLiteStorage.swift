@@ -138,6 +138,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             let synchronous = durability == .full ? "FULL" : "NORMAL"
             try write.execute("PRAGMA synchronous = \(synchronous)")
             try Schema.migrate(write, name: path, progress: progress)
+            try configureWriting(write)
             let read = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
             connections.append(read)
             try configure(read, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
@@ -242,6 +243,7 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         let write = try SQLiteConnection(path: name, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI)
         try configure(write, busyTimeoutMilliseconds: 5000)
         _ = try Schema.create(write, name: "the log in memory")
+        try configureWriting(write)
         let read = try SQLiteConnection(path: name, flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
         try configure(read, busyTimeoutMilliseconds: 5000)
         return SQLiteStorage(path: nil, writer: write, writerLock: nil, reader: read, busyTimeoutMilliseconds: 5000)
@@ -252,6 +254,17 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
     private static func configure(_ connection: SQLiteConnection, busyTimeoutMilliseconds: Int32) throws(SagaLaneError) {
         connection.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
         try connection.execute("PRAGMA foreign_keys = ON")
+    }
+
+    /// Once migrated, the write connection keeps its temporary data in memory: above all the
+    /// statement journal, the pages a batch's savepoints (and its multi-row statements)
+    /// changed, which SQLite otherwise moves to a new temporary file once past 64 KiB: a file
+    /// made, written and removed in every batch of start-up recovery. Migrations (an index
+    /// sorted over every saga) and `compact` (VACUUM's copy of the whole log) use files.
+    static let temporaryStorage = "PRAGMA temp_store = MEMORY"
+
+    private static func configureWriting(_ connection: SQLiteConnection) throws(SagaLaneError) {
+        try connection.execute(temporaryStorage)
     }
 
     // MARK: Writing
@@ -357,12 +370,12 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
             let deleted: Int
             switch deletion {
             case .terminalSagas:
+                let states = Self.terminalStates
                 let ids = try c.query(
                     """
-                    DELETE FROM saga WHERE id IN (SELECT id FROM saga
-                        WHERE state IN ('completed','failed','failed_compensation','compensated') AND ended_at < ? LIMIT ?)
+                    DELETE FROM saga WHERE id IN (SELECT id FROM saga WHERE \(Self.endedBefore(states.count)) LIMIT ?)
                     RETURNING id
-                    """, arguments) { $0.int(0) }
+                    """, states + arguments) { $0.int(0) }
                 // The deleted ids stay used: the high-water mark rises with the delete.
                 if let highest = ids.max() {
                     try c.run(

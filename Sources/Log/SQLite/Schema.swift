@@ -178,6 +178,18 @@ enum Schema {
         """
         CREATE INDEX saga_unfinished ON saga(id) WHERE state IN ('running', 'compensating');
         """,
+        // Version 7: one index of the sagas that ended, by state and last activity, in place of
+        // the state and recency indexes of every saga. A saga that ends (start-up recovery ends
+        // every saga it marks failed) now adds one entry there instead of moving an entry in
+        // each of two indexes of every saga (a delete and an insert, each a search). The
+        // unfinished sagas are in `saga_unfinished`; a query by state or activity reads each
+        // part of the table through its index, the ended part one state at a time when it
+        // wants the order of activity (see `SagaPart`).
+        """
+        DROP INDEX saga_by_state;
+        DROP INDEX saga_by_recency;
+        CREATE INDEX saga_ended ON saga(state, COALESCE(ended_at, started_at)) WHERE state NOT IN ('running', 'compensating');
+        """,
     ]
 
     /// `PRAGMA application_id` of a sagalane log (schema version 4 and later): "sagl".
