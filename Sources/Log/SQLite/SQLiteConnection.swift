@@ -117,13 +117,16 @@ final class SQLiteConnection: @unchecked Sendable {
         return statement!
     }
 
-    /// Binds every parameter of `statement`. Each run binds them all, so bindings are never
-    /// cleared between runs: a text parameter's buffer inside SQLite is reused by the next run
-    /// rather than freed and allocated again.
+    /// Binds every parameter of `statement`: `arguments` in order, NULL for any past them (as
+    /// a fresh statement has). Bindings are never cleared between runs, since each run binds
+    /// them all: a text parameter's buffer inside SQLite is reused by the next run rather than
+    /// freed and allocated again.
     private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) {
-        guard arguments.count == Int(sqlite3_bind_parameter_count(statement)) else {
-            throw SagaLaneError(.invalidArgument, "\(arguments.count) values for the \(sqlite3_bind_parameter_count(statement)) parameters of: \(sql())")
+        let parameters = Int(sqlite3_bind_parameter_count(statement))
+        guard arguments.count <= parameters else {
+            throw SagaLaneError(.invalidArgument, "\(arguments.count) values for the \(parameters) parameters of: \(sql())")
         }
+        for index in arguments.count..<parameters { sqlite3_bind_null(statement, Int32(index + 1)) }
         for (i, argument) in arguments.enumerated() {
             let index = Int32(i + 1)
             let rc: Int32
