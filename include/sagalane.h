@@ -29,10 +29,10 @@
  *   - Names (saga types, targets, lanes, event types, job ids) compare byte for byte, never
  *     by Unicode equivalence: "caf\u00e9" and "cafe\u0301" are two names.
  *   - Close and free functions accept NULL.
- *   - SQLite: the first runtime opened in a process that has not yet initialized SQLite
+ *   - SQLite: the first log sagalane opens in a process that has not yet initialized SQLite
  *     turns SQLite's memory statistics off (SQLITE_CONFIG_MEMSTATUS), which cost a global
  *     mutex on every allocation; sqlite3_memory_used() then reads 0. A host that wants them
- *     calls sqlite3_initialize() before its first sl_runtime_open().
+ *     calls sqlite3_initialize() before its first sl_runtime_open() (tests/c/sqlite_memstatus.c).
  *   - Forks: a child process forked from a process that loaded sagalane may call nothing of it
  *     before exec (the parent's threads are gone, and the locks they held stay held). Every
  *     call in such a child fails at once with SL_EFORKED (close and unsubscribe do nothing,
