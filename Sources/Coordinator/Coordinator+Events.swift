@@ -42,9 +42,8 @@ extension Coordinator {
     /// (those still launching keep it for after their start), then fires its triggers. A
     /// trigger's saga joins the interest index at once, so every event published after its
     /// trigger reaches it, as the seed's coordinator does by handling a trigger completely
-    /// before the next event.
+    /// before the next event. Lifecycle events never come here (the bus sink leaves them out).
     func handle(_ event: Event) {
-        if event.isLifecycle { return }
         if event.type.isExactly(Event.sagaActionFailed), let id = event.sagaID {
             if let instance = sagas[id] {
                 if instance.awaiting?.retry != nil {

@@ -46,14 +46,15 @@ package struct CheckpointStats: Sendable {
 /// begins once the writer is out of the batch it was in (the writer says when it enters and
 /// leaves one), so it never sleeps in SQLite's busy handler while the writer waits for it.
 /// Without the wait, a writer that begins batch after batch would leave the checkpoint's
-/// polling for the write lock no gap to take it in. A writer that outruns the checkpoints (twice the bound) waits
-/// for the next pass to end: the write-ahead log stays bounded unless a reader keeps it.
+/// polling for the write lock no gap to take it in. A writer that outruns the checkpoints
+/// (twice the bound) waits for the next pass to end: the write-ahead log stays bounded unless
+/// a reader keeps it.
 final class Checkpointer: @unchecked Sendable {
     private struct State {
         var requested = false
         var stopping = false
         var restarting = false
-        /// Whether the writer is inside a batch (between `writerBegins` and `writerEnds`): a
+        /// Whether the writer is inside a batch (from `giveWay` to `writerEnds`): a
         /// restart waits for it to be out rather than poll SQLite's write lock, whose busy
         /// handler sleeps 1, 2, 5, 10 ms… between tries while the writer, already done, waits.
         var writerInBatch = false
