@@ -190,9 +190,9 @@ final class RemoteLanes: @unchecked Sendable {
 
     /// What a job's metadata holds for the agent: its payload, retries and reservation, so
     /// recovery can rebuild it exactly.
-    private func metadata(payload: JSON, retry: WireRetry?, reservation: Int?) -> [UInt8] {
+    private func metadata(payload: JSON, retry: RetryPolicy?, reservation: Int?) -> [UInt8] {
         var remote: [String: JSON] = ["payload": payload]
-        if let retry { remote["retry"] = ["max_attempts": .int(Int64(retry.maxAttempts)), "backoff_ms": .int(Int64(retry.backoffMilliseconds))] }
+        if let retry { remote["retry"] = ["max_attempts": .int(Int64(retry.maxAttempts)), "backoff_ms": .int(retry.initialBackoff.wholeMilliseconds)] }
         if let reservation { remote["reservation_ms"] = .int(Int64(reservation)) }
         return Array(JSON.object(["remote": .object(JSONObject(remote))]).serialized.utf8)
     }
@@ -237,9 +237,6 @@ final class RemoteLanes: @unchecked Sendable {
                           priority: submit.priority,
                           metadata: metadata(payload: submit.payload, retry: submit.retry, reservation: submit.reservationMilliseconds),
                           defaultReservation: reservation)
-        if let retry = submit.retry {
-            job.retry = RetryPolicy(maxAttempts: retry.maxAttempts, initialBackoff: .milliseconds(retry.backoffMilliseconds))
-        }
         let loop = self.loop
         let notify = submit.notify
         let laneName = submit.lane

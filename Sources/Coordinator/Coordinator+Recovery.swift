@@ -161,7 +161,7 @@ extension Coordinator {
         var last: (saga: SagaOutline, reason: String, payload: JSON)?
         func markFailed(_ saga: SagaOutline, because problem: String? = nil) {
             if problem == nil, let last, last.saga.isLike(saga) {
-                marks.append(FailedSagaMark(sagaID: saga.id, reason: last.reason))
+                marks.append((sagaID: saga.id, reason: last.reason))
                 ended.append((saga.id, last.payload))
                 return
             }
@@ -213,7 +213,7 @@ extension Coordinator {
         let full = old.isEmpty ? reason : old.containsExactly(reason) ? old : "\(old); \(reason)"
         let payload: JSON = ["name": .string(saga.name), "state": .string(SagaState.failedCompensation.rawValue),
                              "reason": .string(full), "recovered": .string(RecoveryPolicy.markFailed.rawValue)]
-        return (FailedSagaMark(sagaID: saga.id, reason: reason), payload)
+        return ((sagaID: saga.id, reason: reason), payload)
     }
 
     /// Decides how an unfinished saga goes on under `policy` (`.compensate` or `.resume`),

@@ -113,27 +113,16 @@ extension JSON: Hashable {
     }
 
     public func hash(into hasher: inout Hasher) {
+        // The case's tag first, so values of different kinds that hash their payload alike
+        // (false and 0, an empty array and an empty object) still differ.
         switch self {
-        case .null:
-            hasher.combine(0 as UInt8)
-        case .bool(let b):
-            hasher.combine(1 as UInt8)
-            hasher.combine(b)
-        case .int(let i):
-            hasher.combine(2 as UInt8)
-            hasher.combine(i)
-        case .double(let d):
-            hasher.combine(3 as UInt8)
-            hasher.combine(d.isNaN ? Double.nan.bitPattern : d.bitPattern)
-        case .string(let s):
-            hasher.combine(4 as UInt8)
-            JSONKey.hash(s, into: &hasher)
-        case .array(let a):
-            hasher.combine(5 as UInt8)
-            hasher.combine(a)
-        case .object(let o):
-            hasher.combine(6 as UInt8)
-            hasher.combine(o)
+        case .null: hasher.combine(0 as UInt8)
+        case .bool(let b): hasher.combine(1 as UInt8); hasher.combine(b)
+        case .int(let i): hasher.combine(2 as UInt8); hasher.combine(i)
+        case .double(let d): hasher.combine(3 as UInt8); hasher.combine(d.isNaN ? Double.nan.bitPattern : d.bitPattern)
+        case .string(let s): hasher.combine(4 as UInt8); JSONKey.hash(s, into: &hasher)
+        case .array(let a): hasher.combine(5 as UInt8); hasher.combine(a)
+        case .object(let o): hasher.combine(6 as UInt8); hasher.combine(o)
         }
     }
 }

@@ -94,15 +94,7 @@ public struct SagaOutline: Sendable, Equatable {
 }
 
 /// One saga of `LogRecord.markFailedCompensations`: the reason appended to its row.
-public struct FailedSagaMark: Sendable, Equatable {
-    public var sagaID: UInt64
-    public var reason: String
-
-    public init(sagaID: UInt64, reason: String) {
-        self.sagaID = sagaID
-        self.reason = reason
-    }
-}
+public typealias FailedSagaMark = (sagaID: UInt64, reason: String)
 
 /// One step row.
 public struct StepRecord: Sendable, Equatable {

@@ -257,7 +257,7 @@ extension WireFrame {
                 let attempts = Int(try r.integer("max_attempts", in: 1...1000))
                 let backoff = Int(try r.optionalInteger("backoff_ms", in: 0...86_400_000) ?? 100)
                 try r.finish()
-                submit.retry = WireRetry(maxAttempts: attempts, backoffMilliseconds: backoff)
+                submit.retry = RetryPolicy(maxAttempts: attempts, initialBackoff: .milliseconds(backoff))
             }
             submit.reservationMilliseconds = try f.optionalInteger("reservation_ms", in: 1...Int64(Int32.max)).map(Int.init)
             submit.notify = try f.bool("notify") ?? false

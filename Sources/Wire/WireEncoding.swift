@@ -170,7 +170,7 @@ extension WireMessage {
             if submit.priority != 0 { w.field("priority", submit.priority) }
             w.field("reservation_ms", submit.reservationMilliseconds)
             if let retry = submit.retry {
-                w.field("retry", ["backoff_ms": .int(Int64(retry.backoffMilliseconds)), "max_attempts": .int(Int64(retry.maxAttempts))])
+                w.field("retry", ["backoff_ms": .int(retry.initialBackoff.wholeMilliseconds), "max_attempts": .int(Int64(retry.maxAttempts))])
             }
         case .laneCancel(let lane, let jobID):
             w.field("job_id", jobID)

@@ -33,19 +33,6 @@ public enum EventFilter: Sendable, Equatable {
     }
 }
 
-/// Retries for a lane job declared idempotent.
-public struct WireRetry: Sendable, Equatable {
-    /// Runs in all, the first included.
-    public var maxAttempts: Int
-    /// The first back-off, doubled for each retry (with jitter).
-    public var backoffMilliseconds: Int
-
-    public init(maxAttempts: Int, backoffMilliseconds: Int) {
-        self.maxAttempts = maxAttempts
-        self.backoffMilliseconds = backoffMilliseconds
-    }
-}
-
 /// `lane.submit`'s fields.
 public struct WireLaneSubmit: Sendable, Equatable {
     public var lane: String
@@ -53,13 +40,15 @@ public struct WireLaneSubmit: Sendable, Equatable {
     public var jobID: String
     public var priority: Int
     public var payload: JSON
-    public var retry: WireRetry?
+    /// Retries, for a job declared idempotent: the wire carries `maxAttempts` and
+    /// `initialBackoff` (in milliseconds); the rest is the policy's default.
+    public var retry: RetryPolicy?
     /// How long a worker may hold the job without answering; `nil`: the agent's default.
     public var reservationMilliseconds: Int?
     /// Send `lane.job.ended` to this connection when the job ends.
     public var notify: Bool
 
-    public init(lane: String, jobID: String = "", priority: Int = 0, payload: JSON = .null, retry: WireRetry? = nil,
+    public init(lane: String, jobID: String = "", priority: Int = 0, payload: JSON = .null, retry: RetryPolicy? = nil,
                 reservationMilliseconds: Int? = nil, notify: Bool = false) {
         self.lane = lane
         self.jobID = jobID

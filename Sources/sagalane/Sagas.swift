@@ -15,8 +15,10 @@ struct Sagas: AsyncParsableCommand {
     }
 }
 
-/// The filters of a saga listing.
-struct SagaFilterOptions: ParsableArguments {
+/// What a saga listing takes but its limit: the log, the filters, how to print.
+struct SagaListingOptions: ParsableArguments {
+    @OptionGroup var log: LogArgument
+
     @Option(parsing: .singleValue,
             help: ArgumentHelp("Only sagas in STATE: \(SagaState.allCases.map(\.rawValue).joined(separator: ", ")). "
                                    + "Repeat it, or separate states with commas.", valueName: "state"),
@@ -27,6 +29,7 @@ struct SagaFilterOptions: ParsableArguments {
     var name: String?
 
     @OptionGroup var time: TimeOptions
+    @OptionGroup var output: OutputOptions
 
     func filter(within allowed: [SagaState]? = nil) throws -> SagaFilter {
         var states = state.flatMap { $0 }
@@ -55,15 +58,11 @@ struct SagasList: AsyncParsableCommand {
               sagalane sagas list app.db --name order.checkout --limit 500 --format jsonl
             """)
 
-    @OptionGroup var log: LogArgument
-    @OptionGroup var filters: SagaFilterOptions
+    @OptionGroup var listing: SagaListingOptions
     @Option(help: ArgumentHelp("Show at most this many sagas (default 50).", valueName: "count"), transform: validLimit)
     var limit: Int = 50
-    @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        try listSagas(log, filter: filters.filter(), limit: limit, format: output.resolved)
-    }
+    func run() throws { try listSagas(listing.log, filter: listing.filter(), limit: limit, format: listing.output.resolved) }
 }
 
 struct SagasUnresolved: AsyncParsableCommand {
@@ -80,14 +79,12 @@ struct SagasUnresolved: AsyncParsableCommand {
               sagalane sagas unresolved app.db --state failed_compensation --limit 1000 --format jsonl
             """)
 
-    @OptionGroup var log: LogArgument
-    @OptionGroup var filters: SagaFilterOptions
+    @OptionGroup var listing: SagaListingOptions
     @Option(help: ArgumentHelp("Show at most this many sagas (default 100).", valueName: "count"), transform: validLimit)
     var limit: Int = 100
-    @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try listUnresolved(log, filter: filters.filter(within: SagaState.unresolved), limit: limit, format: output.resolved)
+        try listUnresolved(listing.log, filter: listing.filter(within: SagaState.unresolved), limit: limit, format: listing.output.resolved)
     }
 }
 

@@ -81,7 +81,7 @@ struct PythonExamplesTests {
         let client = try agent.client()
         try client.ok(.laneSubmit(WireLaneSubmit(lane: "words", jobID: "a", payload: ["text": "three small words"], notify: true)))
         try client.ok(.laneSubmit(WireLaneSubmit(lane: "words", jobID: "b", payload: ["fail": "no text"],
-                                                 retry: WireRetry(maxAttempts: 2, backoffMilliseconds: 10), notify: true)))
+                                                 retry: RetryPolicy(maxAttempts: 2, initialBackoff: .milliseconds(10)), notify: true)))
         try client.ok(.laneSubmit(WireLaneSubmit(lane: "words", jobID: "c", payload: ["text": "one"], notify: true)))
         // Three jobs, one run twice: four answers.
         let run = try runPython(["example_worker.py", "--socket", agent.socket, "--lane", "words", "--capacity", "2", "--jobs", "4"])

@@ -29,7 +29,7 @@ extension TestClient {
         return (jobID, state, result, error, attempts)
     }
 
-    func submit(_ lane: String, _ payload: JSON, jobID: String = "", retry: WireRetry? = nil, reservation: Int? = nil) throws -> String {
+    func submit(_ lane: String, _ payload: JSON, jobID: String = "", retry: RetryPolicy? = nil, reservation: Int? = nil) throws -> String {
         let fields = try ok(.laneSubmit(WireLaneSubmit(lane: lane, jobID: jobID, payload: payload, retry: retry,
                                                        reservationMilliseconds: reservation, notify: true)))
         return fields["job_id"]?.stringValue ?? ""
@@ -93,7 +93,7 @@ struct RemoteWorkerTests {
         let doomed = try fixture.client("doomed worker")
         try doomed.ok(.workerRegister(lane: "cpu", capacity: 2))
         let once = try client.submit("cpu", "once", jobID: "once")
-        let retried = try client.submit("cpu", "again", jobID: "again", retry: WireRetry(maxAttempts: 3, backoffMilliseconds: 10))
+        let retried = try client.submit("cpu", "again", jobID: "again", retry: RetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(10)))
         let first = try #require(try doomed.job())
         let second = try #require(try doomed.job())
         #expect(Set([first.jobID, second.jobID]) == Set([once, retried]))

@@ -606,7 +606,7 @@ struct LogTests {
             try await log.startSaga(id: id, name: name, inputJSON: "{}")
             if id % 9 == 4 { try await log.write(.setSagaState(id: id, state: .running, reason: "timed out")) }
             let given = id % 11 == 5 ? "interrupted (pending step 1)" : "interrupted (pending step 0)"
-            marks.append(FailedSagaMark(sagaID: id, reason: given))
+            marks.append((sagaID: id, reason: given))
             expected.append((name, id % 9 == 4 ? "timed out; \(given)" : given))
         }
         #expect(try await log.write(.markFailedCompensations(marks, eventType: "SagaFailed", recovered: "mark_failed")) == 40)
@@ -632,12 +632,12 @@ struct LogTests {
         for (i, name) in names.enumerated() { try await log.startSaga(id: UInt64(i + 1), name: name, inputJSON: "{}") }
         try await log.write(.setSagaState(id: 2, state: .running, reason: "timed out"))
         try await log.write(.setSagaState(id: 3, state: .running, reason: "b \u{02}"))
-        let marks = [FailedSagaMark(sagaID: 1, reason: "a"), FailedSagaMark(sagaID: 2, reason: "a"),
-                     FailedSagaMark(sagaID: 3, reason: "b \u{02}")]
+        let marks: [FailedSagaMark] = [(sagaID: 1, reason: "a"), (sagaID: 2, reason: "a"),
+                     (sagaID: 3, reason: "b \u{02}")]
 
         // A missing saga fails the record, and nothing of it stays.
         await #expect(throws: SagaLaneError.self) {
-            try await log.write(.markFailedCompensations(marks + [FailedSagaMark(sagaID: 9, reason: "a")], eventType: "SagaFailed", recovered: "x"))
+            try await log.write(.markFailedCompensations(marks + [(sagaID: 9, reason: "a")], eventType: "SagaFailed", recovered: "x"))
         }
         #expect(try (1...3).allSatisfy { try log.saga(id: UInt64($0))?.state == .running })
         #expect(try log.lifecycleEvents(after: 0, limit: 10).isEmpty)

@@ -1,4 +1,5 @@
 import SagaLaneJSON
+import SagaLaneSupport
 import SagaLaneTestSupport
 import Testing
 @testable import SagaLaneWire
@@ -42,7 +43,7 @@ import Testing
         WireFrame(.sagaGet(sagaID: 3)),
         WireFrame(.laneCreate(lane: "gpu", maxConcurrent: 4)),
         WireFrame(.laneSubmit(WireLaneSubmit(lane: "gpu", jobID: "j", priority: -3, payload: ["x": 1],
-                                             retry: WireRetry(maxAttempts: 3, backoffMilliseconds: 10),
+                                             retry: RetryPolicy(maxAttempts: 3, initialBackoff: .milliseconds(10)),
                                              reservationMilliseconds: 2000, notify: true))),
         WireFrame(.laneSubmit(WireLaneSubmit(lane: "gpu"))),
         WireFrame(.laneCancel(lane: "gpu", jobID: "j")),
