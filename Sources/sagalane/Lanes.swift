@@ -5,6 +5,7 @@ import SagaLaneSupport
 
 struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "jobs",
         abstract: "List lane jobs, the most recently active first.",
         discussion: """
             A job's last activity is the latest of its times (queued, started, finished, \
@@ -62,6 +63,7 @@ struct Jobs: AsyncParsableCommand {
 
 struct Lanes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "lanes",
         abstract: "List the lanes that have jobs in the log, with their jobs counted by state.",
         discussion: """
             A lane appears once it has a job in the log. OLDEST QUEUED is how long the job that \

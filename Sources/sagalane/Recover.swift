@@ -6,6 +6,7 @@ import SagaLaneSupport
 
 struct Recover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "recover",
         abstract: "Show what start-up recovery would do to each unfinished saga.",
         discussion: """
             When the program that owns the log starts (a host, or sagalane agent), recovery \

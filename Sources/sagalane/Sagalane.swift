@@ -68,7 +68,7 @@ struct Sagalane: AsyncParsableCommand {
 }
 
 struct Version: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print sagalane's version.")
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print sagalane's version.")
 
     func run() {
         emit("sagalane \(SagaLaneVersion.string)\n")

@@ -5,6 +5,7 @@ import SagaLaneSupport
 
 struct Sagas: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "sagas",
         abstract: "List sagas, show one as a timeline, list those that need a look; cancel, resolve, retry or resume one.",
         subcommands: [SagasList.self, SagasShow.self, SagasUnresolved.self, SagasCancel.self, SagasResolve.self, SagasRetry.self,
                       SagasResume.self])

@@ -5,6 +5,7 @@ import SagaLaneSupport
 
 struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stats",
         abstract: "Count what the log holds: sagas by state, lane jobs by lane and state, the file's size.",
         discussion: """
             free_bytes is room inside the file that deleted rows left: vacuum --compact gives \

@@ -7,6 +7,7 @@ import Synchronization
 
 struct Vacuum: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "vacuum",
         abstract: "Delete sagas that ended long ago; shrink the file.",
         discussion: """
             --older-than deletes the sagas in a final state (completed, failed, compensated, \

@@ -5,6 +5,7 @@ import SagaLaneSupport
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "validate",
         abstract: "Check a saga file: every problem at once, with its line and column.",
         discussion: """
             Reads a file of declarative sagas (docs/sagas-file.md) as sagalane agent --sagas \
