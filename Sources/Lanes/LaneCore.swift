@@ -86,6 +86,19 @@ final class LaneCore: Sendable {
     private func admit(_ job: LaneJob, waiter: WaiterLink?,
                        onQueued: @escaping @Sendable (Result<LaneSubmission, SagaLaneError>) -> Void,
                        onComplete: @escaping @Sendable (LaneJobCompletion) -> Void) -> (entry: Entry?, row: LaneJournal.QueuedRow?) {
+        if let key = job.idempotencyKey {
+            // Refused here rather than by the log's unique index, for every caller alike.
+            var refusal: SagaLaneError?
+            if key.isEmpty {
+                refusal = SagaLaneError(.invalidArgument, "an idempotency key must not be empty")
+            } else {
+                do throws(SagaLaneError) { try SagaLog.checkValueSize(key.utf8.count, of: "the idempotency key") } catch { refusal = error }
+            }
+            if let refusal {
+                onQueued(.failure(refusal))
+                return (nil, nil)
+            }
+        }
         let id = job.id.isEmpty ? madeUpID() : job.id
         let entry = Entry(job: job, key: JobKey(id), onComplete: onComplete, attempt: 1, state: .persisting)
         let persisted = self.persisted

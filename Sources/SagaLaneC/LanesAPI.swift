@@ -108,10 +108,6 @@ private struct HostJob {
             ? RetryPolicy(maxAttempts: Int(c.max_attempts), initialBackoff: milliseconds(c.retry_backoff_ms, or: RetryPolicy.defaultInitialBackoff)!)
             : nil
         let key = try optionalString(c.idempotency_key, "job->idempotency_key")
-        if let key {
-            guard !key.isEmpty else { throw SagaLaneError(.invalidArgument, "job->idempotency_key is empty") }
-            try SagaLog.checkValueSize(key.utf8.count, of: "job->idempotency_key")
-        }
         job = LaneJob(id: try optionalString(c.id, "job->id") ?? "", caller: try optionalString(c.caller, "job->caller") ?? "",
                       priority: Int(c.priority), metadata: metadata, retry: retry, idempotencyKey: key) { [metadata] context in
             try runHostJob(run, userdata, context, metadata: metadata)

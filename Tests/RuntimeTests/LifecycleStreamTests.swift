@@ -220,6 +220,10 @@ struct IdempotencyTests {
             #expect(again.duplicate && again.jobID == firstID)
             let other = try runtime.submit(LaneJob(idempotencyKey: "welcome-43") { _ in "sent" }, to: lane)
             #expect(!other.duplicate)
+            // An empty key is refused by the lane itself (as a saga's is), and queues nothing.
+            #expect { try runtime.submit(LaneJob(idempotencyKey: "") { _ in runs.add(1, ordering: .relaxed); return "" }, to: lane) } throws: {
+                ($0 as? SagaLaneError)?.code == .invalidArgument
+            }
             usleep(50_000)
             #expect(runs.load(ordering: .relaxed) == 1)
         }
