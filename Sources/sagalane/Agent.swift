@@ -41,29 +41,32 @@ struct AgentCommand: Command {
     var exitWhenReady = false
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.option("--data-dir", \.dataDirectory, valueName: "dir",
+        arguments.option("--data-dir", valueName: "dir",
                          help: "Where the log and the lock live, made (mode 0700) when missing. Default: "
-                             + "\(AgentOptions.defaultDataDirectory).")
-        arguments.option("--socket", \.socket, valueName: "path", help: "The socket to listen on. Default: agent.sock in the data directory.")
-        arguments.option("--sagas", \.sagas, valueName: "file",
+                             + "\(AgentOptions.defaultDataDirectory).") { $0.dataDirectory = $1 }
+        arguments.option("--socket", valueName: "path",
+                         help: "The socket to listen on. Default: agent.sock in the data directory.") { $0.socket = $1 }
+        arguments.option("--sagas", valueName: "file",
                          help: "A saga file (docs/sagas-file.md) whose saga types to register before recovery; read again "
-                             + "on SIGHUP for new sagas. A file with mistakes stops the agent with exit status 2.")
-        arguments.option("--allow-uid", \.allowedUIDs, valueName: "uid",
+                             + "on SIGHUP for new sagas. A file with mistakes stops the agent with exit status 2.") { $0.sagas = $1 }
+        arguments.option("--allow-uid", valueName: "uid",
                          help: "Accept connections from this user id too (repeat it for more); the agent's own user is "
-                             + "always accepted.")
-        arguments.option("--lane", \.lane, valueName: "name=n",
+                             + "always accepted.",
+                         repeats: true) { $0.allowedUIDs.append($1) }
+        arguments.option("--lane", valueName: "name=n",
                          help: "Create the lane NAME running at most N jobs at once (1 to 1024) before listening; repeat it "
                              + "for more lanes.",
-                         transform: laneArgument)
-        arguments.option("--max-frame", \.maxFrame, valueName: "bytes", help: "The largest frame either way, in bytes (64 to 1073741824).")
-        arguments.option("--buffer-expiry", \.bufferExpiry, valueName: "duration",
+                         repeats: true, transform: laneArgument) { $0.lane.append($1) }
+        arguments.option("--max-frame", valueName: "bytes",
+                         help: "The largest frame either way, in bytes (64 to 1073741824).") { $0.maxFrame = $1 }
+        arguments.option("--buffer-expiry", valueName: "duration",
                          help: "How long a command for a target with no connection waits before its saga fails: 250ms, 30s, 5m.",
-                         transform: durationArgument)
-        arguments.option("--reservation", \.reservation, valueName: "duration",
+                         transform: durationArgument) { $0.bufferExpiry = $1 }
+        arguments.option("--reservation", valueName: "duration",
                          help: "How long a remote worker may hold a job without answering: 500ms, 60s, 5m.",
-                         transform: durationArgument)
-        arguments.flag("--exit-when-ready", \.exitWhenReady, help: "Stop as soon as the agent listens (to check a configuration).",
-                       hidden: true)
+                         transform: durationArgument) { $0.reservation = $1 }
+        arguments.flag("--exit-when-ready", help: "Stop as soon as the agent listens (to check a configuration).",
+                       hidden: true) { $0.exitWhenReady = true }
     }
 
     func validate() throws {
@@ -151,9 +154,10 @@ struct AgentAddress: ArgumentGroup {
     var dataDirectory: String?
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.option("--socket", \.socket, valueName: "path", help: "The agent's socket. Default: agent.sock in its data directory.")
-        arguments.option("--data-dir", \.dataDirectory, valueName: "dir",
-                         help: "The agent's data directory (default \(AgentOptions.defaultDataDirectory)).")
+        arguments.option("--socket", valueName: "path",
+                         help: "The agent's socket. Default: agent.sock in its data directory.") { $0.socket = $1 }
+        arguments.option("--data-dir", valueName: "dir",
+                         help: "The agent's data directory (default \(AgentOptions.defaultDataDirectory)).") { $0.dataDirectory = $1 }
     }
 
     var path: String {
@@ -182,8 +186,9 @@ struct SagasCancel: Command {
     var agent = AgentAddress()
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.argument(\.id, valueName: "id", help: "The saga's id.")
-        arguments.option("--reason", \.reason, valueName: "text", help: "Why, for the saga's failure reason (default: cancelled by sagalane).")
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--reason", valueName: "text",
+                         help: "Why, for the saga's failure reason (default: cancelled by sagalane).") { $0.reason = $1 }
         arguments.group(\.agent)
     }
 
@@ -203,8 +208,8 @@ struct AgentStatsAlias: Command {
     var socket: String?
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.option("--data-dir", \.dataDirectory, valueName: "dir", help: "The agent's data directory.")
-        arguments.option("--socket", \.socket, valueName: "path", help: "The agent's socket.")
+        arguments.option("--data-dir", valueName: "dir", help: "The agent's data directory.") { $0.dataDirectory = $1 }
+        arguments.option("--socket", valueName: "path", help: "The agent's socket.") { $0.socket = $1 }
     }
 
     func run() throws {

@@ -17,7 +17,9 @@ struct RecentAlias: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.option("--limit", \.limit, valueName: "limit", help: "Show at most this many sagas.", transform: validLimit)
+        arguments.option("--limit", valueName: "limit", help: "Show at most this many sagas.", transform: validLimit) {
+            $0.limit = $1
+        }
         arguments.group(\.output)
     }
 
@@ -37,7 +39,9 @@ struct UnresolvedAlias: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.option("--limit", \.limit, valueName: "limit", help: "Show at most this many sagas.", transform: validLimit)
+        arguments.option("--limit", valueName: "limit", help: "Show at most this many sagas.", transform: validLimit) {
+            $0.limit = $1
+        }
         arguments.group(\.output)
     }
 
@@ -56,7 +60,7 @@ struct SagaAlias: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.argument(\.id, valueName: "id", help: "The saga's id.")
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
         arguments.group(\.output)
     }
 

@@ -28,14 +28,17 @@ struct Jobs: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.option("--lane", \.lane, valueName: "name", help: "Only jobs of this lane (its name, byte for byte).")
-        arguments.option("--caller", \.caller, valueName: "name", help: "Only jobs this caller submitted (its name, byte for byte).")
-        arguments.option("--state", \.state, valueName: "state",
+        arguments.option("--lane", valueName: "name", help: "Only jobs of this lane (its name, byte for byte).") { $0.lane = $1 }
+        arguments.option("--caller", valueName: "name",
+                         help: "Only jobs this caller submitted (its name, byte for byte).") { $0.caller = $1 }
+        arguments.option("--state", valueName: "state",
                          help: "Only jobs in STATE: \(JobState.allCases.map(\.rawValue).joined(separator: ", ")). "
                              + "Repeat it, or separate states with commas.",
-                         transform: { try statesArgument($0, kind: "job") })
+                         repeats: true, transform: { try statesArgument($0, kind: "job") }) { $0.state.append($1) }
         arguments.group(\.time)
-        arguments.option("--limit", \.limit, valueName: "count", help: "Show at most this many jobs (default 50).", transform: validLimit)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many jobs (default 50).", transform: validLimit) {
+            $0.limit = $1
+        }
         arguments.group(\.output)
     }
 
@@ -88,13 +91,15 @@ struct Lanes: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.option("--lane", \.lane, valueName: "name", help: "Only this lane (its name, byte for byte).")
-        arguments.option("--state", \.state, valueName: "state",
+        arguments.option("--lane", valueName: "name", help: "Only this lane (its name, byte for byte).") { $0.lane = $1 }
+        arguments.option("--state", valueName: "state",
                          help: "Only lanes with jobs in STATE (one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))); "
                              + "repeat it, or separate states with commas.",
-                         transform: { try statesArgument($0, kind: "job") })
+                         repeats: true, transform: { try statesArgument($0, kind: "job") }) { $0.state.append($1) }
         arguments.group(\.time)
-        arguments.option("--limit", \.limit, valueName: "count", help: "Show at most this many lanes (default 100).", transform: validLimit)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many lanes (default 100).", transform: validLimit) {
+            $0.limit = $1
+        }
         arguments.group(\.output)
     }
 

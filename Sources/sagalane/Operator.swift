@@ -25,8 +25,10 @@ struct SagasResolve: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.argument(\.id, valueName: "id", help: "The saga's id.")
-        arguments.option("--note", \.note, valueName: "text", help: "What was done, for the saga's history.", required: true)
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--note", valueName: "text", help: "What was done, for the saga's history.", required: true) {
+            $0.note = $1
+        }
     }
 
     func run() async throws {
@@ -61,8 +63,8 @@ struct SagasRetry: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.argument(\.id, valueName: "id", help: "The saga's id.")
-        arguments.option("--note", \.note, valueName: "text", help: "Why, for the saga's history.")
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--note", valueName: "text", help: "Why, for the saga's history.") { $0.note = $1 }
     }
 
     func run() async throws { try await leaveRequest(.retryCompensation, log: log, id: id, note: note, "its compensations will run again") }
@@ -88,8 +90,8 @@ struct SagasResume: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.argument(\.id, valueName: "id", help: "The saga's id.")
-        arguments.option("--note", \.note, valueName: "text", help: "Why, for the saga's history.")
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--note", valueName: "text", help: "Why, for the saga's history.") { $0.note = $1 }
     }
 
     func run() async throws { try await leaveRequest(.resume, log: log, id: id, note: note, "it will be resumed") }

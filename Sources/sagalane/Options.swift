@@ -17,7 +17,9 @@ struct LogArgument: ArgumentGroup {
     var database = ""
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.argument(\.database, valueName: "db", help: "The log's file: the SQLite database the runtime writes (e.g. app.db).")
+        arguments.argument(valueName: "db", help: "The log's file: the SQLite database the runtime writes (e.g. app.db).") {
+            $0.database = $1
+        }
     }
 
     /// Opens the log read-only: no thread, no write, no file made beside it; it works while
@@ -89,9 +91,9 @@ struct OutputOptions: ArgumentGroup {
     var format: OutputFormat?
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.option("--format", \.format, valueName: "format",
+        arguments.option("--format", valueName: "format",
                          help: "How to print: table (aligned columns), json (one JSON document) or jsonl (one JSON value a line). "
-                             + "Default: table on a terminal, json otherwise.")
+                             + "Default: table on a terminal, json otherwise.") { $0.format = $1 }
     }
 
     var resolved: OutputFormat { format ?? (isatty(1) == 1 ? .table : .json) }
@@ -162,12 +164,12 @@ struct TimeOptions: ArgumentGroup {
     var until: Timestamp?
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.option("--since", \.since, valueName: "time",
+        arguments.option("--since", valueName: "time",
                          help: "Only what was last active at or after TIME: a duration before now (30m, 12h, 7d), "
                              + "a day (2026-11-24) or an instant in UTC (2026-11-24T12:59:00Z).",
-                         transform: timeArgument)
-        arguments.option("--until", \.until, valueName: "time", help: "Only what was last active before TIME (same forms as --since).",
-                         transform: timeArgument)
+                         transform: timeArgument) { $0.since = $1 }
+        arguments.option("--until", valueName: "time", help: "Only what was last active before TIME (same forms as --since).",
+                         transform: timeArgument) { $0.until = $1 }
     }
 
     func validate() throws {

@@ -39,20 +39,22 @@ struct Recover: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.flag("--dry-run", \.dryRun, help: "List what recovery would do (the only mode).")
-        arguments.option("--state", \.state, valueName: "state",
+        arguments.flag("--dry-run", help: "List what recovery would do (the only mode).") { $0.dryRun = true }
+        arguments.option("--state", valueName: "state",
                          help: "Only sagas in STATE: running or compensating; repeat it, or separate states with commas.",
-                         transform: { try statesArgument($0, kind: "saga") })
-        arguments.option("--name", \.name, valueName: "name", help: "Only sagas of this type (its name, byte for byte).")
-        arguments.option("--policy", \.policy, valueName: "policy", help: "The policy to show: mark_failed (default), compensate or resume.",
+                         repeats: true, transform: { try statesArgument($0, kind: "saga") }) { $0.state.append($1) }
+        arguments.option("--name", valueName: "name", help: "Only sagas of this type (its name, byte for byte).") { $0.name = $1 }
+        arguments.option("--policy", valueName: "policy", help: "The policy to show: mark_failed (default), compensate or resume.",
                          transform: { text in
                              guard let policy = RecoveryPolicy(rawValue: text) else {
                                  throw ValidationError("--policy takes mark_failed, compensate or resume, not '\(text)'")
                              }
                              return policy
-                         })
+                         }) { $0.policy = $1 }
         arguments.group(\.time)
-        arguments.option("--limit", \.limit, valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit) {
+            $0.limit = $1
+        }
         arguments.group(\.output)
     }
 

@@ -27,11 +27,11 @@ struct SagaListingOptions: ArgumentGroup {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.option("--state", \.state, valueName: "state",
+        arguments.option("--state", valueName: "state",
                          help: "Only sagas in STATE: \(SagaState.allCases.map(\.rawValue).joined(separator: ", ")). "
                              + "Repeat it, or separate states with commas.",
-                         transform: { try statesArgument($0, kind: "saga") })
-        arguments.option("--name", \.name, valueName: "name", help: "Only sagas of this type (its name, byte for byte).")
+                         repeats: true, transform: { try statesArgument($0, kind: "saga") }) { $0.state.append($1) }
+        arguments.option("--name", valueName: "name", help: "Only sagas of this type (its name, byte for byte).") { $0.name = $1 }
         arguments.group(\.time)
         arguments.group(\.output)
     }
@@ -68,7 +68,9 @@ struct SagasList: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.listing)
-        arguments.option("--limit", \.limit, valueName: "count", help: "Show at most this many sagas (default 50).", transform: validLimit)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 50).", transform: validLimit) {
+            $0.limit = $1
+        }
     }
 
     func run() throws { try listSagas(listing.log, filter: listing.filter(), limit: limit, format: listing.output.resolved) }
@@ -93,7 +95,9 @@ struct SagasUnresolved: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.listing)
-        arguments.option("--limit", \.limit, valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit) {
+            $0.limit = $1
+        }
     }
 
     func run() throws {
@@ -121,7 +125,7 @@ struct SagasShow: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.argument(\.id, valueName: "id", help: "The saga's id.")
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
         arguments.group(\.output)
     }
 

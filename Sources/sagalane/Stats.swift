@@ -26,8 +26,11 @@ struct Stats: Command {
     var output = OutputOptions()
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.argument(\.database, valueName: "db", help: "The log's file: the SQLite database the runtime writes (e.g. app.db).")
-        arguments.option("--socket", \.socket, valueName: "path", help: "Ask the agent listening on this socket for its counters too.")
+        arguments.argument(valueName: "db", help: "The log's file: the SQLite database the runtime writes (e.g. app.db).",
+                           required: false) { $0.database = $1 }
+        arguments.option("--socket", valueName: "path", help: "Ask the agent listening on this socket for its counters too.") {
+            $0.socket = $1
+        }
         arguments.group(\.output)
     }
 

@@ -39,12 +39,13 @@ struct Vacuum: Command {
 
     static func declare(_ arguments: inout Declarations<Self>) {
         arguments.group(\.log)
-        arguments.option("--older-than", \.olderThan, valueName: "duration",
-                         help: "Delete final sagas that ended over DURATION ago: 30s, 15m, 12h, 7d, 2w.", transform: durationArgument)
-        arguments.flag("--dry-run", \.dryRun, help: "Count what would be deleted and reclaimed; change nothing.")
-        arguments.flag("--compact", \.compact, help: "Rewrite the file without its free room, giving it back to the disk.")
-        arguments.option("--batch-size", \.batchSize, valueName: "count", help: "Sagas deleted per transaction (default 500).",
-                         transform: validLimit)
+        arguments.option("--older-than", valueName: "duration",
+                         help: "Delete final sagas that ended over DURATION ago: 30s, 15m, 12h, 7d, 2w.",
+                         transform: durationArgument) { $0.olderThan = $1 }
+        arguments.flag("--dry-run", help: "Count what would be deleted and reclaimed; change nothing.") { $0.dryRun = true }
+        arguments.flag("--compact", help: "Rewrite the file without its free room, giving it back to the disk.") { $0.compact = true }
+        arguments.option("--batch-size", valueName: "count", help: "Sagas deleted per transaction (default 500).",
+                         transform: validLimit) { $0.batchSize = $1 }
         arguments.group(\.output)
     }
 

@@ -23,7 +23,7 @@ struct Validate: Command {
     var output = OutputOptions()
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.argument(\.file, valueName: "file", help: "The saga file.")
+        arguments.argument(valueName: "file", help: "The saga file.") { $0.file = $1 }
         arguments.group(\.output)
     }
 

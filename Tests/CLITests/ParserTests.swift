@@ -28,16 +28,20 @@ private struct Fetch: Command {
     var limits = Limits()
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.argument(\.source, valueName: "source", help: "Where to read from.")
-        arguments.argument(\.target, valueName: "target", help: "Where to write to (default: standard output).")
-        arguments.option("--retries", \.retries, valueName: "count", help: "Try at most this many times (default 1).",
-                         transform: validLimit)
-        arguments.option("--tag", \.tags, valueName: "name", help: "Mark what is fetched with NAME; repeat it for more.")
-        arguments.option("--timeout-for-each-single-try", \.timeout, valueName: "duration",
-                         help: "How long one try may take before it counts as failed: 250ms, 30s, 5m.", transform: durationArgument)
-        arguments.option("--format", \.format, valueName: "format", help: "How to print.")
-        arguments.flag("--verbose", \.verbose, help: "Say what each try did.")
-        arguments.flag("--secret", \.secret, help: "Not for help.", hidden: true)
+        arguments.argument(valueName: "source", help: "Where to read from.") { $0.source = $1 }
+        arguments.argument(valueName: "target", help: "Where to write to (default: standard output).", required: false) {
+            $0.target = $1
+        }
+        arguments.option("--retries", valueName: "count", help: "Try at most this many times (default 1).",
+                         transform: validLimit) { $0.retries = $1 }
+        arguments.option("--tag", valueName: "name", help: "Mark what is fetched with NAME; repeat it for more.",
+                         repeats: true) { $0.tags.append($1) }
+        arguments.option("--timeout-for-each-single-try", valueName: "duration",
+                         help: "How long one try may take before it counts as failed: 250ms, 30s, 5m.",
+                         transform: durationArgument) { $0.timeout = $1 }
+        arguments.option("--format", valueName: "format", help: "How to print.") { $0.format = $1 }
+        arguments.flag("--verbose", help: "Say what each try did.") { $0.verbose = true }
+        arguments.flag("--secret", help: "Not for help.", hidden: true) { $0.secret = true }
         arguments.group(\.limits)
     }
 
@@ -53,7 +57,7 @@ private struct Limits: ArgumentGroup {
     var most: Int?
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.option("--most", \.most, valueName: "n", help: "At most N.")
+        arguments.option("--most", valueName: "n", help: "At most N.") { $0.most = $1 }
     }
 
     func validate() throws {
@@ -67,8 +71,8 @@ private struct Sign: Command {
     var key = ""
 
     static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.argument(\.file, valueName: "file", help: "The file.")
-        arguments.option("--key", \.key, valueName: "key", help: "The key to sign with.", required: true)
+        arguments.argument(valueName: "file", help: "The file.") { $0.file = $1 }
+        arguments.option("--key", valueName: "key", help: "The key to sign with.", required: true) { $0.key = $1 }
     }
 
     func run() {}

@@ -33,122 +33,82 @@ struct ArgumentInfo {
     }
 }
 
-/// A declared argument and how it stores a word of the command line in `Root`.
-struct DeclaredArgument<Root> {
-    var info: ArgumentInfo
-    /// Parses `word` (ignored for a flag) into its property. Throws `ValidationError` with
-    /// the value's own complaint, or `InvalidValue` when the word is not of the value's type.
-    var apply: (inout Root, String) throws -> Void
-}
-
 /// A word that is not a value of the argument's type (not a number, not one of the choices).
 struct InvalidValue: Error {}
 
-/// What a command or a group takes, in the order help lists it, each bound to the property
-/// the parser sets. A command's `declare` fills it:
+/// What a command or a group takes, in the order help lists it, each with the closure that
+/// stores its value. A command's `declare` fills it:
 ///
 ///     static func declare(_ arguments: inout Declarations<Self>) {
 ///         arguments.group(\.log)
-///         arguments.option("--limit", \.limit, valueName: "count", help: "…", transform: validLimit)
+///         arguments.option("--limit", valueName: "count", help: "…", transform: validLimit) { $0.limit = $1 }
 ///     }
 ///
-/// An option's default is its property's initial value; help says it in its text.
+/// An option's default is its property's initial value; help says it in its text. (Closures
+/// rather than key paths: each key path is made at run time, some 40,000 instructions apiece.)
 struct Declarations<Root> {
-    private(set) var arguments: [DeclaredArgument<Root>] = []
+    /// What help and the parser know of each argument. (Apart from `setters`, so that most of
+    /// the parser's work is on concrete types, without generic metadata to make at run time.)
+    private(set) var arguments: [ArgumentInfo] = []
+    /// For each argument, at the same index: parses a word (ignored for a flag) into its
+    /// property. Throws `ValidationError` with the value's own complaint, or `InvalidValue`
+    /// when the word is not of the value's type.
+    private(set) var setters: [(inout Root, String) throws -> Void] = []
     /// The groups' `validate`, then the command's own, in that order.
     fileprivate(set) var validators: [(Root) throws -> Void] = []
 
-    private mutating func add(_ info: ArgumentInfo, _ apply: @escaping (inout Root, String) throws -> Void) {
-        assert(info.kind == .positional || !arguments.contains { $0.info.name == info.name }, "\(info.name) is declared twice")
-        arguments.append(DeclaredArgument(info: info, apply: apply))
+    private mutating func add(_ info: ArgumentInfo, _ setter: @escaping (inout Root, String) throws -> Void) {
+        assert(info.kind == .positional || !arguments.contains { $0.name == info.name }, "\(info.name) is declared twice")
+        arguments.append(info)
+        setters.append(setter)
     }
 
     // MARK: Positional arguments
 
-    /// A positional argument the command needs.
-    mutating func argument<Value: ArgumentValue>(_ key: WritableKeyPath<Root, Value>, valueName: String, help: String) {
-        add(ArgumentInfo(kind: .positional, name: "", valueName: valueName, help: help, isRequired: true,
+    /// A word in its place, needed unless `required` is false; `set` stores its value.
+    mutating func argument<Value: ArgumentValue>(valueName: String, help: String, required: Bool = true,
+                                                 _ set: @escaping (inout Root, Value) -> Void) {
+        add(ArgumentInfo(kind: .positional, name: "", valueName: valueName, help: help, isRequired: required,
                          choices: Value.choices)) { root, word in
-            root[keyPath: key] = try parsed(word, as: Value.self)
-        }
-    }
-
-    /// A positional argument the command can go without (nil then).
-    mutating func argument<Value: ArgumentValue>(_ key: WritableKeyPath<Root, Value?>, valueName: String, help: String) {
-        add(ArgumentInfo(kind: .positional, name: "", valueName: valueName, help: help, choices: Value.choices)) { root, word in
-            root[keyPath: key] = try parsed(word, as: Value.self)
+            set(&root, try parsed(word, as: Value.self))
         }
     }
 
     // MARK: Options
 
-    /// `--name VALUE`, nil when absent; given twice, the last one counts.
-    mutating func option<Value: ArgumentValue>(_ name: String, _ key: WritableKeyPath<Root, Value?>, valueName: String,
-                                               help: String) {
-        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help, choices: Value.choices)) { root, word in
-            root[keyPath: key] = try parsed(word, as: Value.self)
-        }
-    }
-
-    /// `--name VALUE` read by `transform`, nil when absent.
-    mutating func option<Value>(_ name: String, _ key: WritableKeyPath<Root, Value?>, valueName: String, help: String,
-                                transform: @escaping (String) throws -> Value) {
-        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help)) { root, word in
-            root[keyPath: key] = try transform(word)
-        }
-    }
-
-    /// `--name VALUE`, the property's initial value when absent, or a usage error when
-    /// `required` (the initial value is then a placeholder).
-    mutating func option<Value: ArgumentValue>(_ name: String, _ key: WritableKeyPath<Root, Value>, valueName: String,
-                                               help: String, required: Bool = false) {
-        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help, isRequired: required,
+    /// `--name VALUE`; `set` stores the value. Absent, the property keeps its initial value
+    /// (a usage error when `required`, the initial value being a placeholder). Given twice,
+    /// the last one counts, unless it `repeats`: then `set` adds each value in turn.
+    mutating func option<Value: ArgumentValue>(_ name: String, valueName: String, help: String, required: Bool = false,
+                                               repeats: Bool = false, _ set: @escaping (inout Root, Value) -> Void) {
+        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help, isRequired: required, repeats: repeats,
                          choices: Value.choices)) { root, word in
-            root[keyPath: key] = try parsed(word, as: Value.self)
+            set(&root, try parsed(word, as: Value.self))
         }
     }
 
-    /// `--name VALUE` read by `transform`, the property's initial value when absent.
-    mutating func option<Value>(_ name: String, _ key: WritableKeyPath<Root, Value>, valueName: String, help: String,
-                                transform: @escaping (String) throws -> Value) {
-        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help)) { root, word in
-            root[keyPath: key] = try transform(word)
-        }
-    }
-
-    /// `--name VALUE`, as often as the user likes: each adds a value, in order.
-    mutating func option<Value: ArgumentValue>(_ name: String, _ key: WritableKeyPath<Root, [Value]>, valueName: String,
-                                               help: String) {
-        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help, repeats: true,
-                         choices: Value.choices)) { root, word in
-            root[keyPath: key].append(try parsed(word, as: Value.self))
-        }
-    }
-
-    /// `--name VALUE` read by `transform`, as often as the user likes.
-    mutating func option<Value>(_ name: String, _ key: WritableKeyPath<Root, [Value]>, valueName: String, help: String,
-                                transform: @escaping (String) throws -> Value) {
-        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help, repeats: true)) { root, word in
-            root[keyPath: key].append(try transform(word))
+    /// `--name VALUE` read by `transform`, which throws `ValidationError` for a value it
+    /// refuses; otherwise as above.
+    mutating func option<Value>(_ name: String, valueName: String, help: String, repeats: Bool = false,
+                                transform: @escaping (String) throws -> Value, _ set: @escaping (inout Root, Value) -> Void) {
+        add(ArgumentInfo(kind: .option, name: name, valueName: valueName, help: help, repeats: repeats)) { root, word in
+            set(&root, try transform(word))
         }
     }
 
     // MARK: Flags and groups
 
-    /// `--name` alone sets the property to true.
-    mutating func flag(_ name: String, _ key: WritableKeyPath<Root, Bool>, help: String, hidden: Bool = false) {
-        add(ArgumentInfo(kind: .flag, name: name, valueName: "", help: help, hidden: hidden)) { root, _ in
-            root[keyPath: key] = true
-        }
+    /// `--name` alone; `set` records it.
+    mutating func flag(_ name: String, help: String, hidden: Bool = false, _ set: @escaping (inout Root) -> Void) {
+        add(ArgumentInfo(kind: .flag, name: name, valueName: "", help: help, hidden: hidden)) { root, _ in set(&root) }
     }
 
     /// The arguments of a group, in its order, at this place; its `validate` runs before the
     /// command's.
     mutating func group<Group: ArgumentGroup>(_ key: WritableKeyPath<Root, Group>) {
         let inner = Group.declarations
-        for argument in inner.arguments {
-            let apply = argument.apply
-            add(argument.info) { root, word in try apply(&root[keyPath: key], word) }
+        for (info, setter) in zip(inner.arguments, inner.setters) {
+            add(info) { root, word in try setter(&root[keyPath: key], word) }
         }
         for validate in inner.validators {
             validators.append { root in try validate(root[keyPath: key]) }

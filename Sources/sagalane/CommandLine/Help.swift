@@ -125,6 +125,6 @@ func wrapped(_ words: [String], first: Int, rest: Int) -> [String] {
 
 /// The declared arguments of a command known only by its metatype.
 func declaredInfo(_ command: any Command.Type) -> [ArgumentInfo] {
-    func of<C: Command>(_: C.Type) -> [ArgumentInfo] { C.declarations.arguments.map(\.info) }
+    func of<C: Command>(_: C.Type) -> [ArgumentInfo] { C.declarations.arguments }
     return of(command)
 }

@@ -97,12 +97,49 @@ extension Command {
 /// Reads a command's own arguments from `words`: options and flags in any order, as
 /// `--name value` or `--name=value`; the other words are its positional arguments, in their
 /// order; after `--` every word is positional. A word after an option is its value unless it
-/// looks like an option itself.
+/// looks like an option itself. Mistakes are reported in the order of the words.
 func parseArguments<C: Command>(_ type: C.Type, _ words: ArraySlice<String>) throws(UsageError) -> C {
     let declared = C.declarations
+    let plan = plan(words, for: declared.arguments)
     var command = C()
-    var positionals = declared.arguments.filter { $0.info.kind == .positional }[...]
-    var given: Set<String> = []
+    // Indices rather than collection algorithms: this function runs unspecialized (its
+    // command type is only known at run time), and those would look up conformances.
+    for (index, word) in plan.values {
+        let info = declared.arguments[index]
+        do {
+            try declared.setters[index](&command, word)
+        } catch let invalid as ValidationError {
+            throw UsageError("The value '\(word)' is invalid for '\(info.label)': \(invalid.message)", argument: info)
+        } catch {
+            var message = "The value '\(word)' is invalid for '\(info.label)'"
+            if let choices = info.choices {
+                message += ". Please provide one of " + listed(choices.map { "'\($0)'" }, or: true) + "."
+            }
+            throw UsageError(message, argument: info)
+        }
+    }
+    if let mistake = plan.mistake { throw mistake }
+    for index in declared.validators.indices {
+        do {
+            try declared.validators[index](command)
+        } catch {
+            throw UsageError((error as? ValidationError)?.message ?? "\(error)")
+        }
+    }
+    return command
+}
+
+/// Which argument each word sets, in order, up to the first mistake (if any): the part of
+/// parsing that needs no command's type.
+private struct Plan {
+    var values: [(argument: Int, word: String)] = []
+    var mistake: UsageError?
+}
+
+private func plan(_ words: ArraySlice<String>, for arguments: [ArgumentInfo]) -> Plan {
+    var plan = Plan()
+    var positionals = arguments.indices.filter { arguments[$0].kind == .positional }[...]
+    var given: [Int] = []
     var unexpected: [String] = []
     var index = words.startIndex
     var optionsEnded = false
@@ -118,68 +155,47 @@ func parseArguments<C: Command>(_ type: C.Type, _ words: ArraySlice<String>) thr
                 name = word[..<equals]
                 attached = word[word.index(after: equals)...]
             }
-            guard let argument = declared.arguments.first(where: { $0.info.kind != .positional && $0.info.name == name }) else {
-                throw UsageError("Unknown option '\(name)'" + suggestion(for: name, among: declared.arguments.map(\.info)))
+            guard let argument = arguments.indices.first(where: { arguments[$0].kind != .positional && arguments[$0].name == name }) else {
+                plan.mistake = UsageError("Unknown option '\(name)'" + suggestion(for: name, among: arguments))
+                return plan
             }
-            let info = argument.info
+            let info = arguments[argument]
             if info.kind == .flag {
                 if let attached {
-                    throw UsageError("The option '\(name)' does not take any value, but '\(attached)' was specified.")
+                    plan.mistake = UsageError("The option '\(name)' does not take any value, but '\(attached)' was specified.")
+                    return plan
                 }
-                try apply(argument, "", to: &command)
+                plan.values.append((argument, ""))
             } else if let attached, !attached.isEmpty {
-                try apply(argument, String(attached), to: &command)
+                plan.values.append((argument, String(attached)))
             } else if attached == nil, index < words.endIndex, !looksLikeOption(words[index]) {
-                try apply(argument, words[index], to: &command)
+                plan.values.append((argument, words[index]))
                 index += 1
             } else {
-                throw UsageError("Missing value for '\(info.label)'", argument: info)
+                plan.mistake = UsageError("Missing value for '\(info.label)'", argument: info)
+                return plan
             }
-            given.insert(info.name)
+            given.append(argument)
         } else if let argument = positionals.popFirst() {
-            try apply(argument, word, to: &command)
+            plan.values.append((argument, word))
         } else {
             unexpected.append(word)
         }
     }
     if unexpected.count == 1 {
-        throw UsageError("Unexpected argument '\(unexpected[0])'")
+        plan.mistake = UsageError("Unexpected argument '\(unexpected[0])'")
     } else if !unexpected.isEmpty {
-        throw UsageError("\(unexpected.count) unexpected arguments: " + unexpected.map { "'\($0)'" }.joined(separator: ", "))
+        plan.mistake = UsageError("\(unexpected.count) unexpected arguments: " + unexpected.map { "'\($0)'" }.joined(separator: ", "))
+    } else if let missing = positionals.first(where: { arguments[$0].isRequired })
+                ?? arguments.indices.first(where: { arguments[$0].kind == .option && arguments[$0].isRequired && !given.contains($0) }) {
+        plan.mistake = UsageError("Missing expected argument '\(arguments[missing].label)'", argument: arguments[missing])
     }
-    let missing = positionals.first { $0.info.isRequired }
-        ?? declared.arguments.first { $0.info.kind == .option && $0.info.isRequired && !given.contains($0.info.name) }
-    if let missing {
-        throw UsageError("Missing expected argument '\(missing.info.label)'", argument: missing.info)
-    }
-    for validate in declared.validators {
-        do {
-            try validate(command)
-        } catch {
-            throw UsageError((error as? ValidationError)?.message ?? "\(error)")
-        }
-    }
-    return command
+    return plan
 }
 
 /// `-x`, `--name`, `--name=value`; a lone `-` is a word (standard input, by custom).
 private func looksLikeOption(_ word: String) -> Bool {
     word.hasPrefix("-") && word.utf8.count > 1
-}
-
-private func apply<C>(_ argument: DeclaredArgument<C>, _ word: String, to command: inout C) throws(UsageError) {
-    let info = argument.info
-    do {
-        try argument.apply(&command, word)
-    } catch let invalid as ValidationError {
-        throw UsageError("The value '\(word)' is invalid for '\(info.label)': \(invalid.message)", argument: info)
-    } catch {
-        var message = "The value '\(word)' is invalid for '\(info.label)'"
-        if let choices = info.choices {
-            message += ". Please provide one of " + listed(choices.map { "'\($0)'" }, or: true) + "."
-        }
-        throw UsageError(message, argument: info)
-    }
 }
 
 /// " Did you mean '--limit'?" when an option is near enough to the unknown `name` (at most
