@@ -97,7 +97,8 @@ extension Command {
 /// Reads a command's own arguments from `words`: options and flags in any order, as
 /// `--name value` or `--name=value`; the other words are its positional arguments, in their
 /// order; after `--` every word is positional. A word after an option is its value unless it
-/// looks like an option itself. Mistakes are reported in the order of the words.
+/// looks like an option itself. Mistakes are reported in the order of their words; a missing
+/// argument, once all words are read.
 func parseArguments<C: Command>(_ type: C.Type, _ words: ArraySlice<String>) throws(UsageError) -> C {
     let declared = C.declarations
     let plan = plan(words, for: declared.arguments)
