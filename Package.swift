@@ -9,9 +9,9 @@ import PackageDescription
 //     → SagaLaneDefinitions (over the coordinator) → SagaLane (the runtime) → SagaLaneAgent
 //     → SagaLaneC (the C API) and the executables
 //
-// The library targets use only the Swift standard library, Glibc, Synchronization, libuv and
-// SQLite: Foundation would add 7 to 50 MB to every static host. Only the `sagalane`
-// executable depends on a package (swift-argument-parser, for its command line).
+// Every target uses only the Swift standard library, Glibc, Synchronization, libuv and SQLite,
+// and no package: Foundation would add 7 to 50 MB to every static host (the `sagalane`
+// executable parses its command line itself, in Sources/sagalane/CommandLine).
 let package = Package(
     name: "sagalane",
     products: [
@@ -22,9 +22,6 @@ let package = Package(
         .library(name: "SagaLaneCStatic", type: .static, targets: ["SagaLaneC"]),
         .executable(name: "sagalane", targets: ["sagalane"]),
         .executable(name: "sagalane-bench", targets: ["sagalane-bench"]),
-    ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // System libraries: a module map and a shim header each, linked by name. No pkgConfig:
@@ -77,8 +74,7 @@ let package = Package(
         .target(name: "SagaLaneC", dependencies: ["SagaLane", "CSagaLane"]),
 
         .executableTarget(name: "sagalane",
-                          dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                          dependencies: ["SagaLaneSupport", "SagaLaneJSON", "SagaLaneLog", "SagaLaneAgent"]),
         .executableTarget(name: "sagalane-bench", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga", "CSQLite"]),
         // Spawned by the crash tests (and killed with SIGKILL); not installed.
         .executableTarget(name: "sagalane-testchild", dependencies: ["SagaLane", "SagaLaneAgent", "SagaLaneScriptSaga"]),

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Glibc
 import SagaLaneAgent
 import SagaLaneJSON
@@ -6,9 +5,9 @@ import SagaLanePipes
 import SagaLaneSupport
 import SagaLaneWire
 
-struct AgentCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "agent",
+struct AgentCommand: Command {
+    static let about = CommandInfo(
+        name: "agent",
         abstract: "Run the agent: a runtime other processes use over a Unix socket.",
         discussion: """
             The agent owns a data directory: its log (sagalane.db), its lock, and by default its \
@@ -31,47 +30,44 @@ struct AgentCommand: ParsableCommand {
               sagalane agent --socket /run/sagalane.sock --allow-uid 1001
             """)
 
-    @Option(name: .customLong("data-dir"),
-            help: ArgumentHelp("Where the log and the lock live, made (mode 0700) when missing. Default: "
-                                   + "\(AgentOptions.defaultDataDirectory).", valueName: "dir"))
     var dataDirectory: String?
-
-    @Option(help: ArgumentHelp("The socket to listen on. Default: agent.sock in the data directory.", valueName: "path"))
     var socket: String?
-
-    @Option(help: ArgumentHelp("A saga file (docs/sagas-file.md) whose saga types to register before recovery; read again "
-                                   + "on SIGHUP for new sagas. A file with mistakes stops the agent with exit status 2.",
-                               valueName: "file"))
     var sagas: String?
-
-    @Option(name: .customLong("allow-uid"), parsing: .singleValue,
-            help: ArgumentHelp("Accept connections from this user id too (repeat it for more); the agent's own user is "
-                                   + "always accepted.", valueName: "uid"))
     var allowedUIDs: [UInt32] = []
-
-    @Option(parsing: .singleValue,
-            help: ArgumentHelp("Create the lane NAME running at most N jobs at once (1 to 1024) before listening; repeat it "
-                                   + "for more lanes.", valueName: "name=n"),
-            transform: laneArgument)
     var lane: [LaneBound] = []
-
-    @Option(name: .customLong("max-frame"), help: ArgumentHelp("The largest frame either way, in bytes (64 to 1073741824).",
-                                                                valueName: "bytes"))
     var maxFrame: Int?
-
-    @Option(name: .customLong("buffer-expiry"),
-            help: ArgumentHelp("How long a command for a target with no connection waits before its saga fails: 250ms, 30s, 5m.",
-                               valueName: "duration"),
-            transform: durationArgument)
     var bufferExpiry: Duration?
-
-    @Option(help: ArgumentHelp("How long a remote worker may hold a job without answering: 500ms, 60s, 5m.", valueName: "duration"),
-            transform: durationArgument)
     var reservation: Duration?
-
-    @Flag(name: .customLong("exit-when-ready"), help: ArgumentHelp("Stop as soon as the agent listens (to check a configuration).",
-                                                                    visibility: .hidden))
     var exitWhenReady = false
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.option("--data-dir", valueName: "dir",
+                         help: "Where the log and the lock live, made (mode 0700) when missing. Default: "
+                             + "\(AgentOptions.defaultDataDirectory).") { $0.dataDirectory = $1 }
+        arguments.option("--socket", valueName: "path",
+                         help: "The socket to listen on. Default: agent.sock in the data directory.") { $0.socket = $1 }
+        arguments.option("--sagas", valueName: "file",
+                         help: "A saga file (docs/sagas-file.md) whose saga types to register before recovery; read again "
+                             + "on SIGHUP for new sagas. A file with mistakes stops the agent with exit status 2.") { $0.sagas = $1 }
+        arguments.option("--allow-uid", valueName: "uid",
+                         help: "Accept connections from this user id too (repeat it for more); the agent's own user is "
+                             + "always accepted.",
+                         repeats: true) { $0.allowedUIDs.append($1) }
+        arguments.option("--lane", valueName: "name=n",
+                         help: "Create the lane NAME running at most N jobs at once (1 to 1024) before listening; repeat it "
+                             + "for more lanes.",
+                         repeats: true, transform: laneArgument) { $0.lane.append($1) }
+        arguments.option("--max-frame", valueName: "bytes",
+                         help: "The largest frame either way, in bytes (64 to 1073741824).") { $0.maxFrame = $1 }
+        arguments.option("--buffer-expiry", valueName: "duration",
+                         help: "How long a command for a target with no connection waits before its saga fails: 250ms, 30s, 5m.",
+                         transform: durationArgument) { $0.bufferExpiry = $1 }
+        arguments.option("--reservation", valueName: "duration",
+                         help: "How long a remote worker may hold a job without answering: 500ms, 60s, 5m.",
+                         transform: durationArgument) { $0.reservation = $1 }
+        arguments.flag("--exit-when-ready", help: "Stop as soon as the agent listens (to check a configuration).",
+                       hidden: true) { $0.exitWhenReady = true }
+    }
 
     func validate() throws {
         if let maxFrame, !(64...(1 << 30)).contains(maxFrame) {
@@ -153,21 +149,25 @@ func agentRequest(socket path: String, _ message: WireMessage, name: String) thr
 }
 
 /// `--socket` or `--data-dir`: which running agent a command talks to.
-struct AgentAddress: ParsableArguments {
-    @Option(help: ArgumentHelp("The agent's socket. Default: agent.sock in its data directory.", valueName: "path"))
+struct AgentAddress: ArgumentGroup {
     var socket: String?
-    @Option(name: .customLong("data-dir"),
-            help: ArgumentHelp("The agent's data directory (default \(AgentOptions.defaultDataDirectory)).", valueName: "dir"))
     var dataDirectory: String?
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.option("--socket", valueName: "path",
+                         help: "The agent's socket. Default: agent.sock in its data directory.") { $0.socket = $1 }
+        arguments.option("--data-dir", valueName: "dir",
+                         help: "The agent's data directory (default \(AgentOptions.defaultDataDirectory)).") { $0.dataDirectory = $1 }
+    }
 
     var path: String {
         socket ?? AgentOptions(dataDirectory: dataDirectory ?? AgentOptions.defaultDataDirectory).resolvedSocketPath
     }
 }
 
-struct SagasCancel: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "cancel",
+struct SagasCancel: Command {
+    static let about = CommandInfo(
+        name: "cancel",
         abstract: "Cancel a saga a running agent has in flight.",
         discussion: """
             The agent ends the saga as failed with the reason "cancelled: REASON" once that end \
@@ -181,11 +181,16 @@ struct SagasCancel: ParsableCommand {
               sagalane sagas cancel 42 --socket /run/sagalane.sock
             """)
 
-    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id"))
-    var id: UInt64
-    @Option(help: ArgumentHelp("Why, for the saga's failure reason (default: cancelled by sagalane).", valueName: "text"))
+    var id: UInt64 = 0
     var reason: String?
-    @OptionGroup var agent: AgentAddress
+    var agent = AgentAddress()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--reason", valueName: "text",
+                         help: "Why, for the saga's failure reason (default: cancelled by sagalane).") { $0.reason = $1 }
+        arguments.group(\.agent)
+    }
 
     func run() throws {
         let path = agent.path
@@ -195,14 +200,17 @@ struct SagasCancel: ParsableCommand {
 }
 
 /// The old `agent-stats`, kept hidden: `stats --socket` now.
-struct AgentStatsAlias: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "agent-stats", abstract: "Now 'stats --socket'.",
-                                                    shouldDisplay: false)
+struct AgentStatsAlias: Command {
+    static let about = CommandInfo(name: "agent-stats", abstract: "Now 'stats --socket'.",
+                                                    hidden: true)
 
-    @Option(name: .customLong("data-dir"), help: ArgumentHelp("The agent's data directory.", valueName: "dir"))
     var dataDirectory: String?
-    @Option(help: ArgumentHelp("The agent's socket.", valueName: "path"))
     var socket: String?
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.option("--data-dir", valueName: "dir", help: "The agent's data directory.") { $0.dataDirectory = $1 }
+        arguments.option("--socket", valueName: "path", help: "The agent's socket.") { $0.socket = $1 }
+    }
 
     func run() throws {
         writeStandardError("sagalane: 'agent-stats' is now 'stats --socket PATH'; the old name will go in a later version\n")

@@ -1,4 +1,3 @@
-import ArgumentParser
 import SagaLaneLog
 import SagaLaneSupport
 
@@ -9,12 +8,20 @@ private func renamed(_ old: String, _ new: String) {
     writeStandardError("sagalane: '\(old)' is now '\(new)'; the old name will go in a later version\n")
 }
 
-struct RecentAlias: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "recent", abstract: "Now 'sagas list'.", shouldDisplay: false)
+struct RecentAlias: Command {
+    static let about = CommandInfo(name: "recent", abstract: "Now 'sagas list'.", hidden: true)
 
-    @OptionGroup var log: LogArgument
-    @Option(help: "Show at most this many sagas.", transform: validLimit) var limit = 20
-    @OptionGroup var output: OutputOptions
+    var log = LogArgument()
+    var limit = 20
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.option("--limit", valueName: "limit", help: "Show at most this many sagas.", transform: validLimit) {
+            $0.limit = $1
+        }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         renamed("recent", "sagas list")
@@ -22,13 +29,21 @@ struct RecentAlias: AsyncParsableCommand {
     }
 }
 
-struct UnresolvedAlias: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "unresolved", abstract: "Now 'sagas unresolved'.",
-                                                    shouldDisplay: false)
+struct UnresolvedAlias: Command {
+    static let about = CommandInfo(name: "unresolved", abstract: "Now 'sagas unresolved'.",
+                                                    hidden: true)
 
-    @OptionGroup var log: LogArgument
-    @Option(help: "Show at most this many sagas.", transform: validLimit) var limit = 1000
-    @OptionGroup var output: OutputOptions
+    var log = LogArgument()
+    var limit = 1000
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.option("--limit", valueName: "limit", help: "Show at most this many sagas.", transform: validLimit) {
+            $0.limit = $1
+        }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         renamed("unresolved", "sagas unresolved")
@@ -36,12 +51,18 @@ struct UnresolvedAlias: AsyncParsableCommand {
     }
 }
 
-struct SagaAlias: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "saga", abstract: "Now 'sagas show'.", shouldDisplay: false)
+struct SagaAlias: Command {
+    static let about = CommandInfo(name: "saga", abstract: "Now 'sagas show'.", hidden: true)
 
-    @OptionGroup var log: LogArgument
-    @Argument(help: "The saga's id.") var id: UInt64
-    @OptionGroup var output: OutputOptions
+    var log = LogArgument()
+    var id: UInt64 = 0
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         renamed("saga", "sagas show")

@@ -1,11 +1,10 @@
-import ArgumentParser
 import SagaLaneJSON
 import SagaLaneLog
 import SagaLaneSupport
 
-struct Jobs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "jobs",
+struct Jobs: Command {
+    static let about = CommandInfo(
+        name: "jobs",
         abstract: "List lane jobs, the most recently active first.",
         discussion: """
             A job's last activity is the latest of its times (queued, started, finished, \
@@ -19,20 +18,29 @@ struct Jobs: AsyncParsableCommand {
               sagalane jobs app.db --caller billing --state running
             """)
 
-    @OptionGroup var log: LogArgument
-    @Option(help: ArgumentHelp("Only jobs of this lane (its name, byte for byte).", valueName: "name"))
+    var log = LogArgument()
     var lane: String?
-    @Option(help: ArgumentHelp("Only jobs this caller submitted (its name, byte for byte).", valueName: "name"))
     var caller: String?
-    @Option(parsing: .singleValue,
-            help: ArgumentHelp("Only jobs in STATE: \(JobState.allCases.map(\.rawValue).joined(separator: ", ")). "
-                                   + "Repeat it, or separate states with commas.", valueName: "state"),
-            transform: { try statesArgument($0, kind: "job") })
     var state: [[JobState]] = []
-    @OptionGroup var time: TimeOptions
-    @Option(help: ArgumentHelp("Show at most this many jobs (default 50).", valueName: "count"), transform: validLimit)
-    var limit: Int = 50
-    @OptionGroup var output: OutputOptions
+    var time = TimeOptions()
+    var limit = 50
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.option("--lane", valueName: "name", help: "Only jobs of this lane (its name, byte for byte).") { $0.lane = $1 }
+        arguments.option("--caller", valueName: "name",
+                         help: "Only jobs this caller submitted (its name, byte for byte).") { $0.caller = $1 }
+        arguments.option("--state", valueName: "state",
+                         help: "Only jobs in STATE: \(JobState.allCases.map(\.rawValue).joined(separator: ", ")). "
+                             + "Repeat it, or separate states with commas.",
+                         repeats: true, transform: { try statesArgument($0, kind: "job") }) { $0.state.append($1) }
+        arguments.group(\.time)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many jobs (default 50).", transform: validLimit) {
+            $0.limit = $1
+        }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         let log = try self.log.openForReading()
@@ -61,9 +69,9 @@ struct Jobs: AsyncParsableCommand {
     }
 }
 
-struct Lanes: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "lanes",
+struct Lanes: Command {
+    static let about = CommandInfo(
+        name: "lanes",
         abstract: "List the lanes that have jobs in the log, with their jobs counted by state.",
         discussion: """
             A lane appears once it has a job in the log. OLDEST QUEUED is how long the job that \
@@ -74,18 +82,26 @@ struct Lanes: AsyncParsableCommand {
               sagalane lanes app.db --state queued --format json
             """)
 
-    @OptionGroup var log: LogArgument
-    @Option(help: ArgumentHelp("Only this lane (its name, byte for byte).", valueName: "name"))
+    var log = LogArgument()
     var lane: String?
-    @Option(parsing: .singleValue,
-            help: ArgumentHelp("Only lanes with jobs in STATE (one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))); "
-                                   + "repeat it, or separate states with commas.", valueName: "state"),
-            transform: { try statesArgument($0, kind: "job") })
     var state: [[JobState]] = []
-    @OptionGroup var time: TimeOptions
-    @Option(help: ArgumentHelp("Show at most this many lanes (default 100).", valueName: "count"), transform: validLimit)
-    var limit: Int = 100
-    @OptionGroup var output: OutputOptions
+    var time = TimeOptions()
+    var limit = 100
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.option("--lane", valueName: "name", help: "Only this lane (its name, byte for byte).") { $0.lane = $1 }
+        arguments.option("--state", valueName: "state",
+                         help: "Only lanes with jobs in STATE (one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))); "
+                             + "repeat it, or separate states with commas.",
+                         repeats: true, transform: { try statesArgument($0, kind: "job") }) { $0.state.append($1) }
+        arguments.group(\.time)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many lanes (default 100).", transform: validLimit) {
+            $0.limit = $1
+        }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         let log = try self.log.openForReading()

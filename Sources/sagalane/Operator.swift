@@ -1,4 +1,3 @@
-import ArgumentParser
 import SagaLaneLog
 import SagaLaneSupport
 
@@ -6,9 +5,9 @@ import SagaLaneSupport
 /// compensation left for them. Written to the log with their note (each shows in the saga's
 /// history); the log must not be open by another writer (its owner stopped: only then is a
 /// saga in failed_compensation not in its hands).
-struct SagasResolve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "resolve",
+struct SagasResolve: Command {
+    static let about = CommandInfo(
+        name: "resolve",
         abstract: "Close a saga in failed_compensation by hand: it becomes failed, with your note.",
         discussion: """
             For a saga whose compensation failed (or that recovery left for an operator) once \
@@ -20,9 +19,17 @@ struct SagasResolve: AsyncParsableCommand {
               sagalane sagas resolve app.db 42 --note "refunded by hand, ticket 7"
             """)
 
-    @OptionGroup var log: LogArgument
-    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id")) var id: UInt64
-    @Option(help: ArgumentHelp("What was done, for the saga's history.", valueName: "text")) var note: String
+    var log = LogArgument()
+    var id: UInt64 = 0
+    var note = ""
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--note", valueName: "text", help: "What was done, for the saga's history.", required: true) {
+            $0.note = $1
+        }
+    }
 
     func run() async throws {
         let log = try self.log.openForWriting()
@@ -37,9 +44,9 @@ struct SagasResolve: AsyncParsableCommand {
     }
 }
 
-struct SagasRetry: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "retry",
+struct SagasRetry: Command {
+    static let about = CommandInfo(
+        name: "retry",
         abstract: "Ask the log's owner to run a failed_compensation saga's compensations again.",
         discussion: """
             Leaves a request in the log that the next start of its owner carries out after its \
@@ -50,16 +57,22 @@ struct SagasRetry: AsyncParsableCommand {
               sagalane sagas retry app.db 42 --note "billing is back"
             """)
 
-    @OptionGroup var log: LogArgument
-    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id")) var id: UInt64
-    @Option(help: ArgumentHelp("Why, for the saga's history.", valueName: "text")) var note: String?
+    var log = LogArgument()
+    var id: UInt64 = 0
+    var note: String?
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--note", valueName: "text", help: "Why, for the saga's history.") { $0.note = $1 }
+    }
 
     func run() async throws { try await leaveRequest(.retryCompensation, log: log, id: id, note: note, "its compensations will run again") }
 }
 
-struct SagasResume: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "resume",
+struct SagasResume: Command {
+    static let about = CommandInfo(
+        name: "resume",
         abstract: "Ask the log's owner to take a failed_compensation saga up where it stopped.",
         discussion: """
             For a saga recovery left in failed_compensation (its type's policy was mark_failed) \
@@ -71,9 +84,15 @@ struct SagasResume: AsyncParsableCommand {
               sagalane sagas resume app.db 42
             """)
 
-    @OptionGroup var log: LogArgument
-    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id")) var id: UInt64
-    @Option(help: ArgumentHelp("Why, for the saga's history.", valueName: "text")) var note: String?
+    var log = LogArgument()
+    var id: UInt64 = 0
+    var note: String?
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.option("--note", valueName: "text", help: "Why, for the saga's history.") { $0.note = $1 }
+    }
 
     func run() async throws { try await leaveRequest(.resume, log: log, id: id, note: note, "it will be resumed") }
 }

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Glibc
 import SagaLaneLog
 import SagaLaneSupport
@@ -14,9 +13,14 @@ struct CommandFailure: Error {
 }
 
 /// The log a command reads, named on the command line.
-struct LogArgument: ParsableArguments {
-    @Argument(help: ArgumentHelp("The log's file: the SQLite database the runtime writes (e.g. app.db).", valueName: "db"))
-    var database: String
+struct LogArgument: ArgumentGroup {
+    var database = ""
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.argument(valueName: "db", help: "The log's file: the SQLite database the runtime writes (e.g. app.db).") {
+            $0.database = $1
+        }
+    }
 
     /// Opens the log read-only: no thread, no write, no file made beside it; it works while
     /// the process that owns the log writes it.
@@ -83,17 +87,19 @@ func failure(_ error: SagaLaneError, _ log: SagaLog) -> CommandFailure {
 }
 
 /// `--format`: a table on a terminal, JSON otherwise.
-struct OutputOptions: ParsableArguments {
-    @Option(help: ArgumentHelp(
-        "How to print: table (aligned columns), json (one JSON document) or jsonl (one JSON value a line). "
-            + "Default: table on a terminal, json otherwise.",
-        valueName: "format"))
+struct OutputOptions: ArgumentGroup {
     var format: OutputFormat?
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.option("--format", valueName: "format",
+                         help: "How to print: table (aligned columns), json (one JSON document) or jsonl (one JSON value a line). "
+                             + "Default: table on a terminal, json otherwise.") { $0.format = $1 }
+    }
 
     var resolved: OutputFormat { format ?? (isatty(1) == 1 ? .table : .json) }
 }
 
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+enum OutputFormat: String, ArgumentChoice {
     case table, json, jsonl
 }
 
@@ -153,15 +159,18 @@ func statesArgument<State: RawRepresentable & CaseIterable>(_ text: String, kind
 }
 
 /// The time filters every listing takes.
-struct TimeOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Only what was last active at or after TIME: a duration before now (30m, 12h, 7d), "
-                                   + "a day (2026-11-24) or an instant in UTC (2026-11-24T12:59:00Z).", valueName: "time"),
-            transform: timeArgument)
+struct TimeOptions: ArgumentGroup {
     var since: Timestamp?
-
-    @Option(help: ArgumentHelp("Only what was last active before TIME (same forms as --since).", valueName: "time"),
-            transform: timeArgument)
     var until: Timestamp?
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.option("--since", valueName: "time",
+                         help: "Only what was last active at or after TIME: a duration before now (30m, 12h, 7d), "
+                             + "a day (2026-11-24) or an instant in UTC (2026-11-24T12:59:00Z).",
+                         transform: timeArgument) { $0.since = $1 }
+        arguments.option("--until", valueName: "time", help: "Only what was last active before TIME (same forms as --since).",
+                         transform: timeArgument) { $0.until = $1 }
+    }
 
     func validate() throws {
         if let since, let until, until <= since {

@@ -1,12 +1,11 @@
-import ArgumentParser
 import SagaLaneCoordinator
 import SagaLaneJSON
 import SagaLaneLog
 import SagaLaneSupport
 
-struct Recover: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "recover",
+struct Recover: Command {
+    static let about = CommandInfo(
+        name: "recover",
         abstract: "Show what start-up recovery would do to each unfinished saga.",
         discussion: """
             When the program that owns the log starts (a host, or sagalane agent), recovery \
@@ -29,28 +28,35 @@ struct Recover: AsyncParsableCommand {
               sagalane recover app.db --dry-run --policy resume
             """)
 
-    @OptionGroup var log: LogArgument
-    @Flag(name: .customLong("dry-run"), help: "List what recovery would do (the only mode).")
+    var log = LogArgument()
     var dryRun = false
-    @Option(parsing: .singleValue,
-            help: ArgumentHelp("Only sagas in STATE: running or compensating; repeat it, or separate states with commas.",
-                               valueName: "state"),
-            transform: { try statesArgument($0, kind: "saga") })
     var state: [[SagaState]] = []
-    @Option(help: ArgumentHelp("Only sagas of this type (its name, byte for byte).", valueName: "name"))
     var name: String?
-    @Option(help: ArgumentHelp("The policy to show: mark_failed (default), compensate or resume.", valueName: "policy"),
-            transform: { text in
-                guard let policy = RecoveryPolicy(rawValue: text) else {
-                    throw ValidationError("--policy takes mark_failed, compensate or resume, not '\(text)'")
-                }
-                return policy
-            })
-    var policy: RecoveryPolicy = .markFailed
-    @OptionGroup var time: TimeOptions
-    @Option(help: ArgumentHelp("Show at most this many sagas (default 100).", valueName: "count"), transform: validLimit)
-    var limit: Int = 100
-    @OptionGroup var output: OutputOptions
+    var policy = RecoveryPolicy.markFailed
+    var time = TimeOptions()
+    var limit = 100
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.flag("--dry-run", help: "List what recovery would do (the only mode).") { $0.dryRun = true }
+        arguments.option("--state", valueName: "state",
+                         help: "Only sagas in STATE: running or compensating; repeat it, or separate states with commas.",
+                         repeats: true, transform: { try statesArgument($0, kind: "saga") }) { $0.state.append($1) }
+        arguments.option("--name", valueName: "name", help: "Only sagas of this type (its name, byte for byte).") { $0.name = $1 }
+        arguments.option("--policy", valueName: "policy", help: "The policy to show: mark_failed (default), compensate or resume.",
+                         transform: { text in
+                             guard let policy = RecoveryPolicy(rawValue: text) else {
+                                 throw ValidationError("--policy takes mark_failed, compensate or resume, not '\(text)'")
+                             }
+                             return policy
+                         }) { $0.policy = $1 }
+        arguments.group(\.time)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit) {
+            $0.limit = $1
+        }
+        arguments.group(\.output)
+    }
 
     private static let unfinished: [SagaState] = [.running, .compensating]
 

@@ -1,14 +1,13 @@
 // sagalane: the operator's tool for a sagalane log. Each command is a type here, with its own
 // --help; what they share (opening the log, output formats, times) is in Options.swift and
-// Output.swift.
-import ArgumentParser
+// Output.swift; the command line's parser is in CommandLine/.
 import Glibc
 import SagaLaneSupport
 
 @main
-struct Sagalane: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sagalane",
+struct Sagalane: Command {
+    static let about = CommandInfo(
+        name: "sagalane",
         abstract: "Run the sagalane agent; look into a sagalane log, and look after it.",
         discussion: """
             Reads open the log read-only: they work while the program that owns the log is \
@@ -37,38 +36,62 @@ struct Sagalane: AsyncParsableCommand {
         subcommands: [AgentCommand.self, Sagas.self, Jobs.self, Lanes.self, Stats.self, Vacuum.self, Recover.self, Validate.self, Version.self,
                       RecentAlias.self, UnresolvedAlias.self, SagaAlias.self, AgentStatsAlias.self])
 
-    /// Runs the command, with sagalane's exit statuses: 2 for a usage error (which
-    /// swift-argument-parser reports as 64), a command's own failure as it says.
+    static func declare(_: inout Declarations<Self>) {}
+
+    /// `sagalane` alone shows its help.
+    func run() {
+        emit(Self.helpMessage(for: Self.self))
+    }
+
+    /// Runs the command line's command, with sagalane's exit statuses: 2 for a usage error, a
+    /// command's own failure as it says.
     static func main() async {
+        let command: any Command
+        let path: CommandPath
+        do throws(UsageError) {
+            switch try parseAsRoot(Array(CommandLine.arguments.dropFirst())) {
+            case .help(let text):
+                emit(text)
+                flushOutput()
+                Glibc.exit(0)
+            case .version(let line):
+                emit(line + "\n")
+                flushOutput()
+                Glibc.exit(0)
+            case .run(let parsed, let selected):
+                command = parsed
+                path = selected
+            }
+        } catch {
+            writeStandardError(errorText(error))
+            Glibc.exit(2)
+        }
         do {
-            var command = try parseAsRoot()
             // The agent runs here, before any suspension: on the main thread, as it must.
             if let agent = command as? AgentCommand { try agent.run() }
-            if var command = command as? any AsyncParsableCommand {
-                try await command.run()
-            } else {
-                try command.run()
-            }
+            try await command.run()
         } catch let failure as CommandFailure {
             flushOutput()
             writeStandardError("sagalane: \(failure.message)\n")
             Glibc.exit(failure.status)
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                flushOutput()
-                writeStandardError(fullMessage(for: error) + "\n")
-                Glibc.exit(2)
-            }
+        } catch let invalid as ValidationError {
             flushOutput()
-            exit(withError: error)
+            writeStandardError(errorText(UsageError(invalid.message, path: path)))
+            Glibc.exit(2)
+        } catch {
+            flushOutput()
+            writeStandardError("sagalane: \(error)\n")
+            Glibc.exit(1)
         }
         flushOutput()
         Glibc.exit(0)
     }
 }
 
-struct Version: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print sagalane's version.")
+struct Version: Command {
+    static let about = CommandInfo(name: "version", abstract: "Print sagalane's version.")
+
+    static func declare(_: inout Declarations<Self>) {}
 
     func run() {
         emit("sagalane \(SagaLaneVersion.string)\n")

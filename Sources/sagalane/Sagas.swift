@@ -1,14 +1,15 @@
-import ArgumentParser
 import SagaLaneJSON
 import SagaLaneLog
 import SagaLaneSupport
 
-struct Sagas: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sagas",
+struct Sagas: Command {
+    static let about = CommandInfo(
+        name: "sagas",
         abstract: "List sagas, show one as a timeline, list those that need a look; cancel, resolve, retry or resume one.",
         subcommands: [SagasList.self, SagasShow.self, SagasUnresolved.self, SagasCancel.self, SagasResolve.self, SagasRetry.self,
                       SagasResume.self])
+
+    static func declare(_: inout Declarations<Self>) {}
 
     /// `sagalane sagas` alone is a usage error: it names the subcommands instead of guessing one.
     func run() throws {
@@ -17,20 +18,23 @@ struct Sagas: AsyncParsableCommand {
 }
 
 /// What a saga listing takes but its limit: the log, the filters, how to print.
-struct SagaListingOptions: ParsableArguments {
-    @OptionGroup var log: LogArgument
-
-    @Option(parsing: .singleValue,
-            help: ArgumentHelp("Only sagas in STATE: \(SagaState.allCases.map(\.rawValue).joined(separator: ", ")). "
-                                   + "Repeat it, or separate states with commas.", valueName: "state"),
-            transform: { try statesArgument($0, kind: "saga") })
+struct SagaListingOptions: ArgumentGroup {
+    var log = LogArgument()
     var state: [[SagaState]] = []
-
-    @Option(help: ArgumentHelp("Only sagas of this type (its name, byte for byte).", valueName: "name"))
     var name: String?
+    var time = TimeOptions()
+    var output = OutputOptions()
 
-    @OptionGroup var time: TimeOptions
-    @OptionGroup var output: OutputOptions
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.option("--state", valueName: "state",
+                         help: "Only sagas in STATE: \(SagaState.allCases.map(\.rawValue).joined(separator: ", ")). "
+                             + "Repeat it, or separate states with commas.",
+                         repeats: true, transform: { try statesArgument($0, kind: "saga") }) { $0.state.append($1) }
+        arguments.option("--name", valueName: "name", help: "Only sagas of this type (its name, byte for byte).") { $0.name = $1 }
+        arguments.group(\.time)
+        arguments.group(\.output)
+    }
 
     func filter(within allowed: [SagaState]? = nil) throws -> SagaFilter {
         var states = state.flatMap { $0 }
@@ -44,9 +48,9 @@ struct SagaListingOptions: ParsableArguments {
     }
 }
 
-struct SagasList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "list",
+struct SagasList: Command {
+    static let about = CommandInfo(
+        name: "list",
         abstract: "List sagas, the most recently active first.",
         discussion: """
             A saga's last activity is its end, or its start while it is unfinished; --since and \
@@ -59,16 +63,22 @@ struct SagasList: AsyncParsableCommand {
               sagalane sagas list app.db --name order.checkout --limit 500 --format jsonl
             """)
 
-    @OptionGroup var listing: SagaListingOptions
-    @Option(help: ArgumentHelp("Show at most this many sagas (default 50).", valueName: "count"), transform: validLimit)
-    var limit: Int = 50
+    var listing = SagaListingOptions()
+    var limit = 50
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.listing)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 50).", transform: validLimit) {
+            $0.limit = $1
+        }
+    }
 
     func run() throws { try listSagas(listing.log, filter: listing.filter(), limit: limit, format: listing.output.resolved) }
 }
 
-struct SagasUnresolved: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "unresolved",
+struct SagasUnresolved: Command {
+    static let about = CommandInfo(
+        name: "unresolved",
         abstract: "List the sagas an operator should look at, the oldest first.",
         discussion: """
             Those are the unfinished sagas (running, compensating) and those whose compensation \
@@ -80,18 +90,24 @@ struct SagasUnresolved: AsyncParsableCommand {
               sagalane sagas unresolved app.db --state failed_compensation --limit 1000 --format jsonl
             """)
 
-    @OptionGroup var listing: SagaListingOptions
-    @Option(help: ArgumentHelp("Show at most this many sagas (default 100).", valueName: "count"), transform: validLimit)
-    var limit: Int = 100
+    var listing = SagaListingOptions()
+    var limit = 100
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.listing)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit) {
+            $0.limit = $1
+        }
+    }
 
     func run() throws {
         try listUnresolved(listing.log, filter: listing.filter(within: SagaState.unresolved), limit: limit, format: listing.output.resolved)
     }
 }
 
-struct SagasShow: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "show",
+struct SagasShow: Command {
+    static let about = CommandInfo(
+        name: "show",
         abstract: "Show one saga and its steps as a timeline.",
         discussion: """
             Each step with its target, state, when it started (from the saga's start), how long \
@@ -103,10 +119,15 @@ struct SagasShow: AsyncParsableCommand {
               sagalane sagas show app.db 42 --format json
             """)
 
-    @OptionGroup var log: LogArgument
-    @Argument(help: ArgumentHelp("The saga's id.", valueName: "id"))
-    var id: UInt64
-    @OptionGroup var output: OutputOptions
+    var log = LogArgument()
+    var id: UInt64 = 0
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         try showSaga(log, id: id, format: output.resolved)

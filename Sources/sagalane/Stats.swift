@@ -1,11 +1,10 @@
-import ArgumentParser
 import SagaLaneJSON
 import SagaLaneLog
 import SagaLaneSupport
 
-struct Stats: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "stats",
+struct Stats: Command {
+    static let about = CommandInfo(
+        name: "stats",
         abstract: "Count what the log holds: sagas by state, lane jobs by lane and state, the file's size.",
         discussion: """
             free_bytes is room inside the file that deleted rows left: vacuum --compact gives \
@@ -22,11 +21,18 @@ struct Stats: AsyncParsableCommand {
               sagalane stats /var/lib/sagalane/sagalane.db --socket /var/lib/sagalane/agent.sock
             """)
 
-    @Argument(help: ArgumentHelp("The log's file: the SQLite database the runtime writes (e.g. app.db).", valueName: "db"))
     var database: String?
-    @Option(help: ArgumentHelp("Ask the agent listening on this socket for its counters too.", valueName: "path"))
     var socket: String?
-    @OptionGroup var output: OutputOptions
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.argument(valueName: "db", help: "The log's file: the SQLite database the runtime writes (e.g. app.db).",
+                           required: false) { $0.database = $1 }
+        arguments.option("--socket", valueName: "path", help: "Ask the agent listening on this socket for its counters too.") {
+            $0.socket = $1
+        }
+        arguments.group(\.output)
+    }
 
     func validate() throws {
         if database == nil && socket == nil {

@@ -1,13 +1,12 @@
-import ArgumentParser
 import Glibc
 import SagaLaneJSON
 import SagaLaneLog
 import SagaLaneSupport
 import Synchronization
 
-struct Vacuum: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "vacuum",
+struct Vacuum: Command {
+    static let about = CommandInfo(
+        name: "vacuum",
         abstract: "Delete sagas that ended long ago; shrink the file.",
         discussion: """
             --older-than deletes the sagas in a final state (completed, failed, compensated, \
@@ -31,19 +30,24 @@ struct Vacuum: AsyncParsableCommand {
               sagalane vacuum app.db --compact
             """)
 
-    @OptionGroup var log: LogArgument
-    @Option(name: .customLong("older-than"),
-            help: ArgumentHelp("Delete final sagas that ended over DURATION ago: 30s, 15m, 12h, 7d, 2w.", valueName: "duration"),
-            transform: durationArgument)
+    var log = LogArgument()
     var olderThan: Duration?
-    @Flag(name: .customLong("dry-run"), help: "Count what would be deleted and reclaimed; change nothing.")
     var dryRun = false
-    @Flag(help: "Rewrite the file without its free room, giving it back to the disk.")
     var compact = false
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Sagas deleted per transaction (default 500).", valueName: "count"),
-            transform: validLimit)
     var batchSize = 500
-    @OptionGroup var output: OutputOptions
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.log)
+        arguments.option("--older-than", valueName: "duration",
+                         help: "Delete final sagas that ended over DURATION ago: 30s, 15m, 12h, 7d, 2w.",
+                         transform: durationArgument) { $0.olderThan = $1 }
+        arguments.flag("--dry-run", help: "Count what would be deleted and reclaimed; change nothing.") { $0.dryRun = true }
+        arguments.flag("--compact", help: "Rewrite the file without its free room, giving it back to the disk.") { $0.compact = true }
+        arguments.option("--batch-size", valueName: "count", help: "Sagas deleted per transaction (default 500).",
+                         transform: validLimit) { $0.batchSize = $1 }
+        arguments.group(\.output)
+    }
 
     func validate() throws {
         if olderThan == nil && !compact {

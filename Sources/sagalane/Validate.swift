@@ -1,11 +1,10 @@
-import ArgumentParser
 import SagaLaneDefinitions
 import SagaLaneJSON
 import SagaLaneSupport
 
-struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "validate",
+struct Validate: Command {
+    static let about = CommandInfo(
+        name: "validate",
         abstract: "Check a saga file: every problem at once, with its line and column.",
         discussion: """
             Reads a file of declarative sagas (docs/sagas-file.md) as sagalane agent --sagas \
@@ -20,9 +19,13 @@ struct Validate: ParsableCommand {
               sagalane validate sagas.json --format json
             """)
 
-    @Argument(help: ArgumentHelp("The saga file.", valueName: "file"))
-    var file: String
-    @OptionGroup var output: OutputOptions
+    var file = ""
+    var output = OutputOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.argument(valueName: "file", help: "The saga file.") { $0.file = $1 }
+        arguments.group(\.output)
+    }
 
     func run() throws {
         let sagas: SagaFile
