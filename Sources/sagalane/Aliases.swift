@@ -2,70 +2,34 @@ import SagaLaneLog
 import SagaLaneSupport
 
 // The commands' old names, kept hidden so that scripts written for them go on working: each
-// says its new name on standard error, then does what the new command does.
+// says its new name on standard error, then runs the new command with the words it was given
+// (and the old command's default limit).
 
-private func renamed(_ old: String, _ new: String) {
+private func announce(_ old: String, _ new: String) {
     writeStandardError("sagalane: '\(old)' is now '\(new)'; the old name will go in a later version\n")
 }
 
 struct RecentAlias: Command {
     static let about = CommandInfo(name: "recent", abstract: "Now 'sagas list'.", hidden: true)
+    /// The old command's default limit.
+    var renamed = SagasList(limit: 20)
 
-    var log = LogArgument()
-    var limit = 20
-    var output = OutputOptions()
-
-    static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.group(\.log)
-        arguments.option("--limit", valueName: "limit", help: "Show at most this many sagas.", transform: validLimit) {
-            $0.limit = $1
-        }
-        arguments.group(\.output)
-    }
-
-    func run() throws {
-        renamed("recent", "sagas list")
-        try listSagas(log, filter: SagaFilter(), limit: limit, format: output.resolved)
-    }
+    static func declare(_ arguments: inout Declarations<Self>) { arguments.group(\.renamed) }
+    func run() throws { announce("recent", "sagas list"); try renamed.run() }
 }
 
 struct UnresolvedAlias: Command {
-    static let about = CommandInfo(name: "unresolved", abstract: "Now 'sagas unresolved'.",
-                                                    hidden: true)
+    static let about = CommandInfo(name: "unresolved", abstract: "Now 'sagas unresolved'.", hidden: true)
+    var renamed = SagasUnresolved(limit: 1000)
 
-    var log = LogArgument()
-    var limit = 1000
-    var output = OutputOptions()
-
-    static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.group(\.log)
-        arguments.option("--limit", valueName: "limit", help: "Show at most this many sagas.", transform: validLimit) {
-            $0.limit = $1
-        }
-        arguments.group(\.output)
-    }
-
-    func run() throws {
-        renamed("unresolved", "sagas unresolved")
-        try listUnresolved(log, filter: SagaFilter(states: SagaState.unresolved), limit: limit, format: output.resolved)
-    }
+    static func declare(_ arguments: inout Declarations<Self>) { arguments.group(\.renamed) }
+    func run() throws { announce("unresolved", "sagas unresolved"); try renamed.run() }
 }
 
 struct SagaAlias: Command {
     static let about = CommandInfo(name: "saga", abstract: "Now 'sagas show'.", hidden: true)
+    var renamed = SagasShow()
 
-    var log = LogArgument()
-    var id: UInt64 = 0
-    var output = OutputOptions()
-
-    static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.group(\.log)
-        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
-        arguments.group(\.output)
-    }
-
-    func run() throws {
-        renamed("saga", "sagas show")
-        try showSaga(log, id: id, format: output.resolved)
-    }
+    static func declare(_ arguments: inout Declarations<Self>) { arguments.group(\.renamed) }
+    func run() throws { announce("saga", "sagas show"); try renamed.run() }
 }

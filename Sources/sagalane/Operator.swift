@@ -57,17 +57,11 @@ struct SagasRetry: Command {
               sagalane sagas retry app.db 42 --note "billing is back"
             """)
 
-    var log = LogArgument()
-    var id: UInt64 = 0
-    var note: String?
+    var request = SagaRequestOptions()
 
-    static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.group(\.log)
-        arguments.argument(valueName: "id", help: "The saga's id.") { $0.id = $1 }
-        arguments.option("--note", valueName: "text", help: "Why, for the saga's history.") { $0.note = $1 }
-    }
+    static func declare(_ arguments: inout Declarations<Self>) { arguments.group(\.request) }
 
-    func run() async throws { try await leaveRequest(.retryCompensation, log: log, id: id, note: note, "its compensations will run again") }
+    func run() async throws { try await request.leave(.retryCompensation, "its compensations will run again") }
 }
 
 struct SagasResume: Command {
@@ -84,6 +78,15 @@ struct SagasResume: Command {
               sagalane sagas resume app.db 42
             """)
 
+    var request = SagaRequestOptions()
+
+    static func declare(_ arguments: inout Declarations<Self>) { arguments.group(\.request) }
+
+    func run() async throws { try await request.leave(.resume, "it will be resumed") }
+}
+
+/// The saga an operator's request is for, and why.
+struct SagaRequestOptions: ArgumentGroup {
     var log = LogArgument()
     var id: UInt64 = 0
     var note: String?
@@ -94,19 +97,17 @@ struct SagasResume: Command {
         arguments.option("--note", valueName: "text", help: "Why, for the saga's history.") { $0.note = $1 }
     }
 
-    func run() async throws { try await leaveRequest(.resume, log: log, id: id, note: note, "it will be resumed") }
-}
-
-private func leaveRequest(_ action: SagaRequestAction, log argument: LogArgument, id: UInt64, note: String?,
-                          _ outcome: String) async throws {
-    let log = try argument.openForWriting()
-    defer { log.close() }
-    do {
-        try await log.request(action, sagaID: id, note: note)
-        emit("saga \(id): request recorded; at the next start of the log's owner \(outcome)\n")
-        flushOutput()
-    } catch {
-        throw operatorFailure(error)
+    /// Records the request in the log for its owner's next start, which then does `outcome`.
+    func leave(_ action: SagaRequestAction, _ outcome: String) async throws {
+        let log = try self.log.openForWriting()
+        defer { log.close() }
+        do {
+            try await log.request(action, sagaID: id, note: note)
+            emit("saga \(id): request recorded; at the next start of the log's owner \(outcome)\n")
+            flushOutput()
+        } catch {
+            throw operatorFailure(error)
+        }
     }
 }
 

@@ -48,7 +48,22 @@ struct SagaListingOptions: ArgumentGroup {
     }
 }
 
-struct SagasList: Command {
+/// A command that lists sagas: the listing's options, then --limit with its own default.
+protocol SagaListing: Command {
+    static var defaultLimit: Int { get }
+    var listing: SagaListingOptions { get set }
+    var limit: Int { get set }
+}
+
+extension SagaListing {
+    static func declare(_ arguments: inout Declarations<Self>) {
+        arguments.group(\.listing)
+        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default \(defaultLimit)).",
+                         transform: validLimit) { $0.limit = $1 }
+    }
+}
+
+struct SagasList: SagaListing {
     static let about = CommandInfo(
         name: "list",
         abstract: "List sagas, the most recently active first.",
@@ -63,20 +78,14 @@ struct SagasList: Command {
               sagalane sagas list app.db --name order.checkout --limit 500 --format jsonl
             """)
 
+    static let defaultLimit = 50
     var listing = SagaListingOptions()
-    var limit = 50
-
-    static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.group(\.listing)
-        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 50).", transform: validLimit) {
-            $0.limit = $1
-        }
-    }
+    var limit = defaultLimit
 
     func run() throws { try listSagas(listing.log, filter: listing.filter(), limit: limit, format: listing.output.resolved) }
 }
 
-struct SagasUnresolved: Command {
+struct SagasUnresolved: SagaListing {
     static let about = CommandInfo(
         name: "unresolved",
         abstract: "List the sagas an operator should look at, the oldest first.",
@@ -90,15 +99,9 @@ struct SagasUnresolved: Command {
               sagalane sagas unresolved app.db --state failed_compensation --limit 1000 --format jsonl
             """)
 
+    static let defaultLimit = 100
     var listing = SagaListingOptions()
-    var limit = 100
-
-    static func declare(_ arguments: inout Declarations<Self>) {
-        arguments.group(\.listing)
-        arguments.option("--limit", valueName: "count", help: "Show at most this many sagas (default 100).", transform: validLimit) {
-            $0.limit = $1
-        }
-    }
+    var limit = defaultLimit
 
     func run() throws {
         try listUnresolved(listing.log, filter: listing.filter(within: SagaState.unresolved), limit: limit, format: listing.output.resolved)
