@@ -50,6 +50,10 @@ private struct JSONParser {
         self.maxDepth = maxDepth
     }
 
+    /// Room for the members of the objects being parsed, made on the first object: a frame's
+    /// few members then fit without the array growing one step at a time.
+    static let pendingCapacity = 16
+
     mutating func parseDocument() throws(JSONError) -> JSON {
         skipWhitespace()
         let value = try parseValue()
@@ -147,6 +151,7 @@ private struct JSONParser {
         // Members in the order written; `JSONObject(unsorted:)` sorts them by name and keeps the
         // last of a repeated name.
         let base = pendingMembers.count
+        if base == 0 && pendingMembers.capacity == 0 { pendingMembers.reserveCapacity(JSONParser.pendingCapacity) }
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -175,7 +180,7 @@ private struct JSONParser {
                 position += 1
                 depth -= 1
                 let members = Array(pendingMembers[base...])
-                pendingMembers.removeSubrange(base...)
+                pendingMembers.removeLast(pendingMembers.count - base)
                 return .object(JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }
