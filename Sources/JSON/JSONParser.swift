@@ -36,6 +36,34 @@ extension JSON {
     }
 }
 
+/// A member of a document's top-level object, as `JSON.topLevelMembers` gives it: the name is
+/// left in the text, `nameCount` bytes from `nameStart`.
+package struct JSONRawMember {
+    package var nameStart: Int
+    package var nameCount: Int
+    package var value: JSON
+
+    package init(nameStart: Int, nameCount: Int, value: JSON) {
+        self.nameStart = nameStart
+        self.nameCount = nameCount
+        self.value = value
+    }
+}
+
+extension JSON {
+    /// For a reader that takes an object's members straight from the text (the wire's
+    /// frames) rather than from a `JSONObject`: when `bytes` is one valid JSON document (as
+    /// `init(parsing:maxDepth:)` accepts it) whose value is an object with no escape in its
+    /// names, its members in the order written, names as ranges of `bytes` (valid UTF-8, the
+    /// name's exact bytes), values parsed; repeated names are all there. `nil` otherwise:
+    /// not an object, a name with an escape, or anything `init(parsing:)` refuses; that
+    /// initializer then says what.
+    package static func topLevelMembers(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) -> [JSONRawMember]? {
+        var parser = JSONParser(bytes, maxDepth: maxDepth)
+        return parser.parseTopLevelMembers()
+    }
+}
+
 private struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
@@ -60,6 +88,68 @@ private struct JSONParser {
         skipWhitespace()
         if position < bytes.count { throw error("unexpected \(describe(position)) after the value") }
         return value
+    }
+
+    /// See `JSON.topLevelMembers`: the same steps as `parseDocument` and `parseObject`, with
+    /// `nil` where those would throw or a name has an escape.
+    mutating func parseTopLevelMembers() -> [JSONRawMember]? {
+        skipWhitespace()
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "{"), maxDepth >= 1 else { return nil }
+        depth = 1
+        position += 1
+        var members: [JSONRawMember] = []
+        members.reserveCapacity(8)
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
+            position += 1
+        } else {
+            while true {
+                skipWhitespace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return nil }
+                guard let (nameStart, nameCount) = rawName() else { return nil }
+                skipWhitespace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
+                position += 1
+                skipWhitespace()
+                guard let value = try? parseValue() else { return nil }
+                members.append(JSONRawMember(nameStart: nameStart, nameCount: nameCount, value: value))
+                skipWhitespace()
+                guard position < bytes.count else { return nil }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                } else if bytes[position] == UInt8(ascii: "}") {
+                    position += 1
+                    break
+                } else {
+                    return nil
+                }
+            }
+        }
+        depth = 0
+        skipWhitespace()
+        return position == bytes.count ? members : nil
+    }
+
+    /// The bytes of the string at `position` when it has no escape (and is valid, as
+    /// `parseString` checks it), past its closing quote; `nil` otherwise.
+    mutating func rawName() -> (start: Int, count: Int)? {
+        let start = position + 1
+        position = start
+        while position < bytes.count {
+            let b = bytes[position]
+            if b == UInt8(ascii: "\"") {
+                position += 1
+                return (start, position - 1 - start)
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
+            if b < 0x80 {
+                position += 1
+            } else {
+                guard let count = try? utf8SequenceLength() else { return nil }
+                position += count
+            }
+        }
+        return nil
     }
 
     func error(_ message: String, at offset: Int? = nil) -> JSONError {
