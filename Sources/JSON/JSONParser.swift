@@ -270,7 +270,8 @@ private struct JSONParser {
                 position += 1
                 depth -= 1
                 let members = Array(pendingMembers[base...])
-                pendingMembers.removeLast(pendingMembers.count - base)
+                // One at a time: `removeLast(_:)` goes through a general `replaceSubrange`.
+                for _ in base..<pendingMembers.count { pendingMembers.removeLast() }
                 return .object(JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }
@@ -282,15 +283,21 @@ private struct JSONParser {
         position += 1
         // Fast path: up to the closing quote with no escape, the bytes (once validated) are
         // the string's UTF-8 and are copied in one go.
+        var ascii = true
         while position < bytes.count {
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
-                let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), as: UTF8.self)
+                let s = JSONParser.makeString(UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), ascii: ascii)
                 position += 1
                 return s
             }
             if b == UInt8(ascii: "\\") || b < 0x20 { break }
-            position += b < 0x80 ? 1 : try utf8SequenceLength()
+            if b < 0x80 {
+                position += 1
+            } else {
+                ascii = false
+                position += try utf8SequenceLength()
+            }
         }
         var out: [UInt8] = Array(bytes[start + 1..<position])
         while true {
@@ -312,6 +319,18 @@ private struct JSONParser {
                 out.append(b)
                 position += 1
             }
+        }
+    }
+
+    /// The string of `utf8`, bytes already checked to be valid UTF-8. A short ASCII one is
+    /// made in place, without `String(decoding:)` checking the bytes again.
+    @inline(__always)
+    static func makeString(_ utf8: UnsafeBufferPointer<UInt8>, ascii: Bool) -> String {
+        // 15 bytes fit in a small string, which is then made without checking ASCII bytes.
+        guard ascii && utf8.count <= 15, let source = utf8.baseAddress else { return String(decoding: utf8, as: UTF8.self) }
+        return String(unsafeUninitializedCapacity: utf8.count) { target in
+            target.baseAddress!.update(from: source, count: utf8.count)
+            return utf8.count
         }
     }
 

@@ -24,8 +24,12 @@ private struct Members {
     /// The position of the member named `key` (compared by bytes), or `nil`.
     func index(of key: StaticString) -> Int? {
         let length = key.utf8CodeUnitCount
-        for index in entries.indices where entries[index].nameCount == length {
-            if length == 0 || memcmp(names.baseAddress! + entries[index].nameStart, key.utf8Start, length) == 0 { return index }
+        let expected = key.utf8Start
+        // Byte by byte: names are short, and most differ in their first bytes or their length.
+        search: for index in entries.indices where entries[index].nameCount == length {
+            let name = names.baseAddress! + entries[index].nameStart
+            for i in 0..<length where name[i] != expected[i] { continue search }
+            return index
         }
         return nil
     }
