@@ -134,22 +134,39 @@ private struct JSONParser {
     /// `parseString` checks it), past its closing quote; `nil` otherwise.
     mutating func rawName() -> (start: Int, count: Int)? {
         let start = position + 1
-        position = start
-        while position < bytes.count {
-            let b = bytes[position]
-            if b == UInt8(ascii: "\"") {
-                position += 1
-                return (start, position - 1 - start)
-            }
-            if b == UInt8(ascii: "\\") || b < 0x20 { return nil }
+        let end = scanPlainString(from: start)
+        position = end
+        guard end < bytes.count, bytes[end] == UInt8(ascii: "\"") else { return nil }
+        position += 1
+        return (start, end - start)
+    }
+
+    /// From `start`, past bytes that a string holds as they are: up to a quote, a backslash,
+    /// a control character, invalid UTF-8 or the end; where it stopped. `ascii` says whether
+    /// every byte passed was ASCII.
+    @inline(__always)
+    mutating func scanPlainString(from start: Int, ascii: inout Bool) -> Int {
+        guard let base = bytes.baseAddress else { return start }
+        let end = bytes.count
+        var i = start
+        while i < end {
+            let b = base[i]
             if b < 0x80 {
-                position += 1
+                if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { return i }
+                i += 1
             } else {
-                guard let count = try? utf8SequenceLength() else { return nil }
-                position += count
+                position = i
+                guard let count = try? utf8SequenceLength() else { return i }
+                ascii = false
+                i += count
             }
         }
-        return nil
+        return i
+    }
+
+    mutating func scanPlainString(from start: Int) -> Int {
+        var ascii = true
+        return scanPlainString(from: start, ascii: &ascii)
     }
 
     func error(_ message: String, at offset: Int? = nil) -> JSONError {
@@ -284,20 +301,11 @@ private struct JSONParser {
         // Fast path: up to the closing quote with no escape, the bytes (once validated) are
         // the string's UTF-8 and are copied in one go.
         var ascii = true
-        while position < bytes.count {
-            let b = bytes[position]
-            if b == UInt8(ascii: "\"") {
-                let s = JSONParser.makeString(UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), ascii: ascii)
-                position += 1
-                return s
-            }
-            if b == UInt8(ascii: "\\") || b < 0x20 { break }
-            if b < 0x80 {
-                position += 1
-            } else {
-                ascii = false
-                position += try utf8SequenceLength()
-            }
+        position = scanPlainString(from: start + 1, ascii: &ascii)
+        if position < bytes.count && bytes[position] == UInt8(ascii: "\"") {
+            let s = JSONParser.makeString(UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), ascii: ascii)
+            position += 1
+            return s
         }
         var out: [UInt8] = Array(bytes[start + 1..<position])
         while true {
