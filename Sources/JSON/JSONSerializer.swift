@@ -62,22 +62,18 @@ extension JSON {
             return
         }
         if value < 0 { out.append(UInt8(ascii: "-")) }
-        // Digits least significant first, then reversed in place: no intermediate String.
-        out.reserve(20)
-        let start = out.count
-        var magnitude = value.magnitude
-        repeat {
-            out.appendReserved(0x30 &+ UInt8(truncatingIfNeeded: magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        out.reverseTail(from: start)
+        out.appendDecimal(value.magnitude)
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     package static func writeString(_ s: String, to out: inout JSONWriter) {
-        var s = s
-        s.withUTF8 { writeQuoted($0, to: &out) }
+        // Without copying `s` first, as `withUTF8` (which is mutating) would need.
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { writeQuoted($0, to: &out) }
+        if done == nil {
+            var s = s
+            s.withUTF8 { writeQuoted($0, to: &out) }
+        }
     }
 
     @inline(__always)
@@ -185,9 +181,24 @@ package struct JSONWriter: ~Copyable {
         count += bytes.count
     }
 
-    package mutating func reverseTail(from start: Int) {
-        var tail = UnsafeMutableBufferPointer(start: base + start, count: count - start)
-        tail.reverse()
+    /// `magnitude` in decimal digits, most significant first: counted, then written from the
+    /// last, with no intermediate String.
+    package mutating func appendDecimal(_ magnitude: UInt64) {
+        var digits = 1
+        var rest = magnitude
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        reserve(digits)
+        var at = base + count + digits
+        rest = magnitude
+        repeat {
+            at -= 1
+            at.pointee = 0x30 &+ UInt8(truncatingIfNeeded: rest % 10)
+            rest /= 10
+        } while rest > 0
+        count += digits
     }
 
     package consuming func finish() -> String {
