@@ -11,27 +11,20 @@ extension JSON {
     /// - Throws: `JSONError` with the position and the reason.
     public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
         let result: Result<JSON, JSONError>? = bytes.withContiguousStorageIfAvailable { buffer in
-            var parser = JSONParser(buffer, maxDepth: maxDepth)
-            return Result { () throws(JSONError) in try parser.parseDocument() }
+            JSONParser.parseDocument(buffer, maxDepth: maxDepth)
         }
         if let result {
             self = try result.get()
         } else {
             let copy = Array(bytes)
-            self = try copy.withUnsafeBufferPointer { (buffer) throws(JSONError) -> JSON in
-                var parser = JSONParser(buffer, maxDepth: maxDepth)
-                return try parser.parseDocument()
-            }
+            self = try copy.withUnsafeBufferPointer { buffer in JSONParser.parseDocument(buffer, maxDepth: maxDepth) }.get()
         }
     }
 
     /// Parses `text` (see `init(parsing:maxDepth:)` for bytes).
     public init(parsing text: String, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
         var text = text
-        let result = text.withUTF8 { buffer in
-            var parser = JSONParser(buffer, maxDepth: maxDepth)
-            return Result { () throws(JSONError) in try parser.parseDocument() }
-        }
+        let result = text.withUTF8 { buffer in JSONParser.parseDocument(buffer, maxDepth: maxDepth) }
         self = try result.get()
     }
 }
@@ -56,11 +49,87 @@ extension JSON {
     /// `init(parsing:maxDepth:)` accepts it) whose value is an object with no escape in its
     /// names, its members in the order written, names as ranges of `bytes` (valid UTF-8, the
     /// name's exact bytes), values parsed; repeated names are all there. `nil` otherwise:
-    /// not an object, a name with an escape, or anything `init(parsing:)` refuses; that
-    /// initializer then says what.
+    /// not an object, a name with an escape, more than 64 members, or anything
+    /// `init(parsing:)` refuses; that initializer then says what.
     package static func topLevelMembers(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) -> [JSONRawMember]? {
-        var parser = JSONParser(bytes, maxDepth: maxDepth)
-        return parser.parseTopLevelMembers()
+        withUnsafeTemporaryAllocation(of: JSONRawMember.self, capacity: 64) { space in
+            guard let count = topLevelMembers(bytes, maxDepth: maxDepth, into: space) else { return nil }
+            let members = Array(space[..<count])
+            space.baseAddress!.deinitialize(count: count)
+            return members
+        }
+    }
+
+    /// `topLevelMembers` written into `space`, which the caller lends (stack space, say): the
+    /// count of members, initialized at the start of `space` (the caller deinitializes them);
+    /// `nil`, leaving `space` uninitialized, when there are none to give or more than `space`
+    /// holds.
+    package static func topLevelMembers(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSON.defaultMaxDepth,
+                                        into space: UnsafeMutableBufferPointer<JSONRawMember>) -> Int? {
+        JSONParser.with(bytes, maxDepth: maxDepth) { parser in
+            var members = TemporaryStack(space)
+            guard parser.parseTopLevelMembers(into: &members), !members.isOnHeap else {
+                members.release()
+                return nil
+            }
+            return members.count
+        }
+    }
+}
+
+/// A stack of values that starts in space the caller lends (stack space, from
+/// `withUnsafeTemporaryAllocation`) and moves to the heap only when it outgrows it. Not a
+/// value type: copying one shares its storage. `release()` ends it.
+struct TemporaryStack<Element> {
+    private var base: UnsafeMutablePointer<Element>
+    private var capacity: Int
+    private(set) var count = 0
+    /// Whether it outgrew the space it was lent.
+    private(set) var isOnHeap = false
+
+    init(_ space: UnsafeMutableBufferPointer<Element>) {
+        base = space.baseAddress!
+        capacity = space.count
+    }
+
+    var buffer: UnsafeMutableBufferPointer<Element> { UnsafeMutableBufferPointer(start: base, count: count) }
+
+    @inline(__always)
+    mutating func append(_ element: Element) {
+        if count == capacity { grow() }
+        (base + count).initialize(to: element)
+        count += 1
+    }
+
+    @inline(never)
+    private mutating func grow() {
+        let newCapacity = capacity * 2
+        let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        newBase.moveInitialize(from: base, count: count)
+        if isOnHeap { base.deallocate() }
+        base = newBase
+        capacity = newCapacity
+        isOnHeap = true
+    }
+
+    /// The elements from `start` on, moved (not copied) into an array of exactly their count.
+    mutating func removeAll(from start: Int) -> [Element] {
+        let moved = count - start
+        guard moved > 0 else { return [] }
+        let elements = [Element](unsafeUninitializedCapacity: moved) { target, initialized in
+            target.baseAddress!.moveInitialize(from: base + start, count: moved)
+            initialized = moved
+        }
+        count = start
+        return elements
+    }
+
+    /// Destroys what is left and gives back heap storage.
+    mutating func release() {
+        base.deinitialize(count: count)
+        count = 0
+        if isOnHeap { base.deallocate() }
+        isOnHeap = false
     }
 }
 
@@ -69,18 +138,33 @@ private struct JSONParser {
     let maxDepth: Int
     var position = 0
     var depth = 0
-    /// The members of the objects being parsed, innermost last: each object's are copied out
+    /// The members of the objects being parsed, innermost last: each object's are moved out
     /// once into an array of exactly their count, instead of growing one array per object.
-    var pendingMembers: [JSONObject.Member] = []
+    /// They start in stack space (see `with`).
+    var pendingMembers: TemporaryStack<JSONObject.Member>
 
-    init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, pending: UnsafeMutableBufferPointer<JSONObject.Member>) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        pendingMembers = TemporaryStack(pending)
     }
 
-    /// Room for the members of the objects being parsed, made on the first object: a frame's
-    /// few members then fit without the array growing one step at a time.
-    static let pendingCapacity = 16
+    /// How many pending members (and top-level members) fit in stack space: a frame's few
+    /// then need no heap storage besides the objects' own arrays.
+    static let stackCapacity = 16
+
+    /// Runs `body` with a parser of `bytes`, its pending members in stack space.
+    static func with<R>(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, _ body: (inout JSONParser) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: JSONObject.Member.self, capacity: stackCapacity) { space in
+            var parser = JSONParser(bytes, maxDepth: maxDepth, pending: space)
+            defer { parser.pendingMembers.release() }
+            return body(&parser)
+        }
+    }
+
+    static func parseDocument(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSON, JSONError> {
+        with(bytes, maxDepth: maxDepth) { parser in Result { () throws(JSONError) in try parser.parseDocument() } }
+    }
 
     mutating func parseDocument() throws(JSONError) -> JSON {
         skipWhitespace()
@@ -92,42 +176,40 @@ private struct JSONParser {
 
     /// See `JSON.topLevelMembers`: the same steps as `parseDocument` and `parseObject`, with
     /// `nil` where those would throw or a name has an escape.
-    mutating func parseTopLevelMembers() -> [JSONRawMember]? {
+    mutating func parseTopLevelMembers(into members: inout TemporaryStack<JSONRawMember>) -> Bool {
         skipWhitespace()
-        guard position < bytes.count, bytes[position] == UInt8(ascii: "{"), maxDepth >= 1 else { return nil }
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "{"), maxDepth >= 1 else { return false }
         depth = 1
         position += 1
-        var members: [JSONRawMember] = []
-        members.reserveCapacity(8)
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
         } else {
             while true {
                 skipWhitespace()
-                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return nil }
-                guard let (nameStart, nameCount) = rawName() else { return nil }
+                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return false }
+                guard let (nameStart, nameCount) = rawName() else { return false }
                 skipWhitespace()
-                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
+                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return false }
                 position += 1
                 skipWhitespace()
-                guard let value = try? parseValue() else { return nil }
+                guard let value = try? parseValue() else { return false }
                 members.append(JSONRawMember(nameStart: nameStart, nameCount: nameCount, value: value))
                 skipWhitespace()
-                guard position < bytes.count else { return nil }
+                guard position < bytes.count else { return false }
                 if bytes[position] == UInt8(ascii: ",") {
                     position += 1
                 } else if bytes[position] == UInt8(ascii: "}") {
                     position += 1
                     break
                 } else {
-                    return nil
+                    return false
                 }
             }
         }
         depth = 0
         skipWhitespace()
-        return position == bytes.count ? members : nil
+        return position == bytes.count
     }
 
     /// The bytes of the string at `position` when it has no escape (and is valid, as
@@ -258,7 +340,6 @@ private struct JSONParser {
         // Members in the order written; `JSONObject(unsorted:)` sorts them by name and keeps the
         // last of a repeated name.
         let base = pendingMembers.count
-        if base == 0 && pendingMembers.capacity == 0 { pendingMembers.reserveCapacity(JSONParser.pendingCapacity) }
         skipWhitespace()
         if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -286,9 +367,7 @@ private struct JSONParser {
             case UInt8(ascii: "}"):
                 position += 1
                 depth -= 1
-                let members = Array(pendingMembers[base...])
-                // One at a time: `removeLast(_:)` goes through a general `replaceSubrange`.
-                for _ in base..<pendingMembers.count { pendingMembers.removeLast() }
+                let members = pendingMembers.removeAll(from: base)
                 return .object(JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }

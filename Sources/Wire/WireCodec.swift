@@ -5,12 +5,16 @@ import SagaLaneSupport
 /// The longest request id accepted, in bytes (ids are echoed in replies, so they are bounded).
 private let maxIDBytes = 256
 
+/// The most members a frame read straight from its text has (in stack space); one with more
+/// takes the general path.
+private let maxFastMembers = 16
+
 /// A message's members, sorted by name (by UTF-8 bytes, the order `JSONObject` keeps), each
 /// name once: names are ranges of `names`, which is the frame's text (read straight from it)
 /// or a copy of an object's names. Valid only while `names` is.
 private struct Members {
     let names: UnsafeBufferPointer<UInt8>
-    let entries: [JSONRawMember]
+    let entries: UnsafeBufferPointer<JSONRawMember>
 
     var count: Int { entries.count }
 
@@ -59,23 +63,24 @@ private struct Members {
             names.append(contentsOf: key.utf8)
         }
         let result: Result<R, E> = names.withUnsafeBufferPointer { buffer in
-            let members = Members(names: buffer, entries: entries)
-            do throws(E) { return .success(try body(members)) } catch { return .failure(error) }
+            entries.withUnsafeBufferPointer { entries in
+                let members = Members(names: buffer, entries: entries)
+                do throws(E) { return .success(try body(members)) } catch { return .failure(error) }
+            }
         }
         return try result.get()
     }
 
     /// The members read from a frame's text (`JSON.topLevelMembers`), sorted; `nil` when a
     /// name is given twice (the general path keeps the last).
-    static func sorted(_ entries: [JSONRawMember], in names: UnsafeBufferPointer<UInt8>) -> Members? {
+    static func sorted(_ entries: UnsafeMutableBufferPointer<JSONRawMember>, in names: UnsafeBufferPointer<UInt8>) -> Members? {
         var inOrder = true
         for i in entries.indices.dropFirst() where compare(entries[i - 1], entries[i], in: names) >= 0 {
             inOrder = false
             break
         }
-        if inOrder { return Members(names: names, entries: entries) }
-        var entries = entries
-        // Insertion sort: a frame has few members.
+        if inOrder { return Members(names: names, entries: UnsafeBufferPointer(entries)) }
+        // Insertion sort, in place: a frame has few members.
         for i in entries.indices.dropFirst() {
             var j = i
             while j > 0 {
@@ -86,7 +91,7 @@ private struct Members {
                 j -= 1
             }
         }
-        return Members(names: names, entries: entries)
+        return Members(names: names, entries: UnsafeBufferPointer(entries))
     }
 }
 
@@ -214,9 +219,13 @@ extension WireFrame {
         // `JSONObject`. Anything else (and every refusal of the JSON) takes the general path,
         // which reads the same fields the same way (WireFastPathTests compares the two).
         let text = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
-        if let entries = JSON.topLevelMembers(text), let members = Members.sorted(entries, in: text) {
-            return try parse(members)
+        let fast = withUnsafeTemporaryAllocation(of: JSONRawMember.self, capacity: maxFastMembers) { space -> Result<WireFrame, WireError>? in
+            guard let count = JSON.topLevelMembers(text, into: space) else { return nil }
+            defer { space.baseAddress!.deinitialize(count: count) }
+            guard let members = Members.sorted(UnsafeMutableBufferPointer(rebasing: space[..<count]), in: text) else { return nil }
+            do throws(WireError) { return .success(try parse(members)) } catch { return .failure(error) }
         }
+        if let fast { return try fast.get() }
         let value: JSON
         do { value = try JSON(parsing: bytes) } catch {
             throw WireError(.malformedJSON, "\(error)")

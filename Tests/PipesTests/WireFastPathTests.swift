@@ -78,6 +78,11 @@ import Testing
             // Depth: the frame is one level.
             nested(254), nested(255), nested(256), nested(10_000),
         ]
+        // More members than the fast path holds in stack space (16), plain and repeated.
+        texts.append("{\"type\":\"ok\",\"id\":1," + (0..<20).map { "\"a\($0)\":\($0)" }.joined(separator: ",") + "}")
+        texts.append("{\"type\":\"ok\",\"id\":1," + (0..<20).map { "\"a\($0 % 7)\":\($0)" }.joined(separator: ",") + "}")
+        texts.append("{\"type\":\"ping\"," + (0..<15).map { "\"a\($0)\":\($0)" }.joined(separator: ",") + "}")
+        texts.append("{\"type\":\"ping\"," + (0..<16).map { "\"a\($0)\":\($0)" }.joined(separator: ",") + "}")
         // Ids at their length bound.
         texts.append("{\"type\":\"ping\",\"id\":\"\(String(repeating: "x", count: 256))\"}")
         texts.append("{\"type\":\"ping\",\"id\":\"\(String(repeating: "x", count: 257))\"}")
