@@ -30,10 +30,15 @@ private struct Members {
         let length = key.utf8CodeUnitCount
         let expected = key.utf8Start
         // Byte by byte: names are short, and most differ in their first bytes or their length.
-        search: for index in entries.indices where entries[index].nameCount == length {
-            let name = names.baseAddress! + entries[index].nameStart
-            for i in 0..<length where name[i] != expected[i] { continue search }
-            return index
+        // Through a pointer: a subscript of `entries` would copy the member, value and all.
+        guard var entry = entries.baseAddress else { return nil }
+        for index in 0..<entries.count {
+            defer { entry += 1 }
+            guard entry.pointee.nameCount == length else { continue }
+            let name = names.baseAddress! + entry.pointee.nameStart
+            var i = 0
+            while i < length && name[i] == expected[i] { i += 1 }
+            if i == length { return index }
         }
         return nil
     }
@@ -112,6 +117,15 @@ private struct FieldReader {
         self.id = id
         mark("type")
         mark("id")
+    }
+
+    /// With "type" and "id" already found, at `typeIndex` and `idIndex`.
+    init(members: Members, type: String, id: JSON?, typeIndex: Int?, idIndex: Int?) {
+        self.members = members
+        self.type = type
+        self.id = id
+        if let typeIndex, typeIndex < 64 { taken |= 1 << UInt64(typeIndex) }
+        if let idIndex, idIndex < 64 { taken |= 1 << UInt64(idIndex) }
     }
 
     func error(_ code: WireErrorCode, _ message: String) -> WireError {
@@ -243,19 +257,21 @@ extension WireFrame {
 
     private static func parse(_ members: Members) throws(WireError) -> WireFrame {
         var id: JSON?
-        if let raw = members.value("id"), !raw.isNull {
+        let idIndex = members.index(of: "id")
+        let typeIndex = members.index(of: "type")
+        if let idIndex, case let raw = members.value(at: idIndex), !raw.isNull {
             switch raw {
             case .int: id = raw
             case .string(let text) where text.utf8.count <= maxIDBytes: id = raw
             default:
                 throw WireError(.badField, "\"id\" must be an integer or a string of at most \(maxIDBytes) bytes",
-                                about: members.value("type")?.stringValue)
+                                about: typeIndex.flatMap { members.value(at: $0).stringValue })
             }
         }
-        guard let type = members.value("type")?.stringValue, !type.isEmpty else {
+        guard let typeIndex, let type = members.value(at: typeIndex).stringValue, !type.isEmpty else {
             throw WireError(.missingType, "a message needs a non-empty string \"type\"", id: id)
         }
-        var fields = FieldReader(members: members, type: type, id: id)
+        var fields = FieldReader(members: members, type: type, id: id, typeIndex: typeIndex, idIndex: idIndex)
         let message = try parseBody(type, &fields)
         try fields.finish()
         return WireFrame(id: id, message)
