@@ -7,13 +7,20 @@ import Glibc
 /// keeps), so that the text is exactly what `JSON.serialized` writes for the same members
 /// (checked in debug builds). Static names are written as they are: they must need no escape.
 package struct JSONObjectWriter: ~Copyable {
-    private var out = JSONWriter()
+    private var out: JSONWriter
     private var empty = true
     #if DEBUG
     private var lastName: String?
     #endif
 
     package init() {
+        out = JSONWriter()
+        out.append(UInt8(ascii: "{"))
+    }
+
+    /// A writer that starts in `space` (see `JSONWriter.init(space:)`).
+    package init(space: UnsafeMutableBufferPointer<UInt8>) {
+        out = JSONWriter(space: space)
         out.append(UInt8(ascii: "{"))
     }
 

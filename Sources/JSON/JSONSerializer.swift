@@ -6,9 +6,12 @@ extension JSON {
     ///
     /// Equal values (see `==`) give equal text, in any process.
     public var serialized: String {
-        var out = JSONWriter()
-        serialize(into: &out)
-        return out.finish()
+        // The text is written in stack space first (and moves to the heap only if it outgrows it).
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: JSONWriter.stackCapacity) { space in
+            var out = JSONWriter(space: space)
+            serialize(into: &out)
+            return out.finish()
+        }
     }
 
     package func serialize(into out: inout JSONWriter) {
@@ -86,13 +89,13 @@ extension JSON {
     private static func writeQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout JSONWriter) {
         var clean = 0
         while clean < bytes.count && !needsEscape(bytes[clean]) { clean += 1 }
+        if clean == bytes.count {
+            out.appendQuoted(bytes)
+            return
+        }
         out.reserve(bytes.count + 2)
         out.appendReserved(UInt8(ascii: "\""))
-        if clean == bytes.count {
-            out.append(bytes)
-        } else {
-            writeEscaped(bytes, from: clean, to: &out)
-        }
+        writeEscaped(bytes, from: clean, to: &out)
         out.append(UInt8(ascii: "\""))
     }
 
@@ -136,13 +139,33 @@ package struct JSONWriter: ~Copyable {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
     package private(set) var count = 0
+    /// Whether `base` is this writer's to deallocate (rather than space it was lent).
+    private var owned: Bool
+
+    /// The stack space a writer of a frame or a value is usually lent: most fit in it.
+    package static let stackCapacity = 512
 
     package init() {
         capacity = 256
         base = .allocate(capacity: capacity)
+        owned = true
     }
 
-    deinit { base.deallocate() }
+    /// A writer that starts in `space` (stack space, say), which must outlive it, and moves
+    /// to the heap only when the text outgrows it.
+    package init(space: UnsafeMutableBufferPointer<UInt8>) {
+        if let start = space.baseAddress, space.count > 0 {
+            base = start
+            capacity = space.count
+            owned = false
+        } else {
+            capacity = 256
+            base = .allocate(capacity: capacity)
+            owned = true
+        }
+    }
+
+    deinit { if owned { base.deallocate() } }
 
     @inline(__always)
     package mutating func reserve(_ n: Int) {
@@ -154,9 +177,10 @@ package struct JSONWriter: ~Copyable {
         let newCapacity = max(capacity * 2, needed)
         let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
         newBase.update(from: base, count: count)
-        base.deallocate()
+        if owned { base.deallocate() }
         base = newBase
         capacity = newCapacity
+        owned = true
     }
 
     @inline(__always)
@@ -179,6 +203,25 @@ package struct JSONWriter: ~Copyable {
         reserve(bytes.count)
         (base + count).update(from: source, count: bytes.count)
         count += bytes.count
+    }
+
+    /// `bytes` between quotes, as they are (they need no escape): one reservation, and a
+    /// short run copied byte by byte rather than through a call to `memcpy`.
+    @inline(__always)
+    package mutating func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let n = bytes.count
+        reserve(n + 2)
+        let start = base + count
+        start.pointee = UInt8(ascii: "\"")
+        if let source = bytes.baseAddress {
+            if n <= 16 {
+                for i in 0..<n { start[1 + i] = source[i] }
+            } else {
+                (start + 1).update(from: source, count: n)
+            }
+        }
+        start[n + 1] = UInt8(ascii: "\"")
+        count += n + 2
     }
 
     /// `magnitude` in decimal digits, most significant first: counted, then written from the

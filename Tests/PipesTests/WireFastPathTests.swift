@@ -180,3 +180,24 @@ import Testing
         #expect(Array("{}".utf8).withUnsafeBufferPointer { JSON.topLevelMembers($0, maxDepth: 0) } == nil)
     }
 }
+
+/// Frames and values longer than the stack space their text starts in (512 bytes) move to the
+/// heap on the way: the text is the same as that of a tree built and serialized piece by piece.
+@Suite struct WireLongFrameTests {
+    @Test(arguments: [0, 1, 400, 480, 500, 511, 512, 513, 600, 5000])
+    func longFramesAreWrittenWhole(_ length: Int) throws {
+        let payload: JSON = ["text": .string(String(repeating: "\u{E9}x\"", count: length / 4)),
+                             "list": .array((0..<(length / 8)).map { .int(Int64($0)) })]
+        let frame = WireFrame(.stepDone(sagaID: 7, step: 1, event: String(repeating: "E", count: length + 1), payload: payload))
+        let text = frame.serialized
+        let expected = "{\"event\":" + JSON.string(String(repeating: "E", count: length + 1)).serialized + ",\"payload\":" + payload.serialized
+            + ",\"saga_id\":7,\"step\":1,\"type\":\"step.done\"}"
+        #expect(text == expected)
+        #expect(try JSON(parsing: text).serialized == text)
+        let parsed = Array(text.utf8).withUnsafeBytes { raw -> WireFrame? in try? WireFrame.parse(raw) }
+        #expect(parsed == frame)
+        // A value alone, built up to and past the stack space.
+        let array: JSON = .array((0..<length).map { _ in "ab" })
+        #expect(array.serialized == "[" + Array(repeating: "\"ab\"", count: length).joined(separator: ",") + "]")
+    }
+}
