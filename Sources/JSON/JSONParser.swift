@@ -334,6 +334,52 @@ private struct JSONParser {
         }
     }
 
+    /// The usual number, an integer of 1 to 18 digits, read in one pass; `nil` (and nothing
+    /// read) for anything else, which `parseNumber` reads or refuses the general way.
+    @inline(__always)
+    mutating func parseShortInteger() -> JSON? {
+        guard let base = bytes.baseAddress else { return nil }
+        let end = bytes.count
+        var p = position
+        let negative = base[p] == UInt8(ascii: "-")
+        if negative { p += 1 }
+        let digitsStart = p
+        var magnitude: Int64 = 0
+        if p < end && base[p] == UInt8(ascii: "0") {
+            p += 1
+        } else {
+            while p < end && base[p] &- 0x30 < 10 {
+                magnitude = magnitude &* 10 &+ Int64(base[p] &- 0x30)
+                p += 1
+            }
+        }
+        let digits = p - digitsStart
+        guard digits >= 1 && digits <= 18 else { return nil }
+        if p < end {
+            // A fraction, an exponent or a digit after a leading zero: the general way.
+            let b = base[p]
+            if b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b &- 0x30 < 10 { return nil }
+        }
+        position = p
+        return .int(negative ? -magnitude : magnitude)
+    }
+
+    /// Whether the name just parsed, from the quote at `start` to `position`, was written
+    /// without escapes (then its text is its bytes) and sorts after the previous plain one.
+    /// An escape makes the raw text longer than the name.
+    @inline(__always)
+    func plainNameFollows(_ previous: (start: Int, count: Int)?, start: Int, name: String) -> (start: Int, count: Int)? {
+        let current = (start: start + 1, count: position - start - 2)
+        guard current.count == name.utf8.count else { return nil }
+        guard let previous else { return current }
+        let a = bytes.baseAddress! + previous.start, b = bytes.baseAddress! + current.start
+        let common = min(previous.count, current.count)
+        var i = 0
+        while i < common && a[i] == b[i] { i += 1 }
+        if i < common { return a[i] < b[i] ? current : nil }
+        return previous.count < current.count ? current : nil
+    }
+
     mutating func parseObject() throws(JSONError) -> JSON {
         try enter()
         position += 1
@@ -346,12 +392,21 @@ private struct JSONParser {
             depth -= 1
             return .object(JSONObject())
         }
+        // While every name so far is plain and greater than the one before, the previous
+        // name: the members are then known to be sorted, each name once.
+        var sortedSoFar: (start: Int, count: Int)?
+        var sorted = true
         while true {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
                 throw error("expected a string key in an object, found \(describe(position))")
             }
+            let keyStart = position
             let key = try parseString()
+            if sorted {
+                sortedSoFar = plainNameFollows(sortedSoFar, start: keyStart, name: key)
+                sorted = sortedSoFar != nil
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
                 throw error("expected ':' after an object key, found \(describe(position))")
@@ -368,7 +423,7 @@ private struct JSONParser {
                 position += 1
                 depth -= 1
                 let members = pendingMembers.removeAll(from: base)
-                return .object(JSONObject(unsorted: members))
+                return .object(sorted ? JSONObject(sortedUnique: members) : JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }
         }
@@ -519,6 +574,7 @@ private struct JSONParser {
     }
 
     mutating func parseNumber() throws(JSONError) -> JSON {
+        if let value = parseShortInteger() { return value }
         let start = position
         func isDigit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
         if bytes[position] == UInt8(ascii: "-") { position += 1 }

@@ -126,3 +126,104 @@ import Testing
         }
     }
 }
+
+/// Short integers read in one pass, and objects whose plain names the parser saw in order,
+/// against references: `Int64(_:)`, `Double(_:)` and objects built from pairs.
+@Suite struct JSONParserFastPathTests {
+    @Test func numbersReadAsTheirText() throws {
+        var random = SplitMix(state: 47)
+        var texts = ["0", "-0", "1", "-1", "9", "10", "123456789012345678", "-123456789012345678", "999999999999999999",
+                     "1234567890123456789", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+                     "-9223372036854775809", "00", "01", "-01", "-", "--1", "0.5", "-0.0", "1e3", "1E3", "0e0", "1.", ".5",
+                     "1e", "1e+", "12a", "0x1", "+1", "1 ", " 1", "[1,-2,03]", "[0,-0,100]", "{\"a\":12,\"b\":-0}"]
+        for _ in 0..<3000 {
+            var text = random.next(3) == 0 ? "-" : ""
+            let digits = 1 + random.next(21)
+            for i in 0..<digits { text += String(i == 0 && random.next(4) != 0 ? 1 + random.next(9) : random.next(10)) }
+            switch random.next(6) {
+            case 0: text += "." + String(random.next(100))
+            case 1: text += "e" + String(random.next(30))
+            default: break
+            }
+            texts.append(text)
+        }
+        for text in texts {
+            let parsed = try? JSON(parsing: text)
+            let trimmed = text.trimmingSpaces
+            if let i = Int64(trimmed), !trimmed.hasPrefix("+"), validJSONNumber(trimmed), !trimmed.contains(".") && !trimmed.lowercased().contains("e") {
+                #expect(parsed == .int(i), "\(text)")
+            } else if validJSONNumber(trimmed), let d = Double(trimmed) {
+                #expect(parsed == (d.isFinite ? .double(d) : nil), "\(text)")
+            } else if trimmed.first != "[" && trimmed.first != "{" {
+                #expect(parsed == nil, "\(text)")
+            }
+        }
+        #expect(try JSON(parsing: "[0,-0,100]") == [0, 0, 100])
+        #expect(try JSON(parsing: "{\"a\":12,\"b\":-0}") == ["a": 12, "b": 0])
+        #expect((try? JSON(parsing: "[1,-2,03]")) == nil)
+    }
+
+    /// RFC 8259's number grammar.
+    func validJSONNumber(_ text: String) -> Bool {
+        var bytes = Array(text.utf8)[...]
+        if bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+        func digits() -> Int {
+            let n = bytes.prefix { $0 >= 0x30 && $0 <= 0x39 }.count
+            bytes = bytes.dropFirst(n)
+            return n
+        }
+        guard let first = bytes.first else { return false }
+        if first == UInt8(ascii: "0") { bytes = bytes.dropFirst() } else if digits() == 0 { return false }
+        if bytes.first == UInt8(ascii: ".") {
+            bytes = bytes.dropFirst()
+            if digits() == 0 { return false }
+        }
+        if bytes.first == UInt8(ascii: "e") || bytes.first == UInt8(ascii: "E") {
+            bytes = bytes.dropFirst()
+            if bytes.first == UInt8(ascii: "+") || bytes.first == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+            if digits() == 0 { return false }
+        }
+        return bytes.isEmpty
+    }
+
+    @Test func objectsAreTheSameWhateverOrderTheirNamesCameIn() throws {
+        let cases: [(String, JSONObject)] = [
+            ("{\"a\":1,\"b\":2}", ["a": 1, "b": 2]),
+            ("{\"b\":2,\"a\":1}", ["a": 1, "b": 2]),
+            ("{\"a\":1,\"a\":2}", ["a": 2]),
+            ("{\"a\":1,\"\\u0061\":2}", ["a": 2]),
+            ("{\"\\u0061\":1,\"a\":2}", ["a": 2]),
+            ("{\"a\":1,\"b\":2,\"a\":3}", ["a": 3, "b": 2]),
+            ("{\"a\":1,\"ab\":2}", ["a": 1, "ab": 2]),
+            ("{\"ab\":1,\"a\":2}", ["a": 2, "ab": 1]),
+            ("{\"\":1,\"a\":2}", ["": 1, "a": 2]),
+            ("{\"a\":1,\"\":2}", ["": 2, "a": 1]),
+            ("{\"z\":1,\"\u{E9}\":2}", JSONObject([("z", 1), ("\u{E9}", 2)])),
+            ("{\"\u{E9}\":1,\"z\":2}", JSONObject([("z", 2), ("\u{E9}", 1)])),
+            ("{\"cafe\u{301}\":1,\"caf\u{E9}\":2}", JSONObject([("cafe\u{301}", 1), ("caf\u{E9}", 2)])),
+            ("{\"a\\n\":1,\"a\":2}", ["a\n": 1, "a": 2]),
+            ("{\"x\":{\"b\":1,\"a\":2},\"w\":[{\"d\":1,\"c\":2}]}", ["x": ["a": 2, "b": 1], "w": [["c": 2, "d": 1]]]),
+        ]
+        for (text, expected) in cases {
+            let parsed = try JSON(parsing: text)
+            #expect(parsed == .object(expected), "\(text)")
+            #expect(parsed.objectValue.map { Array($0.keys) } == Array(expected.keys), "\(text)")
+        }
+        // Many orders of the same names: one object, its names in increasing byte order.
+        var random = SplitMix(state: 53)
+        let names = ["a", "b", "ab", "ba", "", "\u{E9}", "e\u{301}", "z", "aa", "a\u{0}"]
+        for _ in 0..<500 {
+            let chosen = (0..<random.next(8)).map { _ in names[random.next(names.count)] }
+            let pairs = chosen.enumerated().map { (JSON.string($0.element).serialized, $0.offset) }
+            let text = "{" + pairs.map { "\($0.0):\($0.1)" }.joined(separator: ",") + "}"
+            let object = JSONObject(chosen.enumerated().map { ($0.element, JSON.int(Int64($0.offset))) })
+            #expect(try JSON(parsing: text) == .object(object), "\(text)")
+            let keys = Array(object.keys)
+            for i in keys.indices.dropFirst() { #expect(JSONKey.compare(keys[i - 1], keys[i]) < 0) }
+        }
+    }
+}
+
+private extension String {
+    var trimmingSpaces: String { String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+}
