@@ -232,6 +232,25 @@ private struct JSONParser {
         let end = bytes.count
         var i = start
         while i < end {
+            // Eight bytes at a time while eight remain: the first that is a quote, a
+            // backslash, a control character or not ASCII is found with a few word operations
+            // (the lowest byte a `(x - 0x01…) & ~x & 0x80…` test flags is exact).
+            while i + 8 <= end {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                let quote = word ^ (ones &* 0x22), backslash = word ^ (ones &* 0x5C)
+                let flags = ((word &- ones &* 0x20) & ~word & highs)
+                    | ((quote &- ones) & ~quote & highs)
+                    | ((backslash &- ones) & ~backslash & highs)
+                    | (word & highs)
+                if flags == 0 {
+                    i += 8
+                } else {
+                    i += flags.trailingZeroBitCount >> 3
+                    break
+                }
+            }
+            guard i < end else { break }
             let b = base[i]
             if b < 0x80 {
                 if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { return i }

@@ -227,3 +227,34 @@ import Testing
 private extension String {
     var trimmingSpaces: String { String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
 }
+
+/// The string scan reads eight bytes at a time while eight remain in the text: every special
+/// byte at every offset of a word, and near the end of the text, against what it means.
+@Suite struct JSONStringScanTests {
+    @Test func specialBytesAreFoundAtEveryOffset() {
+        // The text inside the quotes, and the string it means (`nil`: refused).
+        let specials: [([UInt8], String?)] = [
+            (Array("\\\"".utf8), "\""), (Array("\\\\".utf8), "\\"), (Array("\\n".utf8), "\n"), (Array("\\u00e9".utf8), "\u{E9}"),
+            (Array("\u{E9}".utf8), "\u{E9}"), (Array("\u{1F600}".utf8), "\u{1F600}"), (Array("\u{7F}".utf8), "\u{7F}"),
+            (Array(" ".utf8), " "), (Array("!".utf8), "!"), (Array("#".utf8), "#"), (Array("[".utf8), "["), (Array("]".utf8), "]"),
+            ([0x01], nil), ([0x1F], nil), ([0x00], nil), ([0x0A], nil), ([0xFF], nil), ([0xC3], nil), ([0xED, 0xA0, 0x80], nil),
+        ]
+        for before in 0..<20 {
+            for after in 0..<10 {
+                for (special, meaning) in specials {
+                    let text = Array("[\"".utf8) + Array(repeating: UInt8(ascii: "x"), count: before) + special
+                        + Array(repeating: UInt8(ascii: "y"), count: after) + Array("\"]".utf8)
+                    let expected = meaning.map { JSON.array([.string(String(repeating: "x", count: before) + $0 + String(repeating: "y", count: after))]) }
+                    #expect((try? JSON(parsing: text)) == expected, "\(before) \(special) \(after)")
+                    // As a name, and at the very end of the text (no closing bracket).
+                    let name = Array("{\"".utf8) + Array(repeating: UInt8(ascii: "x"), count: before) + special + Array("\":1}".utf8)
+                    #expect(((try? JSON(parsing: name)) != nil) == (meaning != nil), "\(before) \(special)")
+                    let last = Array("\"".utf8) + Array(repeating: UInt8(ascii: "x"), count: before) + special
+                        + Array(repeating: UInt8(ascii: "y"), count: after) + Array("\"".utf8)
+                    #expect((try? JSON(parsing: last)) == expected?[0], "\(before) \(special) \(after)")
+                    #expect((try? JSON(parsing: last.dropLast())) == nil, "unterminated")
+                }
+            }
+        }
+    }
+}
