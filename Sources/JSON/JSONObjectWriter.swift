@@ -47,13 +47,12 @@ package struct JSONObjectWriter: ~Copyable {
         checkOrder("\(name)")
         precondition(!"\(name)".utf8.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }, "JSONObjectWriter: \"\(name)\" needs escapes")
         #endif
+        // One reservation for the comma, the quoted name and the colon.
         out.reserve(name.utf8CodeUnitCount + 4)
         if !empty { out.appendReserved(UInt8(ascii: ",")) }
         empty = false
-        out.appendReserved(UInt8(ascii: "\""))
-        out.append(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
+        out.appendQuoted(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        out.appendReserved(UInt8(ascii: ":"))
     }
 
     package mutating func member(_ name: StaticString, _ value: JSON) {

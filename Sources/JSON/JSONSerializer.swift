@@ -224,25 +224,41 @@ package struct JSONWriter: ~Copyable {
         count += n + 2
     }
 
-    /// `magnitude` in decimal digits, most significant first: counted, then written from the
-    /// last, with no intermediate String.
+    /// `magnitude` in decimal digits, most significant first: counted by comparisons, then
+    /// written from the last two at a time, with no intermediate String.
     package mutating func appendDecimal(_ magnitude: UInt64) {
         var digits = 1
-        var rest = magnitude
-        while rest >= 10 {
-            rest /= 10
+        var power: UInt64 = 10
+        while digits < 20 && magnitude >= power {
             digits += 1
+            power = power &* 10
         }
         reserve(digits)
+        let pairs = JSONWriter.digitPairs.utf8Start
         var at = base + count + digits
-        rest = magnitude
-        repeat {
+        var rest = magnitude
+        while rest >= 100 {
+            let pair = Int(truncatingIfNeeded: rest % 100) &* 2
+            rest /= 100
+            at -= 2
+            at[0] = pairs[pair]
+            at[1] = pairs[pair + 1]
+        }
+        if rest >= 10 {
+            let pair = Int(truncatingIfNeeded: rest) &* 2
+            at -= 2
+            at[0] = pairs[pair]
+            at[1] = pairs[pair + 1]
+        } else {
             at -= 1
-            at.pointee = 0x30 &+ UInt8(truncatingIfNeeded: rest % 10)
-            rest /= 10
-        } while rest > 0
+            at.pointee = 0x30 &+ UInt8(truncatingIfNeeded: rest)
+        }
         count += digits
     }
+
+    /// "00" to "99", for writing decimal digits two at a time.
+    private static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
     package consuming func finish() -> String {
         if count == 0 { return "" }
