@@ -63,6 +63,16 @@ public struct JSONObject: Sendable {
         if !sortedAndUnique { sortKeepingTheLast() }
     }
 
+    /// Members the parser found sorted by name, each name once (checked in debug builds).
+    init(sortedUnique members: [Member]) {
+        self.members = members
+        #if DEBUG
+        for i in members.indices.dropFirst() {
+            precondition(JSONKey.compare(members[i - 1].key, members[i].key) < 0, "JSONObject(sortedUnique:): not sorted")
+        }
+        #endif
+    }
+
     private mutating func sortKeepingTheLast() {
         if members.count <= 16 {
             // Insertion sort, stable: of equal keys the last given stays last of its run. Few

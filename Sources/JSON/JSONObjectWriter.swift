@@ -7,21 +7,30 @@ import Glibc
 /// keeps), so that the text is exactly what `JSON.serialized` writes for the same members
 /// (checked in debug builds). Static names are written as they are: they must need no escape.
 package struct JSONObjectWriter: ~Copyable {
-    private var out = JSONWriter()
+    private var out: JSONWriter
     private var empty = true
     #if DEBUG
     private var lastName: String?
     #endif
 
     package init() {
+        out = JSONWriter()
+        out.append(UInt8(ascii: "{"))
+    }
+
+    /// A writer that starts in `space` (see `JSONWriter.init(space:)`).
+    package init(space: UnsafeMutableBufferPointer<UInt8>) {
+        out = JSONWriter(space: space)
         out.append(UInt8(ascii: "{"))
     }
 
     /// Negative, zero or positive as `a` sorts before, equals or sorts after `b` (by bytes).
     package static func order(_ a: StaticString, _ b: StaticString) -> Int {
+        // Byte by byte rather than `memcmp`: names are short and mostly differ at once.
         let common = min(a.utf8CodeUnitCount, b.utf8CodeUnitCount)
-        let c = memcmp(a.utf8Start, b.utf8Start, common)
-        return c != 0 ? Int(c) : a.utf8CodeUnitCount - b.utf8CodeUnitCount
+        let pa = a.utf8Start, pb = b.utf8Start
+        for i in 0..<common where pa[i] != pb[i] { return Int(pa[i]) - Int(pb[i]) }
+        return a.utf8CodeUnitCount - b.utf8CodeUnitCount
     }
 
     private mutating func checkOrder(_ name: String) {
@@ -38,13 +47,12 @@ package struct JSONObjectWriter: ~Copyable {
         checkOrder("\(name)")
         precondition(!"\(name)".utf8.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }, "JSONObjectWriter: \"\(name)\" needs escapes")
         #endif
+        // One reservation for the comma, the quoted name and the colon.
         out.reserve(name.utf8CodeUnitCount + 4)
         if !empty { out.appendReserved(UInt8(ascii: ",")) }
         empty = false
-        out.appendReserved(UInt8(ascii: "\""))
-        out.append(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
+        out.appendQuoted(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        out.appendReserved(UInt8(ascii: ":"))
     }
 
     package mutating func member(_ name: StaticString, _ value: JSON) {

@@ -11,28 +11,125 @@ extension JSON {
     /// - Throws: `JSONError` with the position and the reason.
     public init(parsing bytes: some Collection<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
         let result: Result<JSON, JSONError>? = bytes.withContiguousStorageIfAvailable { buffer in
-            var parser = JSONParser(buffer, maxDepth: maxDepth)
-            return Result { () throws(JSONError) in try parser.parseDocument() }
+            JSONParser.parseDocument(buffer, maxDepth: maxDepth)
         }
         if let result {
             self = try result.get()
         } else {
             let copy = Array(bytes)
-            self = try copy.withUnsafeBufferPointer { (buffer) throws(JSONError) -> JSON in
-                var parser = JSONParser(buffer, maxDepth: maxDepth)
-                return try parser.parseDocument()
-            }
+            self = try copy.withUnsafeBufferPointer { buffer in JSONParser.parseDocument(buffer, maxDepth: maxDepth) }.get()
         }
     }
 
     /// Parses `text` (see `init(parsing:maxDepth:)` for bytes).
     public init(parsing text: String, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONError) {
         var text = text
-        let result = text.withUTF8 { buffer in
-            var parser = JSONParser(buffer, maxDepth: maxDepth)
-            return Result { () throws(JSONError) in try parser.parseDocument() }
-        }
+        let result = text.withUTF8 { buffer in JSONParser.parseDocument(buffer, maxDepth: maxDepth) }
         self = try result.get()
+    }
+}
+
+/// A member of a document's top-level object, as `JSON.topLevelMembers` gives it: the name is
+/// left in the text, `nameCount` bytes from `nameStart`.
+package struct JSONRawMember {
+    package var nameStart: Int
+    package var nameCount: Int
+    package var value: JSON
+
+    package init(nameStart: Int, nameCount: Int, value: JSON) {
+        self.nameStart = nameStart
+        self.nameCount = nameCount
+        self.value = value
+    }
+}
+
+extension JSON {
+    /// For a reader that takes an object's members straight from the text (the wire's
+    /// frames) rather than from a `JSONObject`: when `bytes` is one valid JSON document (as
+    /// `init(parsing:maxDepth:)` accepts it) whose value is an object with no escape in its
+    /// names, its members in the order written, names as ranges of `bytes` (valid UTF-8, the
+    /// name's exact bytes), values parsed; repeated names are all there. `nil` otherwise:
+    /// not an object, a name with an escape, more than 64 members, or anything
+    /// `init(parsing:)` refuses; that initializer then says what.
+    package static func topLevelMembers(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSON.defaultMaxDepth) -> [JSONRawMember]? {
+        withUnsafeTemporaryAllocation(of: JSONRawMember.self, capacity: 64) { space in
+            guard let count = topLevelMembers(bytes, maxDepth: maxDepth, into: space) else { return nil }
+            let members = Array(space[..<count])
+            space.baseAddress!.deinitialize(count: count)
+            return members
+        }
+    }
+
+    /// `topLevelMembers` written into `space`, which the caller lends (stack space, say): the
+    /// count of members, initialized at the start of `space` (the caller deinitializes them);
+    /// `nil`, leaving `space` uninitialized, when there are none to give or more than `space`
+    /// holds.
+    package static func topLevelMembers(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSON.defaultMaxDepth,
+                                        into space: UnsafeMutableBufferPointer<JSONRawMember>) -> Int? {
+        JSONParser.with(bytes, maxDepth: maxDepth) { parser in
+            var members = TemporaryStack(space)
+            guard parser.parseTopLevelMembers(into: &members), !members.isOnHeap else {
+                members.release()
+                return nil
+            }
+            return members.count
+        }
+    }
+}
+
+/// A stack of values that starts in space the caller lends (stack space, from
+/// `withUnsafeTemporaryAllocation`) and moves to the heap only when it outgrows it. Not a
+/// value type: copying one shares its storage. `release()` ends it.
+struct TemporaryStack<Element> {
+    private var base: UnsafeMutablePointer<Element>
+    private var capacity: Int
+    private(set) var count = 0
+    /// Whether it outgrew the space it was lent.
+    private(set) var isOnHeap = false
+
+    init(_ space: UnsafeMutableBufferPointer<Element>) {
+        base = space.baseAddress!
+        capacity = space.count
+    }
+
+    var buffer: UnsafeMutableBufferPointer<Element> { UnsafeMutableBufferPointer(start: base, count: count) }
+
+    @inline(__always)
+    mutating func append(_ element: Element) {
+        if count == capacity { grow() }
+        (base + count).initialize(to: element)
+        count += 1
+    }
+
+    @inline(never)
+    private mutating func grow() {
+        let newCapacity = capacity * 2
+        let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        newBase.moveInitialize(from: base, count: count)
+        if isOnHeap { base.deallocate() }
+        base = newBase
+        capacity = newCapacity
+        isOnHeap = true
+    }
+
+    /// The elements from `start` on, moved (not copied) into an array of exactly their count.
+    mutating func removeAll(from start: Int) -> [Element] {
+        let moved = count - start
+        guard moved > 0 else { return [] }
+        let elements = [Element](unsafeUninitializedCapacity: moved) { target, initialized in
+            target.baseAddress!.moveInitialize(from: base + start, count: moved)
+            initialized = moved
+        }
+        count = start
+        return elements
+    }
+
+    /// Destroys what is left and gives back heap storage.
+    mutating func release() {
+        base.deinitialize(count: count)
+        count = 0
+        if isOnHeap { base.deallocate() }
+        isOnHeap = false
     }
 }
 
@@ -41,13 +138,32 @@ private struct JSONParser {
     let maxDepth: Int
     var position = 0
     var depth = 0
-    /// The members of the objects being parsed, innermost last: each object's are copied out
+    /// The members of the objects being parsed, innermost last: each object's are moved out
     /// once into an array of exactly their count, instead of growing one array per object.
-    var pendingMembers: [JSONObject.Member] = []
+    /// They start in stack space (see `with`).
+    var pendingMembers: TemporaryStack<JSONObject.Member>
 
-    init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, pending: UnsafeMutableBufferPointer<JSONObject.Member>) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        pendingMembers = TemporaryStack(pending)
+    }
+
+    /// How many pending members (and top-level members) fit in stack space: a frame's few
+    /// then need no heap storage besides the objects' own arrays.
+    static let stackCapacity = 16
+
+    /// Runs `body` with a parser of `bytes`, its pending members in stack space.
+    static func with<R>(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, _ body: (inout JSONParser) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: JSONObject.Member.self, capacity: stackCapacity) { space in
+            var parser = JSONParser(bytes, maxDepth: maxDepth, pending: space)
+            defer { parser.pendingMembers.release() }
+            return body(&parser)
+        }
+    }
+
+    static func parseDocument(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> Result<JSON, JSONError> {
+        with(bytes, maxDepth: maxDepth) { parser in Result { () throws(JSONError) in try parser.parseDocument() } }
     }
 
     mutating func parseDocument() throws(JSONError) -> JSON {
@@ -56,6 +172,102 @@ private struct JSONParser {
         skipWhitespace()
         if position < bytes.count { throw error("unexpected \(describe(position)) after the value") }
         return value
+    }
+
+    /// See `JSON.topLevelMembers`: the same steps as `parseDocument` and `parseObject`, with
+    /// `nil` where those would throw or a name has an escape.
+    mutating func parseTopLevelMembers(into members: inout TemporaryStack<JSONRawMember>) -> Bool {
+        skipWhitespace()
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "{"), maxDepth >= 1 else { return false }
+        depth = 1
+        position += 1
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
+            position += 1
+        } else {
+            while true {
+                skipWhitespace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { return false }
+                guard let (nameStart, nameCount) = rawName() else { return false }
+                skipWhitespace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return false }
+                position += 1
+                skipWhitespace()
+                guard let value = try? parseValue() else { return false }
+                members.append(JSONRawMember(nameStart: nameStart, nameCount: nameCount, value: value))
+                skipWhitespace()
+                guard position < bytes.count else { return false }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                } else if bytes[position] == UInt8(ascii: "}") {
+                    position += 1
+                    break
+                } else {
+                    return false
+                }
+            }
+        }
+        depth = 0
+        skipWhitespace()
+        return position == bytes.count
+    }
+
+    /// The bytes of the string at `position` when it has no escape (and is valid, as
+    /// `parseString` checks it), past its closing quote; `nil` otherwise.
+    mutating func rawName() -> (start: Int, count: Int)? {
+        let start = position + 1
+        let end = scanPlainString(from: start)
+        position = end
+        guard end < bytes.count, bytes[end] == UInt8(ascii: "\"") else { return nil }
+        position += 1
+        return (start, end - start)
+    }
+
+    /// From `start`, past bytes that a string holds as they are: up to a quote, a backslash,
+    /// a control character, invalid UTF-8 or the end; where it stopped. `ascii` says whether
+    /// every byte passed was ASCII.
+    @inline(__always)
+    mutating func scanPlainString(from start: Int, ascii: inout Bool) -> Int {
+        guard let base = bytes.baseAddress else { return start }
+        let end = bytes.count
+        var i = start
+        while i < end {
+            // Eight bytes at a time while eight remain: the first that is a quote, a
+            // backslash, a control character or not ASCII is found with a few word operations
+            // (the lowest byte a `(x - 0x01…) & ~x & 0x80…` test flags is exact).
+            while i + 8 <= end {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                let quote = word ^ (ones &* 0x22), backslash = word ^ (ones &* 0x5C)
+                let flags = ((word &- ones &* 0x20) & ~word & highs)
+                    | ((quote &- ones) & ~quote & highs)
+                    | ((backslash &- ones) & ~backslash & highs)
+                    | (word & highs)
+                if flags == 0 {
+                    i += 8
+                } else {
+                    i += flags.trailingZeroBitCount >> 3
+                    break
+                }
+            }
+            guard i < end else { break }
+            let b = base[i]
+            if b < 0x80 {
+                if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { return i }
+                i += 1
+            } else {
+                position = i
+                guard let count = try? utf8SequenceLength() else { return i }
+                ascii = false
+                i += count
+            }
+        }
+        return i
+    }
+
+    mutating func scanPlainString(from start: Int) -> Int {
+        var ascii = true
+        return scanPlainString(from: start, ascii: &ascii)
     }
 
     func error(_ message: String, at offset: Int? = nil) -> JSONError {
@@ -141,6 +353,52 @@ private struct JSONParser {
         }
     }
 
+    /// The usual number, an integer of 1 to 18 digits, read in one pass; `nil` (and nothing
+    /// read) for anything else, which `parseNumber` reads or refuses the general way.
+    @inline(__always)
+    mutating func parseShortInteger() -> JSON? {
+        guard let base = bytes.baseAddress else { return nil }
+        let end = bytes.count
+        var p = position
+        let negative = base[p] == UInt8(ascii: "-")
+        if negative { p += 1 }
+        let digitsStart = p
+        var magnitude: Int64 = 0
+        if p < end && base[p] == UInt8(ascii: "0") {
+            p += 1
+        } else {
+            while p < end && base[p] &- 0x30 < 10 {
+                magnitude = magnitude &* 10 &+ Int64(base[p] &- 0x30)
+                p += 1
+            }
+        }
+        let digits = p - digitsStart
+        guard digits >= 1 && digits <= 18 else { return nil }
+        if p < end {
+            // A fraction, an exponent or a digit after a leading zero: the general way.
+            let b = base[p]
+            if b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b &- 0x30 < 10 { return nil }
+        }
+        position = p
+        return .int(negative ? -magnitude : magnitude)
+    }
+
+    /// Whether the name just parsed, from the quote at `start` to `position`, was written
+    /// without escapes (then its text is its bytes) and sorts after the previous plain one.
+    /// An escape makes the raw text longer than the name.
+    @inline(__always)
+    func plainNameFollows(_ previous: (start: Int, count: Int)?, start: Int, name: String) -> (start: Int, count: Int)? {
+        let current = (start: start + 1, count: position - start - 2)
+        guard current.count == name.utf8.count else { return nil }
+        guard let previous else { return current }
+        let a = bytes.baseAddress! + previous.start, b = bytes.baseAddress! + current.start
+        let common = min(previous.count, current.count)
+        var i = 0
+        while i < common && a[i] == b[i] { i += 1 }
+        if i < common { return a[i] < b[i] ? current : nil }
+        return previous.count < current.count ? current : nil
+    }
+
     mutating func parseObject() throws(JSONError) -> JSON {
         try enter()
         position += 1
@@ -153,12 +411,21 @@ private struct JSONParser {
             depth -= 1
             return .object(JSONObject())
         }
+        // While every name so far is plain and greater than the one before, the previous
+        // name: the members are then known to be sorted, each name once.
+        var sortedSoFar: (start: Int, count: Int)?
+        var sorted = true
         while true {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
                 throw error("expected a string key in an object, found \(describe(position))")
             }
+            let keyStart = position
             let key = try parseString()
+            if sorted {
+                sortedSoFar = plainNameFollows(sortedSoFar, start: keyStart, name: key)
+                sorted = sortedSoFar != nil
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
                 throw error("expected ':' after an object key, found \(describe(position))")
@@ -174,9 +441,8 @@ private struct JSONParser {
             case UInt8(ascii: "}"):
                 position += 1
                 depth -= 1
-                let members = Array(pendingMembers[base...])
-                pendingMembers.removeSubrange(base...)
-                return .object(JSONObject(unsorted: members))
+                let members = pendingMembers.removeAll(from: base)
+                return .object(sorted ? JSONObject(sortedUnique: members) : JSONObject(unsorted: members))
             default: throw error("expected ',' or '}' in an object, found \(describe(position))")
             }
         }
@@ -187,15 +453,12 @@ private struct JSONParser {
         position += 1
         // Fast path: up to the closing quote with no escape, the bytes (once validated) are
         // the string's UTF-8 and are copied in one go.
-        while position < bytes.count {
-            let b = bytes[position]
-            if b == UInt8(ascii: "\"") {
-                let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), as: UTF8.self)
-                position += 1
-                return s
-            }
-            if b == UInt8(ascii: "\\") || b < 0x20 { break }
-            position += b < 0x80 ? 1 : try utf8SequenceLength()
+        var ascii = true
+        position = scanPlainString(from: start + 1, ascii: &ascii)
+        if position < bytes.count && bytes[position] == UInt8(ascii: "\"") {
+            let s = JSONParser.makeString(UnsafeBufferPointer(rebasing: bytes[start + 1..<position]), ascii: ascii)
+            position += 1
+            return s
         }
         var out: [UInt8] = Array(bytes[start + 1..<position])
         while true {
@@ -217,6 +480,18 @@ private struct JSONParser {
                 out.append(b)
                 position += 1
             }
+        }
+    }
+
+    /// The string of `utf8`, bytes already checked to be valid UTF-8. A short ASCII one is
+    /// made in place, without `String(decoding:)` checking the bytes again.
+    @inline(__always)
+    static func makeString(_ utf8: UnsafeBufferPointer<UInt8>, ascii: Bool) -> String {
+        // 15 bytes fit in a small string, which is then made without checking ASCII bytes.
+        guard ascii && utf8.count <= 15, let source = utf8.baseAddress else { return String(decoding: utf8, as: UTF8.self) }
+        return String(unsafeUninitializedCapacity: utf8.count) { target in
+            target.baseAddress!.update(from: source, count: utf8.count)
+            return utf8.count
         }
     }
 
@@ -318,6 +593,7 @@ private struct JSONParser {
     }
 
     mutating func parseNumber() throws(JSONError) -> JSON {
+        if let value = parseShortInteger() { return value }
         let start = position
         func isDigit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
         if bytes[position] == UInt8(ascii: "-") { position += 1 }

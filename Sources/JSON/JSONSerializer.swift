@@ -6,9 +6,12 @@ extension JSON {
     ///
     /// Equal values (see `==`) give equal text, in any process.
     public var serialized: String {
-        var out = JSONWriter()
-        serialize(into: &out)
-        return out.finish()
+        // The text is written in stack space first (and moves to the heap only if it outgrows it).
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: JSONWriter.stackCapacity) { space in
+            var out = JSONWriter(space: space)
+            serialize(into: &out)
+            return out.finish()
+        }
     }
 
     package func serialize(into out: inout JSONWriter) {
@@ -62,22 +65,18 @@ extension JSON {
             return
         }
         if value < 0 { out.append(UInt8(ascii: "-")) }
-        // Digits least significant first, then reversed in place: no intermediate String.
-        out.reserve(20)
-        let start = out.count
-        var magnitude = value.magnitude
-        repeat {
-            out.appendReserved(0x30 &+ UInt8(truncatingIfNeeded: magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        out.reverseTail(from: start)
+        out.appendDecimal(value.magnitude)
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     package static func writeString(_ s: String, to out: inout JSONWriter) {
-        var s = s
-        s.withUTF8 { writeQuoted($0, to: &out) }
+        // Without copying `s` first, as `withUTF8` (which is mutating) would need.
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { writeQuoted($0, to: &out) }
+        if done == nil {
+            var s = s
+            s.withUTF8 { writeQuoted($0, to: &out) }
+        }
     }
 
     @inline(__always)
@@ -90,13 +89,13 @@ extension JSON {
     private static func writeQuoted(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout JSONWriter) {
         var clean = 0
         while clean < bytes.count && !needsEscape(bytes[clean]) { clean += 1 }
+        if clean == bytes.count {
+            out.appendQuoted(bytes)
+            return
+        }
         out.reserve(bytes.count + 2)
         out.appendReserved(UInt8(ascii: "\""))
-        if clean == bytes.count {
-            out.append(bytes)
-        } else {
-            writeEscaped(bytes, from: clean, to: &out)
-        }
+        writeEscaped(bytes, from: clean, to: &out)
         out.append(UInt8(ascii: "\""))
     }
 
@@ -140,13 +139,33 @@ package struct JSONWriter: ~Copyable {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
     package private(set) var count = 0
+    /// Whether `base` is this writer's to deallocate (rather than space it was lent).
+    private var owned: Bool
+
+    /// The stack space a writer of a frame or a value is usually lent: most fit in it.
+    package static let stackCapacity = 512
 
     package init() {
         capacity = 256
         base = .allocate(capacity: capacity)
+        owned = true
     }
 
-    deinit { base.deallocate() }
+    /// A writer that starts in `space` (stack space, say), which must outlive it, and moves
+    /// to the heap only when the text outgrows it.
+    package init(space: UnsafeMutableBufferPointer<UInt8>) {
+        if let start = space.baseAddress, space.count > 0 {
+            base = start
+            capacity = space.count
+            owned = false
+        } else {
+            capacity = 256
+            base = .allocate(capacity: capacity)
+            owned = true
+        }
+    }
+
+    deinit { if owned { base.deallocate() } }
 
     @inline(__always)
     package mutating func reserve(_ n: Int) {
@@ -158,9 +177,10 @@ package struct JSONWriter: ~Copyable {
         let newCapacity = max(capacity * 2, needed)
         let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
         newBase.update(from: base, count: count)
-        base.deallocate()
+        if owned { base.deallocate() }
         base = newBase
         capacity = newCapacity
+        owned = true
     }
 
     @inline(__always)
@@ -185,10 +205,60 @@ package struct JSONWriter: ~Copyable {
         count += bytes.count
     }
 
-    package mutating func reverseTail(from start: Int) {
-        var tail = UnsafeMutableBufferPointer(start: base + start, count: count - start)
-        tail.reverse()
+    /// `bytes` between quotes, as they are (they need no escape): one reservation, and a
+    /// short run copied byte by byte rather than through a call to `memcpy`.
+    @inline(__always)
+    package mutating func appendQuoted(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let n = bytes.count
+        reserve(n + 2)
+        let start = base + count
+        start.pointee = UInt8(ascii: "\"")
+        if let source = bytes.baseAddress {
+            if n <= 16 {
+                for i in 0..<n { start[1 + i] = source[i] }
+            } else {
+                (start + 1).update(from: source, count: n)
+            }
+        }
+        start[n + 1] = UInt8(ascii: "\"")
+        count += n + 2
     }
+
+    /// `magnitude` in decimal digits, most significant first: counted by comparisons, then
+    /// written from the last two at a time, with no intermediate String.
+    package mutating func appendDecimal(_ magnitude: UInt64) {
+        var digits = 1
+        var power: UInt64 = 10
+        while digits < 20 && magnitude >= power {
+            digits += 1
+            power = power &* 10
+        }
+        reserve(digits)
+        let pairs = JSONWriter.digitPairs.utf8Start
+        var at = base + count + digits
+        var rest = magnitude
+        while rest >= 100 {
+            let pair = Int(truncatingIfNeeded: rest % 100) &* 2
+            rest /= 100
+            at -= 2
+            at[0] = pairs[pair]
+            at[1] = pairs[pair + 1]
+        }
+        if rest >= 10 {
+            let pair = Int(truncatingIfNeeded: rest) &* 2
+            at -= 2
+            at[0] = pairs[pair]
+            at[1] = pairs[pair + 1]
+        } else {
+            at -= 1
+            at.pointee = 0x30 &+ UInt8(truncatingIfNeeded: rest)
+        }
+        count += digits
+    }
+
+    /// "00" to "99", for writing decimal digits two at a time.
+    private static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 
     package consuming func finish() -> String {
         if count == 0 { return "" }

@@ -7,9 +7,12 @@ extension WireFrame {
     /// `JSON.serialized` gives for the same object: a frame is serialized once per send, so
     /// it builds no `JSONObject` on the way.
     public var serialized: String {
-        var writer = FrameWriter(id: id, type: message.type)
-        message.write(to: &writer)
-        return writer.finish()
+        // Written in stack space first: a frame usually fits.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: JSONWriter.stackCapacity) { space in
+            var writer = FrameWriter(id: id, type: message.type, space: space)
+            message.write(to: &writer)
+            return writer.finish()
+        }
     }
 
     /// An error frame answering `error`'s request, if it had an id.
@@ -26,11 +29,12 @@ extension WireFrame {
 /// A frame's members, given in the order of their names, with the envelope's `"id"` and
 /// `"type"` merged in where they sort.
 struct FrameWriter: ~Copyable {
-    private var object = JSONObjectWriter()
+    private var object: JSONObjectWriter
     private var id: JSON?
     private var type: String?
 
-    init(id: JSON?, type: String) {
+    init(id: JSON?, type: String, space: UnsafeMutableBufferPointer<UInt8>) {
+        object = JSONObjectWriter(space: space)
         self.id = id
         self.type = type
     }

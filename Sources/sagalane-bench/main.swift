@@ -6,6 +6,7 @@
 //   sagalane-bench counted --sagas N      exactly N sagas and nothing else (for callgrind)
 //   sagalane-bench recovery-only [--policy mark_failed|resume]   the recovery figures alone (for perf)
 //   sagalane-bench wire [--commands N]    the protocol's figures alone (no log)
+//   sagalane-bench wire-counted --op OP --frames N   one frame operation N times (for callgrind)
 //   sagalane-bench memory [--sagas N]     resident memory per in-flight saga alone (default 100,000)
 //   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
@@ -21,6 +22,8 @@ var commands = 1_000_000
 var terminalSagas = 1_000_000
 var directory = ".build"
 var policies: [RecoveryPolicy] = [.markFailed, .resume]
+var wireOperation = WireCountedOperation.commandParse
+var frames = 10_000
 var index = 0
 /// Reads the next argument as a count of at least 1 into `value` (kept when it is not one).
 @MainActor func readCount(_ value: inout Int) {
@@ -29,7 +32,7 @@ var index = 0
 }
 while index < arguments.count {
     switch arguments[index] {
-    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "wire", "memory", "counted", "all":
+    case "log", "saga", "sequential", "recovery", "recovery-only", "lane", "burst", "latency", "agent", "wire", "wire-counted", "memory", "counted", "all":
         what = arguments[index]
     case "--policy" where index + 1 < arguments.count:
         index += 1
@@ -39,6 +42,15 @@ while index < arguments.count {
         }
         policies = [policy]
     case "--commands" where index + 1 < arguments.count: readCount(&commands)
+    case "--frames" where index + 1 < arguments.count: readCount(&frames)
+    case "--op" where index + 1 < arguments.count:
+        index += 1
+        guard let operation = WireCountedOperation(rawValue: arguments[index]) else {
+            let names = WireCountedOperation.allCases.map(\.rawValue).joined(separator: ", ")
+            writeStandardError("sagalane-bench: --op takes \(names)\n")
+            exit(2)
+        }
+        wireOperation = operation
     case "--terminal-sagas" where index + 1 < arguments.count: readCount(&terminalSagas)
     case "--burst" where index + 1 < arguments.count: readCount(&burst)
     case "--sagas" where index + 1 < arguments.count:
@@ -53,6 +65,7 @@ while index < arguments.count {
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("       sagalane-bench recovery-only [--policy mark_failed|resume]   (the recovery figures alone, for perf)")
         print("       sagalane-bench wire [--commands N]   (the protocol's figures alone, no log)")
+        print("       sagalane-bench wire-counted --op OP --frames N   (one frame operation N times, for scripts/callgrind-wire)")
         print("       sagalane-bench memory [--sagas N]   (RSS per in-flight saga alone; default 100,000 sagas)")
         print("  Databases are written in --dir (default .build; not tmpfs, where fsync costs nothing).")
         exit(0)
@@ -68,8 +81,11 @@ mkdir(directory, 0o755)
 /// would park the main thread in libdispatch's main loop, which valgrind cannot follow; the
 /// task is detached because top-level code runs on the main actor, which that thread holds.)
 let finished = Completion<Int32>()
-Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, terminalSagas, policies] in
+Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, terminalSagas, policies, wireOperation, frames] in
     do {
+        if what == "wire-counted" {
+            runWireCounted(operation: wireOperation, frames: frames)
+        }
         if what == "log" || what == "all" {
             try runLogBench(directory: directory, sagas: sagas, baselineSagas: max(50, sagas / 20))
         }

@@ -4,7 +4,9 @@
 // says something, or parsed, and then:
 //   - its text is one line (no raw newline), so it frames as one frame;
 //   - parsing its text gives the same frame (fixed point), and serializing that the same text;
-//   - an error frame answering a refusal, built from the error, is itself a frame that parses.
+//   - an error frame answering a refusal, built from the error, is itself a frame that parses;
+//   - the frame read straight from the text (the fast path) is the one, or the refusal, read
+//     from the whole JSON tree (the general path).
 import SagaLaneJSON
 import SagaLaneWire
 
@@ -22,9 +24,20 @@ private func parse(_ text: String) throws(WireError) -> WireFrame {
     return try result.get()
 }
 
+/// What the general path gives: the whole JSON tree, then the message read from it.
+private func parseThroughTree(_ input: UnsafeBufferPointer<UInt8>) -> Result<WireFrame, WireError> {
+    let value: JSON
+    do { value = try JSON(parsing: input) } catch { return .failure(WireError(.malformedJSON, "\(error)")) }
+    do throws(WireError) { return .success(try WireFrame.parse(value)) } catch { return .failure(error) }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzMessages(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = UnsafeBufferPointer(start: data, count: size)
+    let direct: Result<WireFrame, WireError>
+    do throws(WireError) { direct = .success(try WireFrame.parse(UnsafeRawBufferPointer(input))) } catch { direct = .failure(error) }
+    let general = parseThroughTree(input)
+    if direct != general { fail("the text and the tree read differently: \(direct) vs \(general)", input) }
     let frame: WireFrame
     do {
         frame = try WireFrame.parse(UnsafeRawBufferPointer(input))
