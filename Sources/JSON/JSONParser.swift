@@ -37,9 +37,7 @@ package struct JSONRawMember {
     package var value: JSON
 
     package init(nameStart: Int, nameCount: Int, value: JSON) {
-        self.nameStart = nameStart
-        self.nameCount = nameCount
-        self.value = value
+        (self.nameStart, self.nameCount, self.value) = (nameStart, nameCount, value)
     }
 }
 
@@ -77,6 +75,19 @@ extension JSON {
     }
 }
 
+/// Heap room for at least `needed` elements (twice `capacity` at least) holding the `count`
+/// elements moved from `base`, whose room is given back if it was on the heap: how the buffers
+/// that start in lent stack space (`TemporaryStack`, `JSONWriter`) outgrow it.
+@inline(never)
+func moveToLargerRoom<Element>(_ base: UnsafeMutablePointer<Element>, count: Int, capacity: Int, needed: Int,
+                               onHeap: Bool) -> (UnsafeMutablePointer<Element>, Int) {
+    let newCapacity = max(capacity * 2, needed)
+    let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+    newBase.moveInitialize(from: base, count: count)
+    if onHeap { base.deallocate() }
+    return (newBase, newCapacity)
+}
+
 /// A stack of values that starts in space the caller lends (stack space, from
 /// `withUnsafeTemporaryAllocation`) and moves to the heap only when it outgrows it. Not a
 /// value type: copying one shares its storage. `release()` ends it.
@@ -101,14 +112,8 @@ struct TemporaryStack<Element> {
         count += 1
     }
 
-    @inline(never)
     private mutating func grow() {
-        let newCapacity = capacity * 2
-        let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
-        newBase.moveInitialize(from: base, count: count)
-        if isOnHeap { base.deallocate() }
-        base = newBase
-        capacity = newCapacity
+        (base, capacity) = moveToLargerRoom(base, count: count, capacity: capacity, needed: count + 1, onHeap: isOnHeap)
         isOnHeap = true
     }
 

@@ -172,14 +172,8 @@ package struct JSONWriter: ~Copyable {
         if count + n > capacity { grow(count + n) }
     }
 
-    @inline(never)
     private mutating func grow(_ needed: Int) {
-        let newCapacity = max(capacity * 2, needed)
-        let newBase = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        newBase.update(from: base, count: count)
-        if owned { base.deallocate() }
-        base = newBase
-        capacity = newCapacity
+        (base, capacity) = moveToLargerRoom(base, count: count, capacity: capacity, needed: needed, onHeap: owned)
         owned = true
     }
 
