@@ -13,10 +13,7 @@ package struct JSONObjectWriter: ~Copyable {
     private var lastName: String?
     #endif
 
-    package init() {
-        out = JSONWriter()
-        out.append(UInt8(ascii: "{"))
-    }
+    package init() { self.init(space: UnsafeMutableBufferPointer(start: nil, count: 0)) }
 
     /// A writer that starts in `space` (see `JSONWriter.init(space:)`).
     package init(space: UnsafeMutableBufferPointer<UInt8>) {

@@ -145,14 +145,10 @@ package struct JSONWriter: ~Copyable {
     /// The stack space a writer of a frame or a value is usually lent: most fit in it.
     package static let stackCapacity = 512
 
-    package init() {
-        capacity = 256
-        base = .allocate(capacity: capacity)
-        owned = true
-    }
+    package init() { self.init(space: UnsafeMutableBufferPointer(start: nil, count: 0)) }
 
     /// A writer that starts in `space` (stack space, say), which must outlive it, and moves
-    /// to the heap only when the text outgrows it.
+    /// to the heap only when the text outgrows it; with no space, on the heap from the start.
     package init(space: UnsafeMutableBufferPointer<UInt8>) {
         if let start = space.baseAddress, space.count > 0 {
             base = start
