@@ -106,6 +106,9 @@ private func printRun(_ run: OpenLoopRun) {
     if let k = run.checkpoints {
         print("      background checkpoints: \(k.passes) passes (longest \(millis(k.passMicros.largest))), \(k.restarts) restarts "
               + "(writer held up to \(millis(k.restartMicros.largest))), \(k.failures) busy or failed, WAL at most \(k.largestLogPages) pages")
+        print("      restarts: waiting for the writer's batch up to \(millis(k.restartWaitMicros.largest)), the RESTART checkpoint up to "
+              + "\(millis(k.restartCheckpointMicros.largest)) (mean \(millis(k.restartCheckpointMicros.total / max(1, k.restartCheckpointMicros.count)))), "
+              + "frames left for it up to \(k.restartFrames.largest) (mean \(k.restartFrames.total / max(1, k.restartFrames.count)))")
     }
 }
 

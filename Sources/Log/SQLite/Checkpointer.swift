@@ -29,6 +29,11 @@ package struct CheckpointStats: Sendable {
     /// Microseconds per passive checkpoint, and per restart (the writer waits that long).
     package var passMicros = PowerHistogram()
     package var restartMicros = PowerHistogram()
+    /// Of each restart: microseconds waiting for the writer to leave its batch, and in the
+    /// `RESTART` checkpoint itself; the frames that checkpoint found still to copy.
+    package var restartWaitMicros = PowerHistogram()
+    package var restartCheckpointMicros = PowerHistogram()
+    package var restartFrames = PowerHistogram()
 }
 
 /// Checkpoints a log's write-ahead log from a thread and connection of its own, so the writer's
@@ -192,22 +197,30 @@ final class Checkpointer: @unchecked Sendable {
         let passive = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
         let passed = monotonicMicros()
         var restarted: Bool?, restartMicros = 0
-        if let pages = passive, pages >= limitPages {
-            _ = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
+        if let pages = passive?.log, pages >= limitPages {
+            let second = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
             let held = monotonicMicros()
             // The writer finishes the batch it is in, then waits in `giveWay`: the restart
             // finds the write lock free, with no busy sleeps.
             state.withLock { $0.restarting = true }
             state.withLock(waitingOn: writerLeft, until: { !$0.writerInBatch || $0.stopping }) { _ in }
-            restarted = checkpoint(SQLITE_CHECKPOINT_RESTART) != nil
+            let writerOut = monotonicMicros()
+            let restart = checkpoint(SQLITE_CHECKPOINT_RESTART)
+            restarted = restart != nil
             state.withLock { $0.restarting = false }
             writerMayGo.broadcast()
-            restartMicros = monotonicMicros() - held
+            let end = monotonicMicros()
+            restartMicros = end - held
+            stats.withLock { stats in
+                stats.restartWaitMicros.add(writerOut - held)
+                stats.restartCheckpointMicros.add(end - writerOut)
+                stats.restartFrames.add((restart?.log ?? 0) - (second?.copied ?? 0))
+            }
         }
         stats.withLock { stats in
             stats.passes += 1
             stats.passMicros.add(passed - started)
-            if let pages = passive { stats.largestLogPages = max(stats.largestLogPages, pages) } else { stats.failures += 1 }
+            if let pages = passive?.log { stats.largestLogPages = max(stats.largestLogPages, pages) } else { stats.failures += 1 }
             if let restarted {
                 stats.restartMicros.add(restartMicros)
                 if restarted { stats.restarts += 1 } else { stats.failures += 1 }
@@ -216,11 +229,11 @@ final class Checkpointer: @unchecked Sendable {
     }
 
     /// Runs one checkpoint of `mode`.
-    /// - Returns: The write-ahead log's length in pages as the checkpoint found it, or `nil`
-    ///   when it failed or was busy.
-    private func checkpoint(_ mode: Int32) -> Int? {
+    /// - Returns: The write-ahead log's length in pages as the checkpoint found it and how
+    ///   many of them are copied by its end, or `nil` when it failed or was busy.
+    private func checkpoint(_ mode: Int32) -> (log: Int, copied: Int)? {
         var logPages: Int32 = 0, copied: Int32 = 0
         let rc = sqlite3_wal_checkpoint_v2(connection.db, nil, mode, &logPages, &copied)
-        return rc == SQLITE_OK ? Int(logPages) : nil
+        return rc == SQLITE_OK ? (Int(logPages), Int(copied)) : nil
     }
 }
