@@ -421,7 +421,3 @@ private func runAgentSagaBench(directory: String, sagas: Int, terminalSagas: Int
     removeDatabase(empty + "/sagalane.db")
 }
 
-private func format3(_ value: Double) -> String {
-    let scaled = (value * 1000).rounded() / 1000
-    return String(scaled)
-}

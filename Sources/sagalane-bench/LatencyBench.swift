@@ -152,12 +152,6 @@ private func firstLine(_ path: String) -> String {
 
 private func millis(_ micros: Int) -> String { format3(Double(micros) / 1000) + " ms" }
 
-private func format3(_ x: Double) -> String {
-    let scaled = Int((x * 1000).rounded())
-    let whole = scaled / 1000, fraction = scaled % 1000
-    return "\(whole)." + String(repeating: "0", count: fraction < 10 ? 2 : fraction < 100 ? 1 : 0) + "\(fraction)"
-}
-
 /// Runs exactly `n` sagas, 256 in flight, and nothing else: a fixed workload for counting
 /// instructions (scripts/callgrind-saga runs it at two sizes and divides the difference).
 func runCountedSagas(directory: String, sagas n: Int) async throws {

@@ -138,6 +138,13 @@ func format(_ value: Double) -> String {
     return String(scaled)
 }
 
+/// Three decimals, always written (0.050, not 0.05).
+func format3(_ x: Double) -> String {
+    let scaled = Int((x * 1000).rounded())
+    let whole = scaled / 1000, fraction = scaled % 1000
+    return "\(whole)." + String(repeating: "0", count: fraction < 10 ? 2 : fraction < 100 ? 1 : 0) + "\(fraction)"
+}
+
 func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
