@@ -85,6 +85,23 @@ final class GroupCommitWriter: Sendable {
         if !accepted { for (_, completion) in items { completion(.failure(.logClosed())) } } else if wake { queue.condition.signal() }
     }
 
+    /// `submit(together:)` for two items, with no array to build for them.
+    func submit(_ first: Work, completion firstDone: @escaping Completion, then second: Work, completion secondDone: @escaping Completion) {
+        let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
+            if queue.stopping { return (false, false) }
+            let wasEmpty = queue.pending.isEmpty
+            queue.pending.append(Pending(work: first, completion: firstDone))
+            queue.pending.append(Pending(work: second, completion: secondDone))
+            return (true, wasEmpty)
+        }
+        if !accepted {
+            firstDone(.failure(.logClosed()))
+            secondDone(.failure(.logClosed()))
+        } else if wake {
+            queue.condition.signal()
+        }
+    }
+
     /// Writes everything already queued, then stops the thread and closes the storage's write
     /// side.
     func stop() {
