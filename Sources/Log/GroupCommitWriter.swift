@@ -24,11 +24,14 @@ final class GroupCommitWriter: Sendable {
     private struct Pending {
         let work: Work
         let completion: Completion
-
         /// A record that goes into a group commit (not a bulk deletion, not exclusive work).
-        var isPlainRecord: Bool {
-            if case .record(let record) = work { return record.deletion == nil }
-            return false
+        /// Worked out once, when queued: asking the work would copy its record each time.
+        let isPlainRecord: Bool
+
+        init(work: Work, completion: @escaping Completion) {
+            self.work = work
+            self.completion = completion
+            if case .record(let record) = work { isPlainRecord = record.deletion == nil } else { isPlainRecord = false }
         }
     }
 
@@ -83,6 +86,23 @@ final class GroupCommitWriter: Sendable {
             return (true, wasEmpty)
         }
         if !accepted { for (_, completion) in items { completion(.failure(.logClosed())) } } else if wake { queue.condition.signal() }
+    }
+
+    /// `submit(together:)` for two items, with no array to build for them.
+    func submit(_ first: Work, completion firstDone: @escaping Completion, then second: Work, completion secondDone: @escaping Completion) {
+        let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
+            if queue.stopping { return (false, false) }
+            let wasEmpty = queue.pending.isEmpty
+            queue.pending.append(Pending(work: first, completion: firstDone))
+            queue.pending.append(Pending(work: second, completion: secondDone))
+            return (true, wasEmpty)
+        }
+        if !accepted {
+            firstDone(.failure(.logClosed()))
+            secondDone(.failure(.logClosed()))
+        } else if wake {
+            queue.condition.signal()
+        }
     }
 
     /// Writes everything already queued, then stops the thread and closes the storage's write
@@ -147,8 +167,9 @@ final class GroupCommitWriter: Sendable {
             return
         }
         let begun = monotonicMicros()
-        for item in group {
-            guard case .record(let record) = item.work else { continue }
+        // By index: a loop over the items would copy each one, its record and closure.
+        for index in group.indices {
+            guard case .record(let record) = group[index].work else { continue }
             do throws(SagaLaneError) {
                 results.append(.success(try storage.apply(record)))
             } catch {
@@ -173,7 +194,7 @@ final class GroupCommitWriter: Sendable {
         records.add(group.count, ordering: .relaxed)
         let events = storage.takeCommittedEvents()
         if !events.isEmpty { committed(events) }
-        for (item, result) in zip(group, results) { item.completion(result) }
+        for (index, result) in zip(group.indices, results) { group[index].completion(result) }
         let told = monotonicMicros()
         profile.withLock { profile in
             profile.begin.add(begun - started)

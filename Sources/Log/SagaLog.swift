@@ -124,6 +124,32 @@ public final class SagaLog: Sendable {
         writer.submit(together: items)
     }
 
+    /// `submit(together:)` for two records, with no array to build for them.
+    private func submit(_ first: LogRecord, _ firstDone: @escaping @Sendable (Result<Int, SagaLaneError>) -> Void,
+                        then second: LogRecord, _ secondDone: @escaping @Sendable (Result<Int, SagaLaneError>) -> Void) {
+        guard let writer else {
+            let refused = SagaLaneError(.readOnly, "the log was opened read-only (for diagnostics) and cannot write")
+            firstDone(.failure(refused))
+            secondDone(.failure(refused))
+            return
+        }
+        var firstValid = true, secondValid = true
+        do throws(SagaLaneError) { try first.validate() } catch {
+            firstValid = false
+            firstDone(.failure(error))
+        }
+        do throws(SagaLaneError) { try second.validate() } catch {
+            secondValid = false
+            secondDone(.failure(error))
+        }
+        switch (firstValid, secondValid) {
+        case (true, true): writer.submit(.record(first), completion: firstDone, then: .record(second), completion: secondDone)
+        case (true, false): writer.submit(.record(first), completion: firstDone)
+        case (false, true): writer.submit(.record(second), completion: secondDone)
+        case (false, false): break
+        }
+    }
+
     /// Writes `first` and `then` in one group commit, in that order, and returns once both are
     /// durable or failed, with their results: for a record that nothing external may separate
     /// from the one before it (a step's success and the saga's next step). A record that
@@ -133,7 +159,7 @@ public final class SagaLog: Sendable {
         // Unchecked, as in `write(_:)`: each completion runs exactly once, so one resume.
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             pair.continuation = continuation
-            submit(together: [(first, { @Sendable in pair.set(0, $0) }), (second, { @Sendable in pair.set(1, $0) })])
+            submit(first, { @Sendable in pair.set(0, $0) }, then: second, { @Sendable in pair.set(1, $0) })
         }
         return pair.results
     }

@@ -21,6 +21,15 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Statements whose SQL is a literal, by the address of its text: found without hashing
     /// the text (the writer's hot path runs several per saga).
     private var literalStatements: [UnsafeRawPointer: OpaquePointer] = [:]
+    /// Where `run` copies its text arguments, so SQLite can take them as static text: bound
+    /// with SQLITE_TRANSIENT, each text argument costs SQLite a free of the last run's copy, an
+    /// allocation and a copy. Statements may keep pointers into it between runs (bindings
+    /// outlive a reset); every run binds all its parameters again before stepping, and the
+    /// space is only freed or moved after every cached statement's bindings are cleared.
+    private var scratch: UnsafeMutableRawPointer?
+    private var scratchCapacity = 0
+    /// Past this size the space is given back after the run that needed it.
+    private static let scratchKept = 1 << 20
 
     init(path: String, flags: Int32) throws(SagaLaneError) {
         _ = Self.configured
@@ -53,6 +62,24 @@ final class SQLiteConnection: @unchecked Sendable {
         literalStatements.removeAll()
         if let db { sqlite3_close_v2(db) }
         db = nil
+        scratch?.deallocate()
+        scratch = nil
+        scratchCapacity = 0
+    }
+
+    /// Makes the scratch space hold at least `byteCount` bytes (none for 0). No statement is
+    /// left bound to the old space.
+    private func resizeScratch(_ byteCount: Int) {
+        for statement in statements.values { sqlite3_clear_bindings(statement) }
+        for statement in literalStatements.values { sqlite3_clear_bindings(statement) }
+        scratch?.deallocate()
+        scratch = nil
+        scratchCapacity = 0
+        if byteCount > 0 {
+            let capacity = max(byteCount, 4096)
+            scratch = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+            scratchCapacity = capacity
+        }
     }
 
     func error(_ sql: String?) -> SagaLaneError {
@@ -121,17 +148,38 @@ final class SQLiteConnection: @unchecked Sendable {
     /// a fresh statement has). Bindings are never cleared between runs, since each run binds
     /// them all: a text parameter's buffer inside SQLite is reused by the next run rather than
     /// freed and allocated again.
-    private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) {
+    ///
+    /// With `copyingTextToScratch`, text goes into the scratch space and is bound as static
+    /// text: only for a statement that is stepped to its end and reset before anything else
+    /// runs on the connection (a query's rows are read in between, by code that may run
+    /// other statements).
+    private func bind(_ statement: OpaquePointer, _ arguments: [SQLValue], copyingTextToScratch: Bool = false,
+                      sql: @autoclosure () -> String) throws(SagaLaneError) {
         let parameters = Int(sqlite3_bind_parameter_count(statement))
         guard arguments.count <= parameters else {
             throw SagaLaneError(.invalidArgument, "\(arguments.count) values for the \(parameters) parameters of: \(sql())")
         }
         for index in arguments.count..<parameters { sqlite3_bind_null(statement, Int32(index + 1)) }
+        var offset = 0
+        if copyingTextToScratch {
+            var needed = 1
+            for case .text(let v) in arguments { needed += v.utf8.count }
+            if needed > scratchCapacity { resizeScratch(needed) }
+        }
         for (i, argument) in arguments.enumerated() {
             let index = Int32(i + 1)
             let rc: Int32
             switch argument {
             case .int(let v): rc = sqlite3_bind_int64(statement, index, v)
+            case .text(var v) where copyingTextToScratch:
+                // SQLITE_STATIC (nil): SQLite reads the text where it is until the next reset.
+                let start = scratch! + offset
+                let count = v.withUTF8 { bytes in
+                    if let base = bytes.baseAddress { start.copyMemory(from: base, byteCount: bytes.count) }
+                    return bytes.count
+                }
+                offset += count
+                rc = sqlite3_bind_text64(statement, index, start.assumingMemoryBound(to: CChar.self), UInt64(count), nil, UInt8(SQLITE_UTF8))
             case .text(var v):
                 // Straight from the string's UTF-8 (on the stack for a small string): passing
                 // the String itself would copy it into a new heap array first. The 64-bit
@@ -165,8 +213,11 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     private func run(_ statement: OpaquePointer, _ arguments: [SQLValue], sql: @autoclosure () -> String) throws(SagaLaneError) -> Int {
-        defer { sqlite3_reset(statement) }
-        try bind(statement, arguments, sql: sql())
+        defer {
+            sqlite3_reset(statement)
+            if scratchCapacity > Self.scratchKept { resizeScratch(0) }
+        }
+        try bind(statement, arguments, copyingTextToScratch: true, sql: sql())
         var rc = sqlite3_step(statement)
         while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
         if rc != SQLITE_DONE { throw error(sql()) }
