@@ -70,8 +70,11 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Makes the scratch space hold at least `byteCount` bytes (none for 0). No statement is
     /// left bound to the old space.
     private func resizeScratch(_ byteCount: Int) {
-        for statement in statements.values { sqlite3_clear_bindings(statement) }
-        for statement in literalStatements.values { sqlite3_clear_bindings(statement) }
+        // Not a query whose rows are being read (the caller may be running this between
+        // them): its registers may share its bindings' memory, and only `run`'s statements,
+        // reset by now, are bound to the scratch space.
+        for statement in statements.values where sqlite3_stmt_busy(statement) == 0 { sqlite3_clear_bindings(statement) }
+        for statement in literalStatements.values where sqlite3_stmt_busy(statement) == 0 { sqlite3_clear_bindings(statement) }
         scratch?.deallocate()
         scratch = nil
         scratchCapacity = 0
