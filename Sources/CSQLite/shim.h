@@ -14,4 +14,14 @@ static inline int sl_sqlite_db_config_int(sqlite3 *db, int op, int value, int *o
 static inline int sl_sqlite_config_memstatus(int on) {
     return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, on);
 }
+/* Syncs a file of `db`'s main database through its VFS, as a checkpoint would: the database
+ * file (SQLITE_FCNTL_FILE_POINTER) or its write-ahead log (SQLITE_FCNTL_JOURNAL_POINTER). A
+ * file the connection has not opened has nothing to sync. */
+static inline int sl_sqlite_sync_file(sqlite3 *db, int pointer_op) {
+    sqlite3_file *file = 0;
+    int rc = sqlite3_file_control(db, "main", pointer_op, &file);
+    if (rc != SQLITE_OK) return rc;
+    if (file == 0 || file->pMethods == 0) return SQLITE_OK;
+    return file->pMethods->xSync(file, SQLITE_SYNC_NORMAL);
+}
 #endif

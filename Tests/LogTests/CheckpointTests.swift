@@ -113,4 +113,22 @@ struct CheckpointTests {
         reader.close()
         log.close()
     }
+
+    /// The checkpointer syncs the database file and the write-ahead log itself, through the
+    /// files SQLite opened for its connection; one it has not opened yet has nothing to sync.
+    @Test func theCheckpointerSyncsTheFilesItsConnectionOpened() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("log.db")
+        var db: OpaquePointer?
+        #expect(sqlite3_open(path, &db) == SQLITE_OK)
+        defer { sqlite3_close(db) }
+        #expect(sl_sqlite_sync_file(db, SQLITE_FCNTL_JOURNAL_POINTER) == SQLITE_OK, "no write-ahead log is open yet")
+        #expect(sqlite3_exec(db, "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1)", nil, nil, nil) == SQLITE_OK)
+        var file: UnsafeMutablePointer<sqlite3_file>?
+        #expect(sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &file) == SQLITE_OK)
+        #expect(file?.pointee.pMethods != nil, "the write-ahead log is open once written")
+        #expect(sl_sqlite_sync_file(db, SQLITE_FCNTL_JOURNAL_POINTER) == SQLITE_OK)
+        #expect(sl_sqlite_sync_file(db, SQLITE_FCNTL_FILE_POINTER) == SQLITE_OK)
+        #expect(sl_sqlite_sync_file(db, SQLITE_FCNTL_LOCKSTATE + 1000) == SQLITE_NOTFOUND, "an opcode that is not a file's is refused")
+    }
 }

@@ -40,14 +40,17 @@ package struct CheckpointStats: Sendable {
 /// commits never pay for copying pages into the database file or for its syncs.
 ///
 /// The write connection's WAL hook counts the pages each commit appends; every `passPages` of
-/// them wake the thread for a `PASSIVE` checkpoint, which waits for no reader and no writer.
+/// them wake the thread for a `PASSIVE` checkpoint, which waits for no reader and no writer,
+/// and then syncs the pages it copied into the database file.
 /// A passive checkpoint copies what is committed, but the write-ahead log starts over (its
 /// next writer writes from the top of the file) only when a write transaction begins with
 /// everything in it copied; commits that keep coming while a pass syncs leave no such moment,
 /// and the file grows. Once it is `limitPages` long the thread runs a second passive pass (so
-/// little is left), then has the writer wait before its next batch (`giveWay`) while a
-/// `RESTART` checkpoint copies the rest and waits (up to its busy timeout) for readers to
-/// leave the old frames; the writer's next transaction starts the file over. The restart
+/// little is left), syncs the database file and the log itself (so the restart's syncs find
+/// only the pages copied and appended since), then has the writer wait before its next batch
+/// (`giveWay`) while a `RESTART` checkpoint copies the rest and waits (up to its busy
+/// timeout) for readers to leave the old frames; the writer's next transaction starts the
+/// file over. The restart
 /// begins once the writer is out of the batch it was in (the writer says when it enters and
 /// leaves one), so it never sleeps in SQLite's busy handler while the writer waits for it.
 /// Without the wait, a writer that begins batch after batch would leave the checkpoint's
@@ -195,10 +198,15 @@ final class Checkpointer: @unchecked Sendable {
     private func pass() {
         let started = monotonicMicros()
         let passive = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
+        syncCopies(of: passive)
         let passed = monotonicMicros()
         var restarted: Bool?, restartMicros = 0
         if let pages = passive?.log, pages >= limitPages {
             let second = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
+            syncCopies(of: second)
+            // What the writer appended meanwhile, so the restart's own sync of the log finds
+            // little left to write.
+            _ = sl_sqlite_sync_file(connection.db, SQLITE_FCNTL_JOURNAL_POINTER)
             let held = monotonicMicros()
             // The writer finishes the batch it is in, then waits in `giveWay`: the restart
             // finds the write lock free, with no busy sleeps.
@@ -226,6 +234,16 @@ final class Checkpointer: @unchecked Sendable {
                 if restarted { stats.restarts += 1 } else { stats.failures += 1 }
             }
         }
+    }
+
+    /// Syncs the database file after a passive checkpoint. SQLite syncs it only when a
+    /// checkpoint ends with the whole log copied, commits that came in meanwhile included;
+    /// under steady writes that is only the restart's, which would then write out every page
+    /// the passes copied since the last restart while the writer waits for it. (What the
+    /// checkpoint reports cannot tell: it counts against the log as it was when it began.)
+    private func syncCopies(of checkpoint: (log: Int, copied: Int)?) {
+        guard let checkpoint, checkpoint.copied > 0 else { return }
+        _ = sl_sqlite_sync_file(connection.db, SQLITE_FCNTL_FILE_POINTER)
     }
 
     /// Runs one checkpoint of `mode`.
