@@ -90,6 +90,8 @@ final class Checkpointer: @unchecked Sendable {
     /// outpaces the checkpoints): before its next batch the writer waits for the end of the
     /// pass this number counts, the next to begin, which restarts the log if readers let it.
     private var waitForPass: Int?
+    /// Set, on the checkpointer thread, when one of its own syncs failed (see `sync`).
+    private var syncFailed = false
 
     /// Opens the checkpointer's own connection to `path` (a log in WAL mode, already migrated)
     /// and starts its thread.
@@ -196,34 +198,22 @@ final class Checkpointer: @unchecked Sendable {
 
     /// One passive checkpoint; a restart after it when the log is past its bound.
     private func pass() {
+        if syncFailed {
+            stats.withLock { $0.failures += 1 }
+            return
+        }
         let started = monotonicMicros()
         let passive = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
         syncCopies(of: passive)
         let passed = monotonicMicros()
         var restarted: Bool?, restartMicros = 0
-        if let pages = passive?.log, pages >= limitPages {
+        if let pages = passive?.log, pages >= limitPages, !syncFailed {
             let second = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
             syncCopies(of: second)
             // What the writer appended meanwhile, so the restart's own sync of the log finds
             // little left to write.
-            _ = sl_sqlite_sync_file(connection.db, SQLITE_FCNTL_JOURNAL_POINTER)
-            let held = monotonicMicros()
-            // The writer finishes the batch it is in, then waits in `giveWay`: the restart
-            // finds the write lock free, with no busy sleeps.
-            state.withLock { $0.restarting = true }
-            state.withLock(waitingOn: writerLeft, until: { !$0.writerInBatch || $0.stopping }) { _ in }
-            let writerOut = monotonicMicros()
-            let restart = checkpoint(SQLITE_CHECKPOINT_RESTART)
-            restarted = restart != nil
-            state.withLock { $0.restarting = false }
-            writerMayGo.broadcast()
-            let end = monotonicMicros()
-            restartMicros = end - held
-            stats.withLock { stats in
-                stats.restartWaitMicros.add(writerOut - held)
-                stats.restartCheckpointMicros.add(end - writerOut)
-                stats.restartFrames.add((restart?.log ?? 0) - (second?.copied ?? 0))
-            }
+            sync(SQLITE_FCNTL_JOURNAL_POINTER)
+            if !syncFailed { (restarted, restartMicros) = restart(after: second) }
         }
         stats.withLock { stats in
             stats.passes += 1
@@ -236,6 +226,28 @@ final class Checkpointer: @unchecked Sendable {
         }
     }
 
+    /// Has the writer wait while a `RESTART` checkpoint copies what `second` (the pass just
+    /// before) left and starts the log over.
+    /// - Returns: Whether it did, and how long the writer waited, in microseconds.
+    private func restart(after second: (log: Int, copied: Int)?) -> (Bool, Int) {
+        let held = monotonicMicros()
+        // The writer finishes the batch it is in, then waits in `giveWay`: the restart
+        // finds the write lock free, with no busy sleeps.
+        state.withLock { $0.restarting = true }
+        state.withLock(waitingOn: writerLeft, until: { !$0.writerInBatch || $0.stopping }) { _ in }
+        let writerOut = monotonicMicros()
+        let restart = checkpoint(SQLITE_CHECKPOINT_RESTART)
+        state.withLock { $0.restarting = false }
+        writerMayGo.broadcast()
+        let end = monotonicMicros()
+        stats.withLock { stats in
+            stats.restartWaitMicros.add(writerOut - held)
+            stats.restartCheckpointMicros.add(end - writerOut)
+            stats.restartFrames.add((restart?.log ?? 0) - (second?.copied ?? 0))
+        }
+        return (restart != nil, end - held)
+    }
+
     /// Syncs the database file after a passive checkpoint. SQLite syncs it only when a
     /// checkpoint ends with the whole log copied, commits that came in meanwhile included;
     /// under steady writes that is only the restart's, which would then write out every page
@@ -243,7 +255,17 @@ final class Checkpointer: @unchecked Sendable {
     /// checkpoint reports cannot tell: it counts against the log as it was when it began.)
     private func syncCopies(of checkpoint: (log: Int, copied: Int)?) {
         guard let checkpoint, checkpoint.copied > 0 else { return }
-        _ = sl_sqlite_sync_file(connection.db, SQLITE_FCNTL_FILE_POINTER)
+        sync(SQLITE_FCNTL_FILE_POINTER)
+    }
+
+    /// Syncs the database file or the log through this connection's file. A failure stops
+    /// this checkpointer for good: the kernel reports a failed write-back once per open file,
+    /// so SQLite's next sync of the same file could succeed for pages that never reached the
+    /// disk, and SQLite would then start the log over without them. The write-ahead log keeps
+    /// every commit meanwhile; the checkpoint at close runs on the writer's own file, which
+    /// sees the error itself.
+    private func sync(_ file: Int32) {
+        if sl_sqlite_sync_file(connection.db, file) != SQLITE_OK { syncFailed = true }
     }
 
     /// Runs one checkpoint of `mode`.
