@@ -357,8 +357,9 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         try writeConnection().execute(sql)
     }
 
-    func expectRow(_ changed: Int, _ what: String) throws(SagaLaneError) -> Int {
-        if changed == 0 { throw SagaLaneError(.notFound, "no such \(what)") }
+    /// `what` is made only for the error: the writer calls this for most records it applies.
+    func expectRow(_ changed: Int, _ what: @autoclosure () -> String) throws(SagaLaneError) -> Int {
+        if changed == 0 { throw SagaLaneError(.notFound, "no such \(what())") }
         return changed
     }
 
