@@ -82,7 +82,7 @@ extension Coordinator {
         cancelStepTimer(instance)
         do {
             try await log.write(.compensateStep(sagaID: instance.id, index: awaiting.dispatch.step, compensated: undone,
-                                                outputJSON: event.json.serialized))
+                                                outputJSON: event.serializedJSON))
         } catch {
             await writeEnd(instance, as: .failedCompensation,
                            reason: "\(instance.failureReason ?? "failed"); the compensation of step \(undone) answered, but the log could not record it: \(error.message)")

@@ -141,12 +141,12 @@ extension Coordinator {
             // end, or its move to compensating) in one group commit: nothing is dispatched or
             // announced before that record is durable, and the log never shows a later step
             // or an end before this step's success.
-            instance.heldSuccess = SagaInstance.HeldSuccess(step: step, outputJSON: event.json.serialized)
+            instance.heldSuccess = SagaInstance.HeldSuccess(step: step, outputJSON: event.serializedJSON)
             if let compensation = awaiting.compensation {
                 instance.undo.append(SagaInstance.Undo(step: step, target: awaiting.dispatch.target, compensation: compensation))
             }
         } else {
-            cause = event.json.serialized
+            cause = event.serializedJSON
         }
         await apply(action, to: instance, cause: cause)
     }

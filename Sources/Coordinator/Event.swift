@@ -37,6 +37,19 @@ public struct Event: Sendable, Hashable, CustomStringConvertible {
         return .object(object)
     }
 
+    /// The text of `json`, written member by member without building the object first: what
+    /// a consumed step stores as its output, once per event a saga takes.
+    public var serializedJSON: String {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: JSONWriter.stackCapacity) { space in
+            var object = JSONObjectWriter(space: space)
+            object.member("payload", payload)
+            if let sagaID { object.member("saga_id", int: Int64(bitPattern: sagaID)) }
+            object.member("type", string: type)
+            object.member("version", int: Int64(bitPattern: version))
+            return object.finish()
+        }
+    }
+
     /// Reads an event from the JSON form `json` writes; `version` is optional.
     public init(json: JSON) throws(SagaLaneError) {
         guard let type = json["type"]?.stringValue, !type.isEmpty else {

@@ -147,4 +147,18 @@ struct EventBusTests {
         #expect(throws: SagaLaneError.self) { try Event(json: ["payload": 1]) }
         #expect(throws: SagaLaneError.self) { try Event(json: ["type": "X", "saga_id": "seven"]) }
     }
+
+    /// The text written member by member (what a step's output row stores) is the text of the
+    /// object `json` builds, byte for byte, with or without a saga id, whatever the payload.
+    @Test func serializedJSONIsTheTextOfJSON() {
+        let events = [
+            Event(type: "PanesReaped", sagaID: 7, payload: ["label": "main", "n": 2, "nested": ["a": [1, 2.5, nil]]], version: 3),
+            Event(type: "Untagged", payload: .null, version: 0),
+            Event(type: "Quote\"and\\back\nslash é", sagaID: UInt64.max, payload: "text \u{1}", version: UInt64.max),
+            Event(type: "", sagaID: 1, payload: .array([]), version: 1),
+        ]
+        for event in events {
+            #expect(event.serializedJSON == event.json.serialized)
+        }
+    }
 }
