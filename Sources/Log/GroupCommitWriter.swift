@@ -130,6 +130,7 @@ final class GroupCommitWriter: Sendable {
             if done { return }
             process(batch)
             batch.removeAll(keepingCapacity: true)
+            if queue.withLock({ $0.pending.isEmpty && !$0.stopping }) { storage.writerIdle() }
         }
     }
 

@@ -46,6 +46,9 @@ public protocol LogStorage: AnyObject, Sendable {
     /// The lifecycle events the batch just committed wrote, in position order; each batch's
     /// are handed out once. Empty after a rollback.
     func takeCommittedEvents() -> [LifecycleEntry]
+    /// Called when a batch is done and nothing else is queued: a moment for upkeep that
+    /// would otherwise hold up a batch. The default does nothing.
+    func writerIdle()
 
     // MARK: Reading (any thread)
 
@@ -94,4 +97,8 @@ public protocol LogStorage: AnyObject, Sendable {
     func job(lane: String, idempotencyKey key: String) throws(SagaLaneError) -> JobRecord?
     /// Up to `limit` pending operator requests, by saga id.
     func requests(limit: Int) throws(SagaLaneError) -> [SagaRequest]
+}
+
+extension LogStorage {
+    public func writerIdle() {}
 }

@@ -75,6 +75,42 @@ struct CheckpointTests {
         reopened.close()
     }
 
+    /// One record at a time, as a host that waits for each saga: with every commit synced, the
+    /// writer copies what each pass left while it has nothing queued, so the log starts over
+    /// long before its bound and commits overwrite the file rather than extend it. When commits
+    /// do not sync, growing costs them nothing and the writer leaves the log to the passes.
+    @Test(arguments: [Durability.full, .normal])
+    func anIdleWriterCatchesUpWithEachPassWhenCommitsSync(durability: Durability) async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("log.db")
+        let limits = SQLiteStorage.CheckpointLimits(passPages: 32, limitPages: 8192)
+        let storage = try SQLiteStorage.open(path: path, durability: durability, busyTimeoutMilliseconds: 5000, create: true,
+                                             checkpointing: .background, checkpointLimits: limits)
+        let log = try SagaLog(storage: storage)
+        let sagas = 400
+        var largestWAL = 0
+        for id in 1...sagas {
+            try await log.startSaga(id: UInt64(id), name: "s", inputJSON: Self.input)
+            largestWAL = max(largestWAL, size(path + "-wal"))
+        }
+        let stats = try #require(storage.checkpointStats)
+        #expect(stats.restarts == 0, "the log never reached its bound (\(stats))")
+        // About a page a saga: 400 pages written in all, against 32 per pass and at most
+        // `catchUpPages` copied by the writer.
+        let caughtUpBound = (limits.passPages + Checkpointer.catchUpPages + 32) * (4096 + 24)
+        switch durability {
+        case .full:
+            #expect(stats.catchUps > 0, "\(stats)")
+            #expect(largestWAL <= caughtUpBound, "the write-ahead log reached \(largestWAL) bytes (\(stats))")
+        case .normal:
+            #expect(stats.catchUps == 0, "\(stats)")
+        }
+        log.close()
+        let reopened = try SagaLog.openReadOnly(path: path)
+        #expect(try reopened.stats().sagas.values.reduce(0, +) == sagas, "every commit is in the file")
+        reopened.close()
+    }
+
     @Test func aReaderInAnotherConnectionKeepsReadingWhileTheCheckpointerRuns() async throws {
         let dir = TemporaryDirectory()
         let path = dir.file("log.db")

@@ -11,8 +11,9 @@ public enum Checkpointing: String, Sendable, CaseIterable {
     case inline
     /// A thread with a connection of its own checkpoints after every 1000 pages written,
     /// without blocking the writer. The write-ahead log starts over only once everything in it
-    /// is copied, which writes that never pause do not allow: when it passes 64 MiB the writer
-    /// waits while the thread copies the few pages its last pass left and restarts it.
+    /// is copied: when every commit syncs, a writer with nothing queued copies the few pages a
+    /// pass left; writes that never pause allow no such moment, and when the log passes
+    /// 64 MiB the writer waits while the thread copies what its last pass left and restarts it.
     case background
 }
 
@@ -34,6 +35,10 @@ package struct CheckpointStats: Sendable {
     package var restartWaitMicros = PowerHistogram()
     package var restartCheckpointMicros = PowerHistogram()
     package var restartFrames = PowerHistogram()
+    /// Times the writer, with nothing queued, copied what the last pass left (so that its
+    /// next batch started the log over), and microseconds each took.
+    package var catchUps = 0
+    package var catchUpMicros = PowerHistogram()
 }
 
 /// Checkpoints a log's write-ahead log from a thread and connection of its own, so the writer's
@@ -45,7 +50,9 @@ package struct CheckpointStats: Sendable {
 /// A passive checkpoint copies what is committed, but the write-ahead log starts over (its
 /// next writer writes from the top of the file) only when a write transaction begins with
 /// everything in it copied; commits that keep coming while a pass syncs leave no such moment,
-/// and the file grows. Once it is `limitPages` long the thread runs a second passive pass (so
+/// and the file grows. A writer that is idle between commits (they sync, and it has nothing
+/// queued) makes that moment itself, copying the little a pass left (`writerIdle`). Under
+/// steady writes, once the log is `limitPages` long the thread runs a second passive pass (so
 /// little is left), syncs the database file and the log itself (so the restart's syncs find
 /// only the pages copied and appended since), then has the writer wait before its next batch
 /// (`giveWay`) while a `RESTART` checkpoint copies the rest and waits (up to its busy
@@ -69,11 +76,15 @@ final class Checkpointer: @unchecked Sendable {
         /// Passes begun and passes finished so far.
         var started = 0
         var finished = 0
+        /// How many of the write-ahead log's frames the last pass left copied.
+        var copiedByLastPass = 0
     }
 
     private let connection: SQLiteConnection
     private let passPages: Int
     private let limitPages: Int
+    /// Whether the writer catches up when idle (`writerIdle`): only when each commit syncs.
+    private let catchUpWhenIdle: Bool
     private let state = ConditionLock(State())
     /// What the writer waits on in `giveWay` (the lock's own condition wakes the thread).
     private let writerMayGo: ConditionLock<State>.Condition
@@ -90,6 +101,10 @@ final class Checkpointer: @unchecked Sendable {
     /// outpaces the checkpoints): before its next batch the writer waits for the end of the
     /// pass this number counts, the next to begin, which restarts the log if readers let it.
     private var waitForPass: Int?
+    /// The most a writer with nothing queued copies to catch up with a pass (`writerIdle`).
+    static let catchUpPages = 128
+    /// The pass after which the writer last caught up (`writerIdle`); writer thread only.
+    private var caughtUpAfter = 0
     /// Set, on the checkpointer thread, when one of its own syncs failed (see `sync`).
     private var syncFailed = false
 
@@ -100,6 +115,7 @@ final class Checkpointer: @unchecked Sendable {
          busyTimeoutMilliseconds: Int32 = 200) throws(SagaLaneError) {
         self.passPages = passPages
         self.limitPages = limitPages
+        catchUpWhenIdle = synchronous == "FULL"
         writerMayGo = state.makeCondition()
         writerLeft = state.makeCondition()
         connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE)
@@ -162,6 +178,35 @@ final class Checkpointer: @unchecked Sendable {
         state.withLock(waitingOn: writerMayGo, until: { !$0.restarting || $0.stopping }) { $0.writerInBatch = true }
     }
 
+    /// Writer thread, with nothing queued: once a pass has copied a log at least `passPages`
+    /// long, the writer copies the few pages committed while that pass ran, so that its next
+    /// batch starts the log over. Its commits then overwrite blocks the file already has,
+    /// where appending would have each commit's sync also write the file's new size (a
+    /// sequential saga's commits took a third longer); a writer that is never idle (steady
+    /// load) leaves restarts to the bound. A record that comes in meanwhile waits for a copy
+    /// of a few pages and one sync of the database file.
+    /// Only when each commit syncs (`FULL`): otherwise commits pay nothing for the growth,
+    /// and catching up would sync all the log written since the last pass, at length. And
+    /// only when the pass left at most `catchUpPages`: more means commits came fast while it
+    /// ran, and the next record would wait for the copy.
+    func writerIdle(_ writer: SQLiteConnection) {
+        guard catchUpWhenIdle, lastLogPages >= passPages else { return }
+        let (finished, passCopied) = state.withLock { ($0.finished, $0.copiedByLastPass) }
+        guard finished > caughtUpAfter else { return }
+        caughtUpAfter = finished
+        guard lastLogPages - passCopied <= Self.catchUpPages else { return }
+        let started = monotonicMicros()
+        var logPages: Int32 = 0, copied: Int32 = 0
+        // Passive: when the thread has begun another pass, this one is busy and does nothing.
+        let rc = sqlite3_wal_checkpoint_v2(writer.db, nil, SQLITE_CHECKPOINT_PASSIVE, &logPages, &copied)
+        let micros = monotonicMicros() - started
+        guard rc == SQLITE_OK else { return }
+        stats.withLock { stats in
+            stats.catchUps += 1
+            stats.catchUpMicros.add(micros)
+        }
+    }
+
     /// Writer thread, once its batch is committed or rolled back (or did not begin).
     func writerEnds() {
         let waited = state.withLock { state -> Bool in
@@ -190,17 +235,21 @@ final class Checkpointer: @unchecked Sendable {
                 return !state.stopping
             }
             guard go else { return }
-            pass()
-            state.withLock { $0.finished += 1 }
+            let copied = pass()
+            state.withLock { state in
+                state.finished += 1
+                state.copiedByLastPass = copied
+            }
             writerMayGo.broadcast()
         }
     }
 
     /// One passive checkpoint; a restart after it when the log is past its bound.
-    private func pass() {
+    /// - Returns: How many frames of the log are copied by its end (0 after a restart).
+    private func pass() -> Int {
         if syncFailed {
             stats.withLock { $0.failures += 1 }
-            return
+            return 0
         }
         let started = monotonicMicros()
         let passive = checkpoint(SQLITE_CHECKPOINT_PASSIVE)
@@ -224,6 +273,7 @@ final class Checkpointer: @unchecked Sendable {
                 if restarted { stats.restarts += 1 } else { stats.failures += 1 }
             }
         }
+        return restarted == nil ? passive?.copied ?? 0 : 0
     }
 
     /// Has the writer wait while a `RESTART` checkpoint copies what `second` (the pass just

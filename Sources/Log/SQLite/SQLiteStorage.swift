@@ -307,6 +307,10 @@ public final class SQLiteStorage: LogStorage, @unchecked Sendable {
         try? writer.execute("ROLLBACK")
     }
 
+    public func writerIdle() {
+        if let checkpointer, let writer { checkpointer.writerIdle(writer) }
+    }
+
     public func takeCommittedEvents() -> [LifecycleEntry] {
         guard !committedEvents.isEmpty else { return [] }
         defer { committedEvents.removeAll(keepingCapacity: true) }
