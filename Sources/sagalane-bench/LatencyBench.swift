@@ -41,16 +41,16 @@ private struct OpenLoopRun {
 /// The rate is `load` times the closed-loop maximum measured first in the same run. Each
 /// `Checkpointing` runs `pairs` times, alternately (which goes first alternates too), so a
 /// burst of load on this shared machine spoils a run of each rather than one side.
-func runLatencyBench(directory: String, load: Double, seconds: Double, pairs: Int = 3) async throws {
+func runLatencyBench(directory: String, load: Double, seconds: Double, pairs: Int = 3, durability: Durability = .normal) async throws {
     let path = directory + "/bench-latency.db"
-    let maximum = try await measureSagaThroughput(path: path, durability: .normal, sagas: 20_000, concurrency: 256)
+    let maximum = try await measureSagaThroughput(path: path, durability: durability, sagas: 20_000, concurrency: 256)
     let rate = maximum * load
-    print("latency: two-step sagas started open-loop at \(Int(rate)) sagas/s for \(Int(seconds)) s (\(Int(load * 100))% of the closed-loop maximum, \(Int(maximum)) sagas/s, measured first), normal durability;")
+    print("latency: two-step sagas started open-loop at \(Int(rate)) sagas/s for \(Int(seconds)) s (\(Int(load * 100))% of the closed-loop maximum, \(Int(maximum)) sagas/s, measured first), \(durability.rawValue) durability;")
     print("         checkpoints inline (SQLite's, in the writer's commits) and in the background, alternately, \(pairs) runs each")
     var runs: [OpenLoopRun] = []
     for round in 0..<pairs {
         for checkpointing in round % 2 == 0 ? [Checkpointing.inline, .background] : [.background, .inline] {
-            let run = try await runOpenLoop(path: path, rate: rate, seconds: seconds, checkpointing: checkpointing)
+            let run = try await runOpenLoop(path: path, rate: rate, seconds: seconds, durability: durability, checkpointing: checkpointing)
             runs.append(run)
             printRun(run)
         }
@@ -65,8 +65,9 @@ func runLatencyBench(directory: String, load: Double, seconds: Double, pairs: In
     }
 }
 
-private func runOpenLoop(path: String, rate: Double, seconds: Double, checkpointing: Checkpointing) async throws -> OpenLoopRun {
-    let rig = try SagaRig(path: path, durability: .normal, checkpointing: checkpointing, diagnostics: .discard)
+private func runOpenLoop(path: String, rate: Double, seconds: Double, durability: Durability,
+                         checkpointing: Checkpointing) async throws -> OpenLoopRun {
+    let rig = try SagaRig(path: path, durability: durability, checkpointing: checkpointing, diagnostics: .discard)
     try await rig.start("two_step") { TwoStepSaga() }
     let latencies = Latencies()
     let total = Int(rate * seconds)
@@ -109,6 +110,8 @@ private func printRun(_ run: OpenLoopRun) {
         print("      restarts: waiting for the writer's batch up to \(millis(k.restartWaitMicros.largest)), the RESTART checkpoint up to "
               + "\(millis(k.restartCheckpointMicros.largest)) (mean \(millis(k.restartCheckpointMicros.total / max(1, k.restartCheckpointMicros.count)))), "
               + "frames left for it up to \(k.restartFrames.largest) (mean \(k.restartFrames.total / max(1, k.restartFrames.count)))")
+        print("      the idle writer caught up after a pass \(k.catchUps) times (up to \(millis(k.catchUpMicros.largest)), "
+              + "mean \(millis(k.catchUpMicros.total / max(1, k.catchUpMicros.count))))")
     }
 }
 

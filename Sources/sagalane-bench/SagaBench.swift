@@ -83,7 +83,8 @@ func measureSagaThroughput(path: String, durability: Durability, sagas n: Int, c
 /// Two-step sagas per second, and the log's commits per saga (each one an fsync a saga that
 /// runs alone waits for in turn).
 func measureSagas(path: String, durability: Durability, sagas n: Int, concurrency: Int,
-                  checkpointing: Checkpointing = .background) async throws -> (rate: Double, commitsPerSaga: Double, profile: CommitProfile) {
+                  checkpointing: Checkpointing = .background)
+    async throws -> (rate: Double, commitsPerSaga: Double, profile: CommitProfile, checkpoints: CheckpointStats?) {
     let rig = try SagaRig(path: path, durability: durability, checkpointing: checkpointing)
     try await rig.start("two_step") { TwoStepSaga() }
     let sub = rig.bus.subscribe(bufferSize: 1 << 22)
@@ -108,9 +109,10 @@ func measureSagas(path: String, durability: Durability, sagas n: Int, concurrenc
     let elapsed = monotonicSeconds() - start
     let commits = rig.log.commitCounts.batches
     let profile = rig.log.commitProfile
+    let checkpoints = (rig.log.storage as? SQLiteStorage)?.checkpointStats
     sub.cancel()
     await rig.shutdown(path: path)
-    return (Double(n) / elapsed, Double(commits) / Double(n), profile)
+    return (Double(n) / elapsed, Double(commits) / Double(n), profile, checkpoints)
 }
 
 /// Starts a saga, waiting for room in the launch queue while it is full.
@@ -194,5 +196,9 @@ func runSequentialSagas(directory: String, sagas: Int = 200) async throws {
         let batches = Double(alone.profile.batch.total) / measured, commit = Double(alone.profile.commit.total) / measured
         print("    per saga \(Int(perSaga)) µs: COMMIT \(Int(commit)) µs, the rest of the writer's batches \(Int(batches - commit)) µs, "
               + "outside the writer \(Int(perSaga - batches)) µs")
+        if let k = alone.checkpoints {
+            print("    \(k.passes) passes, \(k.restarts) restarts at the bound, WAL at most \(k.largestLogPages) pages; "
+                  + "the idle writer caught up \(k.catchUps) times (mean \(k.catchUpMicros.total / max(1, k.catchUpMicros.count)) µs)")
+        }
     }
 }

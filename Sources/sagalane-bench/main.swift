@@ -7,6 +7,7 @@
 //   sagalane-bench recovery-only [--policy mark_failed|resume]   the recovery figures alone (for perf)
 //   sagalane-bench wire [--commands N]    the protocol's figures alone (no log)
 //   sagalane-bench wire-counted --op OP --frames N   one frame operation N times (for callgrind)
+//   sagalane-bench latency [--durability full|normal]   open-loop latency alone (default normal)
 //   sagalane-bench memory [--sagas N]     resident memory per in-flight saga alone (default 100,000)
 //   sagalane-bench agent-peer ...         the other process of the agent benchmarks
 import Glibc
@@ -22,6 +23,7 @@ var commands = 1_000_000
 var terminalSagas = 1_000_000
 var directory = ".build"
 var policies: [RecoveryPolicy] = [.markFailed, .resume]
+var latencyDurability = Durability.normal
 var wireOperation = WireCountedOperation.commandParse
 var frames = 10_000
 var index = 0
@@ -41,6 +43,13 @@ while index < arguments.count {
             exit(2)
         }
         policies = [policy]
+    case "--durability" where index + 1 < arguments.count:
+        index += 1
+        guard let durability = Durability(rawValue: arguments[index]) else {
+            writeStandardError("sagalane-bench: --durability takes full or normal\n")
+            exit(2)
+        }
+        latencyDurability = durability
     case "--commands" where index + 1 < arguments.count: readCount(&commands)
     case "--frames" where index + 1 < arguments.count: readCount(&frames)
     case "--op" where index + 1 < arguments.count:
@@ -60,7 +69,7 @@ while index < arguments.count {
         index += 1
         directory = arguments[index]
     case "-h", "--help":
-        print("usage: sagalane-bench [log|saga|sequential|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH]")
+        print("usage: sagalane-bench [log|saga|sequential|recovery|lane|burst|latency|agent|all] [--sagas N] [--burst N] [--dir PATH] [--durability full|normal]")
         print("                      [--commands N] [--terminal-sagas N]   (agent: command frames; log size for start-up)")
         print("       sagalane-bench counted --sagas N   (exactly N sagas, for scripts/callgrind-saga)")
         print("       sagalane-bench recovery-only [--policy mark_failed|resume]   (the recovery figures alone, for perf)")
@@ -81,7 +90,7 @@ mkdir(directory, 0o755)
 /// would park the main thread in libdispatch's main loop, which valgrind cannot follow; the
 /// task is detached because top-level code runs on the main actor, which that thread holds.)
 let finished = Completion<Int32>()
-Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, terminalSagas, policies, wireOperation, frames] in
+Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, terminalSagas, policies, wireOperation, frames, latencyDurability] in
     do {
         if what == "wire-counted" {
             runWireCounted(operation: wireOperation, frames: frames)
@@ -100,7 +109,7 @@ Task.detached { [what, directory, sagas, sawSagasArgument, burst, commands, term
             try runLaneSubmitBench(directory: directory, jobs: sagas * 4)
         }
         if what == "latency" || what == "all" {
-            try await runLatencyBench(directory: directory, load: 0.5, seconds: 5)
+            try await runLatencyBench(directory: directory, load: 0.5, seconds: 5, durability: latencyDurability)
         }
         if what == "burst" || what == "all" {
             try await runBurstBench(directory: directory, sagas: burst)
