@@ -129,30 +129,6 @@ private func bands(_ h: PowerHistogram) -> String {
     return parts.joined(separator: "   ")
 }
 
-/// The time all of this process's threads have spent waiting on a run queue (schedstat's
-/// second field), in nanoseconds.
-private func runQueueNanos() -> Int {
-    guard let dir = opendir("/proc/self/task") else { return 0 }
-    defer { closedir(dir) }
-    var total = 0
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        guard name.first?.isNumber == true else { continue }
-        let fields = firstLine("/proc/self/task/\(name)/schedstat").split(separator: " ")
-        if fields.count > 1 { total += Int(fields[1]) ?? 0 }
-    }
-    return total
-}
-
-private func firstLine(_ path: String) -> String {
-    guard let f = fopen(path, "r") else { return "" }
-    defer { fclose(f) }
-    var line = [CChar](repeating: 0, count: 256)
-    guard fgets(&line, Int32(line.count), f) != nil else { return "" }
-    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return text.split(separator: "\n").first.map(String.init) ?? ""
-}
-
 private func millis(_ micros: Int) -> String { format3(Double(micros) / 1000) + " ms" }
 
 /// Runs exactly `n` sagas, 256 in flight, and nothing else: a fixed workload for counting
