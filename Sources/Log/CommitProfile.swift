@@ -19,6 +19,9 @@ package struct PowerHistogram: Sendable {
         largest = max(largest, v)
     }
 
+    /// The values' mean, rounded down; 0 when there are none.
+    package var mean: Int { total / max(1, count) }
+
     /// The values in bucket `i` are below this.
     package static func upperBound(ofBucket i: Int) -> Int { i == 0 ? 1 : 1 << i }
 

@@ -122,15 +122,22 @@ final class GroupCommitWriter: Sendable {
 
     private func runLoop() {
         var batch: [Pending] = []
+        /// Takes what is queued; true when the writer is to stop, everything written.
+        func take(_ queue: inout Queue) -> Bool {
+            swap(&batch, &queue.pending)
+            return queue.stopping && batch.isEmpty
+        }
         while true {
-            let done = queue.withLock(until: { !$0.pending.isEmpty || $0.stopping }) { queue -> Bool in
-                swap(&batch, &queue.pending)
-                return queue.stopping && batch.isEmpty
+            // Under load there is always a batch; only a writer about to wait is idle, and the
+            // storage has that moment before it does.
+            var done = queue.withLock(take)
+            if batch.isEmpty && !done {
+                storage.writerIdle()
+                done = queue.withLock(until: { !$0.pending.isEmpty || $0.stopping }, take)
             }
             if done { return }
             process(batch)
             batch.removeAll(keepingCapacity: true)
-            if queue.withLock({ $0.pending.isEmpty && !$0.stopping }) { storage.writerIdle() }
         }
     }
 

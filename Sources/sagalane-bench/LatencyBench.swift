@@ -108,10 +108,10 @@ private func printRun(_ run: OpenLoopRun) {
         print("      background checkpoints: \(k.passes) passes (longest \(millis(k.passMicros.largest))), \(k.restarts) restarts "
               + "(writer held up to \(millis(k.restartMicros.largest))), \(k.failures) busy or failed, WAL at most \(k.largestLogPages) pages")
         print("      restarts: waiting for the writer's batch up to \(millis(k.restartWaitMicros.largest)), the RESTART checkpoint up to "
-              + "\(millis(k.restartCheckpointMicros.largest)) (mean \(millis(k.restartCheckpointMicros.total / max(1, k.restartCheckpointMicros.count)))), "
-              + "frames left for it up to \(k.restartFrames.largest) (mean \(k.restartFrames.total / max(1, k.restartFrames.count)))")
+              + "\(millis(k.restartCheckpointMicros.largest)) (mean \(millis(k.restartCheckpointMicros.mean))), "
+              + "frames left for it up to \(k.restartFrames.largest) (mean \(k.restartFrames.mean))")
         print("      the idle writer caught up after a pass \(k.catchUps) times (up to \(millis(k.catchUpMicros.largest)), "
-              + "mean \(millis(k.catchUpMicros.total / max(1, k.catchUpMicros.count))))")
+              + "mean \(millis(k.catchUpMicros.mean)))")
     }
 }
 

@@ -202,7 +202,7 @@ func runSequentialSagas(directory: String, sagas: Int = 200) async throws {
               + "outside the writer \(Int(perSaga - batches)) µs")
         if let k = alone.checkpoints {
             print("    \(k.passes) passes, \(k.restarts) restarts at the bound, WAL at most \(k.largestLogPages) pages; "
-                  + "the idle writer caught up \(k.catchUps) times (mean \(k.catchUpMicros.total / max(1, k.catchUpMicros.count)) µs)")
+                  + "the idle writer caught up \(k.catchUps) times (mean \(k.catchUpMicros.mean) µs)")
         }
     }
 }

@@ -3,15 +3,15 @@ import Glibc
 // What this process's threads did, from /proc/self/task/*/schedstat: its first field is the
 // nanoseconds a thread ran, its second the nanoseconds it waited on a run queue.
 
-/// Calls `body` with each thread's name and its schedstat fields.
-private func forEachThread(_ body: (_ name: String, _ schedstat: [Substring]) -> Void) {
+/// Calls `body` with each thread's folder (/proc/self/task/TID) and its schedstat fields.
+private func forEachThread(_ body: (_ folder: String, _ schedstat: [Substring]) -> Void) {
     guard let dir = opendir("/proc/self/task") else { return }
     defer { closedir(dir) }
     while let entry = readdir(dir) {
         let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         guard tid.first?.isNumber == true else { continue }
-        let fields = firstLine("/proc/self/task/\(tid)/schedstat").split(separator: " ")
-        body(firstLine("/proc/self/task/\(tid)/comm"), fields)
+        let folder = "/proc/self/task/\(tid)"
+        body(folder, firstLine(folder + "/schedstat").split(separator: " "))
     }
 }
 
@@ -26,7 +26,9 @@ func runQueueNanos() -> Int {
 /// cooperative pool's, added together).
 func cpuNanosByThread() -> [String: Int] {
     var times: [String: Int] = [:]
-    forEachThread { name, fields in if let ran = fields.first.flatMap({ Int($0) }) { times[name, default: 0] += ran } }
+    forEachThread { folder, fields in
+        if let ran = fields.first.flatMap({ Int($0) }) { times[firstLine(folder + "/comm"), default: 0] += ran }
+    }
     return times
 }
 

@@ -196,11 +196,9 @@ final class Checkpointer: @unchecked Sendable {
         caughtUpAfter = finished
         guard lastLogPages - passCopied <= Self.catchUpPages else { return }
         let started = monotonicMicros()
-        var logPages: Int32 = 0, copied: Int32 = 0
         // Passive: when the thread has begun another pass, this one is busy and does nothing.
-        let rc = sqlite3_wal_checkpoint_v2(writer.db, nil, SQLITE_CHECKPOINT_PASSIVE, &logPages, &copied)
+        guard checkpoint(SQLITE_CHECKPOINT_PASSIVE, on: writer) != nil else { return }
         let micros = monotonicMicros() - started
-        guard rc == SQLITE_OK else { return }
         stats.withLock { stats in
             stats.catchUps += 1
             stats.catchUpMicros.add(micros)
@@ -318,12 +316,12 @@ final class Checkpointer: @unchecked Sendable {
         if sl_sqlite_sync_file(connection.db, file) != SQLITE_OK { syncFailed = true }
     }
 
-    /// Runs one checkpoint of `mode`.
+    /// Runs one checkpoint of `mode` on `connection` (this checkpointer's own unless given).
     /// - Returns: The write-ahead log's length in pages as the checkpoint found it and how
     ///   many of them are copied by its end, or `nil` when it failed or was busy.
-    private func checkpoint(_ mode: Int32) -> (log: Int, copied: Int)? {
+    private func checkpoint(_ mode: Int32, on connection: SQLiteConnection? = nil) -> (log: Int, copied: Int)? {
         var logPages: Int32 = 0, copied: Int32 = 0
-        let rc = sqlite3_wal_checkpoint_v2(connection.db, nil, mode, &logPages, &copied)
+        let rc = sqlite3_wal_checkpoint_v2((connection ?? self.connection).db, nil, mode, &logPages, &copied)
         return rc == SQLITE_OK ? (Int(logPages), Int(copied)) : nil
     }
 }
